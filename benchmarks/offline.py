@@ -1,0 +1,81 @@
+"""vLLM's offline ``LLM.generate`` on the weak prompts: the ceiling the served weak model is held to.
+
+Runs in the benchmark process after the served stack is stopped (on a GPU both cannot hold the
+memory at once). ``LLM`` starts its engine in a spawned process, so this module must only be
+used under ``if __name__ == "__main__":`` (``python -m benchmarks.bench`` is).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.engine.config import EngineConfig
+
+
+def offline_llm(config: EngineConfig) -> Any:
+    if config.cpu_kv_cache_space_gib is not None:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.cpu_kv_cache_space_gib:g}")
+    from vllm import LLM
+
+    optional: dict[str, Any] = {}
+    if config.max_model_len is not None:
+        optional["max_model_len"] = config.max_model_len
+    if config.max_num_seqs is not None:
+        optional["max_num_seqs"] = config.max_num_seqs
+    return LLM(
+        model=config.model,
+        served_model_name=[config.name],
+        dtype=config.dtype,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        enable_prefix_caching=config.enable_prefix_caching,
+        enforce_eager=config.enforce_eager,
+        seed=config.seed,
+        **optional,
+        **config.engine_kwargs,
+    )
+
+
+def offline_completions_per_s(
+    config: EngineConfig,
+    prompts: Sequence[Sequence[int]],
+    new_tokens: Sequence[int],
+    n: int,
+    sampling: SamplingSettings,
+) -> dict[str, Any]:
+    """Weak completions per second of one ``LLM.generate`` call over every prompt (n samples each)."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    llm = offline_llm(config)
+    try:
+        params = [
+            SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=tokens)
+            for tokens in new_tokens
+        ]
+        inputs = [TokensPrompt(prompt_token_ids=list(prompt)) for prompt in prompts]
+        # Warm-up on one prompt, so start-up work is not timed; its cache blocks are reset below.
+        llm.generate(inputs[:1], params[:1], use_tqdm=False)
+        llm.reset_prefix_cache()
+        started = time.perf_counter()
+        outputs = llm.generate(inputs, params, use_tqdm=False)
+        seconds = time.perf_counter() - started
+        completions = sum(len(output.outputs) for output in outputs)
+        generated = sum(len(sample.token_ids) for output in outputs for sample in output.outputs)
+    finally:
+        shutdown = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if shutdown is not None and hasattr(shutdown, "shutdown"):
+            shutdown.shutdown()
+        del llm
+        gc.collect()
+    return {
+        "prompts": len(prompts),
+        "completions": completions,
+        "generated_tokens": generated,
+        "seconds": seconds,
+        "completions_per_s": completions / seconds if seconds else 0.0,
+    }

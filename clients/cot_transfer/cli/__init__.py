@@ -1,0 +1,1 @@
+"""The `cot-transfer` command line."""

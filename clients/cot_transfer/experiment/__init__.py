@@ -1,0 +1,1 @@
+"""Experiment-side code: problem datasets, run reports."""

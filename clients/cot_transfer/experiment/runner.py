@@ -1,0 +1,357 @@
+"""Runs a transfer experiment against a service and keeps every result on disk as it arrives.
+
+A results folder holds ``run.json`` (the settings, the models and their hash),
+``strong.jsonl`` (one strong CoT per problem, with the prefix of every fraction),
+``results.jsonl`` (one row per (problem, fraction)) and, once the run ends, the report:
+``summary.json``, ``report.md``, ``results.csv`` and the plots. Rows are appended, flushed and
+synced one at a time, so a crash loses at most the row being written, and a resumed run
+redoes only what is missing: problems without a strong CoT go through ``Transfer.Run`` again;
+fractions missing for a problem whose CoT is on disk are completed with ``WeakModel.Complete``
+on the stored prefix, so every row of a problem comes from the same CoT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError, Sampling
+from cot_transfer.client.client import RETRYABLE_CODES
+from cot_transfer.domain.requests import CotPrefix, FractionRecord, ProblemSpec, ServiceInfo, StrongCotRecord
+from cot_transfer.domain.transfer import Thresholds
+from cot_transfer.domain.truncation import normalize_fractions, with_baseline
+from cot_transfer.experiment.datasets import ProblemRecord, load_problems
+from cot_transfer.experiment.report import write_report
+
+logger = logging.getLogger(__name__)
+
+# A replica that died is back after its engine restarts: tens of seconds on CPU, minutes for
+# large models on GPU; the backoff covers about five minutes in all.
+STREAM_RETRY = RetryPolicy(max_attempts=12, initial_backoff_s=2.0, max_backoff_s=30.0, multiplier=2.0)
+
+RUN_FILE = "run.json"
+RESULTS_FILE = "results.jsonl"
+STRONG_FILE = "strong.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+class RunFolderError(Exception):
+    """The results folder cannot be used for this run as asked."""
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    fractions: tuple[float, ...]
+    n: int
+    strong_sampling: Sampling = field(default_factory=Sampling)
+    weak_sampling: Sampling = field(default_factory=Sampling)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    grader: str = "exact"
+
+    def measured_fractions(self) -> tuple[float, ...]:
+        return with_baseline(normalize_fractions(self.fractions))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fractions": list(self.measured_fractions()),
+            "n_samples": self.n,
+            "strong_sampling": asdict(self.strong_sampling),
+            "weak_sampling": asdict(self.weak_sampling),
+            "thresholds": asdict(self.thresholds),
+            "grader": self.grader,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExperimentSettings:
+        return cls(
+            fractions=tuple(data["fractions"]),
+            n=int(data["n_samples"]),
+            strong_sampling=Sampling(**data["strong_sampling"]),
+            weak_sampling=Sampling(**data["weak_sampling"]),
+            thresholds=Thresholds(**data["thresholds"]),
+            grader=str(data["grader"]),
+        )
+
+
+def settings_hash(settings: ExperimentSettings, problems: Sequence[ProblemRecord], info: ServiceInfo) -> str:
+    """Changes whenever something that changes results changes: models, settings, problems."""
+    payload = {
+        "models": [info.strong_model, info.weak_model],
+        "settings": settings.to_json(),
+        "problems": [problem.to_json() for problem in problems],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _DurableJsonl:
+    """Appends one JSON object per line and syncs it to disk before returning."""
+
+    def __init__(self, path: Path) -> None:
+        _drop_partial_last_line(path)
+        self._file: IO[str] = path.open("a", encoding="utf-8")
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _drop_partial_last_line(path: Path) -> None:
+    """A crash mid-write leaves a line without its newline; appending after it would corrupt
+    the next row, so it is cut off (it was never a complete row)."""
+    if not path.exists():
+        return
+    with path.open("rb+") as file:
+        content = file.read()
+        if content and not content.endswith(b"\n"):
+            file.truncate(content.rfind(b"\n") + 1)
+            file.flush()
+            os.fsync(file.fileno())
+
+
+def _read_complete_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.endswith("\n") and line.strip():
+            records.append(json.loads(line))
+    return records
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+@dataclass
+class RunState:
+    """What a results folder already holds for the current settings."""
+
+    done: set[tuple[str, float]] = field(default_factory=set)
+    strong: dict[str, StrongCotRecord] = field(default_factory=dict)
+
+
+class RunFolder:
+    """Owns a results folder: the settings, the durable row logs and the report."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+
+    @property
+    def run_file(self) -> Path:
+        return self.out_dir / RUN_FILE
+
+    def read_run(self) -> dict[str, Any]:
+        if not self.run_file.exists():
+            raise RunFolderError(f"{self.out_dir} holds no run to resume ({RUN_FILE} is missing)")
+        data: dict[str, Any] = json.loads(self.run_file.read_text(encoding="utf-8"))
+        return data
+
+    def start(self, run: dict[str, Any], resume: bool) -> RunState:
+        """Writes ``run.json`` for a new run, or checks it and loads what is done for a resumed one."""
+        if not resume:
+            if self.run_file.exists():
+                raise RunFolderError(
+                    f"{self.out_dir} already holds a run: resume it with --resume or use another --out"
+                )
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomically(self.run_file, run)
+            return RunState()
+        existing = self.read_run()
+        if existing.get("settings_hash") != run["settings_hash"]:
+            raise RunFolderError(
+                f"{self.out_dir} was run with other settings, problems or models"
+                f" (hash {existing.get('settings_hash')} there, {run['settings_hash']} now);"
+                " results are never mixed: use a new --out"
+            )
+        return self.load_state(run["settings_hash"])
+
+    def load_state(self, run_hash: str) -> RunState:
+        state = RunState()
+        for record in _read_complete_lines(self.out_dir / STRONG_FILE):
+            if record.get("settings_hash") == run_hash:
+                prefixes = tuple(CotPrefix(**prefix) for prefix in record.get("prefixes", ()))
+                state.strong[record["problem_id"]] = StrongCotRecord(
+                    problem_id=record["problem_id"],
+                    cot=record["cot"],
+                    answer=record["answer"],
+                    correct=record["correct"],
+                    cot_num_tokens=record["cot_num_tokens"],
+                    prefixes=prefixes,
+                )
+        for record in _read_complete_lines(self.out_dir / RESULTS_FILE):
+            if record.get("settings_hash") == run_hash:
+                state.done.add((record["problem_id"], float(record["fraction"])))
+        return state
+
+
+class _RowWriter:
+    def __init__(self, out_dir: Path, run_hash: str, on_row: Callable[[FractionRecord], None] | None) -> None:
+        self._hash = run_hash
+        self._strong_log = _DurableJsonl(out_dir / STRONG_FILE)
+        self._results_log = _DurableJsonl(out_dir / RESULTS_FILE)
+        self._on_row = on_row
+
+    def add_strong(self, record: StrongCotRecord) -> None:
+        self._strong_log.append({**asdict(record), "settings_hash": self._hash})
+
+    def add_result(self, record: FractionRecord) -> None:
+        self._results_log.append({**asdict(record), "potential": record.potential, "settings_hash": self._hash})
+        if self._on_row is not None:
+            self._on_row(record)
+
+    def close(self) -> None:
+        self._strong_log.close()
+        self._results_log.close()
+
+
+async def run_experiment(
+    client: CotTransferClient,
+    problems: Sequence[ProblemRecord],
+    settings: ExperimentSettings,
+    out_dir: Path,
+    *,
+    problems_path: Path | None = None,
+    resume: bool = False,
+    on_row: Callable[[FractionRecord], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
+    max_concurrent_completions: int = 16,
+    retry: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """Runs (or resumes) the experiment into ``out_dir`` and returns ``summary.json``'s content.
+
+    ``on_resume`` is told how many (problem, fraction) rows were already done. When the
+    service fails transiently (UNAVAILABLE or RESOURCE_EXHAUSTED: a replica died, overload),
+    the run continues from what is on disk after a backoff, like a ``--resume``.
+    """
+    retry = retry or STREAM_RETRY
+    info = await client.get_info()
+    run_hash = settings_hash(settings, problems, info)
+    run = {
+        **settings.to_json(),
+        "strong_model": info.strong_model,
+        "weak_model": info.weak_model,
+        "problems_path": str(problems_path) if problems_path is not None else None,
+        "problem_ids": [problem.id for problem in problems],
+        "settings_hash": run_hash,
+    }
+    folder = RunFolder(out_dir)
+    state = await asyncio.to_thread(folder.start, run, resume)
+    fractions = settings.measured_fractions()
+    if on_resume is not None:
+        on_resume(len(state.done))
+    for attempt in range(retry.max_attempts):
+        writer = _RowWriter(out_dir, run_hash, on_row)
+        try:
+            await _complete_partial_problems(
+                client, problems, settings, fractions, state, writer, max_concurrent_completions
+            )
+            fresh = [problem for problem in problems if problem.id not in state.strong]
+            if fresh:
+                await _run_fresh_problems(client, fresh, settings, writer)
+            break
+        except RpcFailedError as error:
+            if error.code not in RETRYABLE_CODES or attempt + 1 == retry.max_attempts:
+                raise
+            logger.warning("run interrupted (%s); continuing from the results on disk", error.code.name)
+            await asyncio.sleep(retry.backoff_s(attempt))
+            state = await asyncio.to_thread(folder.load_state, run_hash)
+        finally:
+            writer.close()
+    return await asyncio.to_thread(_write_report_and_read_summary, out_dir)
+
+
+def _write_report_and_read_summary(out_dir: Path) -> dict[str, Any]:
+    write_report(out_dir)
+    summary: dict[str, Any] = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return summary
+
+
+async def _complete_partial_problems(
+    client: CotTransferClient,
+    problems: Sequence[ProblemRecord],
+    settings: ExperimentSettings,
+    fractions: Sequence[float],
+    state: RunState,
+    writer: _RowWriter,
+    max_concurrency: int,
+) -> None:
+    slots = asyncio.Semaphore(max_concurrency)
+
+    async def complete_one(problem: ProblemRecord, prefix: CotPrefix) -> None:
+        async with slots:
+            result = await client.complete(
+                problem.problem,
+                prefix=prefix.text,
+                reference_answer=problem.answer,
+                n=settings.n,
+                sampling=settings.weak_sampling,
+                grader=settings.grader,
+            )
+        writer.add_result(
+            FractionRecord(
+                problem_id=problem.id,
+                fraction=prefix.fraction,
+                prefix_num_tokens=prefix.num_tokens,
+                cot_num_tokens=prefix.cot_num_tokens,
+                n=len(result.completions),
+                num_correct=result.num_correct,
+            )
+        )
+
+    async with asyncio.TaskGroup() as group:
+        for problem in problems:
+            record = state.strong.get(problem.id)
+            if record is None:
+                continue
+            prefixes = {prefix.fraction: prefix for prefix in record.prefixes}
+            for fraction in fractions:
+                if (problem.id, fraction) in state.done:
+                    continue
+                if fraction not in prefixes:
+                    raise RunFolderError(f"{STRONG_FILE} has no prefix at fraction {fraction} for {problem.id!r}")
+                group.create_task(complete_one(problem, prefixes[fraction]))
+
+
+async def _run_fresh_problems(
+    client: CotTransferClient, problems: Sequence[ProblemRecord], settings: ExperimentSettings, writer: _RowWriter
+) -> None:
+    async for event in client.run_transfer(
+        [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in problems],
+        settings.measured_fractions(),
+        n=settings.n,
+        strong_sampling=settings.strong_sampling,
+        weak_sampling=settings.weak_sampling,
+        thresholds=settings.thresholds,
+        grader=settings.grader,
+    ):
+        if isinstance(event, StrongCotRecord):
+            writer.add_strong(event)
+        elif isinstance(event, FractionRecord):
+            writer.add_result(event)
+
+
+def resume_inputs(out_dir: Path) -> tuple[list[ProblemRecord], ExperimentSettings, Path]:
+    """The problems and settings a folder was started with, for ``run --resume``."""
+    run = RunFolder(out_dir).read_run()
+    if not run.get("problems_path"):
+        raise RunFolderError(f"{out_dir / RUN_FILE} does not say which problems file the run used")
+    problems_path = Path(run["problems_path"])
+    by_id = {problem.id: problem for problem in load_problems(problems_path)}
+    missing = [problem_id for problem_id in run["problem_ids"] if problem_id not in by_id]
+    if missing:
+        raise RunFolderError(f"{problems_path} no longer holds problems {missing[:5]} of the run in {out_dir}")
+    problems = [by_id[problem_id] for problem_id in run["problem_ids"]]
+    return problems, ExperimentSettings.from_json(run), problems_path

@@ -1,0 +1,1 @@
+"""Generated gRPC code of the cot_transfer.v1 API (`make protos`)."""

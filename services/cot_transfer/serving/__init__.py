@@ -1,0 +1,1 @@
+"""Serving: the model servers (data plane), the Ray Serve deployments, and the gRPC edge."""

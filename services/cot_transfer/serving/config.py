@@ -1,0 +1,188 @@
+"""The serving config: one typed YAML file for the local start and the Kubernetes manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cot_transfer.domain.sampling import MAX_TEMPERATURE, SamplingSettings
+from cot_transfer.domain.transfer import (
+    DEFAULT_BASELINE_MAX_POTENTIAL,
+    DEFAULT_UNLOCK_MIN_POTENTIAL,
+    Thresholds,
+)
+from cot_transfer.engine.config import EngineConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingDefaults(_Strict):
+    temperature: float = Field(default=0.6, ge=0.0, le=MAX_TEMPERATURE, description="Sampling temperature.")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(
+        default=256, ge=1, description="Generation budget; for the weak model it counts the prefix."
+    )
+    seed: int | None = Field(default=None, description="Sampling seed; unseeded when unset.")
+
+    def settings(self) -> SamplingSettings:
+        return SamplingSettings(self.temperature, self.top_p, self.max_tokens, self.seed)
+
+
+class ThresholdsConfig(_Strict):
+    baseline_max_potential: float = Field(
+        default=DEFAULT_BASELINE_MAX_POTENTIAL,
+        ge=0.0,
+        le=1.0,
+        description="Unsolved at baseline when the potential at fraction 0 is at most this (tau0).",
+    )
+    unlock_min_potential: float = Field(
+        default=DEFAULT_UNLOCK_MIN_POTENTIAL,
+        ge=0.0,
+        le=1.0,
+        description="Unlocked at a fraction when the potential there is at least this (tau).",
+    )
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.baseline_max_potential, self.unlock_min_potential).check("thresholds")
+
+
+class ResourcesConfig(_Strict):
+    num_cpus: float = Field(default=1.0, ge=0.0, description="CPUs per replica (Ray logical resources).")
+    num_gpus: float = Field(default=0.0, ge=0.0, description="GPUs per replica; 0 runs the engine on CPU.")
+    memory_gib: float | None = Field(default=None, gt=0.0, description="Host memory per replica, if constrained.")
+
+    def ray_actor_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.memory_gib is not None:
+            options["memory"] = int(self.memory_gib * 2**30)
+        return options
+
+
+class AutoscalingConfig(_Strict):
+    min_replicas: int = Field(default=1, ge=0, description="Fewest replicas kept running.")
+    max_replicas: int = Field(default=1, ge=1, description="Most replicas the autoscaler may start.")
+    initial_replicas: int | None = Field(default=None, ge=0, description="Replicas at start; min_replicas if unset.")
+    target_ongoing_requests: float = Field(
+        default=8.0, gt=0.0, description="Ongoing requests per replica the autoscaler steers towards."
+    )
+    upscale_delay_s: float = Field(default=30.0, ge=0.0, description="Load must stay high this long to scale up.")
+    downscale_delay_s: float = Field(default=300.0, ge=0.0, description="Load must stay low this long to scale down.")
+    look_back_period_s: float = Field(default=30.0, gt=0.0, description="Window the load is averaged over.")
+    policy: Literal["ongoing_requests", "engine_queue"] = Field(
+        default="ongoing_requests",
+        description="ongoing_requests: Serve's default, requests per replica towards target_ongoing_requests."
+        " engine_queue: scale on the vLLM waiting queue (cot_transfer.serving.autoscaling.EngineQueuePolicy).",
+    )
+    engine_queue_waiting_per_replica: float = Field(
+        default=1.0, ge=0.0, description="engine_queue: scale up while more sequences than this wait per replica."
+    )
+    engine_queue_running_per_replica: float = Field(
+        default=32.0,
+        gt=0.0,
+        description="engine_queue: scale down when the running sequences fit on fewer replicas at this many each.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
+        return self
+
+    def serve_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+            "look_back_period_s": self.look_back_period_s,
+        }
+        if self.initial_replicas is not None:
+            config["initial_replicas"] = self.initial_replicas
+        if self.policy == "engine_queue":
+            config["policy"] = {
+                "policy_function": "cot_transfer.serving.autoscaling:EngineQueuePolicy",
+                "policy_kwargs": {
+                    "waiting_per_replica": self.engine_queue_waiting_per_replica,
+                    "running_per_replica": self.engine_queue_running_per_replica,
+                },
+            }
+        return config
+
+
+class ModelDeploymentConfig(_Strict):
+    engine: EngineConfig = Field(description="The model and its vLLM engine settings.")
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Resources of one replica.")
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="Replica bounds.")
+    max_ongoing_requests: int = Field(
+        default=64, ge=1, description="Requests one replica works on at once; more wait in the handle queue."
+    )
+    max_queued_requests: int = Field(
+        default=-1, ge=-1, description="Requests waiting for a replica before RESOURCE_EXHAUSTED; -1 is unbounded."
+    )
+    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults, description="Defaults for unset fields.")
+
+
+class IngressConfig(_Strict):
+    num_replicas: int = Field(default=1, ge=1, description="Replicas of the gRPC ingress deployment.")
+    num_cpus: float = Field(default=0.0, ge=0.0, description="CPUs per ingress replica (it only orchestrates).")
+    max_ongoing_requests: int = Field(default=256, ge=1, description="Calls one ingress replica serves at once.")
+    max_concurrent_completions: int = Field(
+        default=64, ge=1, description="Weak-model calls one ingress replica keeps in flight across experiments."
+    )
+
+
+class LimitsConfig(_Strict):
+    max_samples_per_request: int = Field(default=1024, ge=1, description="Cap on n in one request.")
+    max_problems_per_run: int = Field(default=10_000, ge=1, description="Cap on problems in one Transfer.Run.")
+    max_fractions: int = Field(default=101, ge=1, description="Cap on fractions in one request.")
+
+
+class ServingConfig(_Strict):
+    app_name: str = Field(default="cot_transfer", description="Ray Serve application name (gRPC metadata).")
+    route_prefix: str = Field(default="/cot_transfer", description="Route prefix of the application.")
+    grpc_port: int = Field(default=9000, ge=0, le=65535, description="Port of Ray Serve's gRPC proxy.")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="Port of Ray Serve's HTTP proxy.")
+    metrics_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port of Ray's own Prometheus endpoint on each node (local start; KubeRay sets its own)."
+        " The service's endpoint is GET {route_prefix}/metrics on the HTTP port.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the proxies listen on.")
+    default_grader: str = Field(default="exact", description="Grader used when a request names none.")
+    auth_token_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the bearer token every call must carry"
+        " ('authorization: Bearer <token>'); no token is required when unset. Health checks are exempt.",
+    )
+    thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig, description="Default unlock thresholds.")
+    strong: ModelDeploymentConfig = Field(description="The strong model that writes the CoT.")
+    weak: ModelDeploymentConfig = Field(description="The weak model that completes prefixes.")
+    ingress: IngressConfig = Field(default_factory=IngressConfig, description="The gRPC ingress deployment.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Request size limits.")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ServingConfig:
+        """Loads a config; relative model paths are taken relative to the file's folder."""
+        path = Path(path)
+        data = yaml.safe_load(path.read_text()) or {}
+        config = cls.model_validate(data)
+        return config.with_models_relative_to(path.parent)
+
+    def with_models_relative_to(self, base: Path) -> ServingConfig:
+        updated = self.model_copy(deep=True)
+        for deployment in (updated.strong, updated.weak):
+            model_path = Path(deployment.engine.model)
+            if not model_path.is_absolute():
+                deployment.engine.model = str((base / model_path).resolve())
+        return updated
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,301 @@
+"""Ray Serve deployments: the strong and weak model replicas and the gRPC ingress.
+
+The deployments are thin: each model replica owns an engine (injected, vLLM by default) and
+a data-plane server; the ingress converts protobuf at the edge, calls the model deployments
+through handles, and turns every failure into a status code through ``status.status_for``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import grpc
+from grpc_health.v1 import health_pb2
+from ray import serve
+from ray.serve.grpc_util import RayServegRPCContext
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from cot_transfer.domain.errors import UnavailableError
+from cot_transfer.domain.requests import CompletionRequest, CompletionResult, CotPrefix, PrefixRequest, StrongEvent
+from cot_transfer.engine.base import Engine
+from cot_transfer.engine.config import EngineConfig
+from cot_transfer.serving import edge
+from cot_transfer.serving.auth import TokenAuth
+from cot_transfer.serving.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
+from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.metrics import RayServiceMetrics
+from cot_transfer.serving.metrics_endpoint import gather_exposition, node_metric_urls
+from cot_transfer.serving.status import status_for
+from cot_transfer.serving.strong import StrongModelServer
+from cot_transfer.serving.transfer import TransferRunner
+from cot_transfer.serving.weak import WeakModelServer
+from cot_transfer.v1 import cot_transfer_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[EngineConfig], Engine]
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def vllm_engine_factory(config: EngineConfig) -> Engine:
+    from cot_transfer.engine.vllm_engine import VLLMEngine
+
+    return VLLMEngine(config)
+
+
+class _ModelReplica:
+    async def _start_engine(self, engine_config: EngineConfig, engine_factory: EngineFactory | None) -> Engine:
+        self._engine = (engine_factory or vllm_engine_factory)(engine_config)
+        await self._engine.start()
+        return self._engine
+
+    async def check_health(self) -> None:
+        """Serve's periodic replica health check, and the gRPC health probe's."""
+        await self._engine.check_health()
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """The engine's queue, for the engine_queue autoscaling policy."""
+        stats = self._engine.stats()
+        return {ENGINE_RUNNING: stats.get("running", 0.0), ENGINE_WAITING: stats.get("waiting", 0.0)}
+
+    async def __del__(self) -> None:
+        # Serve awaits this on graceful shutdown; the engine may be missing if start failed.
+        engine: Engine | None = getattr(self, "_engine", None)
+        if engine is not None:
+            await engine.shutdown()
+
+
+@serve.deployment
+class StrongModelDeployment(_ModelReplica):
+    # Ray actors may have an async constructor; type checkers insist __init__ returns None.
+    async def __init__(  # type: ignore[misc]
+        self, engine_config: EngineConfig, engine_factory: EngineFactory | None = None
+    ) -> None:
+        engine = await self._start_engine(engine_config, engine_factory)
+        self._server = StrongModelServer(engine, engine_config.name, RayServiceMetrics())
+
+    async def stream_prefixes(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+        async for event in self._server.stream_prefixes(request):
+            yield event
+
+
+@serve.deployment
+class WeakModelDeployment(_ModelReplica):
+    async def __init__(  # type: ignore[misc]
+        self, engine_config: EngineConfig, engine_factory: EngineFactory | None = None
+    ) -> None:
+        engine = await self._start_engine(engine_config, engine_factory)
+        self._server = WeakModelServer(engine, engine_config.name, RayServiceMetrics())
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        return await self._server.complete(request)
+
+
+class RpcStatusError(Exception):
+    """Carries a status already set on the gRPC context out of a deployment method."""
+
+
+HEALTH_SERVICES = frozenset(
+    {"", "cot_transfer.v1.StrongModel", "cot_transfer.v1.WeakModel", "cot_transfer.v1.Transfer"}
+)
+HEALTH_PROBE_TIMEOUT_S = 5.0
+
+
+@serve.deployment
+class TransferIngress:
+    """Serves cot_transfer.v1.StrongModel, WeakModel and Transfer, and grpc.health.v1.Health.
+
+    Method names are the RPC names: Ray Serve's gRPC proxy calls the method named like the RPC.
+    """
+
+    def __init__(self, strong: DeploymentHandle, weak: DeploymentHandle, config: ServingConfig) -> None:
+        self._strong = strong
+        self._weak = weak
+        self._config = config
+        self._auth = TokenAuth.from_env(config.auth_token_env)
+        self._metrics = RayServiceMetrics()
+        self._runner = TransferRunner(
+            stream_prefixes=self._strong_events,
+            complete=self._complete,
+            max_concurrent_completions=config.ingress.max_concurrent_completions,
+            metrics=self._metrics,
+        )
+        self._draining = False
+        self._in_flight = 0
+
+    @asynccontextmanager
+    async def _rpc(self, method: str, grpc_context: RayServegRPCContext) -> AsyncIterator[None]:
+        """Authenticates, counts and times one RPC, and turns any failure into its status code."""
+        started = time.monotonic()
+        code = grpc.StatusCode.OK
+        self._in_flight += 1
+        try:
+            if self._draining:
+                raise UnavailableError("the service is shutting down; retry on another replica")
+            if self._auth is not None:
+                self._auth.check(grpc_context.invocation_metadata())
+            yield
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception as error:
+            code, details = status_for(error)
+            grpc_context.set_code(code)
+            grpc_context.set_details(details)
+            raise RpcStatusError(details) from None
+        finally:
+            self._in_flight -= 1
+            self._metrics.rpc_finished(method, code.name, time.monotonic() - started)
+
+    async def __call__(self, request: Request) -> Response:
+        """HTTP through Serve's proxy: ``GET {route_prefix}/metrics`` is the service's Prometheus endpoint."""
+        if request.method == "GET" and request.url.path.rstrip("/").endswith("/metrics"):
+            urls = await asyncio.to_thread(node_metric_urls)
+            return PlainTextResponse(await gather_exposition(urls), media_type=PROMETHEUS_CONTENT_TYPE)
+        return PlainTextResponse("this application serves gRPC; GET <route prefix>/metrics for Prometheus\n", 404)
+
+    async def _strong_events(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+        events = cast(DeploymentResponseGenerator, self._strong.stream_prefixes.options(stream=True).remote(request))
+        async for event in events:
+            yield event
+
+    async def _complete(self, request: CompletionRequest) -> CompletionResult:
+        result: CompletionResult = await self._weak.complete.remote(request)
+        return result
+
+    async def StreamPrefixes(  # noqa: N802 - the gRPC method name
+        self, request: pb.StreamPrefixesRequest, grpc_context: RayServegRPCContext
+    ) -> AsyncIterator[pb.StreamPrefixesResponse]:
+        async with self._rpc("StreamPrefixes", grpc_context):
+            started = time.monotonic()
+            first_prefix = True
+            prefix_request = edge.prefix_request_from_proto(request, self._config)
+            async for event in self._strong_events(prefix_request):
+                if first_prefix and isinstance(event, CotPrefix):
+                    self._metrics.time_to_first_prefix(time.monotonic() - started)
+                    first_prefix = False
+                yield edge.strong_event_to_proto(event)
+
+    async def Complete(  # noqa: N802 - the gRPC method name
+        self, request: pb.CompleteRequest, grpc_context: RayServegRPCContext
+    ) -> pb.CompleteResponse:
+        async with self._rpc("Complete", grpc_context):
+            result = await self._complete(edge.completion_request_from_proto(request, self._config))
+        return edge.completion_result_to_proto(result)
+
+    async def GetInfo(  # noqa: N802 - the gRPC method name
+        self, request: pb.GetInfoRequest, grpc_context: RayServegRPCContext
+    ) -> pb.GetInfoResponse:
+        async with self._rpc("GetInfo", grpc_context):
+            info = edge.service_info_to_proto(self._config)
+        return info
+
+    async def Run(  # noqa: N802 - the gRPC method name
+        self, request: pb.RunRequest, grpc_context: RayServegRPCContext
+    ) -> AsyncIterator[pb.RunResponse]:
+        async with self._rpc("Run", grpc_context):
+            transfer_request = edge.transfer_request_from_proto(request, self._config)
+            async for event in self._runner.run(transfer_request):
+                yield edge.transfer_event_to_proto(event)
+
+    async def _serving_status(self, service: str) -> int:
+        if service not in HEALTH_SERVICES:
+            return int(health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+        if self._draining:
+            return int(health_pb2.HealthCheckResponse.NOT_SERVING)
+        try:
+            async with asyncio.timeout(HEALTH_PROBE_TIMEOUT_S):
+                await asyncio.gather(self._strong.check_health.remote(), self._weak.check_health.remote())
+        except Exception:
+            logger.warning("health check: a model deployment is not healthy", exc_info=True)
+            return int(health_pb2.HealthCheckResponse.NOT_SERVING)
+        return int(health_pb2.HealthCheckResponse.SERVING)
+
+    async def Check(  # noqa: N802 - grpc.health.v1.Health/Check, for Kubernetes gRPC probes
+        self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
+    ) -> health_pb2.HealthCheckResponse:
+        status = await self._serving_status(request.service)
+        if status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN:
+            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+            grpc_context.set_details(f"unknown service {request.service!r}")
+            raise RpcStatusError(f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(  # noqa: N802 - grpc.health.v1.Health/Watch
+        self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        last: int | None = None
+        while True:
+            status = await self._serving_status(request.service)
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            await asyncio.sleep(1.0)
+
+    def start_draining(self) -> None:
+        """Health turns NOT_SERVING and new calls get UNAVAILABLE; calls in flight finish."""
+        self._draining = True
+
+    def in_flight(self) -> int:
+        return self._in_flight
+
+
+def _model_deployment_options(name: str, deployment: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "ray_actor_options": deployment.resources.ray_actor_options(),
+        "autoscaling_config": deployment.autoscaling.serve_config(),
+        "max_ongoing_requests": deployment.max_ongoing_requests,
+        "max_queued_requests": deployment.max_queued_requests,
+        # A cold vLLM start (weights, KV-cache profiling, compilation) takes minutes on big models.
+        "health_check_timeout_s": 60,
+        "graceful_shutdown_timeout_s": 30,
+    }
+
+
+def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory | None = None) -> serve.Application:
+    # serve.deployment turns the classes into Deployments, which mypy cannot see.
+    strong_options = _model_deployment_options("StrongModel", config.strong)
+    strong = StrongModelDeployment.options(**strong_options).bind(  # type: ignore[attr-defined]
+        config.strong.engine, engine_factory
+    )
+    weak_options = _model_deployment_options("WeakModel", config.weak)
+    weak = WeakModelDeployment.options(**weak_options).bind(  # type: ignore[attr-defined]
+        config.weak.engine, engine_factory
+    )
+    return TransferIngress.options(  # type: ignore[attr-defined]
+        name="TransferIngress",
+        num_replicas=config.ingress.num_replicas,
+        ray_actor_options={"num_cpus": config.ingress.num_cpus},
+        max_ongoing_requests=config.ingress.max_ongoing_requests,
+    ).bind(strong, weak, config)
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """Serve's ``import_path`` builder: ``cot_transfer.serving.deployments:build_app``.
+
+    ``args`` holds either ``config`` (the serving config as a mapping, as the Kubernetes
+    manifests embed it) or ``config_path`` (a YAML file).
+    """
+    if "config" in args:
+        config = ServingConfig.model_validate(args["config"])
+    elif "config_path" in args:
+        config = ServingConfig.from_yaml(args["config_path"])
+    else:
+        raise ValueError("build_app needs args 'config' (a mapping) or 'config_path' (a YAML file)")
+    return build_app_from_config(config)
+
+
+GRPC_SERVICER_FUNCTIONS = [
+    "cot_transfer.v1.cot_transfer_pb2_grpc.add_StrongModelServicer_to_server",
+    "cot_transfer.v1.cot_transfer_pb2_grpc.add_WeakModelServicer_to_server",
+    "cot_transfer.v1.cot_transfer_pb2_grpc.add_TransferServicer_to_server",
+    "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
+]

@@ -1,0 +1,118 @@
+"""Local start: a Ray cluster on this machine, Serve with its gRPC proxy, and the app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.deployments import GRPC_SERVICER_FUNCTIONS, EngineFactory, build_app_from_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    grpc_address: str
+    application: str
+    metrics_url: str
+
+    def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+        """Ordered: the ingress drains (health NOT_SERVING, new calls UNAVAILABLE, calls in flight
+        finish, up to ``drain_timeout_s``), then Serve and its proxies stop, then the Ray cluster."""
+        import ray
+        from ray import serve
+
+        try:
+            self._drain(drain_timeout_s)
+        except Exception:
+            logger.warning("draining failed; shutting down anyway", exc_info=True)
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+    def _drain(self, timeout_s: float) -> None:
+        from ray import serve
+
+        ingress = serve.get_app_handle(self.application)
+        ingress.start_draining.remote().result(timeout_s=10)
+        deadline = time.monotonic() + timeout_s
+        while ingress.in_flight.remote().result(timeout_s=10) > 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+def _logical_cpus(config: ServingConfig) -> int:
+    """Enough Ray CPUs for every replica the autoscalers may start, and at least the machine's."""
+    demand = sum(
+        deployment.resources.num_cpus * deployment.autoscaling.max_replicas
+        for deployment in (config.strong, config.weak)
+    )
+    demand += config.ingress.num_cpus * config.ingress.num_replicas
+    return max(os.cpu_count() or 1, int(demand + 0.999))
+
+
+def start_local(
+    config: ServingConfig,
+    engine_factory: EngineFactory | None = None,
+    ready_timeout_s: float = 600.0,
+    log_level: str = "WARNING",
+) -> LocalStack:
+    import ray
+    from ray import serve
+    from ray.serve.config import HTTPOptions, gRPCOptions
+
+    ray.init(
+        num_cpus=_logical_cpus(config),
+        include_dashboard=False,
+        # A local cluster stays on this machine: Ray's own ports bind to loopback.
+        _node_ip_address="127.0.0.1",
+        _metrics_export_port=config.metrics_port,
+        logging_level=logging.getLevelNamesMapping()[log_level],
+        # Replica logs stay in Ray's log files unless asked for, so the terminal shows results.
+        log_to_driver=log_level == "INFO",
+        runtime_env={"env_vars": {"VLLM_LOGGING_LEVEL": log_level, "TOKENIZERS_PARALLELISM": "false"}},
+    )
+    serve.start(
+        http_options=HTTPOptions(host=config.host, port=config.http_port),
+        grpc_options=gRPCOptions(port=config.grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+        logging_config={"log_level": log_level},
+    )
+    serve.run(
+        build_app_from_config(config, engine_factory),
+        name=config.app_name,
+        route_prefix=config.route_prefix,
+        blocking=False,
+    )
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    address = f"{host}:{config.grpc_port}"
+    wait_until_serving(address, config.app_name, ready_timeout_s)
+    return LocalStack(
+        grpc_address=address,
+        application=config.app_name,
+        metrics_url=f"http://{host}:{config.http_port}{config.route_prefix.rstrip('/')}/metrics",
+    )
+
+
+def wait_until_serving(address: str, application: str, timeout_s: float) -> None:
+    """Blocks until the gRPC proxy lists the application as routable."""
+    from ray.serve.generated import serve_pb2, serve_pb2_grpc
+
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = serve_pb2_grpc.RayServeAPIServiceStub(channel)
+        while True:
+            try:
+                request = serve_pb2.ListApplicationsRequest()  # type: ignore[attr-defined]
+                listed = stub.ListApplications(request, timeout=5)
+                if application in listed.application_names:
+                    return
+            except grpc.RpcError as error:
+                logger.debug("gRPC proxy not ready yet: %s", error.code())
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gRPC proxy at {address} did not serve {application!r} in {timeout_s:.0f} s")
+            time.sleep(0.5)

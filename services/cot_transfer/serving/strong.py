@@ -1,0 +1,78 @@
+"""The strong model's data plane: generate a CoT and cut it into prefixes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, Sequence
+
+from cot_transfer.domain.errors import OutOfRangeError
+from cot_transfer.domain.grading import get_grader
+from cot_transfer.domain.requests import CotDelta, CotPrefix, PrefixRequest, StrongAnswer, StrongEvent
+from cot_transfer.domain.truncation import prefix_token_count
+from cot_transfer.engine.base import Engine, GenerationRequest, PromptTokenizer
+from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
+
+
+def check_fits_context(prompt_tokens: int, new_tokens: int, max_model_len: int, field: str) -> None:
+    if prompt_tokens + new_tokens > max_model_len:
+        raise OutOfRangeError(
+            field,
+            f"prompt of {prompt_tokens} tokens plus a budget of {new_tokens} new tokens exceeds the model's"
+            f" context of {max_model_len} tokens",
+        )
+
+
+class StrongModelServer:
+    def __init__(self, engine: Engine, model_name: str = "strong", metrics: ServiceMetrics = NO_METRICS) -> None:
+        self._engine = engine
+        self._model_name = model_name
+        self._metrics = metrics
+
+    async def stream_prefixes(self, request: PrefixRequest) -> AsyncGenerator[StrongEvent, None]:
+        grader = get_grader(request.grader)
+        tokenizer = self._engine.tokenizer
+        prompt_ids = tokenizer.encode(tokenizer.render_problem(request.problem))
+        check_fits_context(
+            len(prompt_ids), request.sampling.max_tokens, self._engine.max_model_len, "sampling.max_tokens"
+        )
+        request_id = f"strong-{uuid.uuid4().hex}"
+        cot_ids: list[int] = []
+        finish_reason = "length"
+        generation = GenerationRequest(prompt_ids, n=1, sampling=request.sampling, stream_deltas=True)
+        try:
+            async for output in self._engine.generate(generation, request_id):
+                sample = output.samples[0]
+                cot_ids.extend(sample.token_ids)
+                if sample.text:
+                    yield CotDelta(sample.text)
+                if sample.finish_reason is not None:
+                    finish_reason = sample.finish_reason
+        except (asyncio.CancelledError, GeneratorExit):
+            await self._engine.abort(request_id)
+            self._metrics.aborted(self._model_name)
+            raise
+        finally:
+            self._metrics.tokens(self._model_name, prompt=len(prompt_ids), generated=len(cot_ids))
+        cot_ids = _without_trailing_special(tokenizer, cot_ids)
+        for fraction in request.fractions:
+            yield cut_prefix(tokenizer, cot_ids, fraction)
+        cot = tokenizer.decode(cot_ids)
+        yield StrongAnswer(
+            cot=cot, answer=grader.extract(cot), cot_num_tokens=len(cot_ids), finish_reason=finish_reason
+        )
+
+
+def cut_prefix(tokenizer: PromptTokenizer, cot_ids: Sequence[int], fraction: float) -> CotPrefix:
+    kept = prefix_token_count(fraction, len(cot_ids))
+    return CotPrefix(
+        fraction=fraction, text=tokenizer.decode(cot_ids[:kept]), num_tokens=kept, cot_num_tokens=len(cot_ids)
+    )
+
+
+def _without_trailing_special(tokenizer: PromptTokenizer, token_ids: list[int]) -> list[int]:
+    """Drops end-of-sequence tokens so the CoT length counts only the reasoning itself."""
+    end = len(token_ids)
+    while end > 0 and tokenizer.is_special(token_ids[end - 1]):
+        end -= 1
+    return token_ids[:end]

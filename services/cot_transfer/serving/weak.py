@@ -1,0 +1,68 @@
+"""The weak model's data plane: complete a prefix n times and grade every completion."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+
+from cot_transfer.domain.errors import UnavailableError
+from cot_transfer.domain.grading import get_grader, grade
+from cot_transfer.domain.requests import CompletionRequest, CompletionResult, GradedCompletion
+from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest
+from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.strong import check_fits_context
+
+
+class WeakModelServer:
+    def __init__(self, engine: Engine, model_name: str = "weak", metrics: ServiceMetrics = NO_METRICS) -> None:
+        self._engine = engine
+        self._model_name = model_name
+        self._metrics = metrics
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        grader = get_grader(request.grader)
+        tokenizer = self._engine.tokenizer
+        # The weak model continues the strong model's reasoning inside its own answer turn,
+        # so the prefix goes after the rendered prompt, not into the user message.
+        prompt_ids = tokenizer.encode(tokenizer.render_problem(request.problem) + request.prefix)
+        prefix_tokens = len(tokenizer.encode(request.prefix)) if request.prefix else 0
+        # The budget covers the whole reasoning, prefix included; at least one token is left so
+        # a prefix that used the whole budget can still be closed.
+        new_tokens = max(1, request.sampling.max_tokens - prefix_tokens)
+        check_fits_context(len(prompt_ids), new_tokens, self._engine.max_model_len, "prefix")
+        generation = GenerationRequest(
+            prompt_ids, n=request.n, sampling=replace(request.sampling, max_tokens=new_tokens)
+        )
+        request_id = f"weak-{uuid.uuid4().hex}"
+        final: GenerationOutput | None = None
+        try:
+            async for output in self._engine.generate(generation, request_id):
+                final = output
+        except asyncio.CancelledError:
+            await self._engine.abort(request_id)
+            self._metrics.aborted(self._model_name)
+            raise
+        if final is None or not final.finished:
+            raise UnavailableError("the engine ended the request without a final output")
+        samples = sorted(final.samples, key=lambda sample: sample.index)
+        # Grading may call sympy (the math grader); off the event loop, other requests keep flowing.
+        graded = await asyncio.to_thread(
+            lambda: [grade(grader, request.prefix + sample.text, request.reference_answer) for sample in samples]
+        )
+        completions = [
+            GradedCompletion(
+                text=sample.text,
+                extracted_answer=answer.extracted,
+                correct=answer.correct,
+                num_tokens=len(sample.token_ids),
+                finish_reason=sample.finish_reason or "length",
+            )
+            for sample, answer in zip(samples, graded, strict=True)
+        ]
+        result = CompletionResult(completions=completions, prompt_num_tokens=len(prompt_ids))
+        generated = sum(completion.num_tokens for completion in completions)
+        self._metrics.tokens(self._model_name, prompt=len(prompt_ids), generated=generated)
+        self._metrics.completions(self._model_name, len(completions))
+        self._metrics.graded(grader.name, len(completions), result.num_correct)
+        return result

@@ -1,0 +1,151 @@
+"""Shared fixtures: the real stack, started once per session through `cot-transfer serve`."""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pytest
+import yaml
+
+from cot_transfer.client import CotTransferClient
+
+REPO = Path(__file__).resolve().parents[1]
+# Another serving config for the integration tests (e.g. GPU models) can be named here.
+CONFIG_ENV = "COT_TRANSFER_TEST_CONFIG"
+SERVE_START_TIMEOUT_S = 600
+TOKEN_ENV = "COT_TRANSFER_TEST_TOKEN"
+TEST_TOKEN = secrets.token_urlsafe(16)
+# Replicas and handles report load to Serve's autoscaler every 10 s by default; the local
+# cluster's processes inherit these from the serve command.
+FAST_AUTOSCALING_ENV = {
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+}
+
+
+@dataclass(frozen=True)
+class RunningService:
+    address: str
+    metrics_url: str
+    # Ray's own exposition of the (single) local node: Serve's replica metrics live there.
+    ray_metrics_url: str
+    application: str
+    config_path: Path
+    log_path: Path
+    # Every call but the health check must carry it: the stack runs with auth on.
+    token: str = ""
+
+    def client(self, timeout_s: float = 300) -> CotTransferClient:
+        return CotTransferClient(self.address, application=self.application, timeout_s=timeout_s, token=self.token)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_test_config(tmp_dir: Path) -> Path:
+    """The local CPU config on free ports, with absolute model paths."""
+    source = Path(os.environ.get(CONFIG_ENV, REPO / "configs" / "local-cpu.yaml"))
+    data = yaml.safe_load(source.read_text())
+    data["grpc_port"] = free_port()
+    data["http_port"] = free_port()
+    data["metrics_port"] = free_port()
+    data["auth_token_env"] = TOKEN_ENV
+    # The weak deployment may grow to a second replica under load (tests/integration/test_autoscaling.py);
+    # short delays keep that test brief.
+    data["weak"]["autoscaling"] = {
+        "min_replicas": 1,
+        "max_replicas": 2,
+        "target_ongoing_requests": 2,
+        "upscale_delay_s": 2,
+        "downscale_delay_s": 10,
+        "look_back_period_s": 3,
+    }
+    for role in ("strong", "weak"):
+        model = Path(data[role]["engine"]["model"])
+        if not model.is_absolute():
+            data[role]["engine"]["model"] = str((source.parent / model).resolve())
+    path = tmp_dir / "serving.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """`cot-transfer serve` in a subprocess, as a user would start it; stopped with SIGINT."""
+    tmp_dir = tmp_path_factory.mktemp("service")
+    config_path = make_test_config(tmp_dir)
+    log_path = tmp_dir / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cot_transfer.cli.main", "serve", "--config", str(config_path)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, **FAST_AUTOSCALING_ENV, TOKEN_ENV: TEST_TOKEN},
+        )
+        try:
+            printed = _wait_for_start_lines(process, log_path, ("grpc", "metrics"))
+            metrics_port = yaml.safe_load(config_path.read_text())["metrics_port"]
+            yield RunningService(
+                address=printed["grpc"],
+                metrics_url=printed["metrics"],
+                ray_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+                application="cot_transfer",
+                config_path=config_path,
+                log_path=log_path,
+                token=TEST_TOKEN,
+            )
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for_start_lines(process: subprocess.Popen[str], log_path: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """Reads `KEY: VALUE` lines from the serve command's stdout until every key was printed."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump(stream: IO[str]) -> None:
+        # A thread, not select(): select cannot see lines already sitting in the reader's buffer.
+        for line in stream:
+            lines.put(line)
+
+    assert process.stdout is not None
+    threading.Thread(target=pump, args=(process.stdout,), daemon=True).start()
+    printed: dict[str, str] = {}
+    deadline = time.monotonic() + SERVE_START_TIMEOUT_S
+    while time.monotonic() < deadline and not set(keys) <= set(printed):
+        if process.poll() is not None and lines.empty():
+            raise RuntimeError(f"cot-transfer serve exited with {process.returncode}:\n{_tail(log_path)}")
+        try:
+            key, _, value = lines.get(timeout=1.0).partition(": ")
+        except queue.Empty:
+            continue
+        if key in keys:
+            printed[key] = value.strip()
+    if not set(keys) <= set(printed):
+        raise TimeoutError(f"cot-transfer serve did not print {keys} in {SERVE_START_TIMEOUT_S} s:\n{_tail(log_path)}")
+    return printed
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

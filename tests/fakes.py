@@ -1,0 +1,100 @@
+"""A scripted engine for the pure-logic tests of the model servers.
+
+It is never used by the demo or the integration tests, which run vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
+
+EOS = 0
+
+
+class CharTokenizer:
+    """One token per character; id 0 is end of sequence."""
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(char) for char in text]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return "".join(chr(token) for token in token_ids if token != EOS)
+
+    def render_problem(self, problem: str) -> str:
+        return f"Q: {problem}\nA: "
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id == EOS
+
+
+class ScriptedEngine(Engine):
+    """Answers every request with the same continuations, one per sample index."""
+
+    def __init__(self, continuations: Sequence[str], max_model_len: int = 256, delay_s: float = 0.0) -> None:
+        self.continuations = list(continuations)
+        self.requests: list[GenerationRequest] = []
+        self.aborted: list[str] = []
+        self._max_model_len = max_model_len
+        self._delay_s = delay_s
+        self._tokenizer = CharTokenizer()
+
+    async def start(self) -> None:
+        return None
+
+    async def generate(self, request: GenerationRequest, request_id: str) -> AsyncIterator[GenerationOutput]:
+        self.requests.append(request)
+        tokens = [
+            [ord(char) for char in self.continuations[index % len(self.continuations)]][: request.sampling.max_tokens]
+            for index in range(request.n)
+        ]
+        for sample_tokens in tokens:
+            if len(sample_tokens) < request.sampling.max_tokens:
+                sample_tokens.append(EOS)
+        if request.stream_deltas:
+            for position in range(max(len(sample) for sample in tokens)):
+                await asyncio.sleep(self._delay_s)
+                samples = [
+                    SampleOutput(
+                        index=index,
+                        text=self._tokenizer.decode(sample[position : position + 1]),
+                        token_ids=sample[position : position + 1],
+                        finish_reason=_finish(sample, request) if position == len(sample) - 1 else None,
+                    )
+                    for index, sample in enumerate(tokens)
+                    if position < len(sample)
+                ]
+                yield GenerationOutput(request_id, samples, finished=position == max(map(len, tokens)) - 1)
+            return
+        await asyncio.sleep(self._delay_s)
+        yield GenerationOutput(
+            request_id,
+            [
+                SampleOutput(index, self._tokenizer.decode(sample), sample, _finish(sample, request))
+                for index, sample in enumerate(tokens)
+            ],
+            finished=True,
+            num_prompt_tokens=len(request.prompt_token_ids),
+        )
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def check_health(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    @property
+    def tokenizer(self) -> PromptTokenizer:
+        return self._tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+
+def _finish(sample: list[int], request: GenerationRequest) -> str:
+    return "stop" if sample and sample[-1] == EOS else "length"

@@ -1,0 +1,141 @@
+"""Experiments survive a killed client (resume) and a killed model replica (retry)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from grpc_health.v1 import health_pb2
+
+from tests.conftest import REPO, RunningService
+from tests.integration.test_reliability import health
+
+pytestmark = pytest.mark.integration
+
+PROBLEMS = REPO / "datasets" / "testbed-demo.jsonl"
+
+
+def run_command(service: RunningService, *args: str) -> list[str]:
+    return [sys.executable, "-m", "cot_transfer.cli.main", "run", "--address", service.address, *args]
+
+
+def start(service: RunningService, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        run_command(service, *args),
+        cwd=REPO,
+        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def complete_rows(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
+
+
+def wait_for_rows(path: Path, count: int, process: subprocess.Popen[str], timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(complete_rows(path)) < count:
+        assert process.poll() is None, f"the run ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, f"fewer than {count} rows in {timeout_s} s"
+        time.sleep(0.2)
+
+
+def keys(rows: list[str]) -> list[tuple[str, float]]:
+    return [(row["problem_id"], row["fraction"]) for row in map(json.loads, rows)]
+
+
+def test_a_run_killed_with_sigkill_resumes_without_missing_or_duplicated_rows(
+    service: RunningService, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    settings = ("--problems", str(PROBLEMS), "--limit", "6", "--n", "4", "--fractions", "0.3,0.6,1")
+    process = start(service, *settings, "--out", str(out))
+    wait_for_rows(out / "results.jsonl", 5, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before_kill = complete_rows(out / "results.jsonl")
+    assert 5 <= len(before_kill) < 6 * 4, "the kill should land mid-run"
+
+    resumed = subprocess.run(
+        run_command(service, "--resume", str(out)),
+        cwd=REPO,
+        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    after = complete_rows(out / "results.jsonl")
+    assert after[: len(before_kill)] == before_kill, "rows written before the kill changed"
+    expected = sorted(
+        (f"testbed-demo-{index:04d}", fraction) for index in range(6) for fraction in (0.0, 0.3, 0.6, 1.0)
+    )
+    assert sorted(keys(after)) == expected
+    assert json.loads((out / "summary.json").read_text())["n_problems"] == 6
+
+
+def test_resume_refuses_changed_settings(service: RunningService, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = subprocess.run(
+        run_command(
+            service, "--problems", str(PROBLEMS), "--limit", "1", "--n", "2", "--fractions", "1", "--out", str(out)
+        ),
+        cwd=REPO,
+        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert first.returncode == 0, first.stderr
+    changed = subprocess.run(
+        run_command(service, "--resume", str(out), "--n", "8"), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert changed.returncode == 2
+    assert "--resume takes the settings from the run folder" in changed.stderr
+    again = subprocess.run(
+        run_command(service, "--problems", str(PROBLEMS), "--limit", "1", "--out", str(out)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2
+    assert "already holds a run" in again.stderr
+
+
+def weak_replica_pids() -> list[int]:
+    listed = subprocess.run(["pgrep", "-f", "ray::ServeReplica:cot_transfer:WeakModel"], capture_output=True, text=True)
+    return [int(pid) for pid in listed.stdout.split()]
+
+
+def test_a_weak_replica_killed_mid_run_is_restarted_and_the_run_finishes(
+    service: RunningService, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    process = start(
+        service, "--problems", str(PROBLEMS), "--n", "8", "--fractions", "0.2,0.4,0.6,0.8,1", "--out", str(out)
+    )
+    wait_for_rows(out / "results.jsonl", 4, process)
+    victims = weak_replica_pids()
+    assert victims, "no weak-model replica process found"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr
+    rows = complete_rows(out / "results.jsonl")
+    expected = sorted(
+        (f"testbed-demo-{index:04d}", fraction) for index in range(12) for fraction in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    )
+    assert sorted(keys(rows)) == expected, "a row is missing or duplicated"
+    assert "unlock rate" in stdout
+    assert health(service) == health_pb2.HealthCheckResponse.SERVING
