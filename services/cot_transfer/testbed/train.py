@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cot_transfer.testbed import tokenizer as vocab
-from cot_transfer.testbed.tasks import ChainProblem, Split, sample_problem
+from cot_transfer.testbed.tasks import ANSWER_PREFIX, ChainProblem, Split, generate_problems, sample_problem
 
 if TYPE_CHECKING:
     import torch
@@ -106,11 +106,12 @@ PRESETS: dict[str, dict[str, Recipe]] = {
         ),
         "weak": Recipe(
             size=ModelSize(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128),
-            chain_steps=(2,),
+            chain_steps=(2, 3),
             train_steps=30,
             batch_tokens=1024,
             peak_learning_rate=3e-3,
             warmup_steps=3,
+            max_rewrite_ops=1,
         ),
     },
 }
@@ -221,8 +222,6 @@ def greedy_accuracy(
     """Greedy solve rate on held-out chains of each length, graded by the final answer."""
     import torch
 
-    from cot_transfer.testbed.tasks import generate_problems
-
     model.eval()
     accuracy: dict[int, float] = {}
     for steps in steps_to_check:
@@ -241,7 +240,7 @@ def greedy_accuracy(
         correct = 0
         for problem, row in zip(problems, output[:, prompts.shape[1] :].tolist(), strict=True):
             text = vocab.decode_ids(row)
-            correct += text.rsplit("Answer: ", 1)[-1].strip() == problem.answer
+            correct += text.rsplit(ANSWER_PREFIX, 1)[-1].strip() == problem.answer
         accuracy[steps] = correct / len(problems)
     return accuracy
 
@@ -327,6 +326,8 @@ def save_model(model: LlamaForCausalLM, directory: Path, report: TrainingReport)
 
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory, safe_serialization=True)
+    # safetensors creates the file readable by its owner only; serving may run as another user.
+    (directory / "model.safetensors").chmod(0o644)
     GenerationConfig(bos_token_id=vocab.BOS_ID, eos_token_id=vocab.EOS_ID, pad_token_id=vocab.PAD_ID).save_pretrained(
         directory
     )
