@@ -78,7 +78,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench --command-label "make bench $(BENCH_ARGS)" $(BENCH_ARGS)
 
 models: $(STAMP)
-	$(BIN)/python -m cot_transfer.testbed.train --out models/testbed
+	$(BIN)/python -m cot_transfer.testbed.train --output-dir models/testbed
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache runs

@@ -105,6 +105,7 @@ def test_resume_refuses_changed_settings(service: RunningService, tmp_path: Path
     again = subprocess.run(
         run_command(service, "--problems", str(PROBLEMS), "--limit", "1", "--out", str(out)),
         cwd=REPO,
+        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
         capture_output=True,
         text=True,
         timeout=60,

@@ -106,14 +106,21 @@ async def test_a_cancelled_call_aborts_its_engine_work_and_spares_the_others(ser
 
 
 async def test_a_cancelled_stream_aborts_the_strong_engine_request(service: RunningService) -> None:
+    aborts = 'cot_transfer_engine_aborts_total{model="testbed-strong"}'
+    aborts_before = await asyncio.to_thread(clean_metric, service, aborts)
+    # The longest chain the testbed knows: its CoT takes a while to write, so the caller can
+    # leave while the strong engine is still generating.
+    long_problem = "1+2*3-4+5*6-7+8*9-1+2*3-4+5*6"
+    first_delta = asyncio.Event()
     async with service.client() as client:
 
-        async def read_one_delta() -> None:
-            async for _ in client.stream_prefixes(PROBLEM.problem, [0.5, 1.0], sampling=Sampling(max_tokens=480)):
-                await asyncio.sleep(30)  # the caller goes away while the CoT is still being written
+        async def read_until_cancelled() -> None:
+            async for _ in client.stream_prefixes(long_problem, [0.5, 1.0], sampling=Sampling(max_tokens=480)):
+                first_delta.set()
+                await asyncio.sleep(60)
 
-        reader = asyncio.create_task(read_one_delta())
-        await asyncio.sleep(3)
+        reader = asyncio.create_task(read_until_cancelled())
+        await asyncio.wait_for(first_delta.wait(), 60)
         reader.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reader
@@ -124,6 +131,7 @@ async def test_a_cancelled_stream_aborts_the_strong_engine_request(service: Runn
         60,
     )
     assert cancelled > 0
+    assert await wait_for_metric(service, aborts, lambda value: value > aborts_before, 60) > aborts_before
     running = await wait_for_metric(
         service, 'vllm_num_requests_running{engine="0",model_name="testbed-strong"', lambda value: value == 0, 60
     )

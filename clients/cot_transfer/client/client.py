@@ -172,6 +172,7 @@ class CotTransferClient:
         weak_sampling: Sampling | None = None,
         thresholds: Thresholds | None = None,
         grader: str = "",
+        experiment_id: str = "",
         timeout_s: float | None = None,
     ) -> AsyncIterator[StrongCotRecord | FractionRecord | TransferSummary]:
         request = pb.RunRequest(
@@ -182,6 +183,7 @@ class CotTransferClient:
             weak_sampling=(weak_sampling or Sampling()).to_proto(),
             thresholds=thresholds_to_proto(thresholds),
             grader=grader,
+            experiment_id=experiment_id,
         )
         call = self._transfer.Run(
             request, timeout=timeout_s if timeout_s is not None else self._timeout_s, metadata=self._metadata

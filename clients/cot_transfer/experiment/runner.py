@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -159,13 +160,14 @@ class RunFolder:
         data: dict[str, Any] = json.loads(self.run_file.read_text(encoding="utf-8"))
         return data
 
+    def refuse_used(self) -> None:
+        if self.run_file.exists():
+            raise RunFolderError(f"{self.out_dir} already holds a run: resume it with --resume or use another --out")
+
     def start(self, run: dict[str, Any], resume: bool) -> RunState:
         """Writes ``run.json`` for a new run, or checks it and loads what is done for a resumed one."""
         if not resume:
-            if self.run_file.exists():
-                raise RunFolderError(
-                    f"{self.out_dir} already holds a run: resume it with --resume or use another --out"
-                )
+            self.refuse_used()
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomically(self.run_file, run)
             return RunState()
@@ -237,6 +239,9 @@ async def run_experiment(
     the run continues from what is on disk after a backoff, like a ``--resume``.
     """
     retry = retry or STREAM_RETRY
+    folder = RunFolder(out_dir)
+    if not resume:
+        await asyncio.to_thread(folder.refuse_used)
     info = await client.get_info()
     run_hash = settings_hash(settings, problems, info)
     run = {
@@ -247,7 +252,6 @@ async def run_experiment(
         "problem_ids": [problem.id for problem in problems],
         "settings_hash": run_hash,
     }
-    folder = RunFolder(out_dir)
     state = await asyncio.to_thread(folder.start, run, resume)
     fractions = settings.measured_fractions()
     if on_resume is not None:
@@ -260,7 +264,7 @@ async def run_experiment(
             )
             fresh = [problem for problem in problems if problem.id not in state.strong]
             if fresh:
-                await _run_fresh_problems(client, fresh, settings, writer)
+                await _run_fresh_problems(client, fresh, settings, writer, experiment_id(out_dir))
             break
         except RpcFailedError as error:
             if error.code not in RETRYABLE_CODES or attempt + 1 == retry.max_attempts:
@@ -325,8 +329,17 @@ async def _complete_partial_problems(
                 group.create_task(complete_one(problem, prefixes[fraction]))
 
 
+def experiment_id(out_dir: Path) -> str:
+    """The results folder's name as the service's metrics label (letters, digits, '.', '_', '-')."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", out_dir.resolve().name)[:64] or "run"
+
+
 async def _run_fresh_problems(
-    client: CotTransferClient, problems: Sequence[ProblemRecord], settings: ExperimentSettings, writer: _RowWriter
+    client: CotTransferClient,
+    problems: Sequence[ProblemRecord],
+    settings: ExperimentSettings,
+    writer: _RowWriter,
+    experiment: str,
 ) -> None:
     async for event in client.run_transfer(
         [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in problems],
@@ -336,6 +349,7 @@ async def _run_fresh_problems(
         weak_sampling=settings.weak_sampling,
         thresholds=settings.thresholds,
         grader=settings.grader,
+        experiment_id=experiment,
     ):
         if isinstance(event, StrongCotRecord):
             writer.add_strong(event)
