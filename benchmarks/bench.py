@@ -31,6 +31,7 @@ import asyncio
 import datetime
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -58,6 +59,7 @@ from benchmarks.naive import (
 from benchmarks.prefill import (
     PrefixCacheCounters,
     metric_label_values,
+    metric_sum,
     percentile,
     prefill_lower_bound,
     prefix_cache_counters,
@@ -67,6 +69,7 @@ from cot_transfer.client import CotTransferClient, Sampling
 from cot_transfer.domain.requests import CompletionRequest, FractionRecord, ProblemSpec, StrongCotRecord
 from cot_transfer.domain.sampling import SamplingSettings
 from cot_transfer.domain.transfer import TransferSummary
+from cot_transfer.engine.config import EngineConfig
 from cot_transfer.experiment.datasets import ProblemRecord, load_problems
 from cot_transfer.serving.config import ServingConfig
 
@@ -166,9 +169,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare_config(source: Path, out_dir: Path) -> tuple[Path, ServingConfig]:
-    """The serving config on free ports with absolute model paths."""
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """``weak.engine.max_num_seqs=256``: sets a dotted key of the config (the value is YAML)."""
+    path, separator, value = assignment.partition("=")
+    if not separator or not path:
+        raise SystemExit(f"bench: --set takes KEY.PATH=VALUE, got {assignment!r}")
+    *parents, leaf = path.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = yaml.safe_load(value)
+
+
+def prepare_config(source: Path, out_dir: Path, overrides: Sequence[str] = ()) -> tuple[Path, ServingConfig]:
+    """The serving config on free ports with absolute model paths and the ``--set`` overrides."""
     data = yaml.safe_load(source.read_text())
+    for assignment in overrides:
+        apply_override(data, assignment)
     data["grpc_port"] = free_port()
     data["http_port"] = free_port()
     data["metrics_port"] = free_port()
@@ -186,9 +203,12 @@ def prepare_config(source: Path, out_dir: Path) -> tuple[Path, ServingConfig]:
 class ServedStack:
     """``cot-transfer serve --config FILE`` in a subprocess, as a user starts it; SIGINT stops it."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, token_env: str | None = None) -> None:
         self.config_path = config_path
         self.log_path = log_path
+        # With auth on, the stack gets the caller's token, or a fresh one for this run.
+        self.token_env = token_env
+        self.token = (os.environ.get(token_env) or secrets.token_urlsafe(24)) if token_env else None
         self.process: subprocess.Popen[str] | None = None
         self.address = ""
         self.metrics_url = ""
@@ -199,6 +219,7 @@ class ServedStack:
             **os.environ,
             "RAY_metrics_report_interval_ms": str(RAY_METRICS_INTERVAL_MS),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **self.client_env(),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cot_transfer.cli.main", "serve", "--config", str(self.config_path)],
@@ -212,6 +233,15 @@ class ServedStack:
         printed = self._read_start_lines(("grpc", "metrics"))
         self.address = printed["grpc"]
         self.metrics_url = printed["metrics"]
+
+    def client(self, timeout_s: float) -> CotTransferClient:
+        return CotTransferClient(self.address, timeout_s=timeout_s, token=self.token)
+
+    def client_env(self) -> dict[str, str]:
+        """What a subprocess client (locust) needs in its environment: the token, under the name it reads."""
+        if not self.token_env or not self.token:
+            return {}
+        return {self.token_env: self.token, "COT_LOAD_TOKEN_ENV": self.token_env}
 
     def _read_start_lines(self, keys: tuple[str, ...]) -> dict[str, str]:
         assert self.process is not None and self.process.stdout is not None
@@ -279,9 +309,9 @@ def sampling_of(settings: SamplingSettings) -> Sampling:
     return Sampling(temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens)
 
 
-async def warm_up(address: str, problem: ProblemRecord, weak: SamplingSettings, strong: SamplingSettings) -> None:
+async def warm_up(stack: ServedStack, problem: ProblemRecord, weak: SamplingSettings, strong: SamplingSettings) -> None:
     """One call of each kind, so the timed phases see warm replicas and handles."""
-    async with CotTransferClient(address, timeout_s=600) as client:
+    async with stack.client(600) as client:
         await client.wait_ready(60)
         await client.complete(problem.problem, reference_answer=problem.answer, n=2, sampling=sampling_of(weak))
         spec = ProblemSpec(problem.id, problem.problem, problem.answer)
@@ -289,6 +319,16 @@ async def warm_up(address: str, problem: ProblemRecord, weak: SamplingSettings, 
             [spec], [0.0, 1.0], n=2, strong_sampling=sampling_of(strong), weak_sampling=sampling_of(weak)
         ):
             pass
+
+
+def weak_token_counters(url: str, model_name: str) -> dict[str, float]:
+    text = scrape(url)
+    labels = {"model_name": model_name}
+    return {
+        "prompt_tokens": metric_sum(text, "vllm_prompt_tokens_total", labels),
+        "generation_tokens": metric_sum(text, "vllm_generation_tokens_total", labels),
+        "preemptions": metric_sum(text, "vllm_num_preemptions_total", labels),
+    }
 
 
 @dataclass
@@ -301,7 +341,7 @@ class ServedRun:
 
 
 async def served_run(
-    address: str,
+    stack: ServedStack,
     problems: Sequence[ProblemRecord],
     fractions: Sequence[float],
     n: int,
@@ -313,7 +353,7 @@ async def served_run(
     rows: list[FractionRecord] = []
     summary: TransferSummary | None = None
     strong_done = 0.0
-    async with CotTransferClient(address, timeout_s=4 * 3600) as client:
+    async with stack.client(4 * 3600) as client:
         started = time.perf_counter()
         async for event in client.run_transfer(
             specs, fractions, n=n, strong_sampling=sampling_of(strong), weak_sampling=sampling_of(weak)
@@ -339,7 +379,7 @@ def weak_jobs(problems: Sequence[ProblemRecord], strong: dict[str, StrongCotReco
 
 
 async def served_weak_replay(
-    address: str, jobs: Sequence[WeakJob], n: int, weak: SamplingSettings, concurrency: int
+    stack: ServedStack, jobs: Sequence[WeakJob], n: int, weak: SamplingSettings, concurrency: int
 ) -> dict[str, Any]:
     """The weak prompts of the run through ``WeakModel.Complete``: served weak completions per second."""
     slots = asyncio.Semaphore(concurrency)
@@ -353,7 +393,7 @@ async def served_weak_replay(
             )
         completions += len(result.completions)
 
-    async with CotTransferClient(address, timeout_s=4 * 3600) as client:
+    async with stack.client(4 * 3600) as client:
         started = time.perf_counter()
         await asyncio.gather(*(one(job) for job in jobs))
         seconds = time.perf_counter() - started
@@ -367,7 +407,12 @@ async def served_weak_replay(
 
 
 async def serving_overhead(
-    address: str, config: ServingConfig, problem: ProblemRecord, calls: int, max_tokens: int
+    stack: ServedStack,
+    config: ServingConfig,
+    problem: ProblemRecord,
+    calls: int,
+    max_tokens: int,
+    gpu_memory_utilization: float = 0.15,
 ) -> dict[str, Any]:
     """Paired latencies of one Complete call served vs in-process; the differences are the overhead."""
     from cot_transfer.engine.vllm_engine import VLLMEngine
@@ -385,7 +430,11 @@ async def serving_overhead(
         grader=config.default_grader,
     )
     client_sampling = Sampling(sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.seed)
-    engine = VLLMEngine(config.weak.engine)
+    engine_config = config.weak.engine
+    if uses_gpu(config):
+        # The served engines hold their share of the GPU; this third engine gets a small KV cache.
+        engine_config = engine_config.model_copy(update={"gpu_memory_utilization": gpu_memory_utilization})
+    engine = VLLMEngine(engine_config)
     started = time.perf_counter()
     await engine.start()
     start_s = time.perf_counter() - started
@@ -393,7 +442,7 @@ async def serving_overhead(
     max_num_seqs = int(engine.llm.vllm_config.scheduler_config.max_num_seqs)
     server = WeakModelServer(engine, config.weak.engine.name)
     try:
-        async with CotTransferClient(address, timeout_s=120) as client:
+        async with stack.client(120) as client:
 
             async def served() -> tuple[float, int]:
                 began = time.perf_counter()
@@ -444,7 +493,7 @@ async def serving_overhead(
 
 
 def locust_phase(
-    address: str, workload: Workload, problems_path: Path, n: int, max_tokens: int, out_dir: Path
+    stack: ServedStack, workload: Workload, problems_path: Path, n: int, max_tokens: int, out_dir: Path
 ) -> dict[str, Any]:
     from loadtests.names import COMPLETE
     from loadtests.run import run_locust
@@ -464,13 +513,14 @@ def locust_phase(
         str(problems_path),
     ]
     code, summary = run_locust(
-        address,
+        stack.address,
         workload.locust_users,
         workload.locust_users,
         workload.locust_run_time,
         out_dir,
         extra=extra,
         quiet=True,
+        env=stack.client_env(),
     )
     entry = summary["entries"].get(COMPLETE, {})
     failures = sum(int(stats["failures"]) for stats in summary["entries"].values())
@@ -510,6 +560,36 @@ def weak_prompt_groups(
         groups.append([tokenizer.encode(rendered + prefix.text) for prefix in prefixes])
         prefix_lengths.append([len(tokenizer.encode(prefix.text)) if prefix.text else 0 for prefix in prefixes])
     return groups, prefix_lengths
+
+
+def engine_settings(config: EngineConfig) -> dict[str, int]:
+    """Block size and batch limits vLLM resolves for an engine config (the platform's defaults
+    included), from the same arguments ``VLLMEngine`` starts the engine with; no engine starts."""
+    if config.cpu_kv_cache_space_gib is not None:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.cpu_kv_cache_space_gib:g}")
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    optional: dict[str, Any] = {}
+    if config.max_model_len is not None:
+        optional["max_model_len"] = config.max_model_len
+    args = AsyncEngineArgs(
+        model=config.model,
+        served_model_name=[config.name],
+        dtype=config.dtype,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        enable_prefix_caching=config.enable_prefix_caching,
+        max_num_seqs=config.max_num_seqs,
+        enforce_eager=config.enforce_eager,
+        seed=config.seed,
+        **optional,
+        **config.engine_kwargs,
+    )
+    resolved = args.create_engine_config()
+    return {
+        "block_size": int(resolved.cache_config.block_size),
+        "max_num_seqs": int(resolved.scheduler_config.max_num_seqs),
+        "max_num_batched_tokens": int(resolved.scheduler_config.max_num_batched_tokens),
+    }
 
 
 def block_size_from_metrics(ray_metrics_url: str) -> list[int]:
@@ -556,19 +636,22 @@ async def service_phases(
     strong_sampling = config.strong.sampling.settings()
     weak_sampling = config.weak.sampling.settings()
     weak_name = config.weak.engine.name
-    await warm_up(stack.address, warmup_problem, weak_sampling, strong_sampling)
+    await warm_up(stack, warmup_problem, weak_sampling, strong_sampling)
     before = await asyncio.to_thread(settled_counters, stack.metrics_url, weak_name)
+    tokens_before = await asyncio.to_thread(weak_token_counters, stack.metrics_url, weak_name)
     loads["served_start"] = load_average()
     served, _ = await timed_async(
         f"served run ({len(problems)} problems x {len(workload.fractions)} fractions x n={workload.n})",
-        served_run(stack.address, problems, workload.fractions, workload.n, strong_sampling, weak_sampling),
+        served_run(stack, problems, workload.fractions, workload.n, strong_sampling, weak_sampling),
     )
     loads["served_end"] = load_average()
     after = await asyncio.to_thread(settled_counters, stack.metrics_url, weak_name)
+    tokens_after = await asyncio.to_thread(weak_token_counters, stack.metrics_url, weak_name)
     ray_metrics_url = f"http://127.0.0.1:{config.metrics_port}/metrics"
     phases: dict[str, Any] = {
         "served": served,
         "prefill_delta": after.minus(before),
+        "weak_tokens": {key: tokens_after[key] - tokens_before[key] for key in tokens_after},
         "metric_block_sizes": await asyncio.to_thread(block_size_from_metrics, ray_metrics_url),
         "replay": None,
         "overhead": None,
@@ -578,14 +661,19 @@ async def service_phases(
         jobs = weak_jobs(problems, served.strong)
         phases["replay"], _ = await timed_async(
             "served weak replay (WeakModel.Complete on the run's prompts)",
-            served_weak_replay(
-                stack.address, jobs, workload.n, weak_sampling, config.ingress.max_concurrent_completions
-            ),
+            served_weak_replay(stack, jobs, workload.n, weak_sampling, config.ingress.max_concurrent_completions),
         )
     if not args.skip_overhead:
         phases["overhead"], _ = await timed_async(
             "serving overhead (served vs in-process Complete)",
-            serving_overhead(stack.address, config, problems[0], workload.overhead_calls, workload.overhead_max_tokens),
+            serving_overhead(
+                stack,
+                config,
+                problems[0],
+                workload.overhead_calls,
+                workload.overhead_max_tokens,
+                args.overhead_gpu_memory,
+            ),
         )
     if not args.skip_locust:
         loads["locust_start"] = load_average()
@@ -593,7 +681,7 @@ async def service_phases(
             "locust on WeakModel.Complete",
             asyncio.to_thread(
                 locust_phase,
-                stack.address,
+                stack,
                 workload,
                 args.problems,
                 workload.n,
@@ -616,7 +704,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     artifacts = args.artifacts
     artifacts.mkdir(parents=True, exist_ok=True)
-    config_path, config = prepare_config(args.config, artifacts)
+    config_path, config = prepare_config(args.config, artifacts, args.set)
     device = "cuda" if uses_gpu(config) else "cpu"
     offline_enabled = args.offline_compare or device == "cuda"
     problems = load_problems(args.problems)[: workload.num_problems]
@@ -635,7 +723,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     machine["other_raylets_at_start"] = len(others)
     loads: dict[str, float] = {"start": load_average()}
 
-    stack = ServedStack(config_path, artifacts / "serve.log")
+    stack = ServedStack(config_path, artifacts / "serve.log", config.auth_token_env)
     try:
         _, start_s = timed("starting the served stack", stack.start)
         phases = asyncio.run(
@@ -649,6 +737,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     replay: dict[str, Any] | None = phases["replay"]
     overhead: dict[str, Any] | None = phases["overhead"]
     locust: dict[str, Any] | None = phases["locust"]
+    weak_tokens: dict[str, float] = phases["weak_tokens"]
     jobs = weak_jobs(problems, served.strong)
 
     offline = None
@@ -668,20 +757,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     subset_problems = [problem for problem in problems if problem.id in subset_ids]
     subset_jobs = [job for job in jobs if job.problem_id in subset_ids]
     loads["naive_start"] = load_average()
-    naive_weak, naive_strong = run_naive(config, device, subset_problems, subset_jobs, workload.n)
+    if args.skip_naive:
+        naive_weak, naive_strong = NaiveTiming(), NaiveTiming()
+    else:
+        naive_weak, naive_strong = run_naive(config, device, subset_problems, subset_jobs, workload.n)
     loads["naive_end"] = load_average()
 
     # Prefill accounting.
     groups, _ = weak_prompt_groups(config.weak.engine.model, problems, served.strong)
-    block_size: int | None = overhead["block_size"] if overhead is not None else None
-    if block_size is None and metric_block_sizes:
-        block_size = metric_block_sizes[0]
+    weak_engine = engine_settings(config.weak.engine)
+    block_size: int | None = weak_engine["block_size"]
     prefill: dict[str, Any] = {
         "weak_model": config.weak.engine.name,
         "queries_tokens": prefill_delta.queries,
         "hits_tokens": prefill_delta.hits,
         "computed_tokens": prefill_delta.computed,
-        "block_size_from_engine_config": overhead["block_size"] if overhead is not None else None,
+        "weak_engine": weak_engine,
+        "block_size_of_the_in_process_engine": overhead["block_size"] if overhead is not None else None,
         "block_sizes_from_vllm_cache_config_info": metric_block_sizes,
     }
     prefill_ratio = None
@@ -719,6 +811,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "strong_solve_rate": served.summary.strong_solve_rate if served.summary is not None else None,
         "weak_potential_mean": (sum(row.num_correct for row in served.rows) / total_samples if total_samples else None),
         "stack_start_s": start_s,
+        "weak_engine_tokens": weak_tokens,
+        "weak_generated_tokens_per_s": weak_tokens["generation_tokens"] / served.seconds,
     }
     naive_block = {
         "backend": f"transformers generate ({device})",
@@ -731,6 +825,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "subset_weak_seconds": naive_weak.seconds,
         "subset_strong_seconds": naive_strong.seconds,
         "weak_seconds_per_sample": naive_weak.seconds_per_sample,
+        "subset_weak_generated_tokens": naive_weak.generated_tokens,
+        "weak_generated_tokens_per_s": naive_weak.generated_tokens / naive_weak.seconds if naive_weak.seconds else None,
         "strong_seconds_per_problem": naive_strong.seconds / max(1, naive_strong.rows),
         "weak_potential_mean_subset": naive_weak.correct / naive_weak.samples if naive_weak.samples else None,
         "extrapolated_weak_seconds": naive_weak_total_s,
@@ -756,6 +852,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "workload": asdict(workload),
             "device": device,
             "config": str(args.config),
+            "config_overrides": list(args.set),
             "problems_file": str(args.problems),
             "strong_sampling": asdict(strong_sampling),
             "weak_sampling": asdict(weak_sampling),
@@ -817,13 +914,17 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         f"Served: {served['rows']} rows ({served['samples']} weak samples) in {served['seconds']:.1f} s ="
         f" {served['rows_per_s']:.2f} rows/s, {served['samples_per_s']:.1f} samples/s"
-        f" (strong CoTs all done at {served['strong_cots_done_s']:.1f} s).",
-        f"Naive (transformers, one prefix after another): {naive['subset_rows']} rows of"
-        f" {len(naive['subset_problems'])} problems in {naive['subset_weak_seconds']:.1f} s"
-        f" ({naive['weak_seconds_per_sample'] * 1000:.1f} ms per sample) + {naive['subset_strong_seconds']:.1f} s"
-        f" of strong CoTs; extrapolated per sample to the whole workload: {naive['extrapolated_seconds']:.0f} s."
-        f" Weak-only speedup: {results['speedup_weak_only_vs_naive']:.1f}x.",
+        f" (strong CoTs all done at {served['strong_cots_done_s']:.1f} s)."
     ]
+    if naive["subset_rows"]:
+        lines.append(
+            f"Naive (transformers, one prefix after another, {naive['torch_threads'].get('threads')} torch threads):"
+            f" {naive['subset_rows']} rows of {len(naive['subset_problems'])} problems in"
+            f" {naive['subset_weak_seconds']:.1f} s ({naive['weak_seconds_per_sample'] * 1000:.1f} ms per sample)"
+            f" + {naive['subset_strong_seconds']:.1f} s of strong CoTs; extrapolated per sample to the whole"
+            f" workload: {naive['extrapolated_seconds']:.0f} s ({naive['extrapolated_rows_per_s']:.2f} rows/s)."
+            f" Weak-only speedup: {results['speedup_weak_only_vs_naive']:.1f}x."
+        )
     prefill = results["prefill"]
     if "lower_bound_tokens" in prefill:
         lines.append(
@@ -860,12 +961,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-size workload (4 problems x 3 fractions x n=4)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="serving config (a GPU one runs on CUDA)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. weak.engine.engine_kwargs.block_size=32 (repeatable)",
+    )
     parser.add_argument("--problems", type=Path, default=DEFAULT_PROBLEMS, help="JSONL problems")
     parser.add_argument("--problems-count", type=int, default=0, help="override the workload's problem count")
     parser.add_argument("--naive-problems", type=int, default=0, help="problems the naive baseline is timed on")
     parser.add_argument("--locust-users", type=int, default=0, help="override the locust users")
     parser.add_argument("--locust-run-time", default="", help="override the locust duration (e.g. 60s)")
     parser.add_argument("--skip-overhead", action="store_true", help="skip the serving-overhead phase")
+    parser.add_argument(
+        "--overhead-gpu-memory",
+        type=float,
+        default=0.15,
+        help="GPU only: memory share of the overhead phase's in-process engine (the stack holds the rest)",
+    )
+    parser.add_argument("--skip-naive", action="store_true", help="skip the naive baseline (no speedup)")
     parser.add_argument("--skip-locust", action="store_true", help="skip the locust phase")
     parser.add_argument(
         "--offline-compare", action="store_true", help="also compare with offline LLM.generate (always on a GPU)"

@@ -1,7 +1,8 @@
 """A Locust user that speaks gRPC: locust has HTTP users only, so this one reports its own calls.
 
 ``GrpcUser`` opens one synchronous gRPC channel to ``self.host`` (``HOST:PORT``, locust's
-``--host``) and sends the ``("application", ...)`` metadata Ray Serve's gRPC proxy routes by.
+``--host``) and sends the ``("application", ...)`` metadata Ray Serve's gRPC proxy routes by,
+plus ``authorization: Bearer <token>`` when ``token`` is set.
 Every call is reported through ``environment.events.request`` with ``request_type="grpc"``:
 a call that ends with a non-OK status is a failure whose entry name carries the status code
 (``WeakModel.Complete [UNAVAILABLE]``), so each code gets its own row in the report.
@@ -57,10 +58,11 @@ def elapsed_ms(started: float) -> float:
 
 
 class GrpcUser(User):
-    """Base class of gRPC users. ``application`` and ``timeout_s`` may be overridden."""
+    """Base class of gRPC users. ``application``, ``token`` and ``timeout_s`` may be overridden."""
 
     abstract = True
     application = "cot_transfer"
+    token: str | None = None
     timeout_s: float = 300.0
 
     def __init__(self, environment: Any) -> None:
@@ -74,7 +76,8 @@ class GrpcUser(User):
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        self.metadata: tuple[tuple[str, str], ...] = (("application", self.application),)
+        auth = (("authorization", f"Bearer {self.token}"),) if self.token else ()
+        self.metadata: tuple[tuple[str, str], ...] = (("application", self.application), *auth)
 
     def on_stop(self) -> None:
         self.channel.close()

@@ -16,13 +16,16 @@ One user class, ``CotTransferUser``, mixes three calls by weight:
   ``Transfer.Run: stream``.
 
 Every option may also come from an environment variable (``COT_LOAD_COMPLETE_WEIGHT``, ...,
-listed with ``--help``). A weight of 0 disables a call. Each user first makes every enabled
+listed with ``--help``). The bearer token, when the service requires one, is read from the
+environment variable ``--token-env`` names (``COT_TRANSFER_TOKEN``), never from the command
+line. A weight of 0 disables a call. Each user first makes every enabled
 call once (so even a short run covers all of them), then picks calls at random by weight.
 A call that ends with a gRPC error status is a failure named after the RPC and the code.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -95,6 +98,12 @@ def add_arguments(parser: Any) -> None:
         "--application", default="cot_transfer", env_var="COT_LOAD_APPLICATION", help="Ray Serve application name"
     )
     group.add_argument(
+        "--token-env",
+        default="COT_TRANSFER_TOKEN",
+        env_var="COT_LOAD_TOKEN_ENV",
+        help="environment variable whose value is sent as the bearer token, when set (default COT_TRANSFER_TOKEN)",
+    )
+    group.add_argument(
         "--wait-s", type=float, default=0.0, env_var="COT_LOAD_WAIT_S", help="pause of a user between calls (s)"
     )
 
@@ -107,6 +116,7 @@ class CotTransferUser(GrpcUser):
         if options is not None:
             self.application = options.application
             self.timeout_s = options.grpc_timeout
+            self.token = os.environ.get(options.token_env) or None
         super().__init__(environment)
         self.options = options
         self.weak = pb_grpc.WeakModelStub(self.channel)

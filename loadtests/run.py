@@ -139,17 +139,20 @@ def run_locust(
     stop_timeout: str = "120s",
     timeout_s: float | None = None,
     quiet: bool = False,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Runs locust headless into ``out_dir``; returns this command's exit code and the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     command = locust_command(host, users, spawn_rate, run_time, out_dir, stop_timeout=stop_timeout, extra=extra)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    # ``env`` adds to this process's environment (e.g. the bearer token, never on the command line).
+    child_env = {**os.environ, **(env or {}), "PYTHONPATH": python_path}
     log_path = out_dir / "locust.log"
     with log_path.open("w") as log:
         completed = subprocess.run(
             command,
             cwd=REPO,
-            env=env,
+            env=child_env,
             stdout=log if quiet else None,
             stderr=subprocess.STDOUT if quiet else None,
             timeout=timeout_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -119,6 +120,11 @@ def weak_replica_pids() -> list[int]:
     return [int(pid) for pid in listed.stdout.split()]
 
 
+def descendants(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [grandchild for child in map(int, children) for grandchild in [*descendants(child), child]]
+
+
 def test_a_weak_replica_killed_mid_run_is_restarted_and_the_run_finishes(
     service: RunningService, tmp_path: Path
 ) -> None:
@@ -130,7 +136,10 @@ def test_a_weak_replica_killed_mid_run_is_restarted_and_the_run_finishes(
     victims = weak_replica_pids()
     assert victims, "no weak-model replica process found"
     for pid in victims:
-        os.kill(pid, signal.SIGKILL)
+        # The replica's vLLM engine processes go with it, as they would with the pod or node.
+        for process_id in [*descendants(pid), pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process_id, signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stderr
     rows = complete_rows(out / "results.jsonl")

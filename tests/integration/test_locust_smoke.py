@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def test_a_short_mixed_load_has_no_failures_and_covers_every_call(service: Runni
             service.application,
         ],
         cwd=REPO,
+        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
         capture_output=True,
         text=True,
         timeout=RUN_TIME_S + 300,

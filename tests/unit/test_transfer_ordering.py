@@ -1,6 +1,9 @@
-"""The order TransferRunner sends a problem's weak requests in: longest prefix first."""
+"""The order TransferRunner sends weak requests in: longest generation (most CoT left) first."""
 
+import asyncio
 from collections.abc import AsyncIterator
+
+import pytest
 
 from cot_transfer.domain.requests import (
     CompletionRequest,
@@ -18,28 +21,36 @@ from cot_transfer.domain.requests import (
 )
 from cot_transfer.domain.sampling import SamplingSettings
 from cot_transfer.domain.transfer import Thresholds
-from cot_transfer.serving.transfer import TransferRunner, longest_first
+from cot_transfer.serving.transfer import (
+    PrioritySlots,
+    TransferRunner,
+    arrival_order,
+    longest_generation_first,
+    longest_prefix_first,
+)
 
 COT = "0123456789abcdefghij"
 FRACTIONS = (0.0, 0.1, 0.5, 0.9, 1.0)
 
 
-def prefix(fraction: float, kept: int) -> CotPrefix:
-    return CotPrefix(fraction, COT[:kept], kept, len(COT))
+def prefix(fraction: float, kept: int, total: int = len(COT)) -> CotPrefix:
+    return CotPrefix(fraction, COT[:kept], kept, total)
 
 
 async def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
-    yield CotDelta(COT)
+    # Problem "problem K" gets a CoT of 10 * (K + 1) tokens, so problems differ in length.
+    cot = COT * (int(request.problem.split()[-1]) + 1)
+    yield CotDelta(cot)
     for fraction in request.fractions:
-        kept = int(fraction * len(COT))
-        yield CotPrefix(fraction, f"{request.problem}:{COT[:kept]}", kept, len(COT))
-    yield StrongAnswer(COT, "1", len(COT), "stop")
+        kept = int(fraction * len(cot))
+        yield CotPrefix(fraction, f"{request.problem}:{cot[:kept]}", kept, len(cot))
+    yield StrongAnswer(cot, "1", len(cot), "stop")
 
 
-def transfer_request(problems: int) -> TransferRequest:
+def transfer_request(problems: int, fractions: tuple[float, ...] = FRACTIONS) -> TransferRequest:
     return TransferRequest(
         problems=[ProblemSpec(f"p{index}", f"problem {index}", "1") for index in range(problems)],
-        fractions=FRACTIONS,
+        fractions=fractions,
         n=2,
         strong_sampling=SamplingSettings(0.6, 0.95, 50),
         weak_sampling=SamplingSettings(0.6, 0.95, 50),
@@ -49,53 +60,64 @@ def transfer_request(problems: int) -> TransferRequest:
 
 
 class RecordingWeakModel:
+    """Records (problem, remaining CoT tokens) per call; each call yields to the loop once."""
+
     def __init__(self) -> None:
-        self.prefixes: list[str] = []
+        self.calls: list[tuple[str, int]] = []
 
     async def __call__(self, request: CompletionRequest) -> CompletionResult:
-        self.prefixes.append(request.prefix)
+        problem, cut = request.prefix.split(":", 1)
+        total = len(COT) * (int(problem.split()[-1]) + 1)
+        self.calls.append((problem, total - len(cut)))
+        await asyncio.sleep(0)
         return CompletionResult([GradedCompletion("", "1", True, 1, "stop")] * request.n, 5)
 
 
-def test_longest_first_orders_by_prefix_length_descending() -> None:
-    prefixes = [prefix(0.0, 0), prefix(0.5, 10), prefix(1.0, 20), prefix(0.2, 4)]
-    assert [p.fraction for p in longest_first(prefixes)] == [1.0, 0.5, 0.2, 0.0]
+def test_scheduling_keys() -> None:
+    short, long = prefix(0.1, 2), prefix(0.9, 18)
+    assert longest_generation_first(short) < longest_generation_first(long)
+    assert longest_prefix_first(long) < longest_prefix_first(short)
+    assert arrival_order(short) == arrival_order(long)
+    # Across problems: what is left to write counts, not the fraction.
+    assert longest_generation_first(prefix(0.5, 50, total=100)) < longest_generation_first(prefix(0.0, 0, total=20))
 
 
-def test_longest_first_keeps_request_order_on_ties() -> None:
-    # Short CoTs map neighbouring fractions to the same token count.
-    prefixes = [prefix(0.0, 0), prefix(0.1, 0), prefix(0.9, 3), prefix(1.0, 3)]
-    assert [p.fraction for p in longest_first(prefixes)] == [0.9, 1.0, 0.0, 0.1]
-
-
-def test_longest_first_does_not_modify_its_input() -> None:
-    prefixes = [prefix(0.0, 0), prefix(1.0, 20)]
-    longest_first(prefixes)
-    assert [p.fraction for p in prefixes] == [0.0, 1.0]
-
-
-async def test_a_problems_weak_requests_go_out_longest_prefix_first() -> None:
+async def test_waiting_requests_go_out_with_the_most_cot_left_first() -> None:
     weak = RecordingWeakModel()
     runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=1)
-    events = [event async for event in runner.run(transfer_request(problems=1))]
-    lengths = [len(text.split(":", 1)[1]) for text in weak.prefixes]
-    assert lengths == sorted(lengths, reverse=True)
-    assert lengths[0] == len(COT)
+    events = [event async for event in runner.run(transfer_request(problems=3))]
+    remaining = [left for _, left in weak.calls]
+    # The first request takes the free slot at once; every later one waited and went by key.
+    assert remaining[1:] == sorted(remaining[1:], reverse=True)
+    assert len(remaining) == 15
     rows = [event for event in events if isinstance(event, FractionRecord)]
-    assert sorted(row.fraction for row in rows) == list(FRACTIONS)
+    assert sorted((row.problem_id, row.fraction) for row in rows) == sorted(
+        (f"p{index}", fraction) for index in range(3) for fraction in FRACTIONS
+    )
 
 
-async def test_with_many_problems_each_problem_starts_with_its_longest_prefix() -> None:
+async def test_the_arrival_order_key_keeps_request_order() -> None:
     weak = RecordingWeakModel()
-    runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=64)
-    [event async for event in runner.run(transfer_request(problems=3))]
-    by_problem: dict[str, list[int]] = {}
-    for text in weak.prefixes:
-        problem, cut = text.split(":", 1)
-        by_problem.setdefault(problem, []).append(len(cut))
-    assert len(by_problem) == 3
-    for lengths in by_problem.values():
-        assert lengths == sorted(lengths, reverse=True)
+    runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=1, scheduling_key=arrival_order)
+    [event async for event in runner.run(transfer_request(problems=1))]
+    # Fractions arrive sorted ascending, so the remaining CoT shrinks call by call.
+    assert [left for _, left in weak.calls] == [20, 18, 10, 2, 0]
+
+
+async def test_an_earlier_run_keeps_its_place_before_a_later_one() -> None:
+    weak = RecordingWeakModel()
+    runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=1)
+    first = runner.run(transfer_request(problems=1))
+    second = runner.run(transfer_request(problems=3, fractions=(0.0, 1.0)))
+
+    async def drain(stream: AsyncIterator[object]) -> None:
+        async for _ in stream:
+            pass
+
+    await asyncio.gather(drain(first), drain(second))
+    problems = [problem for problem, _ in weak.calls]
+    # Run one (problem 0, 5 fractions) is admitted before the later run's waiting requests.
+    assert problems[:5] == ["problem 0"] * 5
 
 
 async def test_strong_record_keeps_prefixes_in_request_order() -> None:
@@ -103,3 +125,78 @@ async def test_strong_record_keeps_prefixes_in_request_order() -> None:
     events = [event async for event in runner.run(transfer_request(problems=1))]
     [record] = [event for event in events if isinstance(event, StrongCotRecord)]
     assert [p.fraction for p in record.prefixes] == list(FRACTIONS)
+
+
+async def test_priority_slots_bound_concurrency_and_admit_by_key() -> None:
+    slots = PrioritySlots(2)
+    admitted: list[str] = []
+    in_flight = 0
+    peak = 0
+    release = asyncio.Event()
+
+    async def worker(name: str, key: float) -> None:
+        nonlocal in_flight, peak
+        async with slots.hold((key,)):
+            admitted.append(name)
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await release.wait()
+            in_flight -= 1
+
+    tasks = [asyncio.create_task(worker(name, key)) for name, key in [("a", 5), ("b", 5), ("c", 3), ("d", 1), ("e", 3)]]
+    await asyncio.sleep(0.01)
+    assert admitted == ["a", "b"]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert admitted == ["a", "b", "d", "c", "e"]
+    assert peak == 2
+
+
+async def test_a_cancelled_waiter_does_not_lose_a_slot() -> None:
+    slots = PrioritySlots(1)
+    hold_first = asyncio.Event()
+    done: list[str] = []
+
+    async def worker(name: str, wait: asyncio.Event | None = None) -> None:
+        async with slots.hold((0.0,)):
+            if wait is not None:
+                await wait.wait()
+            done.append(name)
+
+    first = asyncio.create_task(worker("first", hold_first))
+    await asyncio.sleep(0)
+    doomed = asyncio.create_task(worker("doomed"))
+    last = asyncio.create_task(worker("last"))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    hold_first.set()
+    await asyncio.gather(first, last)
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert done == ["first", "last"]
+    # The slot is free again: a new holder gets in at once.
+    await asyncio.wait_for(worker("again"), 1)
+
+
+async def test_a_waiter_cancelled_as_it_is_granted_passes_the_slot_on() -> None:
+    slots = PrioritySlots(1)
+    done: list[str] = []
+
+    async def worker(name: str) -> None:
+        async with slots.hold((0.0,)):
+            done.append(name)
+
+    holder = slots.hold((0.0,))
+    await holder.__aenter__()
+    granted_then_cancelled = asyncio.create_task(worker("cancelled"))
+    after = asyncio.create_task(worker("after"))
+    await asyncio.sleep(0)
+    await holder.__aexit__(None, None, None)  # hands the slot to the first waiter...
+    granted_then_cancelled.cancel()  # ...which is cancelled before it runs
+    await asyncio.wait_for(after, 1)
+    assert done == ["after"]
+
+
+def test_priority_slots_need_a_slot() -> None:
+    with pytest.raises(ValueError):
+        PrioritySlots(0)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+import contextlib
+import heapq
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from cot_transfer.domain.errors import UnavailableError
@@ -36,18 +39,75 @@ class _Failure:
 _DONE = object()
 
 
-def longest_first(prefixes: Sequence[CotPrefix]) -> list[CotPrefix]:
-    """The order a problem's weak requests are sent in: longest prefix first.
+def longest_generation_first(prefix: CotPrefix) -> float:
+    """Scheduling key of a weak request (lower runs sooner): the most CoT left to write first.
 
-    Every prompt of a problem is the same rendered problem followed by a prefix of the same
-    CoT, so the prompts are prefixes of the longest one. Sent first, the longest prompt puts
-    every full KV-cache block the shorter prompts can share into the engine's prefix cache
-    (vLLM caches a block as soon as it is scheduled), and each shorter prompt then computes
-    only its tokens past the last shared full block. The longer prompts also have the
-    smallest generation budgets, so they finish first and free their slots soonest. Ties
-    keep the request order.
+    The weak model continues a prefix to the end of the reasoning, so the CoT tokens past the
+    prefix predict how long its generation runs. Starting the longest generations first and
+    filling in with the short ones (longest-processing-time-first) keeps the engine's batch
+    full to the end of the run instead of leaving a tail of long generations behind.
+    It does not cost prefix-cache reuse: a problem's prompts are prefixes of one another and
+    vLLM caches a block as soon as it is scheduled, so a shorter prompt sent first shares its
+    full blocks with the longer ones as well as the other way round (and its samples, which
+    often repeat the CoT, fill further blocks the longer prompts can reuse). Measured with
+    ``python -m benchmarks.ordering`` (BENCHMARKS.md).
     """
-    return sorted(prefixes, key=lambda prefix: -prefix.num_tokens)
+    return -float(prefix.cot_num_tokens - prefix.num_tokens)
+
+
+def longest_prefix_first(prefix: CotPrefix) -> float:
+    """The alternative key: the longest prompt of a problem first (kept for the benchmarks)."""
+    return -float(prefix.num_tokens)
+
+
+def arrival_order(prefix: CotPrefix) -> float:
+    """No priority: requests run in the order they are created (each problem's fractions in
+    request order, problems as their CoTs finish), as a plain semaphore admits them."""
+    return 0.0
+
+
+SchedulingKey = Callable[[CotPrefix], float]
+
+
+class PrioritySlots:
+    """A semaphore whose waiters are admitted lowest key first, in arrival order among equals."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self._free = slots
+        self._waiters: list[tuple[tuple[float, ...], int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: tuple[float, ...]) -> AsyncIterator[None]:
+        await self._acquire(key)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, key: tuple[float, ...]) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (key, next(self._arrivals), granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                # The slot was handed over just as this waiter was cancelled: pass it on.
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, granted = heapq.heappop(self._waiters)
+            if not granted.done():  # cancelled waiters stay in the heap until they surface here
+                granted.set_result(None)
+                return
+        self._free += 1
 
 
 def _first_cause(error: BaseException) -> BaseException:
@@ -70,17 +130,22 @@ class TransferRunner:
         complete: Complete,
         max_concurrent_completions: int,
         metrics: ServiceMetrics = NO_METRICS,
+        scheduling_key: SchedulingKey = longest_generation_first,
     ) -> None:
+        """At most ``max_concurrent_completions`` weak requests are in flight across all runs; the
+        waiting ones go out run by run, in each run by ``scheduling_key`` (lowest first)."""
         self._stream_prefixes = stream_prefixes
         self._complete = complete
-        self._completion_slots = asyncio.Semaphore(max_concurrent_completions)
+        self._scheduling_key = scheduling_key
+        self._completion_slots = PrioritySlots(max_concurrent_completions)
+        self._runs_started = itertools.count()
         self._metrics = metrics
         self._running = 0
 
     async def run(self, request: TransferRequest) -> AsyncGenerator[TransferEvent, None]:
         get_grader(request.grader)  # an unknown grader fails the run before any model work
         events: asyncio.Queue[object] = asyncio.Queue()
-        producer = asyncio.create_task(self._produce(request, events))
+        producer = asyncio.create_task(self._produce(request, next(self._runs_started), events))
         outcomes: list[FractionOutcome] = []
         strong_correct: dict[str, bool] = {}
         running_rates = RunningUnlockRates(request.thresholds)
@@ -116,11 +181,11 @@ class TransferRunner:
             strong_correct=strong_correct,
         )
 
-    async def _produce(self, request: TransferRequest, events: asyncio.Queue[object]) -> None:
+    async def _produce(self, request: TransferRequest, run_number: int, events: asyncio.Queue[object]) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 for problem in request.problems:
-                    group.create_task(self._run_problem(request, problem, events))
+                    group.create_task(self._run_problem(request, problem, run_number, events))
         except BaseExceptionGroup as group_error:
             await events.put(_Failure(_first_cause(group_error)))
         except BaseException as error:  # cancellation included: the consumer is gone or going
@@ -129,7 +194,9 @@ class TransferRunner:
         else:
             await events.put(_DONE)
 
-    async def _run_problem(self, request: TransferRequest, problem: ProblemSpec, events: asyncio.Queue[object]) -> None:
+    async def _run_problem(
+        self, request: TransferRequest, problem: ProblemSpec, run_number: int, events: asyncio.Queue[object]
+    ) -> None:
         prefixes: list[CotPrefix] = []
         answer: StrongAnswer | None = None
         prefix_request = PrefixRequest(
@@ -157,11 +224,16 @@ class TransferRunner:
             )
         )
         async with asyncio.TaskGroup() as group:
-            for prefix in longest_first(prefixes):
-                group.create_task(self._run_fraction(request, problem, prefix, events))
+            for prefix in prefixes:
+                group.create_task(self._run_fraction(request, problem, prefix, run_number, events))
 
     async def _run_fraction(
-        self, request: TransferRequest, problem: ProblemSpec, prefix: CotPrefix, events: asyncio.Queue[object]
+        self,
+        request: TransferRequest,
+        problem: ProblemSpec,
+        prefix: CotPrefix,
+        run_number: int,
+        events: asyncio.Queue[object],
     ) -> None:
         completion_request = CompletionRequest(
             problem=problem.problem,
@@ -171,7 +243,8 @@ class TransferRunner:
             reference_answer=problem.answer,
             grader=request.grader,
         )
-        async with self._completion_slots:
+        # Runs keep their arrival order; within a run the scheduling key decides.
+        async with self._completion_slots.hold((float(run_number), self._scheduling_key(prefix))):
             result = await self._complete(completion_request)
         await events.put(
             FractionRecord(
