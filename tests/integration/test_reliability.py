@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cot_transfer.client import CotTransferClient, RpcFailedError, Sampling
+from cot_transfer.domain.requests import FractionRecord, ProblemSpec
 from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
@@ -105,35 +106,36 @@ async def test_a_cancelled_call_aborts_its_engine_work_and_spares_the_others(ser
     assert running == 0
 
 
-async def test_a_cancelled_stream_aborts_the_strong_engine_request(service: RunningService) -> None:
-    aborts = 'cot_transfer_engine_aborts_total{model="testbed-strong"}'
+async def test_a_cancelled_stream_aborts_its_engine_work(service: RunningService) -> None:
+    """A Transfer.Run left mid-stream: the server sees CANCELLED and the weak requests in flight are aborted."""
+    cancelled_runs = 'cot_transfer_rpc_requests_total{code="CANCELLED",method="Run"}'
+    aborts = 'cot_transfer_engine_aborts_total{model="testbed-weak"}'
+    cancelled_before = await asyncio.to_thread(clean_metric, service, cancelled_runs)
     aborts_before = await asyncio.to_thread(clean_metric, service, aborts)
-    # The longest chain the testbed knows: its CoT takes a while to write, so the caller can
-    # leave while the strong engine is still generating.
-    long_problem = "1+2*3-4+5*6-7+8*9-1+2*3-4+5*6"
-    first_delta = asyncio.Event()
+    problems = [
+        ProblemSpec(problem.id, problem.problem, problem.answer)
+        for problem in load_problems(REPO / "datasets" / "testbed-demo.jsonl")
+    ]
+    first_row = asyncio.Event()
     async with service.client() as client:
 
         async def read_until_cancelled() -> None:
-            async for _ in client.stream_prefixes(long_problem, [0.5, 1.0], sampling=Sampling(max_tokens=480)):
-                first_delta.set()
-                await asyncio.sleep(60)
+            fractions = [index / 10 for index in range(11)]
+            async for event in client.run_transfer(problems, fractions, n=64):
+                if isinstance(event, FractionRecord):
+                    first_row.set()
 
         reader = asyncio.create_task(read_until_cancelled())
-        await asyncio.wait_for(first_delta.wait(), 60)
+        await asyncio.wait_for(first_row.wait(), 300)
         reader.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reader
-    cancelled = await wait_for_metric(
-        service,
-        'cot_transfer_rpc_requests_total{code="CANCELLED",method="StreamPrefixes"}',
-        lambda value: value > 0,
-        60,
+    assert (
+        await wait_for_metric(service, cancelled_runs, lambda value: value > cancelled_before, 120) > cancelled_before
     )
-    assert cancelled > 0
-    assert await wait_for_metric(service, aborts, lambda value: value > aborts_before, 60) > aborts_before
+    assert await wait_for_metric(service, aborts, lambda value: value > aborts_before, 120) > aborts_before
     running = await wait_for_metric(
-        service, 'vllm_num_requests_running{engine="0",model_name="testbed-strong"', lambda value: value == 0, 60
+        service, 'vllm_num_requests_running{engine="0",model_name="testbed-weak"', lambda value: value == 0, 120
     )
     assert running == 0
 
@@ -144,7 +146,7 @@ async def test_an_expired_deadline_is_deadline_exceeded_and_stops_the_work(servi
             await client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=1024, timeout_s=0.5)
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     running = await wait_for_metric(
-        service, 'vllm_num_requests_running{engine="0",model_name="testbed-weak"', lambda value: value == 0, 60
+        service, 'vllm_num_requests_running{engine="0",model_name="testbed-weak"', lambda value: value == 0, 120
     )
     assert running == 0
 
