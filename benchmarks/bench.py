@@ -81,10 +81,9 @@ DEFAULT_OUT = REPO / "benchmarks" / "results.json"
 DEFAULT_DOC = REPO / "BENCHMARKS.md"
 ARTIFACTS = REPO / "runs" / "bench"
 SERVE_START_TIMEOUT_S = 900
-# Ray's metrics agents export every 10 s by default; the served stack is started with a shorter
-# interval so the prefix-cache counters settle sooner after a phase.
-RAY_METRICS_INTERVAL_MS = 2000
-COUNTER_SETTLE_S = 8.0
+# Ray's metrics agents export every 10 s (left as it is: a shorter interval costs CPU the served
+# run would feel); counters count as settled once unchanged for longer than that.
+COUNTER_SETTLE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ STANDARD = Workload(
     num_problems=32,
     fractions=tuple(round(index / 10, 1) for index in range(11)),
     n=16,
-    naive_problems=4,
+    naive_problems=32,
     overhead_calls=50,
     overhead_max_tokens=8,
     locust_users=8,
@@ -159,8 +158,62 @@ def other_ray_clusters() -> list[str]:
     return found.stdout.split()
 
 
+def wait_for_other_ray_clusters(max_wait_s: float) -> list[str]:
+    """Waits (politely, on a shared machine) for other local Ray clusters to go; returns those left."""
+    deadline = time.monotonic() + max_wait_s
+    others = other_ray_clusters()
+    while others and time.monotonic() < deadline:
+        log(f"another Ray cluster is running here (raylet {' '.join(others)}); waiting for it to stop")
+        time.sleep(30)
+        others = other_ray_clusters()
+    return others
+
+
 # ---------------------------------------------------------------------------------------------
 # The served stack
+
+
+def process_cpu_seconds(roots: Sequence[int] = ()) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of processes here, with a short name (Linux /proc).
+
+    With ``roots``, only those processes and their descendants (e.g. this run's serve command,
+    whose children are its Ray cluster and vLLM engines), not other users of the machine.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[str, float]] = {}
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = command.rsplit("/", 1)[-1] if command else stat[stat.index("(") + 1 : stat.rindex(")")]
+        found[int(entry.name)] = (name[:60], (int(fields[11]) + int(fields[12])) / ticks)
+        parents[int(entry.name)] = int(fields[1])
+    if not roots:
+        return found
+    wanted = set(roots)
+    for pid in found:
+        chain = pid
+        while chain > 1 and chain not in wanted:
+            chain = parents.get(chain, 0)
+        if chain in wanted:
+            wanted.add(pid)
+    return {pid: value for pid, value in found.items() if pid in wanted}
+
+
+def cpu_by_process(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, summed by process name, largest first."""
+    spent: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        previous = before.get(pid, (name, 0.0))[1]
+        if seconds - previous > 0.05:
+            spent[name] = spent.get(name, 0.0) + seconds - previous
+    return {name: round(value, 1) for name, value in sorted(spent.items(), key=lambda item: -item[1])}
 
 
 def free_port() -> int:
@@ -217,7 +270,6 @@ class ServedStack:
         log_file = self.log_path.open("w")
         env = {
             **os.environ,
-            "RAY_metrics_report_interval_ms": str(RAY_METRICS_INTERVAL_MS),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             **self.client_env(),
         }
@@ -233,6 +285,10 @@ class ServedStack:
         printed = self._read_start_lines(("grpc", "metrics"))
         self.address = printed["grpc"]
         self.metrics_url = printed["metrics"]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
 
     def client(self, timeout_s: float) -> CotTransferClient:
         return CotTransferClient(self.address, timeout_s=timeout_s, token=self.token)
@@ -285,13 +341,13 @@ def scrape(url: str, timeout_s: float = 10.0) -> str:
         return str(response.read().decode("utf-8"))
 
 
-def settled_counters(url: str, model_name: str, timeout_s: float = 120.0) -> PrefixCacheCounters:
+def settled_counters(url: str, model_name: str, timeout_s: float = 180.0) -> PrefixCacheCounters:
     """The weak engine's prefix-cache counters once they stop moving (metrics export lags)."""
     deadline = time.monotonic() + timeout_s
     last = prefix_cache_counters(scrape(url), model_name)
     stable_since = time.monotonic()
     while time.monotonic() < deadline:
-        time.sleep(1.0)
+        time.sleep(2.0)
         current = prefix_cache_counters(scrape(url), model_name)
         if current != last:
             last, stable_since = current, time.monotonic()
@@ -640,17 +696,21 @@ async def service_phases(
     before = await asyncio.to_thread(settled_counters, stack.metrics_url, weak_name)
     tokens_before = await asyncio.to_thread(weak_token_counters, stack.metrics_url, weak_name)
     loads["served_start"] = load_average()
+    roots = [os.getpid(), stack.pid]
+    cpu_before = process_cpu_seconds(roots)
     served, _ = await timed_async(
         f"served run ({len(problems)} problems x {len(workload.fractions)} fractions x n={workload.n})",
         served_run(stack, problems, workload.fractions, workload.n, strong_sampling, weak_sampling),
     )
     loads["served_end"] = load_average()
+    cpu_during_served = cpu_by_process(cpu_before, process_cpu_seconds(roots))
     after = await asyncio.to_thread(settled_counters, stack.metrics_url, weak_name)
     tokens_after = await asyncio.to_thread(weak_token_counters, stack.metrics_url, weak_name)
     ray_metrics_url = f"http://127.0.0.1:{config.metrics_port}/metrics"
     phases: dict[str, Any] = {
         "served": served,
         "prefill_delta": after.minus(before),
+        "cpu_seconds_by_process": cpu_during_served,
         "weak_tokens": {key: tokens_after[key] - tokens_before[key] for key in tokens_after},
         "metric_block_sizes": await asyncio.to_thread(block_size_from_metrics, ray_metrics_url),
         "replay": None,
@@ -717,9 +777,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     weak_sampling = config.weak.sampling.settings()
     machine = machine_info()
     machine["load_before"] = load_average()
-    others = other_ray_clusters()
+    others = wait_for_other_ray_clusters(args.max_wait_other_ray)
     if others:
-        log(f"warning: raylet processes already running here ({' '.join(others)}): timings will be skewed")
+        log(f"warning: raylet processes still running here ({' '.join(others)}): timings will be skewed")
     machine["other_raylets_at_start"] = len(others)
     loads: dict[str, float] = {"start": load_average()}
 
@@ -738,6 +798,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     overhead: dict[str, Any] | None = phases["overhead"]
     locust: dict[str, Any] | None = phases["locust"]
     weak_tokens: dict[str, float] = phases["weak_tokens"]
+    cpu_during_served: dict[str, float] = phases["cpu_seconds_by_process"]
     jobs = weak_jobs(problems, served.strong)
 
     offline = None
@@ -813,6 +874,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "stack_start_s": start_s,
         "weak_engine_tokens": weak_tokens,
         "weak_generated_tokens_per_s": weak_tokens["generation_tokens"] / served.seconds,
+        # This run's processes only (the harness, the serve command and its descendants).
+        "cpu_seconds_by_process": cpu_during_served,
     }
     naive_block = {
         "backend": f"transformers generate ({device})",
@@ -973,6 +1036,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--naive-problems", type=int, default=0, help="problems the naive baseline is timed on")
     parser.add_argument("--locust-users", type=int, default=0, help="override the locust users")
     parser.add_argument("--locust-run-time", default="", help="override the locust duration (e.g. 60s)")
+    parser.add_argument(
+        "--max-wait-other-ray",
+        type=float,
+        default=900.0,
+        help="seconds to wait for another local Ray cluster to stop before starting (then go on, warned)",
+    )
     parser.add_argument("--skip-overhead", action="store_true", help="skip the serving-overhead phase")
     parser.add_argument(
         "--overhead-gpu-memory",
