@@ -75,7 +75,7 @@ serve: $(STAMP)
 # CI-size smoke, BENCH_ARGS="--config my-gpu.yaml" for a GPU serving config. Writes benchmarks/results.json.
 BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.bench --command-label "make bench $(BENCH_ARGS)" $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.bench --command-label '$(if $(BENCH_ARGS),make bench BENCH_ARGS="$(BENCH_ARGS)",make bench)' $(BENCH_ARGS)
 
 models: $(STAMP)
 	$(BIN)/python -m cot_transfer.testbed.train --output-dir models/testbed

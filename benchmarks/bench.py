@@ -776,8 +776,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     strong_sampling = config.strong.sampling.settings()
     weak_sampling = config.weak.sampling.settings()
     machine = machine_info()
-    machine["load_before"] = load_average()
     others = wait_for_other_ray_clusters(args.max_wait_other_ray)
+    machine["load_before"] = load_average()
     if others:
         log(f"warning: raylet processes still running here ({' '.join(others)}): timings will be skewed")
     machine["other_raylets_at_start"] = len(others)
@@ -894,6 +894,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "weak_potential_mean_subset": naive_weak.correct / naive_weak.samples if naive_weak.samples else None,
         "extrapolated_weak_seconds": naive_weak_total_s,
         "extrapolated_strong_seconds": naive_strong_total_s,
+        "extrapolated": naive_weak.rows < total_rows,
         "extrapolated_seconds": naive_total_s,
         "extrapolated_rows_per_s": total_rows / naive_total_s if naive_total_s else None,
         "extrapolated_samples_per_s": total_samples / naive_total_s if naive_total_s else None,
@@ -984,8 +985,13 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             f"Naive (transformers, one prefix after another, {naive['torch_threads'].get('threads')} torch threads):"
             f" {naive['subset_rows']} rows of {len(naive['subset_problems'])} problems in"
             f" {naive['subset_weak_seconds']:.1f} s ({naive['weak_seconds_per_sample'] * 1000:.1f} ms per sample)"
-            f" + {naive['subset_strong_seconds']:.1f} s of strong CoTs; extrapolated per sample to the whole"
-            f" workload: {naive['extrapolated_seconds']:.0f} s ({naive['extrapolated_rows_per_s']:.2f} rows/s)."
+            f" + {naive['subset_strong_seconds']:.1f} s of strong CoTs"
+            + (
+                f"; the whole workload: {naive['extrapolated_seconds']:.0f} s"
+                if naive["subset_rows"] == served["rows"]
+                else f"; extrapolated per sample to the whole workload: {naive['extrapolated_seconds']:.0f} s"
+            )
+            + f" ({naive['extrapolated_rows_per_s']:.2f} rows/s)."
             f" Weak-only speedup: {results['speedup_weak_only_vs_naive']:.1f}x."
         )
     prefill = results["prefill"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import secrets
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 import yaml
@@ -57,8 +58,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_test_config(tmp_dir: Path) -> Path:
-    """The local CPU config on free ports, with absolute model paths."""
+def make_test_config(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Path:
+    """The local CPU config on free ports, with absolute model paths; ``overrides`` are merged in."""
     source = Path(os.environ.get(CONFIG_ENV, REPO / "configs" / "local-cpu.yaml"))
     data = yaml.safe_load(source.read_text())
     data["grpc_port"] = free_port()
@@ -75,6 +76,7 @@ def make_test_config(tmp_dir: Path) -> Path:
         "downscale_delay_s": 10,
         "look_back_period_s": 3,
     }
+    _merge(data, overrides or {})
     for role in ("strong", "weak"):
         model = Path(data[role]["engine"]["model"])
         if not model.is_absolute():
@@ -84,11 +86,35 @@ def make_test_config(tmp_dir: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+def _merge(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            _merge(data[key], value)
+        else:
+            data[key] = value
+
+
+@dataclass
+class ServeProcess:
+    """A running ``cot-transfer serve``; ``stop`` sends SIGINT and waits for the drain and shutdown."""
+
+    service: RunningService
+    process: subprocess.Popen[str]
+
+    def stop(self, timeout_s: float = 180) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@contextlib.contextmanager
+def serve_stack(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Iterator[ServeProcess]:
     """`cot-transfer serve` in a subprocess, as a user would start it; stopped with SIGINT."""
-    tmp_dir = tmp_path_factory.mktemp("service")
-    config_path = make_test_config(tmp_dir)
+    config_path = make_test_config(tmp_dir, overrides)
     log_path = tmp_dir / "serve.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -99,10 +125,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
             cwd=REPO,
             env={**os.environ, **FAST_AUTOSCALING_ENV, TOKEN_ENV: TEST_TOKEN},
         )
+        running = ServeProcess(_placeholder_service(config_path, log_path), process)
         try:
             printed = _wait_for_start_lines(process, log_path, ("grpc", "metrics"))
             metrics_port = yaml.safe_load(config_path.read_text())["metrics_port"]
-            yield RunningService(
+            running.service = RunningService(
                 address=printed["grpc"],
                 metrics_url=printed["metrics"],
                 ray_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
@@ -111,13 +138,26 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
                 log_path=log_path,
                 token=TEST_TOKEN,
             )
+            yield running
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            running.stop()
+
+
+def _placeholder_service(config_path: Path, log_path: Path) -> RunningService:
+    return RunningService("", "", "", "cot_transfer", config_path, log_path, TEST_TOKEN)
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """The stack most integration tests share, started once per session."""
+    with serve_stack(tmp_path_factory.mktemp("service")) as running:
+        yield running.service
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests with a stack of their own run first: two local Ray clusters at once would starve a
+    2-core machine, and the shared stack starts lazily, with the first test that needs it."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("own_stack") else 1)
 
 
 def _wait_for_start_lines(process: subprocess.Popen[str], log_path: Path, keys: tuple[str, ...]) -> dict[str, str]:

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.config import PROXY_MAX_MESSAGE_ENV, ServingConfig
 
 from .conftest import DEPLOY, REPO, Manifest, crd_schemas, load_documents, of_kind, only
 
@@ -189,6 +189,18 @@ def test_ports_agree_with_the_serving_config(rendered: dict[str, list[Manifest]]
     serve = yaml.safe_load(_rayservice(manifests)["spec"]["serveConfigV2"])
     assert serve["grpc_options"]["port"] == config.grpc_port
     assert serve["http_options"] == {"host": "0.0.0.0", "port": config.http_port}
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_every_proxy_takes_the_configured_message_size_limit(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    config = ServingConfig.from_yaml(REPO / "configs" / f"k8s-{overlay}.yaml")
+    cluster = _rayservice(rendered[overlay])["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"], *(group["template"] for group in cluster["workerGroupSpecs"])]
+    for pod in pods:
+        env = {item["name"]: item.get("value") for item in pod["spec"]["containers"][0]["env"]}
+        assert env[PROXY_MAX_MESSAGE_ENV] == str(config.limits.max_message_bytes)
 
 
 def test_podmonitors_scrape_head_and_workers(rendered: dict[str, list[Manifest]]) -> None:

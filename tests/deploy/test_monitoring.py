@@ -33,6 +33,7 @@ SERVICE_METRICS = {
     "cot_transfer_experiment_rows_expected",
     "cot_transfer_experiment_unlock_rate",
     "cot_transfer_experiments_running",
+    "cot_transfer_backpressure_retries_total",
 }
 # vLLM's engine metrics, forwarded through Ray.
 VLLM_METRICS = {

@@ -14,7 +14,7 @@ from benchmarks.results import (
     update_doc,
     write_results,
 )
-from loadtests.run import format_table, locust_command, read_stats, verdict
+from loadtests.run import failures_by_status, format_table, locust_command, read_stats, verdict
 
 HEADLINES = {
     "speedup_vs_naive": 12.5,
@@ -109,11 +109,32 @@ def test_read_stats_parses_locusts_csv(tmp_path: Path) -> None:
 def test_verdict_fails_on_any_failure_or_no_calls(tmp_path: Path) -> None:
     path = tmp_path / "locust_stats.csv"
     path.write_text(STATS_CSV)
-    assert verdict(1, read_stats(path)) == (1, "2 calls failed")
+    assert verdict(1, read_stats(path)) == (1, "2 calls failed (2 UNAVAILABLE)")
     assert verdict(0, {"entries": {}, "aggregated": {}})[0] == 1
     ok = {"entries": {"x": {"failures": 0}}, "aggregated": {"requests": 5}}
     assert verdict(0, ok) == (0, "ok")
     assert verdict(2, ok)[0] == 2
+
+
+SHEDDING_CSV = STATS_CSV.replace("[UNAVAILABLE]", "[RESOURCE_EXHAUSTED]")
+
+
+def test_allowed_statuses_count_as_shed_load_not_failures(tmp_path: Path) -> None:
+    path = tmp_path / "locust_stats.csv"
+    path.write_text(SHEDDING_CSV)
+    stats = read_stats(path)
+    assert failures_by_status(stats) == {"RESOURCE_EXHAUSTED": 2}
+    # Locust itself exits 1 when any call failed; the shed calls alone do not fail the run.
+    assert verdict(1, stats, ["RESOURCE_EXHAUSTED"]) == (0, "ok; 2 calls shed with RESOURCE_EXHAUSTED")
+    assert verdict(1, stats) == (1, "2 calls failed (2 RESOURCE_EXHAUSTED)")
+    path.write_text(STATS_CSV)
+    assert verdict(1, read_stats(path), ["RESOURCE_EXHAUSTED"])[0] == 1
+
+
+def test_failures_without_a_status_code_are_other(tmp_path: Path) -> None:
+    stats = {"entries": {"BAD_RESPONSE": {"failures": 3}, "x": {"failures": 0}}, "aggregated": {"requests": 9}}
+    assert failures_by_status(stats) == {"OTHER": 3}
+    assert verdict(1, stats, ["RESOURCE_EXHAUSTED"]) == (1, "3 calls failed (3 OTHER)")
 
 
 def test_locust_command_is_headless_with_reports(tmp_path: Path) -> None:

@@ -135,3 +135,26 @@ async def test_closing_the_stream_cancels_outstanding_work() -> None:
     assert isinstance(first, StrongCotRecord)
     await stream.aclose()
     await asyncio.wait_for(cancelled.wait(), 1)
+
+
+async def test_strong_cots_are_written_a_bounded_number_at_a_time_in_problem_order() -> None:
+    open_streams = 0
+    most_open = 0
+    order: list[str] = []
+
+    async def counted_stream(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+        nonlocal open_streams, most_open
+        open_streams += 1
+        most_open = max(most_open, open_streams)
+        order.append(PROBLEMS[request.problem])
+        await asyncio.sleep(0.01)
+        async for event in stream_prefixes(request):
+            yield event
+        open_streams -= 1
+
+    runner = TransferRunner(counted_stream, complete, max_concurrent_completions=4, max_concurrent_cots=1)
+    events = [event async for event in runner.run(transfer_request())]
+    assert most_open == 1
+    assert order == ["p1", "p2"]
+    assert isinstance(events[-1], TransferSummary)
+    assert sum(isinstance(event, FractionRecord) for event in events) == 6

@@ -20,7 +20,13 @@ from cot_transfer.client import CotTransferClient, RpcFailedError, Sampling
 from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL, Thresholds
 from cot_transfer.experiment.datasets import DatasetError, ProblemRecord, load_problems
 from cot_transfer.experiment.report import ReportError, format_unlock_table, write_report
-from cot_transfer.experiment.runner import ExperimentSettings, RunFolderError, resume_inputs, run_experiment
+from cot_transfer.experiment.runner import (
+    ExperimentSettings,
+    RequestTooLargeError,
+    RunFolderError,
+    resume_inputs,
+    run_experiment,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "local-cpu.yaml"
@@ -203,8 +209,12 @@ def _serve(config_path: Path, log_level: str) -> int:
     try:
         stop.wait()
     finally:
-        print("shutting down", file=sys.stderr, flush=True)
-        stack.shutdown()
+        print(
+            f"shutting down: draining calls in flight (up to {stack.drain_timeout_s:g} s)", file=sys.stderr, flush=True
+        )
+        drained = stack.shutdown()
+        outcome = drained.describe() if drained else "shut down without draining (see the log)"
+        print(outcome, file=sys.stderr, flush=True)
     return 0
 
 
@@ -244,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     except RpcFailedError as error:
         print(f"cot-transfer: the service answered {error.code.name}: {error.details}", file=sys.stderr)
         return 1
-    except (DatasetError, ReportError, RunFolderError, UsageError, FileNotFoundError) as error:
+    except (DatasetError, ReportError, RunFolderError, RequestTooLargeError, UsageError, FileNotFoundError) as error:
         print(f"cot-transfer: {error}", file=sys.stderr)
         return 2
 

@@ -56,6 +56,11 @@ def problems_to_proto(problems: Sequence[ProblemSpec]) -> list[pb.Problem]:
     return [pb.Problem(id=problem.id, problem=problem.problem, answer=problem.answer) for problem in problems]
 
 
+def problem_wire_bytes(problem: ProblemSpec) -> int:
+    """What one problem adds to a serialized ``RunRequest`` (its field tag and length included)."""
+    return pb.RunRequest(problems=problems_to_proto([problem])).ByteSize()
+
+
 def strong_event_from_proto(message: pb.StreamPrefixesResponse) -> StrongEvent:
     kind = message.WhichOneof("event")
     if kind == "delta":
@@ -81,6 +86,7 @@ def service_info_from_proto(message: pb.GetInfoResponse) -> ServiceInfo:
         max_samples_per_request=message.max_samples_per_request,
         max_problems_per_run=message.max_problems_per_run,
         max_fractions=message.max_fractions,
+        max_message_bytes=message.max_message_bytes,
     )
 
 

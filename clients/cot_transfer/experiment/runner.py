@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError, Sampling
 from cot_transfer.client.client import RETRYABLE_CODES
+from cot_transfer.client.convert import problem_wire_bytes
 from cot_transfer.domain.requests import CotPrefix, FractionRecord, ProblemSpec, ServiceInfo, StrongCotRecord
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import normalize_fractions, with_baseline
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 # A replica that died is back after its engine restarts: tens of seconds on CPU, minutes for
 # large models on GPU; the backoff covers about five minutes in all.
 STREAM_RETRY = RetryPolicy(max_attempts=12, initial_backoff_s=2.0, max_backoff_s=30.0, multiplier=2.0)
+
+# Room a Transfer.Run request keeps for everything but its problems (fractions, sampling, ids).
+REQUEST_OVERHEAD_BYTES = 64 * 1024
 
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
@@ -264,7 +268,7 @@ async def run_experiment(
             )
             fresh = [problem for problem in problems if problem.id not in state.strong]
             if fresh:
-                await _run_fresh_problems(client, fresh, settings, writer, experiment_id(out_dir))
+                await _run_fresh_problems(client, fresh, settings, writer, experiment_id(out_dir), info)
             break
         except RpcFailedError as error:
             if error.code not in RETRYABLE_CODES or attempt + 1 == retry.max_attempts:
@@ -334,27 +338,70 @@ def experiment_id(out_dir: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", out_dir.resolve().name)[:64] or "run"
 
 
+class RequestTooLargeError(ValueError):
+    """A single problem is larger than any request the service accepts."""
+
+
+def problem_batches(
+    problems: Sequence[ProblemSpec],
+    max_problems: int,
+    max_request_bytes: int,
+    wire_bytes: Callable[[ProblemSpec], int],
+) -> list[list[ProblemSpec]]:
+    """Splits ``problems``, in order, into ``Transfer.Run`` calls the service accepts.
+
+    Each batch holds at most ``max_problems`` problems and, with ``max_request_bytes`` > 0,
+    serializes to fewer bytes than that, leaving ``REQUEST_OVERHEAD_BYTES`` for the rest of the
+    request. A problem that cannot fit on its own raises ``RequestTooLargeError``, before any call.
+    """
+    if max_problems < 1:
+        raise ValueError(f"max_problems must be >= 1, got {max_problems}")
+    budget = max_request_bytes - REQUEST_OVERHEAD_BYTES if max_request_bytes > 0 else None
+    batches: list[list[ProblemSpec]] = []
+    batch: list[ProblemSpec] = []
+    batch_bytes = 0
+    for problem in problems:
+        size = wire_bytes(problem)
+        if budget is not None and size > budget:
+            raise RequestTooLargeError(
+                f"problem {problem.id!r} is {size} bytes; the service accepts requests up to"
+                f" {max_request_bytes} bytes ({budget} for problems)"
+            )
+        if batch and (len(batch) == max_problems or (budget is not None and batch_bytes + size > budget)):
+            batches.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(problem)
+        batch_bytes += size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 async def _run_fresh_problems(
     client: CotTransferClient,
     problems: Sequence[ProblemRecord],
     settings: ExperimentSettings,
     writer: _RowWriter,
     experiment: str,
+    info: ServiceInfo,
 ) -> None:
-    async for event in client.run_transfer(
-        [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in problems],
-        settings.measured_fractions(),
-        n=settings.n,
-        strong_sampling=settings.strong_sampling,
-        weak_sampling=settings.weak_sampling,
-        thresholds=settings.thresholds,
-        grader=settings.grader,
-        experiment_id=experiment,
-    ):
-        if isinstance(event, StrongCotRecord):
-            writer.add_strong(event)
-        elif isinstance(event, FractionRecord):
-            writer.add_result(event)
+    specs = [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in problems]
+    # One call per batch the service's limits allow; results land on disk the same way.
+    for batch in problem_batches(specs, info.max_problems_per_run, info.max_message_bytes, problem_wire_bytes):
+        async for event in client.run_transfer(
+            batch,
+            settings.measured_fractions(),
+            n=settings.n,
+            strong_sampling=settings.strong_sampling,
+            weak_sampling=settings.weak_sampling,
+            thresholds=settings.thresholds,
+            grader=settings.grader,
+            experiment_id=experiment,
+        ):
+            if isinstance(event, StrongCotRecord):
+                writer.add_strong(event)
+            elif isinstance(event, FractionRecord):
+                writer.add_result(event)
 
 
 def resume_inputs(out_dir: Path) -> tuple[list[ProblemRecord], ExperimentSettings, Path]:

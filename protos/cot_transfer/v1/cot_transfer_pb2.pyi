@@ -117,7 +117,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions")
+    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes")
     STRONG_MODEL_FIELD_NUMBER: _ClassVar[int]
     WEAK_MODEL_FIELD_NUMBER: _ClassVar[int]
     GRADERS_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,7 @@ class GetInfoResponse(_message.Message):
     MAX_SAMPLES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     MAX_PROBLEMS_PER_RUN_FIELD_NUMBER: _ClassVar[int]
     MAX_FRACTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     strong_model: str
     weak_model: str
     graders: _containers.RepeatedScalarFieldContainer[str]
@@ -132,7 +133,8 @@ class GetInfoResponse(_message.Message):
     max_samples_per_request: int
     max_problems_per_run: int
     max_fractions: int
-    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ...) -> None: ...
+    max_message_bytes: int
+    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
 
 class Problem(_message.Message):
     __slots__ = ("id", "problem", "answer")

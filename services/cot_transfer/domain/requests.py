@@ -54,6 +54,8 @@ class ServiceInfo:
     max_samples_per_request: int
     max_problems_per_run: int
     max_fractions: int
+    # Largest request the service accepts, in bytes; 0 when the service does not say.
+    max_message_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,11 @@ from cot_transfer.domain.transfer import (
 )
 from cot_transfer.engine.config import EngineConfig
 
+# The client library raises gRPC's 4 MiB default to the same value, so a large Transfer.Run fits.
+MAX_MESSAGE_BYTES = 64 * 2**20
+# Serve's gRPC proxy takes its message-size limits from this variable, read when the proxy starts.
+PROXY_MAX_MESSAGE_ENV = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -132,8 +137,23 @@ class IngressConfig(_Strict):
     num_replicas: int = Field(default=1, ge=1, description="Replicas of the gRPC ingress deployment.")
     num_cpus: float = Field(default=0.0, ge=0.0, description="CPUs per ingress replica (it only orchestrates).")
     max_ongoing_requests: int = Field(default=256, ge=1, description="Calls one ingress replica serves at once.")
+    max_queued_requests: int = Field(
+        default=-1,
+        ge=-1,
+        description="Calls waiting at the gRPC proxy for an ingress replica before RESOURCE_EXHAUSTED;"
+        " -1 is unbounded.",
+    )
+    drain_timeout_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="On shutdown, how long calls in flight (a Transfer.Run stream included) may take to finish:"
+        " the local drain, and Serve's graceful_shutdown_timeout_s of the ingress replicas.",
+    )
     max_concurrent_completions: int = Field(
         default=64, ge=1, description="Weak-model calls one ingress replica keeps in flight across experiments."
+    )
+    max_concurrent_cots: int = Field(
+        default=32, ge=1, description="Strong-model CoTs one ingress replica has written at once across experiments."
     )
 
 
@@ -141,6 +161,14 @@ class LimitsConfig(_Strict):
     max_samples_per_request: int = Field(default=1024, ge=1, description="Cap on n in one request.")
     max_problems_per_run: int = Field(default=10_000, ge=1, description="Cap on problems in one Transfer.Run.")
     max_fractions: int = Field(default=101, ge=1, description="Cap on fractions in one request.")
+    max_message_bytes: int = Field(
+        default=MAX_MESSAGE_BYTES,
+        ge=2**16,
+        lt=2**31,
+        description="Largest request the gRPC proxy accepts; larger ones get RESOURCE_EXHAUSTED from gRPC itself."
+        " Serve's proxy reads it from RAY_SERVE_GRPC_MAX_MESSAGE_SIZE on each node: the local start sets it,"
+        " the Kubernetes manifests must match it.",
+    )
 
 
 class ServingConfig(_Strict):

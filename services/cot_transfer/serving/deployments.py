@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from starlette.requests import Request
@@ -27,6 +28,7 @@ from cot_transfer.domain.requests import CompletionRequest, CompletionResult, Co
 from cot_transfer.engine.base import Engine
 from cot_transfer.engine.config import EngineConfig
 from cot_transfer.serving import edge
+from cot_transfer.serving.admission import call_when_admitted, stream_when_admitted
 from cot_transfer.serving.auth import TokenAuth
 from cot_transfer.serving.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
 from cot_transfer.serving.config import ServingConfig
@@ -121,11 +123,14 @@ class TransferIngress:
         self._config = config
         self._auth = TokenAuth.from_env(config.auth_token_env)
         self._metrics = RayServiceMetrics()
+        # A run's own calls wait out a full model queue (RESOURCE_EXHAUSTED is for callers who can
+        # retry); the client's deadline or cancellation still ends them.
         self._runner = TransferRunner(
-            stream_prefixes=self._strong_events,
-            complete=self._complete,
+            stream_prefixes=self._strong_events_when_admitted,
+            complete=self._complete_when_admitted,
             max_concurrent_completions=config.ingress.max_concurrent_completions,
             metrics=self._metrics,
+            max_concurrent_cots=config.ingress.max_concurrent_cots,
         )
         self._draining = False
         self._in_flight = 0
@@ -161,7 +166,7 @@ class TransferIngress:
             return PlainTextResponse(await gather_exposition(urls), media_type=PROMETHEUS_CONTENT_TYPE)
         return PlainTextResponse("this application serves gRPC; GET <route prefix>/metrics for Prometheus\n", 404)
 
-    async def _strong_events(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+    async def _strong_events(self, request: PrefixRequest) -> AsyncGenerator[StrongEvent, None]:
         events = cast(DeploymentResponseGenerator, self._strong.stream_prefixes.options(stream=True).remote(request))
         async for event in events:
             yield event
@@ -169,6 +174,20 @@ class TransferIngress:
     async def _complete(self, request: CompletionRequest) -> CompletionResult:
         result: CompletionResult = await self._weak.complete.remote(request)
         return result
+
+    def _strong_events_when_admitted(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+        return stream_when_admitted(
+            lambda: self._strong_events(request),
+            BackPressureError,
+            on_retry=lambda: self._metrics.backpressure_retry("StrongModel"),
+        )
+
+    async def _complete_when_admitted(self, request: CompletionRequest) -> CompletionResult:
+        return await call_when_admitted(
+            lambda: self._complete(request),
+            BackPressureError,
+            on_retry=lambda: self._metrics.backpressure_retry("WeakModel"),
+        )
 
     async def StreamPrefixes(  # noqa: N802 - the gRPC method name
         self, request: pb.StreamPrefixesRequest, grpc_context: RayServegRPCContext
@@ -275,6 +294,8 @@ def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory |
         num_replicas=config.ingress.num_replicas,
         ray_actor_options={"num_cpus": config.ingress.num_cpus},
         max_ongoing_requests=config.ingress.max_ongoing_requests,
+        max_queued_requests=config.ingress.max_queued_requests,
+        graceful_shutdown_timeout_s=config.ingress.drain_timeout_s,
     ).bind(strong, weak, config)
 
 

@@ -152,6 +152,7 @@ def service_info_to_proto(config: ServingConfig) -> pb.GetInfoResponse:
         max_samples_per_request=config.limits.max_samples_per_request,
         max_problems_per_run=config.limits.max_problems_per_run,
         max_fractions=config.limits.max_fractions,
+        max_message_bytes=config.limits.max_message_bytes,
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.config import PROXY_MAX_MESSAGE_ENV, ServingConfig
 from cot_transfer.serving.deployments import GRPC_SERVICER_FUNCTIONS, EngineFactory, build_app_from_config
 
 logger = logging.getLogger(__name__)
@@ -21,29 +21,53 @@ class LocalStack:
     application: str
     metrics_url: str
 
-    def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    drain_timeout_s: float = 60.0
+
+    def shutdown(self, drain_timeout_s: float | None = None) -> DrainResult | None:
         """Ordered: the ingress drains (health NOT_SERVING, new calls UNAVAILABLE, calls in flight
-        finish, up to ``drain_timeout_s``), then Serve and its proxies stop, then the Ray cluster."""
+        finish, up to ``drain_timeout_s``, by default the config's), then Serve and its proxies
+        stop, then the Ray cluster. Returns how the drain went; None when it could not run."""
         import ray
         from ray import serve
 
+        drained: DrainResult | None = None
         try:
-            self._drain(drain_timeout_s)
+            drained = self.drain(self.drain_timeout_s if drain_timeout_s is None else drain_timeout_s)
         except Exception:
             logger.warning("draining failed; shutting down anyway", exc_info=True)
         try:
             serve.shutdown()
         finally:
             ray.shutdown()
+        return drained
 
-    def _drain(self, timeout_s: float) -> None:
+    def drain(self, timeout_s: float) -> DrainResult:
         from ray import serve
 
+        started = time.monotonic()
         ingress = serve.get_app_handle(self.application)
         ingress.start_draining.remote().result(timeout_s=10)
-        deadline = time.monotonic() + timeout_s
-        while ingress.in_flight.remote().result(timeout_s=10) > 0 and time.monotonic() < deadline:
+        in_flight_at_start = in_flight = int(ingress.in_flight.remote().result(timeout_s=10))
+        while in_flight > 0 and time.monotonic() - started < timeout_s:
             time.sleep(0.5)
+            in_flight = int(ingress.in_flight.remote().result(timeout_s=10))
+        return DrainResult(in_flight_at_start, in_flight, time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    in_flight_at_start: int
+    # Calls still running when the drain timeout ran out; they are cut by the shutdown.
+    still_in_flight: int
+    seconds: float
+
+    def describe(self) -> str:
+        if self.still_in_flight:
+            return (
+                f"drain timed out after {self.seconds:.1f} s: {self.still_in_flight} of"
+                f" {self.in_flight_at_start} calls still in flight are cut"
+            )
+        return f"drained: {self.in_flight_at_start} calls in flight finished in {self.seconds:.1f} s"
 
 
 def _logical_cpus(config: ServingConfig) -> int:
@@ -66,6 +90,8 @@ def start_local(
     from ray import serve
     from ray.serve.config import HTTPOptions, gRPCOptions
 
+    # Ray's processes inherit this driver's environment: the gRPC proxy reads its limit from it.
+    os.environ[PROXY_MAX_MESSAGE_ENV] = str(config.limits.max_message_bytes)
     ray.init(
         num_cpus=_logical_cpus(config),
         include_dashboard=False,
@@ -95,6 +121,7 @@ def start_local(
         grpc_address=address,
         application=config.app_name,
         metrics_url=f"http://{host}:{config.http_port}{config.route_prefix.rstrip('/')}/metrics",
+        drain_timeout_s=config.ingress.drain_timeout_s,
     )
 
 

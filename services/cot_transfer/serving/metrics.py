@@ -37,6 +37,8 @@ class ServiceMetrics(Protocol):
 
     def experiments_running(self, count: int) -> None: ...
 
+    def backpressure_retry(self, deployment: str) -> None: ...
+
 
 class _NoMetrics:
     def rpc_finished(self, method: str, code: str, duration_s: float) -> None:
@@ -64,6 +66,9 @@ class _NoMetrics:
         return None
 
     def experiments_running(self, count: int) -> None:
+        return None
+
+    def backpressure_retry(self, deployment: str) -> None:
         return None
 
 
@@ -119,6 +124,11 @@ class RayServiceMetrics:
             tag_keys=("experiment", "fraction"),
         )
         self._running = Gauge("cot_transfer_experiments_running", description="Transfer.Run streams in progress.")
+        self._backpressure_retries = counter(
+            "cot_transfer_backpressure_retries",
+            "Transfer.Run calls to a model deployment that found its queue full and were retried after a backoff.",
+            ("deployment",),
+        )
 
     def rpc_finished(self, method: str, code: str, duration_s: float) -> None:
         self._requests.inc(1, tags={"method": method, "code": code})
@@ -156,3 +166,6 @@ class RayServiceMetrics:
 
     def experiments_running(self, count: int) -> None:
         self._running.set(count)
+
+    def backpressure_retry(self, deployment: str) -> None:
+        self._backpressure_retries.inc(1, tags={"deployment": deployment})

@@ -131,13 +131,18 @@ class TransferRunner:
         max_concurrent_completions: int,
         metrics: ServiceMetrics = NO_METRICS,
         scheduling_key: SchedulingKey = longest_generation_first,
+        max_concurrent_cots: int = 32,
     ) -> None:
         """At most ``max_concurrent_completions`` weak requests are in flight across all runs; the
-        waiting ones go out run by run, in each run by ``scheduling_key`` (lowest first)."""
+        waiting ones go out run by run, in each run by ``scheduling_key`` (lowest first).
+        At most ``max_concurrent_cots`` strong CoTs are written at once across all runs, run by
+        run and in each run in problem order, so a run of thousands of problems does not flood
+        the strong model's queue."""
         self._stream_prefixes = stream_prefixes
         self._complete = complete
         self._scheduling_key = scheduling_key
         self._completion_slots = PrioritySlots(max_concurrent_completions)
+        self._cot_slots = PrioritySlots(max_concurrent_cots)
         self._runs_started = itertools.count()
         self._metrics = metrics
         self._running = 0
@@ -184,8 +189,8 @@ class TransferRunner:
     async def _produce(self, request: TransferRequest, run_number: int, events: asyncio.Queue[object]) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                for problem in request.problems:
-                    group.create_task(self._run_problem(request, problem, run_number, events))
+                for index, problem in enumerate(request.problems):
+                    group.create_task(self._run_problem(request, problem, (run_number, index), events))
         except BaseExceptionGroup as group_error:
             await events.put(_Failure(_first_cause(group_error)))
         except BaseException as error:  # cancellation included: the consumer is gone or going
@@ -195,8 +200,14 @@ class TransferRunner:
             await events.put(_DONE)
 
     async def _run_problem(
-        self, request: TransferRequest, problem: ProblemSpec, run_number: int, events: asyncio.Queue[object]
+        self,
+        request: TransferRequest,
+        problem: ProblemSpec,
+        position: tuple[int, int],
+        events: asyncio.Queue[object],
     ) -> None:
+        """``position``: (run number, problem index), the order in which CoTs get written."""
+        run_number = position[0]
         prefixes: list[CotPrefix] = []
         answer: StrongAnswer | None = None
         prefix_request = PrefixRequest(
@@ -205,11 +216,12 @@ class TransferRunner:
             sampling=request.strong_sampling,
             grader=request.grader,
         )
-        async for event in self._stream_prefixes(prefix_request):
-            if isinstance(event, CotPrefix):
-                prefixes.append(event)
-            elif isinstance(event, StrongAnswer):
-                answer = event
+        async with self._cot_slots.hold((float(position[0]), float(position[1]))):
+            async for event in self._stream_prefixes(prefix_request):
+                if isinstance(event, CotPrefix):
+                    prefixes.append(event)
+                elif isinstance(event, StrongAnswer):
+                    answer = event
         if answer is None:
             raise UnavailableError(f"the strong model ended problem {problem.id!r} without an answer")
         grader = get_grader(request.grader)

@@ -1,0 +1,106 @@
+"""Transfer.Run's calls wait out a full model queue instead of failing the experiment."""
+
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from cot_transfer.serving.admission import backoff_s, call_when_admitted, stream_when_admitted
+
+
+class QueueFullError(Exception):
+    pass
+
+
+def no_backoff(attempt: int) -> float:
+    return 0.0
+
+
+async def test_a_refused_call_is_made_again_until_admitted() -> None:
+    attempts: list[int] = []
+    retries: list[int] = []
+
+    async def call() -> str:
+        attempts.append(len(attempts))
+        if len(attempts) <= 3:
+            raise QueueFullError
+        return "done"
+
+    result = await call_when_admitted(call, QueueFullError, on_retry=lambda: retries.append(1), backoff=no_backoff)
+    assert result == "done"
+    assert len(attempts) == 4 and len(retries) == 3
+
+
+async def test_other_errors_are_not_retried() -> None:
+    calls = 0
+
+    async def call() -> str:
+        nonlocal calls
+        calls += 1
+        raise ValueError("bad request")
+
+    with pytest.raises(ValueError, match="bad request"):
+        await call_when_admitted(call, QueueFullError, backoff=no_backoff)
+    assert calls == 1
+
+
+async def test_a_stream_refused_before_its_first_item_is_opened_again() -> None:
+    opened = 0
+
+    async def stream() -> AsyncGenerator[int, None]:
+        nonlocal opened
+        opened += 1
+        if opened < 3:
+            raise QueueFullError
+        for item in range(4):
+            yield item
+
+    items = [item async for item in stream_when_admitted(stream, QueueFullError, backoff=no_backoff)]
+    assert items == [0, 1, 2, 3]
+    assert opened == 3
+
+
+async def test_a_refusal_after_the_first_item_is_an_error_not_a_retry() -> None:
+    opened = 0
+
+    async def stream() -> AsyncGenerator[int, None]:
+        nonlocal opened
+        opened += 1
+        yield 1
+        raise QueueFullError
+
+    received: list[int] = []
+    with pytest.raises(QueueFullError):
+        async for item in stream_when_admitted(stream, QueueFullError, backoff=no_backoff):
+            received.append(item)
+    assert received == [1] and opened == 1
+
+
+async def test_an_empty_stream_ends_without_retrying() -> None:
+    async def stream() -> AsyncGenerator[int, None]:
+        return
+        yield  # pragma: no cover - makes this an async generator
+
+    assert [item async for item in stream_when_admitted(stream, QueueFullError, backoff=no_backoff)] == []
+
+
+async def test_closing_early_closes_the_underlying_stream() -> None:
+    closed = False
+
+    async def stream() -> AsyncGenerator[int, None]:
+        nonlocal closed
+        try:
+            for item in range(100):
+                yield item
+        finally:
+            closed = True
+
+    admitted = stream_when_admitted(stream, QueueFullError, backoff=no_backoff)
+    assert [await anext(admitted), await anext(admitted)] == [0, 1]
+    await admitted.aclose()
+    assert closed
+
+
+def test_backoff_grows_to_a_cap_with_jitter() -> None:
+    assert all(0.0 <= backoff_s(0) <= 0.05 for _ in range(100))
+    assert all(0.0 <= backoff_s(10) <= 2.0 for _ in range(100))
+    assert max(backoff_s(10) for _ in range(200)) > 1.0
