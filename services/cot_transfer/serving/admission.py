@@ -34,13 +34,14 @@ async def call_when_admitted(
     backoff: Callable[[int], float] = backoff_s,
 ) -> T:
     """Awaits ``call()``, making it again after a backoff for as long as it raises ``refused``."""
-    for attempt in itertools.count():
+    attempt = 0
+    while True:
         try:
             return await call()
         except refused:
             on_retry()
             await asyncio.sleep(backoff(attempt))
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 async def stream_when_admitted(
