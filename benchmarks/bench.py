@@ -621,25 +621,12 @@ def weak_prompt_groups(
 def engine_settings(config: EngineConfig) -> dict[str, int]:
     """Block size and batch limits vLLM resolves for an engine config (the platform's defaults
     included), from the same arguments ``VLLMEngine`` starts the engine with; no engine starts."""
-    if config.cpu_kv_cache_space_gib is not None:
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.cpu_kv_cache_space_gib:g}")
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    optional: dict[str, Any] = {}
-    if config.max_model_len is not None:
-        optional["max_model_len"] = config.max_model_len
-    args = AsyncEngineArgs(
-        model=config.model,
-        served_model_name=[config.name],
-        dtype=config.dtype,
-        gpu_memory_utilization=config.gpu_memory_utilization,
-        enable_prefix_caching=config.enable_prefix_caching,
-        max_num_seqs=config.max_num_seqs,
-        enforce_eager=config.enforce_eager,
-        seed=config.seed,
-        **optional,
-        **config.engine_kwargs,
-    )
+    from cot_transfer.engine.vllm_engine import set_cpu_kv_cache_space, vllm_engine_arguments
+
+    set_cpu_kv_cache_space(config)
+    args = AsyncEngineArgs(**vllm_engine_arguments(config))
     resolved = args.create_engine_config()
     return {
         "block_size": int(resolved.cache_config.block_size),

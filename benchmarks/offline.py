@@ -8,7 +8,6 @@ used under ``if __name__ == "__main__":`` (``python -m benchmarks.bench`` is).
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,26 +17,12 @@ from cot_transfer.engine.config import EngineConfig
 
 
 def offline_llm(config: EngineConfig) -> Any:
-    if config.cpu_kv_cache_space_gib is not None:
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.cpu_kv_cache_space_gib:g}")
     from vllm import LLM
 
-    optional: dict[str, Any] = {}
-    if config.max_model_len is not None:
-        optional["max_model_len"] = config.max_model_len
-    if config.max_num_seqs is not None:
-        optional["max_num_seqs"] = config.max_num_seqs
-    return LLM(
-        model=config.model,
-        served_model_name=[config.name],
-        dtype=config.dtype,
-        gpu_memory_utilization=config.gpu_memory_utilization,
-        enable_prefix_caching=config.enable_prefix_caching,
-        enforce_eager=config.enforce_eager,
-        seed=config.seed,
-        **optional,
-        **config.engine_kwargs,
-    )
+    from cot_transfer.engine.vllm_engine import set_cpu_kv_cache_space, vllm_engine_arguments
+
+    set_cpu_kv_cache_space(config)
+    return LLM(**vllm_engine_arguments(config))
 
 
 def offline_completions_per_s(

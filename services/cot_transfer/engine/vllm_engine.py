@@ -53,6 +53,35 @@ def _ray_stat_loggers() -> list[Any]:
     return [RayPrometheusStatLogger]
 
 
+def set_cpu_kv_cache_space(config: EngineConfig) -> None:
+    """The CPU build reads its KV-cache size from the environment when the engine process starts;
+    the GPU build ignores it. Call before starting an engine for ``config``."""
+    if config.cpu_kv_cache_space_gib is not None:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.cpu_kv_cache_space_gib:g}")
+
+
+def vllm_engine_arguments(config: EngineConfig) -> dict[str, Any]:
+    """vLLM's engine arguments for ``config``, as ``AsyncEngineArgs`` and the offline ``LLM`` take
+    them: the served engine and the benchmarks' engines start from the same ones."""
+    optional: dict[str, Any] = {}
+    if config.max_model_len is not None:
+        optional["max_model_len"] = config.max_model_len
+    if config.enable_chunked_prefill is not None:
+        optional["enable_chunked_prefill"] = config.enable_chunked_prefill
+    return {
+        "model": config.model,
+        "served_model_name": [config.name],
+        "dtype": config.dtype,
+        "gpu_memory_utilization": config.gpu_memory_utilization,
+        "enable_prefix_caching": config.enable_prefix_caching,
+        "max_num_seqs": config.max_num_seqs,
+        "enforce_eager": config.enforce_eager,
+        "seed": config.seed,
+        **optional,
+        **config.engine_kwargs,
+    }
+
+
 def accelerator_available() -> bool:
     """True where vLLM found a GPU platform, False on the CPU build."""
     from vllm.platforms import current_platform
@@ -106,29 +135,11 @@ class VLLMEngine(Engine):
         self._max_model_len = 0
 
     async def start(self) -> None:
-        if self._config.cpu_kv_cache_space_gib is not None:
-            # Read by the CPU build when the engine process starts; the GPU build ignores it.
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self._config.cpu_kv_cache_space_gib:g}")
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        optional: dict[str, Any] = {}
-        if self._config.max_model_len is not None:
-            optional["max_model_len"] = self._config.max_model_len
-        if self._config.enable_chunked_prefill is not None:
-            optional["enable_chunked_prefill"] = self._config.enable_chunked_prefill
-        args = AsyncEngineArgs(
-            model=self._config.model,
-            served_model_name=[self._config.name],
-            dtype=self._config.dtype,
-            gpu_memory_utilization=self._config.gpu_memory_utilization,
-            enable_prefix_caching=self._config.enable_prefix_caching,
-            max_num_seqs=self._config.max_num_seqs,
-            enforce_eager=self._config.enforce_eager,
-            seed=self._config.seed,
-            **optional,
-            **self._config.engine_kwargs,
-        )
+        set_cpu_kv_cache_space(self._config)
+        args = AsyncEngineArgs(**vllm_engine_arguments(self._config))
         self._llm = AsyncLLM.from_engine_args(args, stat_loggers=[self._load.logger_factory(), *_ray_stat_loggers()])
         self._tokenizer = HuggingFaceTokenizer(self._llm.get_tokenizer())
         self._max_model_len = int(self._llm.model_config.max_model_len)
