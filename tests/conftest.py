@@ -52,6 +52,12 @@ class RunningService:
         return CotTransferClient(self.address, application=self.application, timeout_s=timeout_s, token=self.token)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid``, the deepest first (the order to kill them in)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [grandchild for child in map(int, children) for grandchild in [*descendants(child), child]]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -94,7 +100,7 @@ def _merge(data: dict[str, Any], overrides: dict[str, Any]) -> None:
             data[key] = value
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeProcess:
     """A running ``cot-transfer serve``; ``stop`` sends SIGINT and waits for the drain and shutdown."""
 
@@ -102,13 +108,17 @@ class ServeProcess:
     process: subprocess.Popen[str]
 
     def stop(self, timeout_s: float = 180) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return _stop(self.process, timeout_s)
+
+
+def _stop(process: subprocess.Popen[str], timeout_s: float = 180) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 @contextlib.contextmanager
@@ -125,11 +135,10 @@ def serve_stack(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Itera
             cwd=REPO,
             env={**os.environ, **FAST_AUTOSCALING_ENV, TOKEN_ENV: TEST_TOKEN},
         )
-        running = ServeProcess(_placeholder_service(config_path, log_path), process)
         try:
             printed = _wait_for_start_lines(process, log_path, ("grpc", "metrics"))
             metrics_port = yaml.safe_load(config_path.read_text())["metrics_port"]
-            running.service = RunningService(
+            service = RunningService(
                 address=printed["grpc"],
                 metrics_url=printed["metrics"],
                 ray_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
@@ -138,13 +147,9 @@ def serve_stack(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Itera
                 log_path=log_path,
                 token=TEST_TOKEN,
             )
-            yield running
+            yield ServeProcess(service, process)
         finally:
-            running.stop()
-
-
-def _placeholder_service(config_path: Path, log_path: Path) -> RunningService:
-    return RunningService("", "", "", "cot_transfer", config_path, log_path, TEST_TOKEN)
+            _stop(process)
 
 
 @pytest.fixture(scope="session")

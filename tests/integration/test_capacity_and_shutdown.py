@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -33,7 +32,7 @@ from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 from loadtests.run import run_locust
-from tests.conftest import REPO, RunningService, ServeProcess, serve_stack
+from tests.conftest import REPO, RunningService, ServeProcess, descendants, serve_stack
 from tests.integration.test_reliability import health
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_stack]
@@ -167,11 +166,6 @@ def test_locust_past_capacity_sheds_with_resource_exhausted_and_no_internal(
     assert health(service) == health_pb2.HealthCheckResponse.SERVING
 
 
-def process_tree(pid: int) -> list[int]:
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [descendant for child in map(int, children) for descendant in [child, *process_tree(child)]]
-
-
 def command_line(pid: int) -> str:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -180,9 +174,9 @@ def command_line(pid: int) -> str:
 
 def weak_engine_core_pids(serve_pid: int) -> list[int]:
     """vLLM's engine-core processes under this stack's weak-model replica."""
-    tree = process_tree(serve_pid)
+    tree = descendants(serve_pid)
     replicas = [pid for pid in tree if "ServeReplica:cot_transfer:WeakModel" in command_line(pid)]
-    return [pid for replica in replicas for pid in process_tree(replica) if "EngineCore" in command_line(pid)]
+    return [pid for replica in replicas for pid in descendants(replica) if "EngineCore" in command_line(pid)]
 
 
 def test_a_dead_engine_is_unavailable_then_serve_replaces_the_replica(small_stack: ServeProcess) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2
 
-from tests.conftest import REPO, RunningService
+from tests.conftest import REPO, RunningService, descendants
 from tests.integration.test_reliability import health
 
 pytestmark = pytest.mark.integration
@@ -118,11 +118,6 @@ def test_resume_refuses_changed_settings(service: RunningService, tmp_path: Path
 def weak_replica_pids() -> list[int]:
     listed = subprocess.run(["pgrep", "-f", "ray::ServeReplica:cot_transfer:WeakModel"], capture_output=True, text=True)
     return [int(pid) for pid in listed.stdout.split()]
-
-
-def descendants(pid: int) -> list[int]:
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [grandchild for child in map(int, children) for grandchild in [*descendants(child), child]]
 
 
 def test_a_weak_replica_killed_mid_run_is_restarted_and_the_run_finishes(
