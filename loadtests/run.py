@@ -131,9 +131,9 @@ def verdict(locust_rc: int, stats: dict[str, Any], allowed_statuses: Sequence[st
         return 1, f"{sum(failed.values())} calls failed ({listed}){shed_note}"
     if not total.get("requests"):
         return 1, "no call was made"
-    if locust_rc != 0 and not shed:
+    # Locust exits 1 whenever a call failed, the shed ones included; any other code is its own error.
+    if locust_rc != 0 and not (shed and locust_rc == 1):
         return locust_rc, f"locust exited with {locust_rc}"
-    # Locust exits 1 whenever a call failed, the shed ones included.
     return 0, f"ok{shed_note}"
 
 

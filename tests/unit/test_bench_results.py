@@ -126,6 +126,7 @@ def test_allowed_statuses_count_as_shed_load_not_failures(tmp_path: Path) -> Non
     assert failures_by_status(stats) == {"RESOURCE_EXHAUSTED": 2}
     # Locust itself exits 1 when any call failed; the shed calls alone do not fail the run.
     assert verdict(1, stats, ["RESOURCE_EXHAUSTED"]) == (0, "ok; 2 calls shed with RESOURCE_EXHAUSTED")
+    assert verdict(2, stats, ["RESOURCE_EXHAUSTED"]) == (2, "locust exited with 2")
     assert verdict(1, stats) == (1, "2 calls failed (2 RESOURCE_EXHAUSTED)")
     path.write_text(STATS_CSV)
     assert verdict(1, read_stats(path), ["RESOURCE_EXHAUSTED"])[0] == 1
