@@ -86,7 +86,12 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     bound: dict[str, int] | None = None
     try:
         # One untimed run first: the first run after start-up pays for warming the engines.
-        warm_up = TransferRunner(strong.stream_prefixes, weak.complete, config.ingress.max_concurrent_completions)
+        warm_up = TransferRunner(
+            strong.stream_prefixes,
+            weak.complete,
+            config.ingress.max_concurrent_completions,
+            max_concurrent_cots=config.ingress.max_concurrent_cots,
+        )
         [event async for event in warm_up.run(request)]
         for rep in range(args.reps):
             names = list(ORDERS) if rep % 2 == 0 else list(reversed(ORDERS))
@@ -98,6 +103,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
                     weak.complete,
                     config.ingress.max_concurrent_completions,
                     scheduling_key=ORDERS[name],
+                    max_concurrent_cots=config.ingress.max_concurrent_cots,
                 )
                 before = weak_counters(config.weak.engine.name)
                 load = os.getloadavg()[0]
