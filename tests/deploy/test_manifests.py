@@ -192,9 +192,7 @@ def test_ports_agree_with_the_serving_config(rendered: dict[str, list[Manifest]]
 
 
 @pytest.mark.parametrize("overlay", ["cpu", "gpu"])
-def test_every_proxy_takes_the_configured_message_size_limit(
-    rendered: dict[str, list[Manifest]], overlay: str
-) -> None:
+def test_every_proxy_takes_the_configured_message_size_limit(rendered: dict[str, list[Manifest]], overlay: str) -> None:
     config = ServingConfig.from_yaml(REPO / "configs" / f"k8s-{overlay}.yaml")
     cluster = _rayservice(rendered[overlay])["spec"]["rayClusterConfig"]
     pods = [cluster["headGroupSpec"]["template"], *(group["template"] for group in cluster["workerGroupSpecs"])]
