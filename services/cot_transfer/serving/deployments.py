@@ -59,7 +59,7 @@ class _ModelReplica:
         return self._engine
 
     async def check_health(self) -> None:
-        """Serve's periodic replica health check, and the gRPC health probe's."""
+        """Serve's periodic replica health check; the gRPC health probe reads its outcome."""
         await self._engine.check_health()
 
     def record_autoscaling_stats(self) -> dict[str, float]:
@@ -108,6 +108,8 @@ HEALTH_SERVICES = frozenset(
     {"", "cot_transfer.v1.StrongModel", "cot_transfer.v1.WeakModel", "cot_transfer.v1.Transfer"}
 )
 HEALTH_PROBE_TIMEOUT_S = 5.0
+STRONG_DEPLOYMENT = "StrongModel"
+WEAK_DEPLOYMENT = "WeakModel"
 
 
 @serve.deployment
@@ -179,14 +181,14 @@ class TransferIngress:
         return stream_when_admitted(
             lambda: self._strong_events(request),
             BackPressureError,
-            on_retry=lambda: self._metrics.backpressure_retry("StrongModel"),
+            on_retry=lambda: self._metrics.backpressure_retry(STRONG_DEPLOYMENT),
         )
 
     async def _complete_when_admitted(self, request: CompletionRequest) -> CompletionResult:
         return await call_when_admitted(
             lambda: self._complete(request),
             BackPressureError,
-            on_retry=lambda: self._metrics.backpressure_retry("WeakModel"),
+            on_retry=lambda: self._metrics.backpressure_retry(WEAK_DEPLOYMENT),
         )
 
     async def StreamPrefixes(  # noqa: N802 - the gRPC method name
@@ -231,11 +233,13 @@ class TransferIngress:
             return int(health_pb2.HealthCheckResponse.NOT_SERVING)
         try:
             async with asyncio.timeout(HEALTH_PROBE_TIMEOUT_S):
-                await asyncio.gather(self._strong.check_health.remote(), self._weak.check_health.remote())
+                running = await asyncio.to_thread(_running_replicas, serve.get_replica_context().app_name)
         except Exception:
-            logger.warning("health check: a model deployment is not healthy", exc_info=True)
+            logger.warning("health check: Serve's status could not be read", exc_info=True)
             return int(health_pb2.HealthCheckResponse.NOT_SERVING)
-        return int(health_pb2.HealthCheckResponse.SERVING)
+        if all(running.get(name, 0) > 0 for name in (STRONG_DEPLOYMENT, WEAK_DEPLOYMENT)):
+            return int(health_pb2.HealthCheckResponse.SERVING)
+        return int(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def Check(  # noqa: N802 - grpc.health.v1.Health/Check, for Kubernetes gRPC probes
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
@@ -266,6 +270,17 @@ class TransferIngress:
         return self._in_flight
 
 
+def _running_replicas(application: str) -> dict[str, int]:
+    """Replicas in the RUNNING state per deployment of ``application``, as Serve's controller sees
+    them: it health-checks every replica (``check_health``) on its own schedule, outside the request
+    queues, so a model deployment that is busy, even with a full queue, still counts as serving."""
+    deployments = serve.status().applications[application].deployments
+    return {
+        name: sum(count for state, count in deployment.replica_states.items() if state == "RUNNING")
+        for name, deployment in deployments.items()
+    }
+
+
 def _model_deployment_options(name: str, deployment: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -281,11 +296,11 @@ def _model_deployment_options(name: str, deployment: Any) -> dict[str, Any]:
 
 def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory | None = None) -> serve.Application:
     # serve.deployment turns the classes into Deployments, which mypy cannot see.
-    strong_options = _model_deployment_options("StrongModel", config.strong)
+    strong_options = _model_deployment_options(STRONG_DEPLOYMENT, config.strong)
     strong = StrongModelDeployment.options(**strong_options).bind(  # type: ignore[attr-defined]
         config.strong.engine, engine_factory
     )
-    weak_options = _model_deployment_options("WeakModel", config.weak)
+    weak_options = _model_deployment_options(WEAK_DEPLOYMENT, config.weak)
     weak = WeakModelDeployment.options(**weak_options).bind(  # type: ignore[attr-defined]
         config.weak.engine, engine_factory
     )
