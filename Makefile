@@ -78,7 +78,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench --command-label '$(if $(BENCH_ARGS),make bench BENCH_ARGS="$(BENCH_ARGS)",make bench)' $(BENCH_ARGS)
 
 models: $(STAMP)
-	$(BIN)/python -m cot_transfer.testbed.train --output-dir models/testbed
+	$(BIN)/python -m testbed.train --output-dir models/testbed
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache runs
@@ -87,9 +87,9 @@ clean:
 # (from configs/k8s-*.yaml) and the PrometheusRule (from deploy/monitoring/alerts.yaml).
 # tests/deploy fails when a committed one differs from what its source renders to.
 manifests: $(STAMP)
-	$(BIN)/python -m cot_transfer.serving.kuberay --config configs/k8s-cpu.yaml --out deploy/overlays/cpu/serve-config.yaml
-	$(BIN)/python -m cot_transfer.serving.kuberay --config configs/k8s-gpu.yaml --out deploy/overlays/gpu/serve-config.yaml
-	$(BIN)/python -m cot_transfer.serving.kuberay --alerts deploy/monitoring/alerts.yaml --out deploy/monitoring/prometheus-rule.yaml
+	$(BIN)/python -m tools.kuberay --config configs/k8s-cpu.yaml --out deploy/overlays/cpu/serve-config.yaml
+	$(BIN)/python -m tools.kuberay --config configs/k8s-gpu.yaml --out deploy/overlays/gpu/serve-config.yaml
+	$(BIN)/python -m tools.kuberay --alerts deploy/monitoring/alerts.yaml --out deploy/monitoring/prometheus-rule.yaml
 
 # promtool for the alert-rule tests (tests/deploy runs this when promtool is not on PATH): the
 # promtool binary of Debian's prometheus package, unpacked under .tools so that no Prometheus

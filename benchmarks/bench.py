@@ -66,8 +66,8 @@ from benchmarks.prefill import (
 )
 from benchmarks.results import markdown_section, update_doc, write_results
 from cot_transfer.client import CotTransferClient, Sampling
-from cot_transfer.domain.requests import CompletionRequest, FractionRecord, ProblemSpec, StrongCotRecord
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.requests import CompletionRequest, FractionResult, Problem, StrongCot
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import TransferSummary
 from cot_transfer.engine.config import EngineConfig
 from cot_transfer.experiment.datasets import ProblemRecord, load_problems
@@ -361,16 +361,16 @@ def settled_counters(url: str, model_name: str, timeout_s: float = 180.0) -> Pre
 # Phases that talk to the service
 
 
-def sampling_of(settings: SamplingSettings) -> Sampling:
+def sampling_of(settings: SamplingParams) -> Sampling:
     return Sampling(temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens)
 
 
-async def warm_up(stack: ServedStack, problem: ProblemRecord, weak: SamplingSettings, strong: SamplingSettings) -> None:
+async def warm_up(stack: ServedStack, problem: ProblemRecord, weak: SamplingParams, strong: SamplingParams) -> None:
     """One call of each kind, so the timed phases see warm replicas and handles."""
     async with stack.client(600) as client:
         await client.wait_ready(60)
         await client.complete(problem.problem, reference_answer=problem.answer, n=2, sampling=sampling_of(weak))
-        spec = ProblemSpec(problem.id, problem.problem, problem.answer)
+        spec = Problem(problem.id, problem.problem, problem.answer)
         async for _ in client.run_transfer(
             [spec], [0.0, 1.0], n=2, strong_sampling=sampling_of(strong), weak_sampling=sampling_of(weak)
         ):
@@ -391,8 +391,8 @@ def weak_token_counters(url: str, model_name: str) -> dict[str, float]:
 class ServedRun:
     seconds: float
     strong_done_s: float
-    strong: dict[str, StrongCotRecord]
-    rows: list[FractionRecord]
+    strong: dict[str, StrongCot]
+    rows: list[FractionResult]
     summary: TransferSummary | None
 
 
@@ -401,12 +401,12 @@ async def served_run(
     problems: Sequence[ProblemRecord],
     fractions: Sequence[float],
     n: int,
-    strong: SamplingSettings,
-    weak: SamplingSettings,
+    strong: SamplingParams,
+    weak: SamplingParams,
 ) -> ServedRun:
-    specs = [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in problems]
-    records: dict[str, StrongCotRecord] = {}
-    rows: list[FractionRecord] = []
+    specs = [Problem(problem.id, problem.problem, problem.answer) for problem in problems]
+    records: dict[str, StrongCot] = {}
+    rows: list[FractionResult] = []
     summary: TransferSummary | None = None
     strong_done = 0.0
     async with stack.client(4 * 3600) as client:
@@ -414,10 +414,10 @@ async def served_run(
         async for event in client.run_transfer(
             specs, fractions, n=n, strong_sampling=sampling_of(strong), weak_sampling=sampling_of(weak)
         ):
-            if isinstance(event, StrongCotRecord):
+            if isinstance(event, StrongCot):
                 records[event.problem_id] = event
                 strong_done = time.perf_counter() - started
-            elif isinstance(event, FractionRecord):
+            elif isinstance(event, FractionResult):
                 rows.append(event)
             else:
                 summary = event
@@ -425,7 +425,7 @@ async def served_run(
     return ServedRun(seconds, strong_done, records, rows, summary)
 
 
-def weak_jobs(problems: Sequence[ProblemRecord], strong: dict[str, StrongCotRecord]) -> list[WeakJob]:
+def weak_jobs(problems: Sequence[ProblemRecord], strong: dict[str, StrongCot]) -> list[WeakJob]:
     """Every (problem, fraction) of the served run with the prefix the service cut."""
     return [
         WeakJob(problem.id, problem.problem, problem.answer, prefix.fraction, prefix.text)
@@ -435,7 +435,7 @@ def weak_jobs(problems: Sequence[ProblemRecord], strong: dict[str, StrongCotReco
 
 
 async def served_weak_replay(
-    stack: ServedStack, jobs: Sequence[WeakJob], n: int, weak: SamplingSettings, concurrency: int
+    stack: ServedStack, jobs: Sequence[WeakJob], n: int, weak: SamplingParams, concurrency: int
 ) -> dict[str, Any]:
     """The weak prompts of the run through ``WeakModel.Complete``: served weak completions per second."""
     slots = asyncio.Semaphore(concurrency)
@@ -476,7 +476,7 @@ async def serving_overhead(
 
     weak = config.weak.sampling
     # A fixed seed: both engines (same weights, same config) generate the same tokens.
-    sampling = SamplingSettings(weak.temperature, weak.top_p, max_tokens, seed=1234)
+    sampling = SamplingParams(weak.temperature, weak.top_p, max_tokens, seed=1234)
     request = CompletionRequest(
         problem=problem.problem,
         prefix="",
@@ -600,7 +600,7 @@ def locust_phase(
 
 
 def weak_prompt_groups(
-    tokenizer_path: str, problems: Sequence[ProblemRecord], strong: dict[str, StrongCotRecord]
+    tokenizer_path: str, problems: Sequence[ProblemRecord], strong: dict[str, StrongCot]
 ) -> tuple[list[list[list[int]]], list[list[int]]]:
     """The weak prompts (token ids) per problem as the weak server builds them, and the prefix lengths."""
     from transformers import AutoTokenizer

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cot_transfer.domain.grading import get_grader, grade
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.sampling import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class HuggingFaceModel:
     def prompt_ids(self, problem: str, prefix: str = "") -> list[int]:
         return self.tokenizer.encode(self.tokenizer.render_problem(problem) + prefix)
 
-    def sample(self, prompt_ids: Sequence[int], n: int, sampling: SamplingSettings, new_tokens: int) -> list[list[int]]:
+    def sample(self, prompt_ids: Sequence[int], n: int, sampling: SamplingParams, new_tokens: int) -> list[list[int]]:
         """``n`` sampled continuations (token ids, end of sequence and padding removed)."""
         torch = self._torch
         inputs = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
@@ -103,7 +103,7 @@ class HuggingFaceModel:
         return continuations
 
 
-def best_thread_count(model: HuggingFaceModel, problem: str, n: int, sampling: SamplingSettings) -> dict[str, Any]:
+def best_thread_count(model: HuggingFaceModel, problem: str, n: int, sampling: SamplingParams) -> dict[str, Any]:
     """Sets torch's CPU threads to whichever of 1 or all cores generates faster here, and says so.
 
     On a shared 2-core machine, OpenMP threads that spin while another process holds a core
@@ -128,7 +128,7 @@ def best_thread_count(model: HuggingFaceModel, problem: str, n: int, sampling: S
     return {"threads": best, "tried": {str(threads): seconds for threads, seconds in tried.items()}}
 
 
-def time_strong(model: HuggingFaceModel, problems: Sequence[str], sampling: SamplingSettings) -> NaiveTiming:
+def time_strong(model: HuggingFaceModel, problems: Sequence[str], sampling: SamplingParams) -> NaiveTiming:
     """One CoT per problem, as the strong model writes it (the text is not used further)."""
     timing = NaiveTiming()
     for problem in problems:
@@ -145,7 +145,7 @@ def time_strong(model: HuggingFaceModel, problems: Sequence[str], sampling: Samp
 
 
 def time_weak(
-    model: HuggingFaceModel, jobs: Sequence[WeakJob], n: int, sampling: SamplingSettings, grader_name: str = "exact"
+    model: HuggingFaceModel, jobs: Sequence[WeakJob], n: int, sampling: SamplingParams, grader_name: str = "exact"
 ) -> NaiveTiming:
     """Every job one after another: encode, ``generate`` n samples, decode, grade."""
     grader = get_grader(grader_name)

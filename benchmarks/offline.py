@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.engine.config import EngineConfig
 
 
@@ -30,16 +30,16 @@ def offline_completions_per_s(
     prompts: Sequence[Sequence[int]],
     new_tokens: Sequence[int],
     n: int,
-    sampling: SamplingSettings,
+    sampling: SamplingParams,
 ) -> dict[str, Any]:
     """Weak completions per second of one ``LLM.generate`` call over every prompt (n samples each)."""
-    from vllm import SamplingParams
+    from vllm import SamplingParams as VllmSamplingParams
     from vllm.inputs import TokensPrompt
 
     llm = offline_llm(config)
     try:
         params = [
-            SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=tokens)
+            VllmSamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=tokens)
             for tokens in new_tokens
         ]
         inputs = [TokensPrompt(prompt_token_ids=list(prompt)) for prompt in prompts]

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks.bench import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS, QUICK, STANDARD, log, prepare_config
 from benchmarks.prefill import PrefixCacheCounters, metric_sum, prefill_lower_bound
-from cot_transfer.domain.requests import ProblemSpec, StrongCotRecord, TransferRequest
+from cot_transfer.domain.requests import Problem, StrongCot, TransferRequest
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.serving.transfer import (
@@ -73,7 +73,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     strong = StrongModelServer(strong_engine, config.strong.engine.name)
     weak = WeakModelServer(weak_engine, config.weak.engine.name)
     request = TransferRequest(
-        problems=[ProblemSpec(problem.id, problem.problem, problem.answer) for problem in problems],
+        problems=[Problem(problem.id, problem.problem, problem.answer) for problem in problems],
         fractions=workload.fractions,
         n=workload.n,
         strong_sampling=replace(config.strong.sampling.settings(), seed=11),
@@ -108,7 +108,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
                 before = weak_counters(config.weak.engine.name)
                 load = os.getloadavg()[0]
                 started = time.perf_counter()
-                records = [event async for event in runner.run(request) if isinstance(event, StrongCotRecord)]
+                records = [event async for event in runner.run(request) if isinstance(event, StrongCot)]
                 seconds = time.perf_counter() - started
                 # vLLM's stat loggers record after each engine step; let the last one land.
                 await asyncio.sleep(2.0)
@@ -149,7 +149,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _bound(
-    engine: Any, problems: Sequence[Any], records: Sequence[StrongCotRecord], block_size: int, n: int
+    engine: Any, problems: Sequence[Any], records: Sequence[StrongCot], block_size: int, n: int
 ) -> dict[str, int]:
     tokenizer = engine.tokenizer
     by_id = {record.problem_id: record for record in records}

@@ -10,7 +10,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from cot_transfer.serving.config import ServingConfig
 from cot_transfer.serving.deployments import GRPC_SERVICER_FUNCTIONS
-from cot_transfer.serving.kuberay import (
+from tools.kuberay import (
     IMPORT_PATH,
     load_cluster_config,
     main,

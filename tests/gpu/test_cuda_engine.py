@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.engine.base import GenerationRequest
 from cot_transfer.engine.config import EngineConfig
 from tests.conftest import REPO
@@ -39,7 +39,7 @@ async def test_vllm_engine_generates_on_the_gpu() -> None:
     try:
         tokenizer = engine.tokenizer
         prompt = tokenizer.encode(tokenizer.render_problem("3+4*2"))
-        request = GenerationRequest(prompt, n=8, sampling=SamplingSettings(0.6, 0.95, 64, seed=0))
+        request = GenerationRequest(prompt, n=8, sampling=SamplingParams(0.6, 0.95, 64, seed=0))
         outputs = [output async for output in engine.generate(request, "gpu-smoke")]
         assert outputs[-1].finished
         assert len(outputs[-1].samples) == 8

@@ -26,7 +26,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from cot_transfer.client import CotTransferClient, RetryPolicy, Sampling
-from cot_transfer.domain.requests import FractionRecord, ProblemSpec, StrongCotRecord
+from cot_transfer.domain.requests import FractionResult, Problem, StrongCot
 from cot_transfer.domain.transfer import TransferSummary
 from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.v1 import cot_transfer_pb2 as pb
@@ -203,7 +203,7 @@ def test_a_dead_engine_is_unavailable_then_serve_replaces_the_replica(small_stac
 
 def test_a_graceful_shutdown_drains_a_stream_in_flight(small_stack: ServeProcess) -> None:
     service = small_stack.service
-    problems = [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in PROBLEMS[:6]]
+    problems = [Problem(problem.id, problem.problem, problem.answer) for problem in PROBLEMS[:6]]
     fractions = [0.25, 0.5, 0.75, 1.0]
     events: list[object] = []
     started = threading.Event()
@@ -242,9 +242,9 @@ def test_a_graceful_shutdown_drains_a_stream_in_flight(small_stack: ServeProcess
         assert not stream.done(), "the stream ended before the drain could be seen"
         stream.result(timeout=600)
     assert not failure, failure
-    rows = sorted((event.problem_id, event.fraction) for event in events if isinstance(event, FractionRecord))
+    rows = sorted((event.problem_id, event.fraction) for event in events if isinstance(event, FractionResult))
     assert rows == sorted((problem.id, fraction) for problem in problems for fraction in [0.0, *fractions])
-    assert sum(isinstance(event, StrongCotRecord) for event in events) == len(problems)
+    assert sum(isinstance(event, StrongCot) for event in events) == len(problems)
     assert isinstance(events[-1], TransferSummary)
     assert small_stack.process.wait(timeout=300) == 0
     log = service.log_path.read_text()

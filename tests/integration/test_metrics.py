@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cot_transfer.domain.requests import ProblemSpec
+from cot_transfer.domain.requests import Problem
 from cot_transfer.experiment.datasets import load_problems
 from tests.conftest import REPO, RunningService, free_port
 
@@ -39,7 +39,7 @@ async def send_traffic(service: RunningService) -> None:
     async with service.client() as client:
         [event async for event in client.stream_prefixes(PROBLEMS[0].problem, [0.5, 1.0])]
         await client.complete(PROBLEMS[0].problem, reference_answer=PROBLEMS[0].answer, n=2)
-        specs = [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in PROBLEMS]
+        specs = [Problem(problem.id, problem.problem, problem.answer) for problem in PROBLEMS]
         [event async for event in client.run_transfer(specs, [0.5, 1.0], n=2)]
 
 

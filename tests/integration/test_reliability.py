@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cot_transfer.client import CotTransferClient, RpcFailedError, Sampling
-from cot_transfer.domain.requests import FractionRecord, ProblemSpec
+from cot_transfer.domain.requests import FractionResult, Problem
 from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
@@ -113,7 +113,7 @@ async def test_a_cancelled_stream_aborts_its_engine_work(service: RunningService
     cancelled_before = await asyncio.to_thread(clean_metric, service, cancelled_runs)
     aborts_before = await asyncio.to_thread(clean_metric, service, aborts)
     problems = [
-        ProblemSpec(problem.id, problem.problem, problem.answer)
+        Problem(problem.id, problem.problem, problem.answer)
         for problem in load_problems(REPO / "datasets" / "testbed-demo.jsonl")
     ]
     first_row = asyncio.Event()
@@ -122,7 +122,7 @@ async def test_a_cancelled_stream_aborts_its_engine_work(service: RunningService
         async def read_until_cancelled() -> None:
             fractions = [index / 10 for index in range(11)]
             async for event in client.run_transfer(problems, fractions, n=64):
-                if isinstance(event, FractionRecord):
+                if isinstance(event, FractionResult):
                     first_row.set()
 
         reader = asyncio.create_task(read_until_cancelled())

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from cot_transfer.client import RpcFailedError, Sampling
-from cot_transfer.domain.requests import CotDelta, CotPrefix, FractionRecord, ProblemSpec, StrongAnswer, StrongCotRecord
+from cot_transfer.domain.requests import CotDelta, CotPrefix, FractionResult, Problem, StrongAnswer, StrongCot
 from cot_transfer.domain.transfer import FractionOutcome, TransferSummary, summarize
 from cot_transfer.experiment.datasets import load_problems
 from tests.conftest import REPO, RunningService
@@ -72,14 +72,14 @@ async def test_run_streams_each_problem_fraction_once_and_a_consistent_summary(s
         events = [
             event
             async for event in client.run_transfer(
-                [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in PROBLEMS],
+                [Problem(problem.id, problem.problem, problem.answer) for problem in PROBLEMS],
                 [1.0, 0.5],
                 n=4,
                 weak_sampling=Sampling(seed=1),
             )
         ]
-    rows = [event for event in events if isinstance(event, FractionRecord)]
-    strong = [event for event in events if isinstance(event, StrongCotRecord)]
+    rows = [event for event in events if isinstance(event, FractionResult)]
+    strong = [event for event in events if isinstance(event, StrongCot)]
     summary = events[-1]
     assert isinstance(summary, TransferSummary)
     assert sorted((row.problem_id, row.fraction) for row in rows) == sorted(
@@ -136,11 +136,11 @@ async def test_complete_and_run_reject_bad_input_and_the_service_still_answers(s
         assert "sampling.top_p" in caught.value.details
         for bad in ([2.0], [0.5, -1.0]):
             with pytest.raises(RpcFailedError) as caught:
-                [event async for event in client.run_transfer([ProblemSpec("a", problem.problem, "1")], bad, n=2)]
+                [event async for event in client.run_transfer([Problem("a", problem.problem, "1")], bad, n=2)]
             assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
             assert "fractions[" in caught.value.details
         with pytest.raises(RpcFailedError) as caught:
-            [event async for event in client.run_transfer([ProblemSpec("a", " ", "1")], [0.5], n=2)]
+            [event async for event in client.run_transfer([Problem("a", " ", "1")], [0.5], n=2)]
         assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert "problems[0].problem" in caught.value.details
         result = await client.complete(problem.problem, reference_answer=problem.answer, n=2)

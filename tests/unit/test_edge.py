@@ -16,10 +16,10 @@ from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
     CotPrefix,
-    FractionRecord,
+    FractionResult,
     GradedCompletion,
     StrongAnswer,
-    StrongCotRecord,
+    StrongCot,
 )
 from cot_transfer.domain.transfer import FractionStats, Thresholds, TransferSummary
 from cot_transfer.serving import edge
@@ -138,6 +138,6 @@ def test_events_round_trip_through_the_wire_format() -> None:
         1.0,
         Thresholds(0.0, 0.5),
     )
-    for run_event in (StrongCotRecord("a", "cot", "3", True, 3), FractionRecord("a", 0.5, 2, 4, 8, 3), summary):
+    for run_event in (StrongCot("a", "cot", "3", True, 3), FractionResult("a", 0.5, 2, 4, 8, 3), summary):
         wire = edge.transfer_event_to_proto(run_event).SerializeToString()
         assert transfer_event_from_proto(pb.RunResponse.FromString(wire)) == run_event

@@ -6,7 +6,7 @@ import pytest
 
 from cot_transfer.domain.errors import NotFoundError, OutOfRangeError
 from cot_transfer.domain.requests import CompletionRequest, CotDelta, CotPrefix, PrefixRequest, StrongAnswer
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.serving.strong import StrongModelServer
 from cot_transfer.serving.weak import WeakModelServer
 from tests.fakes import ScriptedEngine
@@ -19,7 +19,7 @@ async def collect(server: StrongModelServer, request: PrefixRequest) -> list[obj
 
 
 def prefix_request(fractions: tuple[float, ...], max_tokens: int = 100, grader: str = "exact") -> PrefixRequest:
-    return PrefixRequest("1+2*3", fractions, SamplingSettings(0.6, 0.95, max_tokens), grader)
+    return PrefixRequest("1+2*3", fractions, SamplingParams(0.6, 0.95, max_tokens), grader)
 
 
 async def test_strong_streams_deltas_then_prefixes_in_request_order_then_answer() -> None:
@@ -70,7 +70,7 @@ async def test_strong_aborts_the_engine_request_when_the_consumer_goes_away() ->
 
 
 def completion_request(prefix: str, n: int = 3, max_tokens: int = 40) -> CompletionRequest:
-    return CompletionRequest("1+2*3", prefix, n, SamplingSettings(0.6, 0.95, max_tokens), "9", "exact")
+    return CompletionRequest("1+2*3", prefix, n, SamplingParams(0.6, 0.95, max_tokens), "9", "exact")
 
 
 async def test_weak_prompt_is_rendered_problem_then_prefix_and_budget_counts_the_prefix() -> None:

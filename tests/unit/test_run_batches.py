@@ -3,13 +3,13 @@
 import pytest
 
 from cot_transfer.client.convert import problem_wire_bytes
-from cot_transfer.domain.requests import ProblemSpec
+from cot_transfer.domain.requests import Problem
 from cot_transfer.experiment.runner import REQUEST_OVERHEAD_BYTES, RequestTooLargeError, problem_batches
 
-PROBLEMS = [ProblemSpec(f"p{index}", "x" * (index + 1), "1") for index in range(10)]
+PROBLEMS = [Problem(f"p{index}", "x" * (index + 1), "1") for index in range(10)]
 
 
-def ids(batches: list[list[ProblemSpec]]) -> list[list[str]]:
+def ids(batches: list[list[Problem]]) -> list[list[str]]:
     return [[problem.id for problem in batch] for batch in batches]
 
 
@@ -23,7 +23,7 @@ def test_everything_fits_in_one_call_when_the_limits_allow() -> None:
     assert ids(batches) == [[problem.id for problem in PROBLEMS]]
 
 
-def len_of_text(problem: ProblemSpec) -> int:
+def len_of_text(problem: Problem) -> int:
     return len(problem.problem)
 
 
@@ -38,7 +38,7 @@ def test_batches_stay_under_the_byte_limit() -> None:
 
 
 def test_a_problem_too_large_for_any_request_is_refused_before_any_call() -> None:
-    huge = ProblemSpec("huge", "x" * 5000, "1")
+    huge = Problem("huge", "x" * 5000, "1")
     with pytest.raises(RequestTooLargeError, match=r"'huge' is 50\d\d bytes; the service accepts requests up to"):
         problem_batches(
             [PROBLEMS[0], huge],

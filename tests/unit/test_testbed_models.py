@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cot_transfer.testbed import tasks, tokenizer
-from cot_transfer.testbed.tasks import Split
+from testbed import tasks, tokenizer
+from testbed.tasks import Split
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

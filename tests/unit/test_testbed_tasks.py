@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cot_transfer.testbed import tasks, tokenizer
-from cot_transfer.testbed.tasks import ChainProblem, Split
+from testbed import tasks, tokenizer
+from testbed.tasks import ChainProblem, Split
 
 STEP_LINE = re.compile(r"^(\d)([-+*])(\d)=(\d)(?:, (\d(?:[-+*]\d)*))?$")
 
@@ -110,7 +110,7 @@ def test_cli_writes_the_same_records_as_the_library(tmp_path: Path) -> None:
 
 def test_generator_and_tokenizer_modules_do_not_import_torch() -> None:
     # A fresh interpreter: this test session may have imported torch for other tests.
-    probe = "import sys, cot_transfer.testbed.tasks, cot_transfer.testbed.tokenizer; print('torch' in sys.modules)"
+    probe = "import sys, testbed.tasks, testbed.tokenizer; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

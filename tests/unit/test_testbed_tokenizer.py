@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cot_transfer.testbed import tasks, tokenizer
+from testbed import tasks, tokenizer
 
 transformers = pytest.importorskip("transformers")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cot_transfer.testbed import tasks, tokenizer, train
+from testbed import tasks, tokenizer, train
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

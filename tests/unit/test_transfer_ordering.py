@@ -10,16 +10,16 @@ from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
     CotPrefix,
-    FractionRecord,
+    FractionResult,
     GradedCompletion,
     PrefixRequest,
-    ProblemSpec,
+    Problem,
     StrongAnswer,
-    StrongCotRecord,
+    StrongCot,
     StrongEvent,
     TransferRequest,
 )
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.serving.transfer import (
     PrioritySlots,
@@ -49,11 +49,11 @@ async def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
 
 def transfer_request(problems: int, fractions: tuple[float, ...] = FRACTIONS) -> TransferRequest:
     return TransferRequest(
-        problems=[ProblemSpec(f"p{index}", f"problem {index}", "1") for index in range(problems)],
+        problems=[Problem(f"p{index}", f"problem {index}", "1") for index in range(problems)],
         fractions=fractions,
         n=2,
-        strong_sampling=SamplingSettings(0.6, 0.95, 50),
-        weak_sampling=SamplingSettings(0.6, 0.95, 50),
+        strong_sampling=SamplingParams(0.6, 0.95, 50),
+        weak_sampling=SamplingParams(0.6, 0.95, 50),
         thresholds=Thresholds(),
         grader="exact",
     )
@@ -90,7 +90,7 @@ async def test_waiting_requests_go_out_with_the_most_cot_left_first() -> None:
     # The first request takes the free slot at once; every later one waited and went by key.
     assert remaining[1:] == sorted(remaining[1:], reverse=True)
     assert len(remaining) == 15
-    rows = [event for event in events if isinstance(event, FractionRecord)]
+    rows = [event for event in events if isinstance(event, FractionResult)]
     assert sorted((row.problem_id, row.fraction) for row in rows) == sorted(
         (f"p{index}", fraction) for index in range(3) for fraction in FRACTIONS
     )
@@ -123,7 +123,7 @@ async def test_an_earlier_run_keeps_its_place_before_a_later_one() -> None:
 async def test_strong_record_keeps_prefixes_in_request_order() -> None:
     runner = TransferRunner(stream_prefixes, RecordingWeakModel(), max_concurrent_completions=4)
     events = [event async for event in runner.run(transfer_request(problems=1))]
-    [record] = [event for event in events if isinstance(event, StrongCotRecord)]
+    [record] = [event for event in events if isinstance(event, StrongCot)]
     assert [p.fraction for p in record.prefixes] == list(FRACTIONS)
 
 

@@ -11,16 +11,16 @@ from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
     CotPrefix,
-    FractionRecord,
+    FractionResult,
     GradedCompletion,
     PrefixRequest,
-    ProblemSpec,
+    Problem,
     StrongAnswer,
-    StrongCotRecord,
+    StrongCot,
     StrongEvent,
     TransferRequest,
 )
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds, TransferSummary
 from cot_transfer.serving.transfer import TransferRunner
 
@@ -47,11 +47,11 @@ async def complete(request: CompletionRequest) -> CompletionResult:
 
 def transfer_request(grader: str = "exact") -> TransferRequest:
     return TransferRequest(
-        problems=[ProblemSpec("p1", "problem one", "1"), ProblemSpec("p2", "problem two", "3")],
+        problems=[Problem("p1", "problem one", "1"), Problem("p2", "problem two", "3")],
         fractions=(0.0, 0.5, 1.0),
         n=2,
-        strong_sampling=SamplingSettings(0.6, 0.95, 50),
-        weak_sampling=SamplingSettings(0.6, 0.95, 50),
+        strong_sampling=SamplingParams(0.6, 0.95, 50),
+        weak_sampling=SamplingParams(0.6, 0.95, 50),
         thresholds=Thresholds(),
         grader=grader,
     )
@@ -60,8 +60,8 @@ def transfer_request(grader: str = "exact") -> TransferRequest:
 async def test_run_streams_every_result_then_a_summary() -> None:
     runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
     events = [event async for event in runner.run(transfer_request())]
-    strong = [event for event in events if isinstance(event, StrongCotRecord)]
-    rows = [event for event in events if isinstance(event, FractionRecord)]
+    strong = [event for event in events if isinstance(event, StrongCot)]
+    rows = [event for event in events if isinstance(event, FractionResult)]
     summary = events[-1]
     assert isinstance(summary, TransferSummary)
     assert {(row.problem_id, row.fraction) for row in rows} == {
@@ -132,7 +132,7 @@ async def test_closing_the_stream_cancels_outstanding_work() -> None:
     runner = TransferRunner(stream_prefixes, hanging, max_concurrent_completions=2)
     stream = runner.run(transfer_request())
     first = await anext(stream)
-    assert isinstance(first, StrongCotRecord)
+    assert isinstance(first, StrongCot)
     await stream.aclose()
     await asyncio.wait_for(cancelled.wait(), 1)
 
@@ -157,4 +157,4 @@ async def test_strong_cots_are_written_a_bounded_number_at_a_time_in_problem_ord
     assert most_open == 1
     assert order == ["p1", "p2"]
     assert isinstance(events[-1], TransferSummary)
-    assert sum(isinstance(event, FractionRecord) for event in events) == 6
+    assert sum(isinstance(event, FractionResult) for event in events) == 6

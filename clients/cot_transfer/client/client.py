@@ -21,10 +21,10 @@ from cot_transfer.client.convert import (
 )
 from cot_transfer.domain.requests import (
     CompletionResult,
-    FractionRecord,
-    ProblemSpec,
+    FractionResult,
+    Problem,
     ServiceInfo,
-    StrongCotRecord,
+    StrongCot,
     StrongEvent,
 )
 from cot_transfer.domain.transfer import Thresholds, TransferSummary
@@ -164,7 +164,7 @@ class CotTransferClient:
 
     async def run_transfer(
         self,
-        problems: Sequence[ProblemSpec],
+        problems: Sequence[Problem],
         fractions: Sequence[float],
         *,
         n: int,
@@ -174,7 +174,7 @@ class CotTransferClient:
         grader: str = "",
         experiment_id: str = "",
         timeout_s: float | None = None,
-    ) -> AsyncIterator[StrongCotRecord | FractionRecord | TransferSummary]:
+    ) -> AsyncIterator[StrongCot | FractionResult | TransferSummary]:
         request = pb.RunRequest(
             problems=problems_to_proto(problems),
             fractions=list(fractions),

@@ -9,12 +9,12 @@ from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
     CotPrefix,
-    FractionRecord,
+    FractionResult,
     GradedCompletion,
-    ProblemSpec,
+    Problem,
     ServiceInfo,
     StrongAnswer,
-    StrongCotRecord,
+    StrongCot,
     StrongEvent,
 )
 from cot_transfer.domain.transfer import FractionStats, Thresholds, TransferSummary
@@ -52,11 +52,11 @@ def thresholds_to_proto(thresholds: Thresholds | None) -> pb.Thresholds:
     )
 
 
-def problems_to_proto(problems: Sequence[ProblemSpec]) -> list[pb.Problem]:
+def problems_to_proto(problems: Sequence[Problem]) -> list[pb.Problem]:
     return [pb.Problem(id=problem.id, problem=problem.problem, answer=problem.answer) for problem in problems]
 
 
-def problem_wire_bytes(problem: ProblemSpec) -> int:
+def problem_wire_bytes(problem: Problem) -> int:
     """What one problem adds to a serialized ``RunRequest`` (its field tag and length included)."""
     return pb.RunRequest(problems=problems_to_proto([problem])).ByteSize()
 
@@ -106,11 +106,11 @@ def completion_result_from_proto(message: pb.CompleteResponse) -> CompletionResu
     )
 
 
-def transfer_event_from_proto(message: pb.RunResponse) -> StrongCotRecord | FractionRecord | TransferSummary:
+def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionResult | TransferSummary:
     kind = message.WhichOneof("event")
     if kind == "strong_cot":
         cot = message.strong_cot
-        return StrongCotRecord(
+        return StrongCot(
             cot.problem_id,
             cot.cot,
             cot.answer or None,
@@ -120,7 +120,7 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCotRecord | Frac
         )
     if kind == "result":
         result = message.result
-        return FractionRecord(
+        return FractionResult(
             problem_id=result.problem_id,
             fraction=result.fraction,
             prefix_num_tokens=result.prefix_num_tokens,

@@ -26,7 +26,7 @@ from typing import IO, Any
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError, Sampling
 from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
-from cot_transfer.domain.requests import CotPrefix, FractionRecord, ProblemSpec, ServiceInfo, StrongCotRecord
+from cot_transfer.domain.requests import CotPrefix, FractionResult, Problem, ServiceInfo, StrongCot
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import normalize_fractions, with_baseline
 from cot_transfer.experiment.datasets import ProblemRecord, load_problems
@@ -145,7 +145,7 @@ class RunState:
     """What a results folder already holds for the current settings."""
 
     done: set[tuple[str, float]] = field(default_factory=set)
-    strong: dict[str, StrongCotRecord] = field(default_factory=dict)
+    strong: dict[str, StrongCot] = field(default_factory=dict)
 
 
 class RunFolder:
@@ -189,7 +189,7 @@ class RunFolder:
         for record in _read_complete_lines(self.out_dir / STRONG_FILE):
             if record.get("settings_hash") == run_hash:
                 prefixes = tuple(CotPrefix(**prefix) for prefix in record.get("prefixes", ()))
-                state.strong[record["problem_id"]] = StrongCotRecord(
+                state.strong[record["problem_id"]] = StrongCot(
                     problem_id=record["problem_id"],
                     cot=record["cot"],
                     answer=record["answer"],
@@ -204,16 +204,16 @@ class RunFolder:
 
 
 class _RowWriter:
-    def __init__(self, out_dir: Path, run_hash: str, on_row: Callable[[FractionRecord], None] | None) -> None:
+    def __init__(self, out_dir: Path, run_hash: str, on_row: Callable[[FractionResult], None] | None) -> None:
         self._hash = run_hash
         self._strong_log = _DurableJsonl(out_dir / STRONG_FILE)
         self._results_log = _DurableJsonl(out_dir / RESULTS_FILE)
         self._on_row = on_row
 
-    def add_strong(self, record: StrongCotRecord) -> None:
+    def add_strong(self, record: StrongCot) -> None:
         self._strong_log.append({**asdict(record), "settings_hash": self._hash})
 
-    def add_result(self, record: FractionRecord) -> None:
+    def add_result(self, record: FractionResult) -> None:
         self._results_log.append({**asdict(record), "potential": record.potential, "settings_hash": self._hash})
         if self._on_row is not None:
             self._on_row(record)
@@ -231,7 +231,7 @@ async def run_experiment(
     *,
     problems_path: Path | None = None,
     resume: bool = False,
-    on_row: Callable[[FractionRecord], None] | None = None,
+    on_row: Callable[[FractionResult], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
     max_concurrent_completions: int = 16,
     retry: RetryPolicy | None = None,
@@ -309,7 +309,7 @@ async def _complete_partial_problems(
                 grader=settings.grader,
             )
         writer.add_result(
-            FractionRecord(
+            FractionResult(
                 problem_id=problem.id,
                 fraction=prefix.fraction,
                 prefix_num_tokens=prefix.num_tokens,
@@ -343,11 +343,11 @@ class RequestTooLargeError(ValueError):
 
 
 def problem_batches(
-    problems: Sequence[ProblemSpec],
+    problems: Sequence[Problem],
     max_problems: int,
     max_request_bytes: int,
-    wire_bytes: Callable[[ProblemSpec], int],
-) -> list[list[ProblemSpec]]:
+    wire_bytes: Callable[[Problem], int],
+) -> list[list[Problem]]:
     """Splits ``problems``, in order, into ``Transfer.Run`` calls the service accepts.
 
     Each batch holds at most ``max_problems`` problems and, with ``max_request_bytes`` > 0,
@@ -357,8 +357,8 @@ def problem_batches(
     if max_problems < 1:
         raise ValueError(f"max_problems must be >= 1, got {max_problems}")
     budget = max_request_bytes - REQUEST_OVERHEAD_BYTES if max_request_bytes > 0 else None
-    batches: list[list[ProblemSpec]] = []
-    batch: list[ProblemSpec] = []
+    batches: list[list[Problem]] = []
+    batch: list[Problem] = []
     batch_bytes = 0
     for problem in problems:
         size = wire_bytes(problem)
@@ -385,7 +385,7 @@ async def _run_fresh_problems(
     experiment: str,
     info: ServiceInfo,
 ) -> None:
-    specs = [ProblemSpec(problem.id, problem.problem, problem.answer) for problem in problems]
+    specs = [Problem(problem.id, problem.problem, problem.answer) for problem in problems]
     # One call per batch the service's limits allow; results land on disk the same way.
     for batch in problem_batches(specs, info.max_problems_per_run, info.max_message_bytes, problem_wire_bytes):
         async for event in client.run_transfer(
@@ -398,9 +398,9 @@ async def _run_fresh_problems(
             grader=settings.grader,
             experiment_id=experiment,
         ):
-            if isinstance(event, StrongCotRecord):
+            if isinstance(event, StrongCot):
                 writer.add_strong(event)
-            elif isinstance(event, FractionRecord):
+            elif isinstance(event, FractionResult):
                 writer.add_result(event)
 
 

@@ -47,44 +47,54 @@ class CotDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
 class Prefix(_message.Message):
-    __slots__ = ("fraction", "text", "num_tokens", "cot_num_tokens")
+    __slots__ = ("fraction", "text", "num_tokens", "cot_num_tokens", "token_ids", "answer_in_prefix")
     FRACTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_IN_PREFIX_FIELD_NUMBER: _ClassVar[int]
     fraction: float
     text: str
     num_tokens: int
     cot_num_tokens: int
-    def __init__(self, fraction: _Optional[float] = ..., text: _Optional[str] = ..., num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ...) -> None: ...
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    answer_in_prefix: bool
+    def __init__(self, fraction: _Optional[float] = ..., text: _Optional[str] = ..., num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., answer_in_prefix: _Optional[bool] = ...) -> None: ...
 
 class StrongAnswer(_message.Message):
-    __slots__ = ("cot", "answer", "cot_num_tokens", "finish_reason")
+    __slots__ = ("cot", "answer", "cot_num_tokens", "finish_reason", "final_text", "reasoning_truncated")
     COT_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     COT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    FINAL_TEXT_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     cot: str
     answer: str
     cot_num_tokens: int
     finish_reason: str
-    def __init__(self, cot: _Optional[str] = ..., answer: _Optional[str] = ..., cot_num_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    final_text: str
+    reasoning_truncated: bool
+    def __init__(self, cot: _Optional[str] = ..., answer: _Optional[str] = ..., cot_num_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., final_text: _Optional[str] = ..., reasoning_truncated: _Optional[bool] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("problem", "prefix", "n", "sampling", "reference_answer", "grader")
+    __slots__ = ("problem", "prefix", "n", "sampling", "reference_answer", "grader", "prefix_token_ids")
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_ANSWER_FIELD_NUMBER: _ClassVar[int]
     GRADER_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     problem: str
     prefix: str
     n: int
     sampling: SamplingParams
     reference_answer: str
     grader: str
-    def __init__(self, problem: _Optional[str] = ..., prefix: _Optional[str] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., reference_answer: _Optional[str] = ..., grader: _Optional[str] = ...) -> None: ...
+    prefix_token_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, problem: _Optional[str] = ..., prefix: _Optional[str] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., reference_answer: _Optional[str] = ..., grader: _Optional[str] = ..., prefix_token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Completion(_message.Message):
     __slots__ = ("text", "extracted_answer", "correct", "num_tokens", "finish_reason")
@@ -117,7 +127,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes")
+    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes", "models", "max_text_chars")
     STRONG_MODEL_FIELD_NUMBER: _ClassVar[int]
     WEAK_MODEL_FIELD_NUMBER: _ClassVar[int]
     GRADERS_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +136,8 @@ class GetInfoResponse(_message.Message):
     MAX_PROBLEMS_PER_RUN_FIELD_NUMBER: _ClassVar[int]
     MAX_FRACTIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     strong_model: str
     weak_model: str
     graders: _containers.RepeatedScalarFieldContainer[str]
@@ -134,7 +146,23 @@ class GetInfoResponse(_message.Message):
     max_problems_per_run: int
     max_fractions: int
     max_message_bytes: int
-    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    max_text_chars: int
+    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "roles", "reasoning_format", "fingerprint", "max_model_len")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    REASONING_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    reasoning_format: str
+    fingerprint: str
+    max_model_len: int
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., reasoning_format: _Optional[str] = ..., fingerprint: _Optional[str] = ..., max_model_len: _Optional[int] = ...) -> None: ...
 
 class Problem(_message.Message):
     __slots__ = ("id", "problem", "answer")
@@ -175,23 +203,29 @@ class RunRequest(_message.Message):
     def __init__(self, problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., fractions: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., strong_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., grader: _Optional[str] = ..., experiment_id: _Optional[str] = ...) -> None: ...
 
 class StrongCot(_message.Message):
-    __slots__ = ("problem_id", "cot", "answer", "correct", "cot_num_tokens", "prefixes")
+    __slots__ = ("problem_id", "cot", "answer", "correct", "cot_num_tokens", "prefixes", "final_text", "finish_reason", "reasoning_truncated")
     PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
     COT_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     CORRECT_FIELD_NUMBER: _ClassVar[int]
     COT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    FINAL_TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     problem_id: str
     cot: str
     answer: str
     correct: bool
     cot_num_tokens: int
     prefixes: _containers.RepeatedCompositeFieldContainer[Prefix]
-    def __init__(self, problem_id: _Optional[str] = ..., cot: _Optional[str] = ..., answer: _Optional[str] = ..., correct: _Optional[bool] = ..., cot_num_tokens: _Optional[int] = ..., prefixes: _Optional[_Iterable[_Union[Prefix, _Mapping]]] = ...) -> None: ...
+    final_text: str
+    finish_reason: str
+    reasoning_truncated: bool
+    def __init__(self, problem_id: _Optional[str] = ..., cot: _Optional[str] = ..., answer: _Optional[str] = ..., correct: _Optional[bool] = ..., cot_num_tokens: _Optional[int] = ..., prefixes: _Optional[_Iterable[_Union[Prefix, _Mapping]]] = ..., final_text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., reasoning_truncated: _Optional[bool] = ...) -> None: ...
 
 class FractionResult(_message.Message):
-    __slots__ = ("problem_id", "fraction", "prefix_num_tokens", "cot_num_tokens", "n", "num_correct", "potential")
+    __slots__ = ("problem_id", "fraction", "prefix_num_tokens", "cot_num_tokens", "n", "num_correct", "potential", "answer_in_prefix")
     PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
     FRACTION_FIELD_NUMBER: _ClassVar[int]
     PREFIX_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +233,7 @@ class FractionResult(_message.Message):
     N_FIELD_NUMBER: _ClassVar[int]
     NUM_CORRECT_FIELD_NUMBER: _ClassVar[int]
     POTENTIAL_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_IN_PREFIX_FIELD_NUMBER: _ClassVar[int]
     problem_id: str
     fraction: float
     prefix_num_tokens: int
@@ -206,22 +241,41 @@ class FractionResult(_message.Message):
     n: int
     num_correct: int
     potential: float
-    def __init__(self, problem_id: _Optional[str] = ..., fraction: _Optional[float] = ..., prefix_num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., n: _Optional[int] = ..., num_correct: _Optional[int] = ..., potential: _Optional[float] = ...) -> None: ...
+    answer_in_prefix: bool
+    def __init__(self, problem_id: _Optional[str] = ..., fraction: _Optional[float] = ..., prefix_num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., n: _Optional[int] = ..., num_correct: _Optional[int] = ..., potential: _Optional[float] = ..., answer_in_prefix: _Optional[bool] = ...) -> None: ...
+
+class Interval(_message.Message):
+    __slots__ = ("low", "high")
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    low: float
+    high: float
+    def __init__(self, low: _Optional[float] = ..., high: _Optional[float] = ...) -> None: ...
 
 class FractionSummary(_message.Message):
-    __slots__ = ("fraction", "weak_potential_mean", "unlocked", "unlock_rate")
+    __slots__ = ("fraction", "weak_potential_mean", "unlocked", "unlock_rate", "unlock_rate_interval", "unsolved_evaluated", "answer_in_prefix", "unlock_rate_without_answer", "unlock_rate_without_answer_interval")
     FRACTION_FIELD_NUMBER: _ClassVar[int]
     WEAK_POTENTIAL_MEAN_FIELD_NUMBER: _ClassVar[int]
     UNLOCKED_FIELD_NUMBER: _ClassVar[int]
     UNLOCK_RATE_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_RATE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    UNSOLVED_EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_IN_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_RATE_WITHOUT_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_RATE_WITHOUT_ANSWER_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     fraction: float
     weak_potential_mean: float
     unlocked: int
     unlock_rate: float
-    def __init__(self, fraction: _Optional[float] = ..., weak_potential_mean: _Optional[float] = ..., unlocked: _Optional[int] = ..., unlock_rate: _Optional[float] = ...) -> None: ...
+    unlock_rate_interval: Interval
+    unsolved_evaluated: int
+    answer_in_prefix: int
+    unlock_rate_without_answer: float
+    unlock_rate_without_answer_interval: Interval
+    def __init__(self, fraction: _Optional[float] = ..., weak_potential_mean: _Optional[float] = ..., unlocked: _Optional[int] = ..., unlock_rate: _Optional[float] = ..., unlock_rate_interval: _Optional[_Union[Interval, _Mapping]] = ..., unsolved_evaluated: _Optional[int] = ..., answer_in_prefix: _Optional[int] = ..., unlock_rate_without_answer: _Optional[float] = ..., unlock_rate_without_answer_interval: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("fractions", "n_samples", "n_problems", "baseline_unsolved", "per_fraction", "strong_solve_rate", "thresholds")
+    __slots__ = ("fractions", "n_samples", "n_problems", "baseline_unsolved", "per_fraction", "strong_solve_rate", "thresholds", "truncated_cots", "problem_errors")
     FRACTIONS_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     N_PROBLEMS_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +283,8 @@ class RunSummary(_message.Message):
     PER_FRACTION_FIELD_NUMBER: _ClassVar[int]
     STRONG_SOLVE_RATE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_COTS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_ERRORS_FIELD_NUMBER: _ClassVar[int]
     fractions: _containers.RepeatedScalarFieldContainer[float]
     n_samples: int
     n_problems: int
@@ -236,14 +292,30 @@ class RunSummary(_message.Message):
     per_fraction: _containers.RepeatedCompositeFieldContainer[FractionSummary]
     strong_solve_rate: float
     thresholds: Thresholds
-    def __init__(self, fractions: _Optional[_Iterable[float]] = ..., n_samples: _Optional[int] = ..., n_problems: _Optional[int] = ..., baseline_unsolved: _Optional[int] = ..., per_fraction: _Optional[_Iterable[_Union[FractionSummary, _Mapping]]] = ..., strong_solve_rate: _Optional[float] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ...) -> None: ...
+    truncated_cots: int
+    problem_errors: int
+    def __init__(self, fractions: _Optional[_Iterable[float]] = ..., n_samples: _Optional[int] = ..., n_problems: _Optional[int] = ..., baseline_unsolved: _Optional[int] = ..., per_fraction: _Optional[_Iterable[_Union[FractionSummary, _Mapping]]] = ..., strong_solve_rate: _Optional[float] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., truncated_cots: _Optional[int] = ..., problem_errors: _Optional[int] = ...) -> None: ...
+
+class ProblemError(_message.Message):
+    __slots__ = ("problem_id", "code", "message", "permanent")
+    PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PERMANENT_FIELD_NUMBER: _ClassVar[int]
+    problem_id: str
+    code: str
+    message: str
+    permanent: bool
+    def __init__(self, problem_id: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., permanent: _Optional[bool] = ...) -> None: ...
 
 class RunResponse(_message.Message):
-    __slots__ = ("strong_cot", "result", "summary")
+    __slots__ = ("strong_cot", "result", "summary", "problem_error")
     STRONG_COT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_ERROR_FIELD_NUMBER: _ClassVar[int]
     strong_cot: StrongCot
     result: FractionResult
     summary: RunSummary
-    def __init__(self, strong_cot: _Optional[_Union[StrongCot, _Mapping]] = ..., result: _Optional[_Union[FractionResult, _Mapping]] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ...) -> None: ...
+    problem_error: ProblemError
+    def __init__(self, strong_cot: _Optional[_Union[StrongCot, _Mapping]] = ..., result: _Optional[_Union[FractionResult, _Mapping]] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ..., problem_error: _Optional[_Union[ProblemError, _Mapping]] = ...) -> None: ...

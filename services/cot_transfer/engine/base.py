@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.sampling import SamplingParams
 
 
 class PromptTokenizer(Protocol):
@@ -35,7 +35,7 @@ class GenerationRequest:
     prompt_token_ids: Sequence[int]
     n: int
     # ``sampling.max_tokens`` is the number of NEW tokens the engine may generate.
-    sampling: SamplingSettings
+    sampling: SamplingParams
     # True: each output carries only what is new since the last one (for streaming).
     # False: a single output with every sample complete.
     stream_deltas: bool = False

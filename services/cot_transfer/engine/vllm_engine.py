@@ -167,7 +167,7 @@ class VLLMEngine(Engine):
         return self._max_model_len
 
     async def generate(self, request: GenerationRequest, request_id: str) -> AsyncIterator[GenerationOutput]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams as VllmSamplingParams
         from vllm.exceptions import GracefulHTTPError, VLLMClientError
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
@@ -179,7 +179,7 @@ class VLLMEngine(Engine):
                 "sampling.seed",
                 "per-request seeds need enable_chunked_prefill: false in this CPU engine's config",
             )
-        params = SamplingParams(
+        params = VllmSamplingParams(
             n=request.n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,

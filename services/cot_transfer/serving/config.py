@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cot_transfer.domain.sampling import MAX_TEMPERATURE, SamplingSettings
+from cot_transfer.domain.sampling import MAX_TEMPERATURE, SamplingParams
 from cot_transfer.domain.transfer import (
     DEFAULT_BASELINE_MAX_POTENTIAL,
     DEFAULT_UNLOCK_MIN_POTENTIAL,
@@ -34,8 +34,8 @@ class SamplingDefaults(_Strict):
     )
     seed: int | None = Field(default=None, description="Sampling seed; unseeded when unset.")
 
-    def settings(self) -> SamplingSettings:
-        return SamplingSettings(self.temperature, self.top_p, self.max_tokens, self.seed)
+    def settings(self) -> SamplingParams:
+        return SamplingParams(self.temperature, self.top_p, self.max_tokens, self.seed)
 
 
 class ThresholdsConfig(_Strict):

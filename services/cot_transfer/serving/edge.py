@@ -16,22 +16,22 @@ from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
     CotPrefix,
-    FractionRecord,
+    FractionResult,
     PrefixRequest,
-    ProblemSpec,
-    StrongCotRecord,
+    Problem,
+    StrongCot,
     StrongEvent,
     TransferRequest,
 )
-from cot_transfer.domain.sampling import SamplingSettings, check_sample_count, check_text
+from cot_transfer.domain.sampling import SamplingParams, check_sample_count, check_text
 from cot_transfer.domain.transfer import Thresholds, TransferSummary
 from cot_transfer.domain.truncation import check_fractions, with_baseline
 from cot_transfer.serving.config import LimitsConfig, SamplingDefaults, ServingConfig
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 
-def sampling_from_proto(message: pb.SamplingParams, defaults: SamplingDefaults, field: str, n: int) -> SamplingSettings:
-    settings = SamplingSettings(
+def sampling_from_proto(message: pb.SamplingParams, defaults: SamplingDefaults, field: str, n: int) -> SamplingParams:
+    settings = SamplingParams(
         temperature=message.temperature if message.HasField("temperature") else defaults.temperature,
         top_p=message.top_p if message.HasField("top_p") else defaults.top_p,
         max_tokens=message.max_tokens if message.HasField("max_tokens") else defaults.max_tokens,
@@ -89,7 +89,7 @@ def _thresholds(message: pb.Thresholds, config: ServingConfig) -> Thresholds:
     ).check("thresholds")
 
 
-def _problems(messages: list[pb.Problem], limits: LimitsConfig) -> tuple[ProblemSpec, ...]:
+def _problems(messages: list[pb.Problem], limits: LimitsConfig) -> tuple[Problem, ...]:
     if not messages:
         raise InvalidArgumentError("problems", "at least one problem is required")
     if len(messages) > limits.max_problems_per_run:
@@ -103,7 +103,7 @@ def _problems(messages: list[pb.Problem], limits: LimitsConfig) -> tuple[Problem
             raise InvalidArgumentError(f"{field}.id", f"duplicate id {problem_id!r}")
         seen.add(problem_id)
         problems.append(
-            ProblemSpec(
+            Problem(
                 id=problem_id,
                 problem=check_text(message.problem, f"{field}.problem"),
                 answer=check_text(message.answer, f"{field}.answer"),
@@ -189,8 +189,8 @@ def completion_result_to_proto(result: CompletionResult) -> pb.CompleteResponse:
     )
 
 
-def transfer_event_to_proto(event: StrongCotRecord | FractionRecord | TransferSummary) -> pb.RunResponse:
-    if isinstance(event, StrongCotRecord):
+def transfer_event_to_proto(event: StrongCot | FractionResult | TransferSummary) -> pb.RunResponse:
+    if isinstance(event, StrongCot):
         return pb.RunResponse(
             strong_cot=pb.StrongCot(
                 problem_id=event.problem_id,
@@ -201,7 +201,7 @@ def transfer_event_to_proto(event: StrongCotRecord | FractionRecord | TransferSu
                 prefixes=[_prefix_to_proto(prefix) for prefix in event.prefixes],
             )
         )
-    if isinstance(event, FractionRecord):
+    if isinstance(event, FractionResult):
         return pb.RunResponse(
             result=pb.FractionResult(
                 problem_id=event.problem_id,

@@ -15,11 +15,11 @@ from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
     CotPrefix,
-    FractionRecord,
+    FractionResult,
     PrefixRequest,
-    ProblemSpec,
+    Problem,
     StrongAnswer,
-    StrongCotRecord,
+    StrongCot,
     StrongEvent,
     TransferRequest,
 )
@@ -28,7 +28,7 @@ from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
 
 StreamPrefixes = Callable[[PrefixRequest], AsyncIterator[StrongEvent]]
 Complete = Callable[[CompletionRequest], Awaitable[CompletionResult]]
-TransferEvent = StrongCotRecord | FractionRecord | TransferSummary
+TransferEvent = StrongCot | FractionResult | TransferSummary
 
 
 @dataclass(frozen=True)
@@ -162,14 +162,14 @@ class TransferRunner:
             while (event := await events.get()) is not _DONE:
                 if isinstance(event, _Failure):
                     raise event.error
-                if isinstance(event, FractionRecord):
+                if isinstance(event, FractionResult):
                     outcome = FractionOutcome(event.problem_id, event.fraction, event.n, event.num_correct)
                     outcomes.append(outcome)
                     running_rates.add(outcome)
                     self._metrics.experiment_progress(request.experiment_id, len(outcomes), rows_expected)
                     self._metrics.experiment_unlock_rates(request.experiment_id, running_rates.rates())
                     yield event
-                elif isinstance(event, StrongCotRecord):
+                elif isinstance(event, StrongCot):
                     strong_correct[event.problem_id] = event.correct
                     yield event
         finally:
@@ -202,7 +202,7 @@ class TransferRunner:
     async def _run_problem(
         self,
         request: TransferRequest,
-        problem: ProblemSpec,
+        problem: Problem,
         position: tuple[int, int],
         events: asyncio.Queue[object],
     ) -> None:
@@ -226,7 +226,7 @@ class TransferRunner:
             raise UnavailableError(f"the strong model ended problem {problem.id!r} without an answer")
         grader = get_grader(request.grader)
         await events.put(
-            StrongCotRecord(
+            StrongCot(
                 problem_id=problem.id,
                 cot=answer.cot,
                 answer=answer.answer,
@@ -242,7 +242,7 @@ class TransferRunner:
     async def _run_fraction(
         self,
         request: TransferRequest,
-        problem: ProblemSpec,
+        problem: Problem,
         prefix: CotPrefix,
         run_number: int,
         events: asyncio.Queue[object],
@@ -259,7 +259,7 @@ class TransferRunner:
         async with self._completion_slots.hold((float(run_number), self._scheduling_key(prefix))):
             result = await self._complete(completion_request)
         await events.put(
-            FractionRecord(
+            FractionResult(
                 problem_id=problem.id,
                 fraction=prefix.fraction,
                 prefix_num_tokens=prefix.num_tokens,

@@ -11,13 +11,13 @@ MAX_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
-class SamplingSettings:
+class SamplingParams:
     temperature: float
     top_p: float
     max_tokens: int
     seed: int | None = None
 
-    def check(self, field: str, n: int = 1) -> SamplingSettings:
+    def check(self, field: str, n: int = 1) -> SamplingParams:
         """Raises ``InvalidArgumentError`` naming ``field``'s sub-field when out of range."""
         if math.isnan(self.temperature) or not 0.0 <= self.temperature <= MAX_TEMPERATURE:
             raise InvalidArgumentError(

@@ -1,6 +1,6 @@
 """Measure the testbed offline with vLLM: strong solve rate, weak potential and unlock rate per fraction.
 
-    python -m cot_transfer.testbed.evaluate --strong models/testbed/strong \
+    python -m testbed.evaluate --strong models/testbed/strong \
         --weak models/testbed/weak --data datasets/testbed-hard.jsonl --n 16
 
 For every problem the strong model writes one CoT (temperature 0.6, top-p 0.95). At each
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from cot_transfer.domain.grading import ExactGrader, grade
 from cot_transfer.domain.transfer import FractionOutcome, Thresholds, TransferSummary, summarize
 from cot_transfer.domain.truncation import prefix_token_count
-from cot_transfer.testbed.tasks import read_jsonl
+from testbed.tasks import read_jsonl
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -101,11 +101,11 @@ def render_prompts(model: Path, problems: Sequence[Problem]) -> list[str]:
 def run_strong(
     llm: LLM, problems: Sequence[Problem], prompts: Sequence[str], options: EngineOptions
 ) -> list[StrongRun]:
-    from vllm import SamplingParams
+    from vllm import SamplingParams as VllmSamplingParams
 
     grader = ExactGrader()
     params = [
-        SamplingParams(
+        VllmSamplingParams(
             n=1, temperature=TEMPERATURE, top_p=TOP_P, max_tokens=options.max_model_len - 64, seed=options.seed + index
         )
         for index in range(len(problems))
@@ -134,7 +134,7 @@ def run_weak(
     n: int,
     options: EngineOptions,
 ) -> tuple[list[FractionOutcome], dict[str, dict[float, list[str]]]]:
-    from vllm import SamplingParams
+    from vllm import SamplingParams as VllmSamplingParams
 
     tokenizer = llm.get_tokenizer()
     grader = ExactGrader()
@@ -147,7 +147,7 @@ def run_weak(
             requests.append((problem, fraction, prefix))
             prompts.append(strong.prompt + prefix)
     params = [
-        SamplingParams(
+        VllmSamplingParams(
             n=n,
             temperature=TEMPERATURE,
             top_p=TOP_P,

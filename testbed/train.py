@@ -1,6 +1,6 @@
 """Train the testbed's strong and weak models from scratch on CPU.
 
-``python -m cot_transfer.testbed.train --output-dir models/testbed`` writes
+``python -m testbed.train --output-dir models/testbed`` writes
 ``models/testbed/strong`` and ``models/testbed/weak``: complete Hugging Face folders
 (``LlamaForCausalLM`` weights, config, generation config, tokenizer with chat template) that
 vLLM loads from the local path.
@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from cot_transfer.testbed import tokenizer as vocab
-from cot_transfer.testbed.tasks import ANSWER_PREFIX, ChainProblem, Split, generate_problems, sample_problem
+from testbed import tokenizer as vocab
+from testbed.tasks import ANSWER_PREFIX, ChainProblem, Split, generate_problems, sample_problem
 
 if TYPE_CHECKING:
     import torch

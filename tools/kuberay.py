@@ -7,8 +7,8 @@ typed serving config (``configs/k8s-<name>.yaml``). The PrometheusRule is the al
 ``deploy/monitoring/alerts.yaml`` wrapped as the resource's spec. ``make manifests`` regenerates both;
 ``--check`` (and a test) fails when a committed file differs from what the sources render to::
 
-    python -m cot_transfer.serving.kuberay --config configs/k8s-gpu.yaml --out deploy/overlays/gpu/serve-config.yaml
-    python -m cot_transfer.serving.kuberay --alerts deploy/monitoring/alerts.yaml \\
+    python -m tools.kuberay --config configs/k8s-gpu.yaml --out deploy/overlays/gpu/serve-config.yaml
+    python -m tools.kuberay --alerts deploy/monitoring/alerts.yaml \\
         --out deploy/monitoring/prometheus-rule.yaml --check
 """
 
@@ -52,7 +52,7 @@ def _dump(data: Any) -> str:
 
 def _header(source: str) -> str:
     return (
-        f"# Generated from {source} by `make manifests` (python -m cot_transfer.serving.kuberay): do not edit.\n"
+        f"# Generated from {source} by `make manifests` (python -m tools.kuberay): do not edit.\n"
         "# A test fails when this file differs from what its source renders to.\n"
     )
 
@@ -153,7 +153,7 @@ def render_file(*, config: Path | None = None, alerts: Path | None = None) -> st
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cot_transfer.serving.kuberay",
+        prog="python -m tools.kuberay",
         description="Render the generated Kubernetes manifests (RayService serve-config patch, PrometheusRule).",
     )
     source = parser.add_mutually_exclusive_group(required=True)

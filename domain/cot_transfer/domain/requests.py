@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cot_transfer.domain.sampling import SamplingSettings
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
 
 
@@ -17,7 +17,7 @@ from cot_transfer.domain.transfer import Thresholds
 class PrefixRequest:
     problem: str
     fractions: Sequence[float]
-    sampling: SamplingSettings
+    sampling: SamplingParams
     grader: str
 
 
@@ -63,7 +63,7 @@ class CompletionRequest:
     problem: str
     prefix: str
     n: int
-    sampling: SamplingSettings
+    sampling: SamplingParams
     reference_answer: str
     grader: str
 
@@ -92,7 +92,7 @@ class CompletionResult:
 
 
 @dataclass(frozen=True)
-class ProblemSpec:
+class Problem:
     id: str
     problem: str
     answer: str
@@ -100,19 +100,19 @@ class ProblemSpec:
 
 @dataclass(frozen=True)
 class TransferRequest:
-    problems: Sequence[ProblemSpec]
+    problems: Sequence[Problem]
     # Sorted, de-duplicated, always containing 0.0 (the baseline).
     fractions: Sequence[float]
     n: int
-    strong_sampling: SamplingSettings
-    weak_sampling: SamplingSettings
+    strong_sampling: SamplingParams
+    weak_sampling: SamplingParams
     thresholds: Thresholds
     grader: str
     experiment_id: str = ""
 
 
 @dataclass(frozen=True)
-class StrongCotRecord:
+class StrongCot:
     problem_id: str
     cot: str
     answer: str | None
@@ -122,7 +122,7 @@ class StrongCotRecord:
 
 
 @dataclass(frozen=True)
-class FractionRecord:
+class FractionResult:
     problem_id: str
     fraction: float
     prefix_num_tokens: int

@@ -18,7 +18,7 @@ which is exactly the unlocking this testbed demonstrates. The number of operatio
 Problems are split into a training and a held-out part by a hash of the problem text, so
 evaluation sets are disjoint from anything training can draw, whatever the seeds.
 
-Run ``python -m cot_transfer.testbed.tasks --help`` to export JSONL. Pure Python: no torch.
+Run ``python -m testbed.tasks --help`` to export JSONL. Pure Python: no torch.
 """
 
 from __future__ import annotations
