@@ -127,7 +127,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes", "models", "max_text_chars")
+    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes", "models", "max_text_chars", "strong_sampling_defaults", "weak_sampling_defaults")
     STRONG_MODEL_FIELD_NUMBER: _ClassVar[int]
     WEAK_MODEL_FIELD_NUMBER: _ClassVar[int]
     GRADERS_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,8 @@ class GetInfoResponse(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    STRONG_SAMPLING_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    WEAK_SAMPLING_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     strong_model: str
     weak_model: str
     graders: _containers.RepeatedScalarFieldContainer[str]
@@ -148,7 +150,9 @@ class GetInfoResponse(_message.Message):
     max_message_bytes: int
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     max_text_chars: int
-    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ...) -> None: ...
+    strong_sampling_defaults: SamplingParams
+    weak_sampling_defaults: SamplingParams
+    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ..., strong_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "roles", "reasoning_format", "fingerprint", "max_model_len")
