@@ -13,11 +13,12 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 PROTO := protos/cot_transfer/v1/cot_transfer.proto
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test unit integration lint protos serve bench models clean manifests promtool fuzz
+.PHONY: help setup demo test unit integration packaging lint protos serve bench models clean manifests promtool fuzz
 
 help:
 	@echo "make demo   set up, start the local stack (CPU, tiny models) and run the demo experiment"
 	@echo "make test   set up and run lint, unit and integration tests"
+	@echo "make packaging  check the client-only install (pip install ., no extras) in a fresh venv"
 	@echo "make serve  start the local stack and serve gRPC until Ctrl-C"
 	@echo "make protos regenerate the Python gRPC code from protos/"
 	@echo "make models retrain the tiny testbed models (not needed: they are shipped)"
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==$(TORCH_VERSION)" \
 		|| $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --extra-index-url https://download.pytorch.org/whl/cpu
-	$(BIN)/pip install -q -e ".[cpu,dev,train]"
+	$(BIN)/pip install -q -e ".[serve,cpu,dev,train]"
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 
@@ -58,6 +59,10 @@ unit: $(STAMP) $(PROMTOOL)
 integration: $(STAMP) $(PROMTOOL)
 	PATH=$(TEST_PATH) $(BIN)/pytest tests -m integration $(PYTEST_ARGS)
 
+# The client-only install (`pip install .`, no extras) in a fresh venv; also part of `make test`.
+packaging: $(STAMP)
+	$(BIN)/pytest tests -m packaging $(PYTEST_ARGS)
+
 test: lint $(PROMTOOL)
 	PATH=$(TEST_PATH) $(BIN)/pytest tests $(PYTEST_ARGS)
 
@@ -65,11 +70,12 @@ test: lint $(PROMTOOL)
 fuzz: $(STAMP)
 	COT_TRANSFER_FUZZ_EXAMPLES=10000 $(BIN)/pytest tests/integration/test_reliability.py -k "fuzz or still_serving" $(PYTEST_ARGS)
 
+# The CLI finds configs and datasets by the paths given, never by where it is installed.
 demo: $(STAMP)
-	$(BIN)/cot-transfer demo
+	$(BIN)/cot-transfer demo --config configs/local-cpu.yaml --problems datasets/testbed-demo.jsonl
 
 serve: $(STAMP)
-	$(BIN)/cot-transfer serve
+	$(BIN)/cot-transfer serve --config configs/local-cpu.yaml
 
 # The benchmarks (BENCHMARKS.md): the standard CPU workload by default; BENCH_ARGS="--quick" for a
 # CI-size smoke, BENCH_ARGS="--config my-gpu.yaml" for a GPU serving config. Writes benchmarks/results.json.

@@ -14,8 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cot_transfer.domain.grading import get_grader, grade
+from benchmarks.workload import log, timed
+from cot_transfer.domain.answers import grade
+from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.graders import get_grader
 
 
 @dataclass(frozen=True)
@@ -177,3 +181,30 @@ def spread_subset(items: Sequence[Any], count: int) -> list[Any]:
         return [items[len(items) // 2]]
     step = (len(items) - 1) / (count - 1)
     return [items[round(index * step)] for index in range(count)]
+
+
+def run_naive(
+    config: ServingConfig, device: str, problems: Sequence[Problem], jobs: Sequence[WeakJob], n: int
+) -> tuple[NaiveTiming, NaiveTiming]:
+    """The naive phase: the weak jobs and one strong CoT per problem, timed (weak, strong)."""
+    import torch
+
+    torch.manual_seed(0)
+    torch_device = "cuda" if device == "cuda" else "cpu"
+    strong_model = HuggingFaceModel(config.strong.engine.model, torch_device, config.strong.engine.dtype)
+    weak_model = HuggingFaceModel(config.weak.engine.model, torch_device, config.weak.engine.dtype)
+    # Untimed calls first: the first generate pays for lazy initialisation, and the thread count
+    # that suits this machine now is chosen for the baseline.
+    threads = best_thread_count(weak_model, problems[0].problem, n, config.weak.sampling.settings())
+    log(f"naive baseline: torch threads {threads}")
+    strong_model.sample(strong_model.prompt_ids(problems[0].problem), 1, config.strong.sampling.settings(), 4)
+    strong, _ = timed(
+        f"naive strong CoTs ({len(problems)} problems)",
+        lambda: time_strong(strong_model, [problem.problem for problem in problems], config.strong.sampling.settings()),
+    )
+    weak, _ = timed(
+        f"naive weak completions ({len(jobs)} rows x n={n})",
+        lambda: time_weak(weak_model, jobs, n, config.weak.sampling.settings(), config.default_grader),
+    )
+    weak.threads = threads
+    return weak, strong

@@ -24,18 +24,26 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS, QUICK, STANDARD, log, prepare_config
-from benchmarks.prefill import PrefixCacheCounters, metric_sum, prefill_lower_bound
-from cot_transfer.domain.requests import Problem, StrongCot, TransferRequest
+from benchmarks.metrics import PrefixCacheCounters, prefix_cache_counters
+from benchmarks.prefill import prefill_lower_bound
+from benchmarks.stack import prepare_config
+from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS, QUICK, STANDARD, log
+from cot_transfer.domain.requests import CotPrefix, StrongCot, TransferRequest
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.datasets import load_problems
-from cot_transfer.serving.transfer import (
-    SchedulingKey,
-    TransferRunner,
-    arrival_order,
-    longest_generation_first,
-    longest_prefix_first,
-)
+from cot_transfer.serving.transfer import SchedulingKey, TransferRunner, longest_generation_first
+
+
+def longest_prefix_first(prefix: CotPrefix) -> float:
+    """The alternative key: the longest prompt of a problem first."""
+    return -float(prefix.num_tokens)
+
+
+def arrival_order(prefix: CotPrefix) -> float:
+    """No priority: requests run in the order they are created (each problem's fractions in
+    request order, problems as their CoTs finish), as a plain semaphore admits them."""
+    return 0.0
+
 
 ORDERS: dict[str, SchedulingKey] = {
     "arrival order (before)": arrival_order,
@@ -47,12 +55,8 @@ ORDERS: dict[str, SchedulingKey] = {
 def weak_counters(model_name: str) -> PrefixCacheCounters:
     from prometheus_client import REGISTRY, generate_latest
 
-    text = generate_latest(REGISTRY).decode()
-    labels = {"model_name": model_name}
-    return PrefixCacheCounters(
-        queries=metric_sum(text, "vllm:prefix_cache_queries_total", labels),
-        hits=metric_sum(text, "vllm:prefix_cache_hits_total", labels),
-    )
+    # vLLM's own in-process metrics: named ``vllm:...``, where Ray's export renames them ``vllm_...``.
+    return prefix_cache_counters(generate_latest(REGISTRY).decode(), model_name, prefix="vllm:")
 
 
 async def compare(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,7 +77,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     strong = StrongModelServer(strong_engine, config.strong.engine.name)
     weak = WeakModelServer(weak_engine, config.weak.engine.name)
     request = TransferRequest(
-        problems=[Problem(problem.id, problem.problem, problem.answer) for problem in problems],
+        problems=problems,
         fractions=workload.fractions,
         n=workload.n,
         strong_sampling=replace(config.strong.sampling.settings(), seed=11),

@@ -22,8 +22,6 @@ problem the longest prompt first:
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -93,70 +91,3 @@ def prefill_lower_bound(
         prompt_tokens=total,
         lower_bound=bound,
     )
-
-
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
-_LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
-
-
-def metric_sum(exposition: str, name: str, labels: dict[str, str] | None = None) -> float:
-    """Sum of the samples of ``name`` (exact sample name) whose labels include ``labels``."""
-    wanted = labels or {}
-    total = 0.0
-    for line in exposition.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None or match["name"] != name:
-            continue
-        sample_labels = {label["key"]: label["value"] for label in _LABEL.finditer(match["labels"] or "")}
-        if all(sample_labels.get(key) == value for key, value in wanted.items()):
-            value = float(match["value"])
-            if not math.isnan(value):
-                total += value
-    return total
-
-
-def metric_label_values(exposition: str, name: str, label: str) -> list[str]:
-    """The values ``label`` takes on the samples of ``name``."""
-    values = []
-    for line in exposition.splitlines():
-        match = _SAMPLE.match(line)
-        if match is None or match["name"] != name:
-            continue
-        for found in _LABEL.finditer(match["labels"] or ""):
-            if found["key"] == label:
-                values.append(found["value"])
-    return values
-
-
-@dataclass(frozen=True)
-class PrefixCacheCounters:
-    queries: float
-    hits: float
-
-    @property
-    def computed(self) -> float:
-        return self.queries - self.hits
-
-    def minus(self, earlier: PrefixCacheCounters) -> PrefixCacheCounters:
-        return PrefixCacheCounters(self.queries - earlier.queries, self.hits - earlier.hits)
-
-
-def prefix_cache_counters(exposition: str, model_name: str) -> PrefixCacheCounters:
-    labels = {"model_name": model_name}
-    return PrefixCacheCounters(
-        queries=metric_sum(exposition, "vllm_prefix_cache_queries_total", labels),
-        hits=metric_sum(exposition, "vllm_prefix_cache_hits_total", labels),
-    )
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """Linear-interpolated percentile (``share`` in [0, 1]), as numpy's default."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    position = share * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

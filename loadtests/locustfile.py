@@ -32,7 +32,8 @@ from typing import Any
 
 from locust import events, task
 
-from cot_transfer.experiment.datasets import ProblemRecord, load_problems
+from cot_transfer.domain.requests import Problem
+from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 from loadtests.grpc_user import GrpcUser
@@ -122,7 +123,7 @@ class CotTransferUser(GrpcUser):
         self.weak = pb_grpc.WeakModelStub(self.channel)
         self.strong = pb_grpc.StrongModelStub(self.channel)
         self.transfer = pb_grpc.TransferStub(self.channel)
-        self.problems: list[ProblemRecord] = _problems(self._option("problems", str(DEFAULT_PROBLEMS)))
+        self.problems: list[Problem] = _problems(self._option("problems", str(DEFAULT_PROBLEMS)))
         calls = {"complete": self.call_complete, "stream": self.call_stream_prefixes, "run": self.call_run}
         weights = {kind: int(self._option(f"{kind}_weight", 1)) for kind in KINDS}
         if any(weight < 0 for weight in weights.values()) or not any(weights.values()):
@@ -203,10 +204,10 @@ class CotTransferUser(GrpcUser):
         self.fire(f"{name} [{BAD_RESPONSE}]", 0.0, exception=BadResponseError(message))
 
 
-_PROBLEM_CACHE: dict[str, list[ProblemRecord]] = {}
+_PROBLEM_CACHE: dict[str, list[Problem]] = {}
 
 
-def _problems(path: str) -> list[ProblemRecord]:
+def _problems(path: str) -> list[Problem]:
     """Loaded once per process, shared by all users."""
     if path not in _PROBLEM_CACHE:
         problems = load_problems(path)

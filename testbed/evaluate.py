@@ -3,10 +3,14 @@
     python -m testbed.evaluate --strong models/testbed/strong \
         --weak models/testbed/weak --data datasets/testbed-hard.jsonl --n 16
 
-For every problem the strong model writes one CoT (temperature 0.6, top-p 0.95). At each
-fraction f its generated token ids are cut to floor(f * L), decoded, and appended to the
-chat-template prompt; the weak model completes that prompt ``n`` times. A completion is graded
-on prefix + completion by its final ``Answer:``, so at f = 1 the strong answer counts as given.
+For every problem the strong model writes one CoT (temperature 0.6, top-p 0.95) in its
+``<think>`` block; the CoT is the reasoning tokens between ``<think>`` and ``</think>`` (the
+testbed models speak the ``qwen3`` reasoning format) and the strong answer is the ``\\boxed{}``
+after it. At each fraction f the reasoning is cut to floor(f * L) tokens, backed off to the last
+complete character (a byte-level cut may split one), decoded and placed inside the weak model's
+own think block (chat-template prompt + ``<think>`` + prefix); the weak model completes that
+prompt ``n`` times. A completion is graded on its own text after ``</think>`` only, so the weak
+model must state the answer itself, even at f = 1.
 A problem whose potential at f = 0 is at most ``--baseline-max`` is baseline-unsolved; it is
 unlocked at f when its potential there reaches ``--unlock-min``.
 
@@ -20,14 +24,18 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from cot_transfer.domain.grading import ExactGrader, grade
-from cot_transfer.domain.transfer import FractionOutcome, Thresholds, TransferSummary, summarize
+from cot_transfer.domain.analysis import Analysis, analyze
+from cot_transfer.domain.answers import ExactGrader, grade
+from cot_transfer.domain.reasoning import clean_prefix, split_think_block
+from cot_transfer.domain.requests import FractionResult
+from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import prefix_token_count
 from testbed.tasks import read_jsonl
+from testbed.tokenizer import THINK_END, THINK_START
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -50,6 +58,7 @@ class Problem:
 class StrongRun:
     problem_id: str
     prompt: str
+    # The reasoning tokens (the CoT that is cut), without the think markers.
     token_ids: tuple[int, ...]
     text: str
     correct: bool
@@ -104,6 +113,8 @@ def run_strong(
     from vllm import SamplingParams as VllmSamplingParams
 
     grader = ExactGrader()
+    tokenizer = llm.get_tokenizer()
+    think = [tokenizer.convert_tokens_to_ids(THINK_START)], [tokenizer.convert_tokens_to_ids(THINK_END)]
     params = [
         VllmSamplingParams(
             n=1, temperature=TEMPERATURE, top_p=TOP_P, max_tokens=options.max_model_len - 64, seed=options.seed + index
@@ -114,13 +125,15 @@ def run_strong(
     runs: list[StrongRun] = []
     for problem, prompt, output in zip(problems, prompts, outputs, strict=True):
         completion = output.outputs[0]
+        split = split_think_block(completion.token_ids, *think)
+        final = tokenizer.decode(list(split.final_ids), skip_special_tokens=True)
         runs.append(
             StrongRun(
                 problem_id=problem.problem_id,
                 prompt=prompt,
-                token_ids=tuple(completion.token_ids),
+                token_ids=split.reasoning_ids,
                 text=completion.text,
-                correct=grade(grader, completion.text, problem.answer).correct,
+                correct=split.closed and grade(grader, final, problem.answer).correct,
             )
         )
     return runs
@@ -133,19 +146,22 @@ def run_weak(
     fractions: Sequence[float],
     n: int,
     options: EngineOptions,
-) -> tuple[list[FractionOutcome], dict[str, dict[float, list[str]]]]:
+) -> tuple[list[FractionResult], dict[str, dict[float, list[str]]]]:
     from vllm import SamplingParams as VllmSamplingParams
 
     tokenizer = llm.get_tokenizer()
     grader = ExactGrader()
-    requests: list[tuple[Problem, float, str]] = []
+    requests: list[tuple[Problem, float, str, int, int]] = []
     prompts: list[str] = []
     for problem, strong in zip(problems, strong_runs, strict=True):
         for fraction in fractions:
-            kept = strong.token_ids[: prefix_token_count(fraction, len(strong.token_ids))]
-            prefix = tokenizer.decode(list(kept), skip_special_tokens=True)
-            requests.append((problem, fraction, prefix))
-            prompts.append(strong.prompt + prefix)
+            kept, prefix = clean_prefix(
+                strong.token_ids,
+                prefix_token_count(fraction, len(strong.token_ids)),
+                lambda ids: str(tokenizer.decode(list(ids), skip_special_tokens=True)),
+            )
+            requests.append((problem, fraction, prefix, kept, len(strong.token_ids)))
+            prompts.append(strong.prompt + THINK_START + prefix)
     params = [
         VllmSamplingParams(
             n=n,
@@ -157,20 +173,28 @@ def run_weak(
         for index, prompt in enumerate(prompts)
     ]
     outputs = llm.generate(prompts, params, use_tqdm=False)
-    outcomes: list[FractionOutcome] = []
+    outcomes: list[FractionResult] = []
     samples: dict[str, dict[float, list[str]]] = {}
-    for (problem, fraction, prefix), output in zip(requests, outputs, strict=True):
+    for (problem, fraction, prefix, prefix_tokens, cot_tokens), output in zip(requests, outputs, strict=True):
         texts = [prefix + completion.text for completion in output.outputs]
-        correct = sum(grade(grader, text, problem.answer).correct for text in texts)
-        outcomes.append(FractionOutcome(problem.problem_id, fraction, len(texts), correct))
+        correct = sum(
+            grade(grader, completion.text.rpartition(THINK_END)[2], problem.answer).correct
+            for completion in output.outputs
+            if THINK_END in completion.text
+        )
+        outcomes.append(FractionResult(problem.problem_id, fraction, prefix_tokens, cot_tokens, len(texts), correct))
         samples.setdefault(problem.problem_id, {})[fraction] = texts
     return outcomes, samples
 
 
-def format_table(summary: TransferSummary, baseline_potentials: Sequence[float]) -> str:
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def format_table(summary: Analysis, baseline_potentials: Sequence[float]) -> str:
     lines = [
         f"problems: {summary.n_problems}, samples per prompt: {summary.n_samples}",
-        f"strong solve rate: {summary.strong_solve_rate:.3f}",
+        f"strong solve rate: {_number(summary.strong_solve_rate)}",
         f"weak mean potential at 0: {sum(baseline_potentials) / len(baseline_potentials):.3f}",
         f"baseline-unsolved (potential@0 <= {summary.thresholds.baseline_max_potential}): {summary.baseline_unsolved}",
         "",
@@ -178,8 +202,8 @@ def format_table(summary: TransferSummary, baseline_potentials: Sequence[float])
     ]
     for stats in summary.per_fraction:
         lines.append(
-            f"{stats.fraction:>8.1f}  {stats.weak_potential_mean:>14.3f}  "
-            f"{stats.unlocked:>8d}  {stats.unlock_rate:>11.3f}"
+            f"{stats.fraction:>8.1f}  {_number(stats.mean_potential):>14}  "
+            f"{stats.unlocked:>8d}  {_number(stats.unlock_rate):>11}"
         )
     return "\n".join(lines)
 
@@ -209,12 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     strong_runs = run_strong(start_engine(args.strong, options), problems, prompts, options)
     outcomes, samples = run_weak(start_engine(args.weak, options), problems, strong_runs, fractions, args.n, options)
-    summary = summarize(
+    summary = analyze(
         outcomes,
-        fractions,
-        args.n,
-        thresholds,
-        {run.problem_id: run.correct for run in strong_runs},
+        thresholds=thresholds,
+        fractions=fractions,
+        strong_correct={run.problem_id: run.correct for run in strong_runs},
     )
     baseline = [outcome.potential for outcome in outcomes if outcome.fraction == 0.0]
     print(format_table(summary, baseline), flush=True)
@@ -225,16 +248,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def write_results(
     path: Path,
-    summary: TransferSummary,
+    summary: Analysis,
     strong_runs: Sequence[StrongRun],
-    outcomes: Sequence[FractionOutcome],
+    outcomes: Sequence[FractionResult],
     samples: dict[str, dict[float, list[str]]],
 ) -> None:
     potentials: dict[str, dict[str, float]] = {}
     for outcome in outcomes:
         potentials.setdefault(outcome.problem_id, {})[f"{outcome.fraction:.2f}"] = outcome.potential
     report: dict[str, Any] = {
-        "summary": asdict(summary),
+        "summary": summary.to_dict(),
         "problems": [
             {
                 "id": run.problem_id,

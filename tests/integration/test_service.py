@@ -12,9 +12,12 @@ import grpc
 import pytest
 
 from cot_transfer.client import RpcFailedError, Sampling
+from cot_transfer.client.convert import transfer_event_from_proto
+from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.requests import CotDelta, CotPrefix, FractionResult, Problem, StrongAnswer, StrongCot
-from cot_transfer.domain.transfer import FractionOutcome, TransferSummary, summarize
+from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.experiment.datasets import load_problems
+from cot_transfer.serving.edge import transfer_event_to_proto
 from tests.conftest import REPO, RunningService
 
 pytestmark = pytest.mark.integration
@@ -81,7 +84,7 @@ async def test_run_streams_each_problem_fraction_once_and_a_consistent_summary(s
     rows = [event for event in events if isinstance(event, FractionResult)]
     strong = [event for event in events if isinstance(event, StrongCot)]
     summary = events[-1]
-    assert isinstance(summary, TransferSummary)
+    assert isinstance(summary, RunSummary)
     assert sorted((row.problem_id, row.fraction) for row in rows) == sorted(
         (problem.id, fraction) for problem in PROBLEMS for fraction in fractions
     )
@@ -90,14 +93,14 @@ async def test_run_streams_each_problem_fraction_once_and_a_consistent_summary(s
         first_row = min(events.index(row) for row in rows if row.problem_id == record.problem_id)
         assert events.index(record) < first_row
     assert all(row.n == 4 and 0 <= row.num_correct <= 4 for row in rows)
-    expected = summarize(
-        [FractionOutcome(row.problem_id, row.fraction, row.n, row.num_correct) for row in rows],
+    expected = analyze(
+        rows,
         fractions=fractions,
-        n_samples=4,
         thresholds=summary.thresholds,
         strong_correct={record.problem_id: record.correct for record in strong},
-    )
-    assert summary == expected
+    ).run_summary(4)
+    # The service's summary is the client's own analysis of the rows, as the wire carries it.
+    assert summary == transfer_event_from_proto(transfer_event_to_proto(expected))
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
+from cot_transfer.domain.errors import OverloadedError
 from cot_transfer.serving.admission import backoff_s, call_when_admitted, stream_when_admitted
 
 
@@ -104,3 +105,30 @@ def test_backoff_grows_to_a_cap_with_jitter() -> None:
     assert all(0.0 <= backoff_s(0) <= 0.05 for _ in range(100))
     assert all(0.0 <= backoff_s(10) <= 2.0 for _ in range(100))
     assert max(backoff_s(10) for _ in range(200)) > 1.0
+
+
+async def test_a_call_refused_past_the_wait_limit_fails_as_overloaded() -> None:
+    attempts = 0
+
+    async def call() -> str:
+        nonlocal attempts
+        attempts += 1
+        raise QueueFullError
+
+    with pytest.raises(OverloadedError, match="WeakModel stayed at capacity for 0.05 s"):
+        await call_when_admitted(call, QueueFullError, backoff=lambda attempt: 0.01, max_wait_s=0.05, what="WeakModel")
+    assert attempts >= 2  # it did wait and retry before giving up
+
+
+async def test_a_stream_refused_past_the_wait_limit_fails_as_overloaded() -> None:
+    async def refused() -> AsyncGenerator[int, None]:
+        raise QueueFullError
+        yield 0
+
+    with pytest.raises(OverloadedError, match="capacity"):
+        [
+            item
+            async for item in stream_when_admitted(
+                refused, QueueFullError, backoff=lambda attempt: 0.01, max_wait_s=0.03
+            )
+        ]

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.bench import QUICK, STANDARD, apply_override, prepare_config
 from benchmarks.naive import spread_subset, weak_budget
+from benchmarks.stack import apply_override, prepare_config
+from benchmarks.workload import QUICK, STANDARD
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,16 +4,9 @@ import random
 
 import pytest
 
-from benchmarks.prefill import (
-    PrefixCacheCounters,
-    computed_tokens,
-    metric_label_values,
-    metric_sum,
-    percentile,
-    prefill_lower_bound,
-    prefix_cache_counters,
-    reusable_tokens,
-)
+from benchmarks.metrics import PrefixCacheCounters, metric_label_values, metric_sum, prefix_cache_counters
+from benchmarks.overhead import percentile
+from benchmarks.prefill import computed_tokens, prefill_lower_bound, reusable_tokens
 
 SEQUENCE = list(range(100, 110))  # one problem's longest prompt: 10 tokens
 
@@ -103,6 +96,15 @@ def test_prefix_cache_counters_and_their_delta() -> None:
     assert counters == PrefixCacheCounters(queries=1500.0, hits=900.0)
     assert counters.computed == 600.0
     assert counters.minus(PrefixCacheCounters(100.0, 50.0)) == PrefixCacheCounters(1400.0, 850.0)
+
+
+def test_nan_samples_are_left_out_and_in_process_names_use_colons() -> None:
+    exposition = (
+        "# TYPE vllm:prefix_cache_queries counter\n"
+        'vllm:prefix_cache_queries_total{model_name="w"} 40.0\n'
+        'vllm:prefix_cache_queries_total{model_name="w",engine="1"} NaN\n'
+    )
+    assert prefix_cache_counters(exposition, "w", prefix="vllm:") == PrefixCacheCounters(queries=40.0, hits=0.0)
 
 
 def test_metric_label_values_reads_the_block_size() -> None:

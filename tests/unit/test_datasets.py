@@ -1,3 +1,5 @@
+"""Generic JSONL records: fields, defaults, metadata, refusals with file:line, writing back."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cot_transfer.experiment.datasets import DatasetError, ProblemRecord, load_problems, write_problems
+from cot_transfer.domain.requests import Problem
+from cot_transfer.experiment.datasets import DatasetError, load_problems, write_problems
 
 
 def write_lines(path: Path, *lines: str) -> Path:
@@ -23,19 +26,11 @@ def test_plain_records(tmp_path: Path) -> None:
         tmp_path / "problems.jsonl",
         as_line({"id": "a", "problem": "1 + 1?", "answer": "2"}),
         "",
-        as_line(
-            {
-                "id": "b",
-                "problem": "Pick one",
-                "answer": "B",
-                "choices": ["1", "2"],
-                "metadata": {"source": "quiz"},
-            }
-        ),
+        as_line({"id": "b", "problem": "Pick one", "answer": "B", "choices": ["1", "2"], "metadata": {"source": "q"}}),
     )
     assert load_problems(path) == [
-        ProblemRecord(id="a", problem="1 + 1?", answer="2"),
-        ProblemRecord(id="b", problem="Pick one", answer="B", choices=("1", "2"), metadata={"source": "quiz"}),
+        Problem(id="a", problem="1 + 1?", answer="2"),
+        Problem(id="b", problem="Pick one", answer="B", metadata={"choices": ["1", "2"], "source": "q"}),
     ]
 
 
@@ -47,6 +42,7 @@ def test_math_style_answer_from_the_last_box_of_the_solution(tmp_path: Path) -> 
     )
     [record] = load_problems(path)
     assert record.answer == r"\frac{1}{2}"
+    assert record.id == "1"
     assert record.metadata == {"solution": solution, "level": "Level 2", "type": "Algebra"}
 
 
@@ -55,9 +51,18 @@ def test_answer_field_wins_over_the_solution(tmp_path: Path) -> None:
     assert load_problems(path)[0].answer == "3"
 
 
-def test_aime_style_integer_answer_and_integer_id(tmp_path: Path) -> None:
+def test_integer_answer_and_integer_id(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "aime.jsonl", as_line({"id": 60, "problem": "Find N.", "answer": 204}))
-    assert load_problems(path) == [ProblemRecord(id="60", problem="Find N.", answer="204")]
+    assert load_problems(path) == [Problem(id="60", problem="Find N.", answer="204")]
+
+
+def test_integral_float_answers_read_as_integers(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "p.jsonl",
+        as_line({"problem": "a", "answer": 142.0}),
+        as_line({"problem": "b", "answer": 0.5}),
+    )
+    assert [problem.answer for problem in load_problems(path)] == ["142", "0.5"]
 
 
 def test_id_defaults_to_the_line_number(tmp_path: Path) -> None:
@@ -90,18 +95,19 @@ def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
         (['{"problem": "q", "answer": '], 1, "bad JSON"),
         ([as_line({"problem": "q", "answer": "1"}), "not json"], 2, "bad JSON"),
         (['["problem", "answer"]'], 1, "must be a JSON object"),
-        ([as_line({"answer": "1"})], 1, 'missing field "problem"'),
+        ([as_line({"answer": "1"})], 1, 'no known dataset format has these fields.*fields found: "answer"'),
+        ([as_line({"problem": "q", "answer": "1"}), as_line({"answer": "1"})], 2, 'missing field "problem"'),
         ([as_line({"problem": 7, "answer": "1"})], 1, 'field "problem" must be a string'),
         ([as_line({"problem": "  ", "answer": "1"})], 1, 'field "problem" is empty'),
-        ([as_line({"problem": "q"})], 1, 'missing field "answer"'),
+        ([as_line({"problem": "q"})], 1, 'missing field "answer".*fields found: "problem"'),
         ([as_line({"problem": "q", "answer": True})], 1, 'field "answer" must be a string or a number'),
         ([as_line({"problem": "q", "answer": ["1"]})], 1, 'field "answer" must be a string or a number'),
         ([as_line({"problem": "q", "answer": ""})], 1, 'field "answer" is empty'),
-        ([as_line({"problem": "q", "solution": "it is 4"})], 1, "no \\\\boxed{} answer"),
+        ([as_line({"problem": "q", "answer": " "})], 1, 'field "answer" is empty'),
+        ([as_line({"problem": "q", "solution": "it is 4"})], 1, 'field "solution" has no \\\\boxed{} answer'),
         ([as_line({"problem": "q", "solution": 4})], 1, 'field "solution" must be a string'),
         ([as_line({"id": 1.5, "problem": "q", "answer": "1"})], 1, 'field "id" must be a string or an integer'),
-        ([as_line({"problem": "q", "answer": "1", "choices": "ABCD"})], 1, 'field "choices" must be a list'),
-        ([as_line({"problem": "q", "answer": "1", "choices": []})], 1, 'field "choices" is empty'),
+        ([as_line({"id": " ", "problem": "q", "answer": "1"})], 1, 'field "id" is empty'),
         ([as_line({"problem": "q", "answer": "1", "metadata": [1]})], 1, 'field "metadata" must be a JSON object'),
         (
             [as_line({"id": "x", "problem": "q", "answer": "1"}), as_line({"id": "x", "problem": "r", "answer": "2"})],
@@ -126,6 +132,16 @@ def test_malformed_records_name_file_line_and_problem(
     assert isinstance(caught.value, ValueError)
 
 
+def test_a_later_record_is_read_in_the_format_of_the_first(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "math.jsonl",
+        as_line({"unique_id": "test/a.json", "problem": "q", "answer": "1"}),
+        as_line({"problem": "r", "answer": "2"}),
+    )
+    with pytest.raises(DatasetError, match=r':2: missing field "unique_id".*\(reading as math, recognised at line 1\)'):
+        load_problems(path)
+
+
 def test_invalid_utf8_is_reported_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(as_line({"problem": "q", "answer": "1"}).encode() + b'\n{"problem": "\xe9"}\n')
@@ -139,10 +155,15 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
         load_problems(path)
 
 
+def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no such file or folder"):
+        load_problems(tmp_path / "nowhere.jsonl")
+
+
 def test_write_then_load_round_trips(tmp_path: Path) -> None:
     records = [
-        ProblemRecord(id="1", problem="Ünïcödé √2?", answer=r"\sqrt{2}"),
-        ProblemRecord(id="q2", problem="Pick", answer="C", choices=("x", "y", "z"), metadata={"level": 3}),
+        Problem(id="1", problem="Ünïcödé √2?", answer=r"\sqrt{2}"),
+        Problem(id="q2", problem="Pick", answer="C", metadata={"level": 3, "id": "other", "solution": "s"}),
     ]
     path = tmp_path / "out" / "problems.jsonl"
     assert write_problems(records, path) == 2
@@ -153,12 +174,12 @@ def test_write_then_load_round_trips(tmp_path: Path) -> None:
 
 def test_write_rejects_duplicate_ids_and_leaves_no_file(tmp_path: Path) -> None:
     path = tmp_path / "dup.jsonl"
-    records = [ProblemRecord("a", "q", "1"), ProblemRecord("a", "r", "2")]
+    records = [Problem("a", "q", "1"), Problem("a", "r", "2")]
     with pytest.raises(DatasetError, match="duplicate id 'a'"):
         write_problems(records, path)
     assert not path.exists()
 
 
-def test_records_are_hashable_despite_metadata() -> None:
-    with_metadata = ProblemRecord("a", "q", "1", metadata={"x": 1})
-    assert len({with_metadata, ProblemRecord("a", "q", "1", metadata={"x": 1}), ProblemRecord("b", "q", "1")}) == 2
+def test_problems_are_hashable_despite_metadata() -> None:
+    with_metadata = Problem("a", "q", "1", metadata={"x": 1})
+    assert len({with_metadata, Problem("a", "q", "1", metadata={"x": 1}), Problem("b", "q", "1")}) == 2

@@ -21,7 +21,7 @@ from cot_transfer.domain.requests import (
     StrongAnswer,
     StrongCot,
 )
-from cot_transfer.domain.transfer import FractionStats, Thresholds, TransferSummary
+from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary, Thresholds
 from cot_transfer.serving import edge
 from cot_transfer.serving.config import ServingConfig
 from cot_transfer.v1 import cot_transfer_pb2 as pb
@@ -129,15 +129,21 @@ def test_events_round_trip_through_the_wire_format() -> None:
     )
     assert decoded == result
     assert edge.completion_result_to_proto(result).potential == 0.5
-    summary = TransferSummary(
-        (0.0, 1.0),
-        4,
-        2,
-        1,
-        (FractionStats(0.0, 0.1, 0, 0.0), FractionStats(1.0, 0.9, 1, 1.0)),
-        1.0,
-        Thresholds(0.0, 0.5),
+    # What the wire carries of a FractionSummary: no per-fraction problem count or mean interval.
+    unlocked_half = FractionSummary(
+        1.0, 2, 0.9, None, 1, 1, 1.0, Interval(0.025, 1.0), answer_in_prefix=1,
+        unlock_rate_without_answer=None, unlock_rate_without_answer_interval=None,
     )
-    for run_event in (StrongCot("a", "cot", "3", True, 3), FractionResult("a", 0.5, 2, 4, 8, 3), summary):
+    undefined = FractionSummary(0.0, 2, 0.1, None, 0, 0, None, None, answer_in_prefix=0)
+    free = FractionSummary(
+        0.5, 2, 0.5, None, 1, 0, 0.0, Interval(0.0, 0.975), answer_in_prefix=0,
+        unlock_rate_without_answer=0.0, unlock_rate_without_answer_interval=Interval(0.0, 0.975),
+    )
+    summary = RunSummary(
+        (0.0, 0.5, 1.0), 4, 2, 1, (undefined, free, unlocked_half), 1.0, Thresholds(0.0, 0.5),
+        truncated_cots=1, problem_errors=2,
+    )
+    results = (FractionResult("a", 0.5, 2, 4, 8, 3), FractionResult("a", 0.5, 2, 4, 8, 3, answer_in_prefix=True))
+    for run_event in (StrongCot("a", "cot", "3", True, 3), *results, summary):
         wire = edge.transfer_event_to_proto(run_event).SerializeToString()
         assert transfer_event_from_proto(pb.RunResponse.FromString(wire)) == run_event

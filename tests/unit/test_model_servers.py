@@ -87,10 +87,11 @@ async def test_weak_prompt_is_rendered_problem_then_prefix_and_budget_counts_the
     assert result.prompt_num_tokens == len("Q: 1+2*3\nA: 1+2=3;")
 
 
-async def test_weak_grades_the_prefix_together_with_the_completion() -> None:
+async def test_weak_grades_its_completion_not_the_received_prefix() -> None:
+    # The prefix states the answer; a completion that adds none is not credited with it.
     engine = ScriptedEngine([""])
     result = await WeakModelServer(engine).complete(completion_request(COT, n=2))
-    assert result.potential == 1.0
+    assert result.potential == 0.0
 
 
 async def test_weak_keeps_one_token_when_the_prefix_used_the_whole_budget() -> None:

@@ -20,7 +20,6 @@ FRACTIONS = [round(index / 10, 1) for index in range(11)]
 N_SAMPLES = 8
 SETTINGS_HASH = "f00dfeed"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FAST_RESAMPLES = 200
 
 
 def weak_counts(*counts: int) -> list[tuple[float, int]]:
@@ -64,14 +63,17 @@ def write_run_folder(
     strong_cots: Mapping[str, str] | None = None,
     extra_result_lines: Sequence[str] = (),
     trailing_text: str = "",
+    grader: str = "exact",
+    strong_extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
-    """A results folder in the runner's format (run.json, results.jsonl, strong.jsonl)."""
+    """A results folder in the format of the landed runner (run.json, results.jsonl without
+    answer_in_prefix, strong.jsonl with the prefixes)."""
     folder.mkdir(parents=True, exist_ok=True)
     run = {
         "fractions": FRACTIONS,
         "n_samples": N_SAMPLES,
         "thresholds": {"baseline_max_potential": 0.0, "unlock_min_potential": 0.5},
-        "grader": "math",
+        "grader": grader,
         "strong_model": "strong-model",
         "weak_model": "weak-model",
         "settings_hash": SETTINGS_HASH,
@@ -83,19 +85,24 @@ def write_run_folder(
     lines += extra_result_lines
     (folder / "results.jsonl").write_text("".join(f"{line}\n" for line in lines) + trailing_text, encoding="utf-8")
     cots = strong_cots or {}
-    strong_lines = [
-        json.dumps(
-            {
-                "problem_id": pid,
-                "cot": cots.get(pid, "Some reasoning. The answer is \\boxed{7}."),
-                "answer": "7",
-                "correct": pid != "u6",
-                "cot_num_tokens": 40,
-                "settings_hash": SETTINGS_HASH,
-            }
-        )
-        for pid in weak
-    ]
+    strong_lines = []
+    for pid in weak:
+        cot = cots.get(pid, "Some reasoning. The answer is \\boxed{7}.")
+        # The landed runner's strong.jsonl: asdict(StrongCot) with every prefix, no reasoning fields.
+        prefixes = [
+            {"fraction": f, "text": cot[: int(f * len(cot))], "num_tokens": int(f * 40), "cot_num_tokens": 40}
+            for f in FRACTIONS
+        ]
+        record = {
+            "problem_id": pid,
+            "cot": cot,
+            "answer": "7",
+            "correct": pid != "u6",
+            "cot_num_tokens": 40,
+            "prefixes": prefixes,
+            "settings_hash": SETTINGS_HASH,
+        }
+        strong_lines.append(json.dumps({**record, **(strong_extra or {}).get(pid, {})}))
     (folder / "strong.jsonl").write_text("".join(f"{line}\n" for line in strong_lines), encoding="utf-8")
     return folder
 
@@ -106,7 +113,7 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     folder = write_run_folder(
         tmp_path_factory.mktemp("run"), strong_self=strong_self, trailing_text='{"problem_id": "u1", "fract'
     )
-    files = write_report(folder, bootstrap_resamples=FAST_RESAMPLES)
+    files = write_report(folder)
     return folder, json.loads(files.summary_json.read_text(encoding="utf-8"))
 
 
@@ -151,14 +158,16 @@ def test_summary_intervals_are_sane(full_report: tuple[Path, dict[str, Any]]) ->
         ):
             interval = stats[interval_key]
             assert 0.0 <= interval["low"] <= stats[rate_key] <= interval["high"] <= 1.0
-    assert summary["unlock_rate_interval"][0] == [0.0, 0.0]
+    # 0 of 6 is not a point: Clopper-Pearson's upper bound is 1 - 0.025^(1/6).
+    assert summary["unlock_rate_interval"][0] == [0.0, pytest.approx(1 - 0.025 ** (1 / 6))]
     final_low, final_high = summary["unlock_rate_interval"][-1]
     assert final_high - final_low > 0.1
 
 
 def test_summary_has_dynamics_and_strong_self_potential(full_report: tuple[Path, dict[str, Any]]) -> None:
     _, summary = full_report
-    # Every default CoT states its answer only at its end, so the answer shows at fraction 1.0.
+    # Every default CoT states its answer only at its end; the old rows have no answer_in_prefix,
+    # so it is judged from the stored prefixes: the answer shows at fraction 1.0.
     assert summary["dynamics"]["counts_baseline_unsolved"] == {
         "monotonic": 2,
         "insight": 1,
@@ -181,6 +190,9 @@ def test_results_csv_has_a_row_per_problem_and_fraction(full_report: tuple[Path,
     assert len(rows) == 2 * 10 * len(FRACTIONS)
     u2_at_04 = next(row for row in weak_rows if row["problem_id"] == "u2" and float(row["fraction"]) == 0.4)
     assert (u2_at_04["num_correct"], u2_at_04["unlocked"], u2_at_04["dynamics"]) == ("6", "True", "insight")
+    assert 0.5 < float(u2_at_04["p_unlocked"]) < 1.0 and u2_at_04["answer_in_prefix"] == "False"
+    s1_at_04 = next(row for row in weak_rows if row["problem_id"] == "s1" and float(row["fraction"]) == 0.4)
+    assert (s1_at_04["p_unlocked"], s1_at_04["unlocked"]) == ("", "False")
     assert float(u2_at_04["potential_low"]) < 0.75 < float(u2_at_04["potential_high"])
 
 
@@ -221,12 +233,62 @@ def test_format_unlock_table_marks_undefined_rates() -> None:
     assert "[90% CI]" in format_unlock_table(summary)
 
 
-def test_answer_position_in_the_cot_moves_lucky_guess_earlier(tmp_path: Path) -> None:
+def test_the_prefix_that_states_the_answer_moves_lucky_guess_earlier(tmp_path: Path) -> None:
     weak = {"p": weak_counts(0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8)}
-    cot = "x" * 51 + "\\boxed{7}" + "y" * 40  # the box ends at 60% of the text
+    cot = "x" * 51 + "\\boxed{7}" + "y" * 40  # the box is whole from 60% of the text on
     run = load_run(write_run_folder(tmp_path, weak, strong_cots={"p": cot}))
-    summary = build_summary(run, bootstrap_resamples=FAST_RESAMPLES)
+    assert [row.answer_in_prefix for row in run.weak_rows] == [False] * 6 + [True] * 5
+    summary = build_summary(run)
     assert summary["dynamics"]["counts"]["lucky_guess"] == 1
+    assert summary["answer_in_prefix"] == [0] * 6 + [1] * 5
+    assert summary["per_fraction"][6]["unlock_rate_without_answer"] is None
+    assert summary["per_fraction"][5]["unlock_rate_without_answer"] == 0.0
+
+
+def test_old_folder_answers_the_summary_fields(full_report: tuple[Path, dict[str, Any]]) -> None:
+    _, summary = full_report
+    final = summary["per_fraction"][-1]
+    # Every correct default CoT ends with its answer; u6's strong answer is wrong, so its flag is unknown.
+    assert (final["answer_in_prefix"], final["answer_in_prefix_unknown"]) == (9, 1)
+    assert final["unsolved_without_answer"] == 0 and final["unlock_rate_without_answer"] is None
+    middle = summary["per_fraction"][5]
+    assert middle["answer_in_prefix"] == 0
+    assert middle["unlock_rate_without_answer"] == pytest.approx(2 / 5)
+    assert set(middle["unlock_rate_without_answer_interval"]) == {"low", "high"}
+    assert summary["answer_in_prefix_judged_rows"] == 10 * len(FRACTIONS) - len(FRACTIONS)
+    assert (summary["truncated_cots"], summary["problem_errors"]) == (0, 0)
+    u2 = next(problem for problem in summary["problems"] if problem["problem_id"] == "u2")
+    assert u2["dynamics"]["label"] == "insight" and u2["dynamics"]["fraction"] == 0.4
+    assert 0.0 <= u2["points"][4]["p_unlocked"] <= 1.0
+
+
+def test_math_grader_leaves_old_answer_flags_unknown(tmp_path: Path) -> None:
+    run = load_run(write_run_folder(tmp_path, {"p": weak_counts(*[0] * 11)}, grader="math"))
+    # Prefixes that state no answer do not state it; those with an answer statement need math-verify.
+    texts = run.strong_records["p"].prefixes
+    expected = [None if "answer is" in texts[row.fraction] else False for row in run.weak_rows]
+    assert [row.answer_in_prefix for row in run.weak_rows] == expected
+    assert expected[0] is False and expected[-1] is None
+    assert build_summary(run)["answer_in_prefix"] == [None if flag is None else 0 for flag in expected]
+
+
+def test_new_rows_keep_their_answer_flag_and_excluded_problems_are_counted(tmp_path: Path) -> None:
+    weak = {"u1": WEAK["u1"], "u2": WEAK["u2"], "u3": WEAK["u3"]}
+    lines = [json.dumps(result_row("n1", fraction, 0, answer_in_prefix=fraction >= 0.5)) for fraction in FRACTIONS]
+    folder = write_run_folder(
+        tmp_path, weak, extra_result_lines=lines, strong_extra={"u3": {"reasoning_truncated": True}}
+    )
+    error = {"problem_id": "u2", "code": "OUT_OF_RANGE", "message": "too long", "permanent": True}
+    (folder / "errors.jsonl").write_text(json.dumps({**error, "settings_hash": SETTINGS_HASH}) + "\n", encoding="utf-8")
+    run = load_run(folder)
+    assert [row.answer_in_prefix for row in run.weak_rows if row.problem_id == "n1"][4:6] == [False, True]
+    summary = build_summary(run)
+    assert (summary["truncated_cots"], summary["problem_errors"], summary["n_problems"]) == (1, 1, 2)
+    files = write_report(folder)
+    with files.results_csv.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert {row["excluded"] for row in rows if row["problem_id"] == "u3"} == {"reasoning_truncated"}
+    assert {row["excluded"] for row in rows if row["problem_id"] == "u2"} == {"error"}
 
 
 def test_superseded_and_foreign_rows(tmp_path: Path) -> None:
@@ -236,7 +298,7 @@ def test_superseded_and_foreign_rows(tmp_path: Path) -> None:
     run = load_run(folder)
     assert run.ignored.superseded == 1
     assert run.ignored.other_settings == 1
-    summary = build_summary(run, bootstrap_resamples=FAST_RESAMPLES)
+    summary = build_summary(run)
     assert summary["unlocked"][-1] == 5
     assert summary["ignored"] == {"truncated_last_lines": 0, "rows_from_other_settings": 1, "superseded_rows": 1}
 
@@ -272,7 +334,7 @@ def test_run_just_started_still_reports(tmp_path: Path) -> None:
     folder = write_run_folder(tmp_path, {})
     (folder / "results.jsonl").unlink()
     (folder / "strong.jsonl").unlink()
-    files = write_report(folder, bootstrap_resamples=10)
+    files = write_report(folder)
     summary = json.loads(files.summary_json.read_text(encoding="utf-8"))
     assert (summary["n_problems"], summary["baseline_unsolved"]) == (0, 0)
     assert summary["unlock_rate"] == [None] * len(FRACTIONS)

@@ -6,7 +6,7 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from cot_transfer.domain.errors import (
-    DeadlineExceededError,
+    AlreadyExistsError,
     InvalidArgumentError,
     NotFoundError,
     OutOfRangeError,
@@ -22,9 +22,9 @@ from cot_transfer.serving.status import status_for
         (InvalidArgumentError("n", "must be in [1, 8], got 0"), grpc.StatusCode.INVALID_ARGUMENT),
         (OutOfRangeError("prefix", "too long"), grpc.StatusCode.OUT_OF_RANGE),
         (NotFoundError("grader 'x' is unknown"), grpc.StatusCode.NOT_FOUND),
+        (AlreadyExistsError("experiment_id 'x' is already running"), grpc.StatusCode.ALREADY_EXISTS),
         (OverloadedError("queue full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
         (UnavailableError("engine died"), grpc.StatusCode.UNAVAILABLE),
-        (DeadlineExceededError("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
         (BackPressureError(num_queued_requests=3, max_queued_requests=2), grpc.StatusCode.RESOURCE_EXHAUSTED),
     ],

@@ -1,11 +1,14 @@
 """Transfer orchestration with the two model services as plain async functions."""
 
 import asyncio
+import dataclasses
+import re
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
 
-from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
+from cot_transfer.domain.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, OutOfRangeError
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
@@ -15,13 +18,15 @@ from cot_transfer.domain.requests import (
     GradedCompletion,
     PrefixRequest,
     Problem,
+    ProblemError,
     StrongAnswer,
     StrongCot,
     StrongEvent,
     TransferRequest,
 )
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.transfer import Thresholds, TransferSummary
+from cot_transfer.domain.transfer import RunSummary, Thresholds
+from cot_transfer.serving.admission import call_when_admitted
 from cot_transfer.serving.transfer import TransferRunner
 
 COTS = {"p1": "abcdefghij Answer: 1", "p2": "klmnopqrst Answer: 2"}
@@ -63,7 +68,7 @@ async def test_run_streams_every_result_then_a_summary() -> None:
     strong = [event for event in events if isinstance(event, StrongCot)]
     rows = [event for event in events if isinstance(event, FractionResult)]
     summary = events[-1]
-    assert isinstance(summary, TransferSummary)
+    assert isinstance(summary, RunSummary)
     assert {(row.problem_id, row.fraction) for row in rows} == {
         (pid, fraction) for pid in ("p1", "p2") for fraction in (0.0, 0.5, 1.0)
     }
@@ -95,13 +100,114 @@ async def test_concurrency_of_completions_is_bounded() -> None:
     assert peak == 2
 
 
-async def test_a_failing_completion_fails_the_run_with_its_error() -> None:
-    async def failing(request: CompletionRequest) -> CompletionResult:
-        raise InvalidArgumentError("prefix", "too long")
+async def test_a_failing_completion_becomes_its_problems_error_and_the_run_goes_on() -> None:
+    async def failing_for_p2(request: CompletionRequest) -> CompletionResult:
+        if request.problem == "problem two" and request.prefix:
+            raise InvalidArgumentError("prefix", "too long")
+        return await complete(request)
 
-    runner = TransferRunner(stream_prefixes, failing, max_concurrent_completions=2)
-    with pytest.raises(InvalidArgumentError, match="prefix: too long"):
-        [event async for event in runner.run(transfer_request())]
+    runner = TransferRunner(stream_prefixes, failing_for_p2, max_concurrent_completions=2)
+    events = [event async for event in runner.run(transfer_request())]
+    errors = [event for event in events if isinstance(event, ProblemError)]
+    assert errors == [ProblemError("p2", "INVALID_ARGUMENT", "prefix: too long")]
+    assert errors[0].permanent
+    assert {(row.problem_id, row.fraction) for row in events if isinstance(row, FractionResult)} >= {
+        ("p1", fraction) for fraction in (0.0, 0.5, 1.0)
+    }
+    summary = events[-1]
+    assert isinstance(summary, RunSummary)
+    assert summary.problem_errors == 1
+    assert summary.n_problems == 1  # p2's rows so far are left out of the statistics
+
+
+async def test_a_prompt_past_the_context_is_a_permanent_problem_error() -> None:
+    async def too_long_for_p1(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+        if request.problem == "problem one":
+            raise OutOfRangeError("problem", "the prompt is 900 tokens; the model holds 256")
+        async for event in stream_prefixes(request):
+            yield event
+
+    runner = TransferRunner(too_long_for_p1, complete, max_concurrent_completions=2)
+    events = [event async for event in runner.run(transfer_request())]
+    errors = [event for event in events if isinstance(event, ProblemError)]
+    assert [(error.problem_id, error.code, error.permanent) for error in errors] == [("p1", "OUT_OF_RANGE", True)]
+    assert "900 tokens" in errors[0].message
+    assert {event.problem_id for event in events if isinstance(event, FractionResult)} == {"p2"}
+    summary = events[-1]
+    assert isinstance(summary, RunSummary) and summary.problem_errors == 1 and summary.n_problems == 1
+
+
+async def test_a_strong_stream_without_an_answer_is_a_transient_problem_error() -> None:
+    async def no_answer_for_p2(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+        async for event in stream_prefixes(request):
+            if request.problem == "problem two" and isinstance(event, StrongAnswer):
+                return
+            yield event
+
+    runner = TransferRunner(no_answer_for_p2, complete, max_concurrent_completions=2)
+    events = [event async for event in runner.run(transfer_request())]
+    errors = [event for event in events if isinstance(event, ProblemError)]
+    assert [(error.problem_id, error.code, error.permanent) for error in errors] == [("p2", "UNAVAILABLE", False)]
+    assert "without an answer" in errors[0].message
+
+
+async def test_an_unexpected_error_is_internal_with_an_incident_id_and_no_exception_text() -> None:
+    async def broken(request: CompletionRequest) -> CompletionResult:
+        raise RuntimeError("secret internals /home/x")
+
+    runner = TransferRunner(stream_prefixes, broken, max_concurrent_completions=2)
+    events = [event async for event in runner.run(transfer_request())]
+    errors = [event for event in events if isinstance(event, ProblemError)]
+    assert {error.problem_id for error in errors} == {"p1", "p2"}
+    for error in errors:
+        assert error.code == "INTERNAL" and not error.permanent
+        assert re.search(r"incident [0-9a-f]{12}", error.message)
+        assert "secret" not in error.message and "Traceback" not in error.message
+    summary = events[-1]
+    assert isinstance(summary, RunSummary) and summary.problem_errors == 2 and summary.n_problems == 0
+
+
+async def test_a_full_queue_past_the_wait_limit_is_a_resource_exhausted_problem_error() -> None:
+    class QueueFullError(Exception):
+        pass
+
+    async def always_full() -> CompletionResult:
+        raise QueueFullError
+
+    async def complete_when_admitted(request: CompletionRequest) -> CompletionResult:
+        if request.problem == "problem one":
+            return await complete(request)
+        return await call_when_admitted(always_full, QueueFullError, backoff=lambda attempt: 0.01, max_wait_s=0.05)
+
+    runner = TransferRunner(stream_prefixes, complete_when_admitted, max_concurrent_completions=4)
+    events = [event async for event in runner.run(transfer_request())]
+    errors = [event for event in events if isinstance(event, ProblemError)]
+    assert [(error.problem_id, error.code, error.permanent) for error in errors] == [
+        ("p2", "RESOURCE_EXHAUSTED", False)
+    ]
+    assert "0.05 s" in errors[0].message
+
+
+async def test_a_second_concurrent_run_with_the_same_experiment_id_is_refused() -> None:
+    release = asyncio.Event()
+
+    async def held(request: CompletionRequest) -> CompletionResult:
+        await release.wait()
+        return await complete(request)
+
+    runner = TransferRunner(stream_prefixes, held, max_concurrent_completions=4)
+    request = dataclasses.replace(transfer_request(), experiment_id="exp-1")
+    first = runner.run(request)
+    assert isinstance(await anext(first), StrongCot)
+    assert runner.running_experiments() == {"exp-1"}
+    with pytest.raises(AlreadyExistsError, match="exp-1"):
+        await anext(runner.run(request))
+    release.set()
+    rest = [event async for event in first]
+    assert isinstance(rest[-1], RunSummary)
+    # Once the first has ended the id is free again.
+    again = [event async for event in runner.run(request)]
+    assert isinstance(again[-1], RunSummary)
 
 
 async def test_unknown_grader_fails_before_any_model_call() -> None:
@@ -156,5 +262,45 @@ async def test_strong_cots_are_written_a_bounded_number_at_a_time_in_problem_ord
     events = [event async for event in runner.run(transfer_request())]
     assert most_open == 1
     assert order == ["p1", "p2"]
-    assert isinstance(events[-1], TransferSummary)
+    assert isinstance(events[-1], RunSummary)
     assert sum(isinstance(event, FractionResult) for event in events) == 6
+
+
+async def test_every_prefix_is_judged_on_whether_it_states_the_reference_answer() -> None:
+    runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
+    events = [event async for event in runner.run(transfer_request())]
+    rows = {(row.problem_id, row.fraction): row.answer_in_prefix for row in events if isinstance(row, FractionResult)}
+    # p1's CoT ends "Answer: 1", its reference; p2's states 2 against a reference of 3.
+    assert rows == {
+        ("p1", 0.0): False,
+        ("p1", 0.5): False,
+        ("p1", 1.0): True,
+        ("p2", 0.0): False,
+        ("p2", 0.5): False,
+        ("p2", 1.0): False,
+    }
+    strong = {cot.problem_id: cot for cot in events if isinstance(cot, StrongCot)}
+    assert [prefix.answer_in_prefix for prefix in strong["p1"].prefixes] == [False, False, True]
+    assert [prefix.answer_in_prefix for prefix in strong["p2"].prefixes] == [False, False, False]
+
+
+async def test_the_strong_answer_and_the_prefixes_are_graded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cot_transfer.domain.answers import ExactGrader
+    from cot_transfer.serving import transfer
+
+    loop_thread = threading.get_ident()
+    grading_threads: list[int] = []
+
+    class RecordingGrader(ExactGrader):
+        def is_correct(self, extracted: str | None, reference: str) -> bool:
+            grading_threads.append(threading.get_ident())
+            return super().is_correct(extracted, reference)
+
+    monkeypatch.setattr(transfer, "get_grader", lambda name, metrics=None: RecordingGrader())
+    runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
+    events = [event async for event in runner.run(transfer_request())]
+    assert {cot.problem_id: cot.correct for cot in events if isinstance(cot, StrongCot)} == {"p1": True, "p2": False}
+    assert grading_threads
+    assert loop_thread not in grading_threads

@@ -5,7 +5,6 @@ import pytest
 from cot_transfer.domain.errors import InvalidArgumentError
 from cot_transfer.domain.truncation import (
     check_fractions,
-    cut_token_ids,
     normalize_fractions,
     prefix_token_count,
     with_baseline,
@@ -65,10 +64,3 @@ def test_check_keeps_request_order_and_drops_duplicates() -> None:
 def test_baseline_is_always_measured() -> None:
     assert with_baseline((0.5, 0.2)) == (0.0, 0.2, 0.5)
     assert with_baseline((0.0, 1.0)) == (0.0, 1.0)
-
-
-def test_cut_token_ids() -> None:
-    ids = list(range(10))
-    assert list(cut_token_ids(ids, 0.35)) == [0, 1, 2]
-    assert list(cut_token_ids(ids, 1.0)) == ids
-    assert list(cut_token_ids(ids, 0.0)) == []

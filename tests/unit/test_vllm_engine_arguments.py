@@ -1,11 +1,21 @@
 """The served engine and the benchmarks' engines start from one mapping of the engine config."""
 
+import asyncio
+import threading
+import time
 from dataclasses import fields
+from typing import Any
 
+import pytest
 from vllm.engine.arg_utils import AsyncEngineArgs
 
 from cot_transfer.engine.config import EngineConfig
-from cot_transfer.engine.vllm_engine import vllm_engine_arguments
+from cot_transfer.engine.vllm_engine import (
+    EngineStartTimeoutError,
+    VLLMEngine,
+    start_within,
+    vllm_engine_arguments,
+)
 
 
 def test_unset_options_are_left_to_vllm_and_set_ones_are_passed() -> None:
@@ -33,3 +43,65 @@ def test_every_argument_is_one_vllm_knows() -> None:
         EngineConfig(model="/models/weak", max_model_len=512, enable_chunked_prefill=False)
     )
     assert set(arguments) <= known, set(arguments) - known
+
+
+class _SlowEngine:
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def shutdown(self) -> None:
+        self.stopped.set()
+
+
+def test_an_engine_start_past_its_timeout_fails_and_the_late_engine_is_shut_down() -> None:
+    engine = _SlowEngine()
+
+    def build() -> Any:
+        time.sleep(0.5)
+        return engine
+
+    async def start() -> None:
+        with pytest.raises(EngineStartTimeoutError, match=r"did not start within 0\.1 s \(engine\.start_timeout_s\)"):
+            await start_within(build, 0.1, "the engine for weak")
+        await asyncio.to_thread(engine.stopped.wait, 5.0)
+
+    asyncio.run(start())
+    assert engine.stopped.is_set()
+
+
+def test_an_engine_start_within_its_timeout_returns_the_engine() -> None:
+    engine = _SlowEngine()
+    assert asyncio.run(start_within(lambda: engine, 5.0, "the engine")) is engine  # type: ignore[arg-type,return-value]
+    assert not engine.stopped.is_set()
+
+
+def test_the_served_engine_takes_its_start_timeout_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = EngineConfig(model="/models/weak", served_name="weak", start_timeout_s=0.05)
+    vllm_engine = VLLMEngine(config)
+
+    def build() -> Any:
+        time.sleep(0.5)
+        return _SlowEngine()
+
+    monkeypatch.setattr(vllm_engine, "_build_llm", build)
+    with pytest.raises(EngineStartTimeoutError, match=r"the engine for weak did not start within 0\.05 s"):
+        asyncio.run(vllm_engine.start())
+
+
+def test_a_cancelled_engine_start_shuts_the_late_engine_down() -> None:
+    engine = _SlowEngine()
+
+    def build() -> Any:
+        time.sleep(0.3)
+        return engine
+
+    async def start_and_cancel() -> None:
+        starting = asyncio.ensure_future(start_within(build, 60.0, "the engine"))
+        await asyncio.sleep(0.05)
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        await asyncio.to_thread(engine.stopped.wait, 5.0)
+
+    asyncio.run(start_and_cancel())
+    assert engine.stopped.is_set()

@@ -1,6 +1,10 @@
-"""Async Python client of the CoT-transfer gRPC API, with typed results."""
+"""Async Python client of the CoT-transfer gRPC API, with typed results.
 
-from cot_transfer.client.client import CotTransferClient, RetryPolicy, RpcFailedError
+It needs only grpcio, protobuf and the pure ``cot_transfer.domain``: never the server's packages.
+"""
+
+from cot_transfer.client.client import CotTransferClient
 from cot_transfer.client.convert import Sampling
+from cot_transfer.client.retry import RetryPolicy, RpcFailedError
 
 __all__ = ["CotTransferClient", "RetryPolicy", "RpcFailedError", "Sampling"]

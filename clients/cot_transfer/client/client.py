@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -19,46 +17,25 @@ from cot_transfer.client.convert import (
     thresholds_to_proto,
     transfer_event_from_proto,
 )
+from cot_transfer.client.retry import RETRYABLE_CODES, RetryPolicy, RpcFailedError, retry_unary
 from cot_transfer.domain.requests import (
     CompletionResult,
     FractionResult,
     Problem,
+    ProblemError,
     ServiceInfo,
     StrongCot,
     StrongEvent,
 )
-from cot_transfer.domain.transfer import Thresholds, TransferSummary
+from cot_transfer.domain.transfer import RunSummary, Thresholds
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 
-T = TypeVar("T")
+__all__ = ["MAX_MESSAGE_BYTES", "RETRYABLE_CODES", "CotTransferClient", "RetryPolicy", "RpcFailedError"]
 
-RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 # Transfer.Run sends every problem inline; raise gRPC's 4 MiB default for large datasets.
 MAX_MESSAGE_BYTES = 64 * 2**20
-
-
-class RpcFailedError(Exception):
-    """A call ended with a non-OK status; ``code`` and ``details`` are the server's."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{code.name}: {details}")
-        self.code = code
-        self.details = details
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter for unary calls on UNAVAILABLE / RESOURCE_EXHAUSTED."""
-
-    max_attempts: int = 5
-    initial_backoff_s: float = 0.2
-    max_backoff_s: float = 5.0
-    multiplier: float = 2.0
-
-    def backoff_s(self, attempt: int) -> float:
-        ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)
-        return random.uniform(0.0, ceiling)
+SERVICES = ("cot_transfer.v1.StrongModel", "cot_transfer.v1.WeakModel", "cot_transfer.v1.Transfer")
 
 
 class CotTransferClient:
@@ -80,9 +57,15 @@ class CotTransferClient:
     ) -> None:
         """``credentials``: TLS, e.g. ``grpc.ssl_channel_credentials(root_certificates)``; plaintext when
         None. ``token``: sent as ``authorization: Bearer <token>`` on every call."""
+        self._retry = retry or RetryPolicy()
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", self._retry.service_config(SERVICES)),
+            # gRPC stops retrying a call whose request outgrows this buffer (256 KiB by default); a
+            # Run request holds a whole dataset, so let every request it may send stay retryable.
+            ("grpc.per_rpc_retry_buffer_size", MAX_MESSAGE_BYTES),
         ]
         self._channel = (
             grpc.aio.secure_channel(target, credentials, options=options)
@@ -93,7 +76,6 @@ class CotTransferClient:
         auth = (("authorization", f"Bearer {token}"),) if token else ()
         self._metadata = (("application", application), *auth, *metadata)
         self._timeout_s = timeout_s
-        self._retry = retry or RetryPolicy()
         self._strong = pb_grpc.StrongModelStub(self._channel)
         self._weak = pb_grpc.WeakModelStub(self._channel)
         self._transfer = pb_grpc.TransferStub(self._channel)
@@ -113,9 +95,11 @@ class CotTransferClient:
     async def get_info(self, timeout_s: float | None = None) -> ServiceInfo:
         """The served models, graders and request limits."""
         timeout = timeout_s if timeout_s is not None else self._timeout_s
-        response = await self._with_retry(
+        response = await retry_unary(
             lambda remaining: self._transfer.GetInfo(pb.GetInfoRequest(), timeout=remaining, metadata=self._metadata),
             timeout,
+            self._retry,
+            "GetInfo",
         )
         return service_info_from_proto(response)
 
@@ -129,7 +113,10 @@ class CotTransferClient:
         sampling: Sampling | None = None,
         grader: str = "",
         timeout_s: float | None = None,
+        prefix_token_ids: Sequence[int] = (),
     ) -> CompletionResult:
+        """``prefix_token_ids``: the prefix's strong-model tokens (``CotPrefix.token_ids``); a weak
+        model with the same tokenizer takes them as they are, any other re-tokenises ``prefix``."""
         request = pb.CompleteRequest(
             problem=problem,
             prefix=prefix,
@@ -137,10 +124,14 @@ class CotTransferClient:
             sampling=(sampling or Sampling()).to_proto(),
             reference_answer=reference_answer,
             grader=grader,
+            prefix_token_ids=prefix_token_ids,
         )
         timeout = timeout_s if timeout_s is not None else self._timeout_s
-        response = await self._with_retry(
-            lambda remaining: self._weak.Complete(request, timeout=remaining, metadata=self._metadata), timeout
+        response = await retry_unary(
+            lambda remaining: self._weak.Complete(request, timeout=remaining, metadata=self._metadata),
+            timeout,
+            self._retry,
+            "Complete",
         )
         return completion_result_from_proto(response)
 
@@ -174,7 +165,7 @@ class CotTransferClient:
         grader: str = "",
         experiment_id: str = "",
         timeout_s: float | None = None,
-    ) -> AsyncIterator[StrongCot | FractionResult | TransferSummary]:
+    ) -> AsyncIterator[StrongCot | FractionResult | ProblemError | RunSummary]:
         request = pb.RunRequest(
             problems=problems_to_proto(problems),
             fractions=list(fractions),
@@ -191,25 +182,17 @@ class CotTransferClient:
         async for message in _stream(call):
             yield transfer_event_from_proto(message)
 
-    async def _with_retry(self, call: Callable[[float | None], Awaitable[T]], timeout_s: float | None) -> T:
-        """Retries transient failures until the attempts or the overall deadline run out."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        attempt = 0
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            try:
-                return await call(remaining)
-            except grpc.aio.AioRpcError as error:
-                attempt += 1
-                pause = self._retry.backoff_s(attempt - 1)
-                out_of_time = deadline is not None and loop.time() + pause >= deadline
-                if error.code() not in RETRYABLE_CODES or attempt >= self._retry.max_attempts or out_of_time:
-                    raise RpcFailedError(error.code(), error.details() or "") from None
-                await asyncio.sleep(pause)
-
 
 async def _stream(call: grpc.aio.UnaryStreamCall[Any, Any]) -> AsyncIterator[Any]:
+    """The stream's messages; a failure leaves as ``RpcFailedError``.
+
+    Streams get gRPC's UNAVAILABLE retries only until the server's response headers arrive (a
+    grpc.aio server, Ray Serve's proxy among them, sends them with the first message unless it
+    sends them early): from then on the call is
+    committed (part of its result may have been delivered), so gRPC cannot replay it transparently,
+    and neither does this: a caller that can resume, like the experiment runner with its results
+    folder, retries knowing what it already has. Shed RESOURCE_EXHAUSTED is not retried here either
+    (the runner does it with its own, longer backoff)."""
     try:
         async for message in call:
             yield message

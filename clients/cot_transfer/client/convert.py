@@ -11,19 +11,26 @@ from cot_transfer.domain.requests import (
     CotPrefix,
     FractionResult,
     GradedCompletion,
+    ModelInfo,
     Problem,
+    ProblemError,
     ServiceInfo,
     StrongAnswer,
     StrongCot,
     StrongEvent,
 )
-from cot_transfer.domain.transfer import FractionStats, Thresholds, TransferSummary
+from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary, Thresholds
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling settings for a call; a field left None takes the service's default."""
+    """The sampling a call asks for; a field left None takes the service's default.
+
+    Not ``cot_transfer.domain.sampling.SamplingParams``: that is the *resolved* sampling, every
+    field set, which the service derives from this and its defaults (``ServiceInfo`` reports
+    them). On the wire both are the ``SamplingParams`` message, whose fields are optional."""
 
     temperature: float | None = None
     top_p: float | None = None
@@ -69,12 +76,43 @@ def strong_event_from_proto(message: pb.StreamPrefixesResponse) -> StrongEvent:
         return _prefix_from_proto(message.prefix)
     if kind == "answer":
         answer = message.answer
-        return StrongAnswer(answer.cot, answer.answer or None, answer.cot_num_tokens, answer.finish_reason)
+        return StrongAnswer(
+            answer.cot,
+            answer.answer or None,
+            answer.cot_num_tokens,
+            answer.finish_reason,
+            final_text=answer.final_text,
+            reasoning_truncated=answer.reasoning_truncated,
+        )
     raise ValueError(f"unexpected StreamPrefixes message: {message!r}")
 
 
+def _answer_in_prefix(message: pb.Prefix | pb.FractionResult) -> bool | None:
+    # Unset by a service from before answer leaks were judged: unknown, not "no leak".
+    return message.answer_in_prefix if message.HasField("answer_in_prefix") else None
+
+
 def _prefix_from_proto(prefix: pb.Prefix) -> CotPrefix:
-    return CotPrefix(prefix.fraction, prefix.text, prefix.num_tokens, prefix.cot_num_tokens)
+    return CotPrefix(
+        prefix.fraction,
+        prefix.text,
+        prefix.num_tokens,
+        prefix.cot_num_tokens,
+        token_ids=tuple(prefix.token_ids),
+        answer_in_prefix=_answer_in_prefix(prefix),
+    )
+
+
+def _sampling_defaults_from_proto(message: pb.GetInfoResponse, field: str) -> SamplingParams | None:
+    if not message.HasField(field):  # a service from before GetInfo reported its defaults
+        return None
+    defaults: pb.SamplingParams = getattr(message, field)
+    return SamplingParams(
+        temperature=defaults.temperature,
+        top_p=defaults.top_p,
+        max_tokens=defaults.max_tokens,
+        seed=defaults.seed if defaults.HasField("seed") else None,
+    )
 
 
 def service_info_from_proto(message: pb.GetInfoResponse) -> ServiceInfo:
@@ -87,6 +125,19 @@ def service_info_from_proto(message: pb.GetInfoResponse) -> ServiceInfo:
         max_problems_per_run=message.max_problems_per_run,
         max_fractions=message.max_fractions,
         max_message_bytes=message.max_message_bytes,
+        max_text_chars=message.max_text_chars,
+        models=tuple(
+            ModelInfo(
+                name=model.name,
+                roles=tuple(model.roles),
+                reasoning_format=model.reasoning_format,
+                fingerprint=model.fingerprint,
+                max_model_len=model.max_model_len,
+            )
+            for model in message.models
+        ),
+        strong_sampling_defaults=_sampling_defaults_from_proto(message, "strong_sampling_defaults"),
+        weak_sampling_defaults=_sampling_defaults_from_proto(message, "weak_sampling_defaults"),
     )
 
 
@@ -106,8 +157,38 @@ def completion_result_from_proto(message: pb.CompleteResponse) -> CompletionResu
     )
 
 
-def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionResult | TransferSummary:
+def _interval_from_proto(message: pb.FractionSummary, name: str) -> Interval | None:
+    if not message.HasField(name):
+        return None
+    interval = getattr(message, name)
+    return Interval(interval.low, interval.high)
+
+
+def fraction_summary_from_proto(message: pb.FractionSummary, n_problems: int) -> FractionSummary:
+    """The wire carries the run's problem count, not each fraction's: a finished run has a
+    result for every problem at every fraction."""
+    return FractionSummary(
+        fraction=message.fraction,
+        n_problems=n_problems,
+        mean_potential=message.weak_potential_mean,
+        mean_potential_interval=None,
+        unsolved_evaluated=message.unsolved_evaluated,
+        unlocked=message.unlocked,
+        unlock_rate=message.unlock_rate if message.HasField("unlock_rate") else None,
+        unlock_rate_interval=_interval_from_proto(message, "unlock_rate_interval"),
+        answer_in_prefix=message.answer_in_prefix,
+        unlock_rate_without_answer=(
+            message.unlock_rate_without_answer if message.HasField("unlock_rate_without_answer") else None
+        ),
+        unlock_rate_without_answer_interval=_interval_from_proto(message, "unlock_rate_without_answer_interval"),
+    )
+
+
+def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionResult | ProblemError | RunSummary:
     kind = message.WhichOneof("event")
+    if kind == "problem_error":
+        error = message.problem_error
+        return ProblemError(problem_id=error.problem_id, code=error.code, message=error.message)
     if kind == "strong_cot":
         cot = message.strong_cot
         return StrongCot(
@@ -117,6 +198,9 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             cot.correct,
             cot.cot_num_tokens,
             tuple(_prefix_from_proto(prefix) for prefix in cot.prefixes),
+            final_text=cot.final_text,
+            finish_reason=cot.finish_reason,
+            reasoning_truncated=cot.reasoning_truncated,
         )
     if kind == "result":
         result = message.result
@@ -127,19 +211,21 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             cot_num_tokens=result.cot_num_tokens,
             n=result.n,
             num_correct=result.num_correct,
+            answer_in_prefix=_answer_in_prefix(result),
         )
     if kind == "summary":
         summary = message.summary
-        return TransferSummary(
+        return RunSummary(
             fractions=tuple(summary.fractions),
             n_samples=summary.n_samples,
             n_problems=summary.n_problems,
             baseline_unsolved=summary.baseline_unsolved,
             per_fraction=tuple(
-                FractionStats(stats.fraction, stats.weak_potential_mean, stats.unlocked, stats.unlock_rate)
-                for stats in summary.per_fraction
+                fraction_summary_from_proto(stats, summary.n_problems) for stats in summary.per_fraction
             ),
             strong_solve_rate=summary.strong_solve_rate,
+            truncated_cots=summary.truncated_cots,
+            problem_errors=summary.problem_errors,
             thresholds=Thresholds(summary.thresholds.baseline_max_potential, summary.thresholds.unlock_min_potential),
         )
     raise ValueError(f"unexpected Run message: {message!r}")

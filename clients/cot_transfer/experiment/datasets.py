@@ -1,192 +1,200 @@
-r"""Problem datasets as JSONL: one problem per line.
+"""Problem datasets: the files researchers already have, as ``Problem``s with their own ids.
 
-A record is a JSON object with
+``load_problems`` reads any file ``dataset_files`` knows (JSONL, JSON arrays, CSV, parquet,
+Arrow, a ``datasets`` ``save_to_disk`` folder) in any format ``dataset_formats`` knows
+(generic, MATH/MATH-500, AIME, GSM8K, AMC/OlympiadBench). The format is recognised from the
+first record's fields unless chosen, and every record must fit it; command-line field names map
+any other file. Every field that is not the id, the problem or the answer is kept as the
+problem's metadata (level, subject, year, ...), which goes into the results folder. Ids are
+unique; a record without one is numbered by its line (JSONL) or row (the other files).
 
-* ``problem`` (string, required);
-* ``answer`` (string, or a number as AIME sets store it), or else ``solution`` (string) whose
-  last ``\boxed{}`` is the answer, as in MATH;
-* ``id`` (string or integer, optional): defaults to the 1-based line number; ids are unique;
-* ``choices`` (list of strings, optional) for multiple-choice problems;
-* ``metadata`` (object, optional). Any other field (``solution``, ``level``, ``type``, ...) is
-  kept in ``metadata`` too, so nothing in the source is lost; ``metadata`` wins on a clash.
-
-Blank lines are skipped. Any malformed record raises ``DatasetError`` naming the file, the
-line and what is wrong.
+A malformed, ambiguous or unknown record raises ``DatasetError`` naming the file, the line (or
+row) and what is wrong.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from cot_transfer.domain.grading import last_boxed_content
+from pydantic import BaseModel, ConfigDict
 
-_RECORD_FIELDS = frozenset({"id", "problem", "answer", "choices", "metadata"})
+from cot_transfer.domain.requests import Problem
+from cot_transfer.experiment.dataset_files import DatasetError, Position, read_records
+from cot_transfer.experiment.dataset_formats import (
+    FORMAT_NAMES,
+    FORMATS,
+    RecordError,
+    RecordFormat,
+    detect_format,
+)
+
+__all__ = [
+    "DATASET_OPTIONS",
+    "DEFAULT_GROUP_FIELDS",
+    "RUN_PROBLEMS_FILE",
+    "DatasetError",
+    "DatasetOptions",
+    "Problem",
+    "add_dataset_arguments",
+    "dataset_options_from_args",
+    "load_problems",
+    "load_run_problems",
+    "problem_to_json",
+    "save_run_problems",
+    "write_problems",
+]
+
+# A results folder's copy of its problems, as generic JSONL.
+RUN_PROBLEMS_FILE = "problems.jsonl"
+
+# The fields a problem's ``metadata`` is grouped by when no field is named.
+DEFAULT_GROUP_FIELDS = ("level", "subject")
 
 
-class DatasetError(ValueError):
-    """A dataset file or one of its records is malformed."""
+class DatasetOptions(BaseModel):
+    """How to read a dataset: its format (``auto``: from the first record's fields), the fields
+    that hold the id, the problem and the answer when they are not the format's own, and the
+    metadata fields the report breaks results down by."""
 
-    def __init__(self, path: Path, line_number: int | None, message: str) -> None:
-        location = f"{path}:{line_number}" if line_number is not None else str(path)
-        super().__init__(f"{location}: {message}")
-        self.path = path
-        self.line_number = line_number
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
+    format: Literal["auto", "generic", "math", "aime", "gsm8k", "olympiad"] = "auto"
+    id_field: str | None = None
+    problem_field: str | None = None
+    answer_field: str | None = None
+    group_by: tuple[str, ...] = ()
 
-@dataclass(frozen=True)
-class ProblemRecord:
-    id: str
-    problem: str
-    answer: str
-    choices: tuple[str, ...] | None = None
-    # A dict is not hashable; records hash by their other fields.
-    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
-
-    def to_json(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"id": self.id, "problem": self.problem, "answer": self.answer}
-        if self.choices is not None:
-            record["choices"] = list(self.choices)
-        if self.metadata:
-            record["metadata"] = self.metadata
-        return record
+    @property
+    def names_fields(self) -> bool:
+        return any((self.id_field, self.problem_field, self.answer_field))
 
 
-def load_problems(path: str | Path) -> list[ProblemRecord]:
-    """The problems of a JSONL file, in file order; raises ``DatasetError`` on a bad record."""
+def load_problems(path: str | Path, options: DatasetOptions | None = None) -> list[Problem]:
+    """The problems of a dataset file or folder, in file order; raises ``DatasetError``."""
     source = Path(path)
-    records: list[ProblemRecord] = []
-    first_line_of_id: dict[str, int] = {}
-    for line_number, raw_line in enumerate(source.read_bytes().splitlines(), start=1):
-        try:
-            line = raw_line.decode("utf-8-sig" if line_number == 1 else "utf-8")
-        except UnicodeDecodeError as error:
-            raise DatasetError(source, line_number, f"not UTF-8 text ({error.reason})") from error
-        if not line.strip():
-            continue
-        record = _parse_record(source, line_number, line)
-        if record.id in first_line_of_id:
-            raise DatasetError(
-                source, line_number, f"duplicate id {record.id!r} (first used on line {first_line_of_id[record.id]})"
-            )
-        first_line_of_id[record.id] = line_number
-        records.append(record)
-    if not records:
-        raise DatasetError(source, None, "contains no problems")
-    return records
-
-
-class _RecordError(Exception):
-    """What is wrong with one record; ``load_problems`` adds the file and line."""
-
-
-def _parse_record(source: Path, line_number: int, line: str) -> ProblemRecord:
-    try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise DatasetError(source, line_number, f"bad JSON: {error.msg} at column {error.colno}") from error
-    try:
+    options = options or DatasetOptions()
+    chosen: RecordFormat | None = None if options.format == "auto" else FORMATS[options.format]
+    detected_at: Position | None = None
+    problems: list[Problem] = []
+    first_place_of_id: dict[str, Position] = {}
+    for position, raw in read_records(source):
         if not isinstance(raw, dict):
-            raise _RecordError(f"a record must be a JSON object, got {type(raw).__name__}")
-        return ProblemRecord(
-            id=_record_id(raw, line_number),
-            problem=_record_problem(raw),
-            answer=_record_answer(raw),
-            choices=_record_choices(raw),
-            metadata=_record_metadata(raw),
-        )
-    except _RecordError as error:
-        raise DatasetError(source, line_number, str(error)) from None
+            raise position.error(source, f"a record must be a JSON object, got {type(raw).__name__}")
+        try:
+            if chosen is None:
+                chosen, detected_at = detect_format(raw, fields_named=options.names_fields), position
+            record_format = chosen.mapped(
+                id_field=options.id_field, problem_field=options.problem_field, answer_field=options.answer_field
+            )
+            record_id, text, answer, metadata = record_format.parse(raw)
+        except RecordError as error:
+            reading = f" (reading as {chosen.name}" if chosen is not None else ""
+            if reading:
+                reading += f", recognised at {detected_at.describe()})" if detected_at is not None else ")"
+            raise position.error(source, f"{error}{reading}") from None
+        problem = Problem(record_id or position.default_id, text, answer, metadata)
+        if problem.id in first_place_of_id:
+            raise position.error(
+                source, f"duplicate id {problem.id!r} (first used on {first_place_of_id[problem.id].describe()})"
+            )
+        first_place_of_id[problem.id] = position
+        problems.append(problem)
+    if not problems:
+        raise DatasetError(source, None, "contains no problems")
+    return problems
 
 
-def _record_problem(raw: dict[str, Any]) -> str:
-    problem = raw.get("problem")
-    if problem is None:
-        raise _RecordError('missing field "problem"')
-    if not isinstance(problem, str):
-        raise _RecordError(f'field "problem" must be a string, got {type(problem).__name__}')
-    if not problem.strip():
-        raise _RecordError('field "problem" is empty')
-    return problem
+def problem_to_json(problem: Problem) -> dict[str, Any]:
+    """The generic record of ``problem``, which ``load_problems`` reads back unchanged."""
+    record: dict[str, Any] = {"id": problem.id, "problem": problem.problem, "answer": problem.answer}
+    if problem.metadata:
+        record["metadata"] = dict(problem.metadata)
+    return record
 
 
-def _record_id(raw: dict[str, Any], line_number: int) -> str:
-    if raw.get("id") is None:
-        return str(line_number)
-    value = raw["id"]
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _RecordError(f'field "id" must be a string or an integer, got {type(value).__name__}')
-    text = str(value)
-    if not text.strip():
-        raise _RecordError('field "id" is empty')
-    return text
-
-
-def _record_answer(raw: dict[str, Any]) -> str:
-    if raw.get("answer") is not None:
-        value = raw["answer"]
-        # bool is an int subclass, but true/false is no answer to a math problem.
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise _RecordError(f'field "answer" must be a string or a number, got {type(value).__name__}')
-        answer = str(value).strip()
-        if not answer:
-            raise _RecordError('field "answer" is empty')
-        return answer
-    solution = raw.get("solution")
-    if solution is None:
-        raise _RecordError('missing field "answer" (or a "solution" with a \\boxed{} answer)')
-    if not isinstance(solution, str):
-        raise _RecordError(f'field "solution" must be a string, got {type(solution).__name__}')
-    boxed = last_boxed_content(solution)
-    if not boxed:
-        raise _RecordError('no "answer" field and no \\boxed{} answer in "solution"')
-    return boxed
-
-
-def _record_choices(raw: dict[str, Any]) -> tuple[str, ...] | None:
-    value = raw.get("choices")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(choice, str) for choice in value):
-        raise _RecordError('field "choices" must be a list of strings')
-    if not value:
-        raise _RecordError('field "choices" is empty')
-    return tuple(value)
-
-
-def _record_metadata(raw: dict[str, Any]) -> dict[str, Any]:
-    explicit = raw.get("metadata")
-    if explicit is not None and not isinstance(explicit, dict):
-        raise _RecordError(f'field "metadata" must be a JSON object, got {type(explicit).__name__}')
-    extra = {key: value for key, value in raw.items() if key not in _RECORD_FIELDS}
-    return {**extra, **(explicit or {})}
-
-
-def write_problems(records: Iterable[ProblemRecord], path: str | Path) -> int:
-    """Writes ``records`` as JSONL that ``load_problems`` reads back unchanged; returns the count.
-
-    The file appears complete or not at all (written to a temporary file, then renamed).
+def write_problems(problems: Iterable[Problem], path: str | Path) -> int:
+    """Writes ``problems`` as generic JSONL that ``load_problems`` reads back unchanged; returns
+    the count. The file appears complete or not at all (written to a temporary file, then renamed).
     """
     target = Path(path)
     lines: list[str] = []
     seen: set[str] = set()
-    for record in records:
-        if record.id in seen:
-            raise DatasetError(target, None, f"duplicate id {record.id!r} among the records to write")
-        seen.add(record.id)
-        lines.append(json.dumps(record.to_json(), ensure_ascii=False))
+    for problem in problems:
+        if problem.id in seen:
+            raise DatasetError(target, None, f"duplicate id {problem.id!r} among the problems to write")
+        seen.add(problem.id)
+        lines.append(json.dumps(problem_to_json(problem), ensure_ascii=False, allow_nan=False))
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             stream.write("".join(f"{line}\n" for line in lines))
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return len(lines)
+
+
+def save_run_problems(out_dir: Path, problems: Sequence[Problem]) -> None:
+    """Keeps the run's problems, metadata included, in its results folder (once: a resumed run
+    has the same problems, the settings hash says so)."""
+    path = out_dir / RUN_PROBLEMS_FILE
+    if not path.exists():
+        write_problems(problems, path)
+
+
+def load_run_problems(out_dir: Path) -> list[Problem] | None:
+    """The problems a results folder keeps, or None for a folder written before it kept them."""
+    path = out_dir / RUN_PROBLEMS_FILE
+    return load_problems(path, DatasetOptions(format="generic")) if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- command line
+
+# Options of ``add_dataset_arguments``, as argparse names them; ``run --resume`` refuses them,
+# since the folder holds its problems.
+DATASET_OPTIONS = ("format", "id_field", "problem_field", "answer_field", "group_by")
+
+
+def _field_names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one field")
+    return names
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, reading: bool = True) -> None:
+    """``--format`` and the field names of a dataset (``reading``), and ``--group-by``."""
+    if reading:
+        parser.add_argument(
+            "--format",
+            choices=("auto", *FORMAT_NAMES),
+            help="record format of --problems (default auto: recognised from the first record's fields)",
+        )
+        parser.add_argument("--id-field", help="field that holds each problem's id")
+        parser.add_argument("--problem-field", help="field that holds each problem's text")
+        parser.add_argument("--answer-field", help="field that holds each problem's reference answer")
+    parser.add_argument(
+        "--group-by",
+        type=_field_names,
+        help="comma-separated metadata fields to break results down by (default: level and subject, when present)",
+    )
+
+
+def dataset_options_from_args(args: argparse.Namespace) -> DatasetOptions:
+    return DatasetOptions(
+        format=getattr(args, "format", None) or "auto",
+        id_field=getattr(args, "id_field", None),
+        problem_field=getattr(args, "problem_field", None),
+        answer_field=getattr(args, "answer_field", None),
+        group_by=getattr(args, "group_by", None) or (),
+    )

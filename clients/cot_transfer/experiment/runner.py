@@ -1,24 +1,33 @@
 """Runs a transfer experiment against a service and keeps every result on disk as it arrives.
 
 A results folder holds ``run.json`` (the settings, the models and their hash),
+``problems.jsonl`` (the problems with their dataset metadata; a resume reads them from there),
 ``strong.jsonl`` (one strong CoT per problem, with the prefix of every fraction),
-``results.jsonl`` (one row per (problem, fraction)) and, once the run ends, the report:
-``summary.json``, ``report.md``, ``results.csv`` and the plots. Rows are appended, flushed and
-synced one at a time, so a crash loses at most the row being written, and a resumed run
-redoes only what is missing: problems without a strong CoT go through ``Transfer.Run`` again;
-fractions missing for a problem whose CoT is on disk are completed with ``WeakModel.Complete``
-on the stored prefix, so every row of a problem comes from the same CoT.
+``results.jsonl`` (one row per (problem, fraction)), ``errors.jsonl`` (one row per problem that
+could not be run) and, once the run ends, the report: ``summary.json``, ``report.md``,
+``results.csv`` and the plots. Rows are appended, flushed and synced one at a time, so a crash
+loses at most the row being written, and a resumed run redoes only what is missing: problems
+without a strong CoT go through ``Transfer.Run`` again; fractions missing for a problem whose CoT
+is on disk are completed with ``WeakModel.Complete`` on the stored prefix, so every row of a
+problem comes from the same CoT. A problem with a permanent error is final and not run again.
+
+The settings hash covers what changes results: the settings, the problems, and the service
+behind them (each model's fingerprint and the sampling the server's defaults make effective), so
+a resume against other weights or defaults is refused, naming what changed. A lock file keeps a
+second process from writing the same folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,10 +35,19 @@ from typing import IO, Any
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError, Sampling
 from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
-from cot_transfer.domain.requests import CotPrefix, FractionResult, Problem, ServiceInfo, StrongCot
+from cot_transfer.domain.requests import CotPrefix, FractionResult, Problem, ProblemError, ServiceInfo, StrongCot
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import normalize_fractions, with_baseline
-from cot_transfer.experiment.datasets import ProblemRecord, load_problems
+from cot_transfer.experiment.datasets import (
+    RUN_PROBLEMS_FILE,
+    DatasetOptions,
+    load_problems,
+    load_run_problems,
+    problem_to_json,
+    save_run_problems,
+)
+from cot_transfer.experiment.problem_errors import ERRORS_FILE, error_record, load_problem_errors
 from cot_transfer.experiment.report import write_report
 
 logger = logging.getLogger(__name__)
@@ -38,6 +56,8 @@ logger = logging.getLogger(__name__)
 # large models on GPU; the backoff covers about five minutes in all.
 STREAM_RETRY = RetryPolicy(max_attempts=12, initial_backoff_s=2.0, max_backoff_s=30.0, multiplier=2.0)
 
+RETRYABLE_CODE_NAMES = frozenset(code.name for code in RETRYABLE_CODES)
+
 # Room a Transfer.Run request keeps for everything but its problems (fractions, sampling, ids).
 REQUEST_OVERHEAD_BYTES = 64 * 1024
 
@@ -45,6 +65,7 @@ RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 STRONG_FILE = "strong.jsonl"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"
 
 
 class RunFolderError(Exception):
@@ -85,14 +106,79 @@ class ExperimentSettings:
         )
 
 
-def settings_hash(settings: ExperimentSettings, problems: Sequence[ProblemRecord], info: ServiceInfo) -> str:
-    """Changes whenever something that changes results changes: models, settings, problems."""
-    payload = {
+def _effective_sampling(asked: Sampling, defaults: SamplingParams | None) -> dict[str, Any]:
+    """The sampling a request gets: each field as asked, else the server's default."""
+    effective = asdict(asked)
+    if defaults is not None:
+        for name, value in asdict(defaults).items():
+            if effective.get(name) is None:
+                effective[name] = value
+    return effective
+
+
+def service_identity(settings: ExperimentSettings, info: ServiceInfo) -> dict[str, Any]:
+    """What of the service decides results beyond its model names: every model's fingerprint and
+    the sampling the server's defaults make effective for these settings."""
+    return {
+        "model_fingerprints": {model.name: model.fingerprint for model in info.models},
+        "strong_sampling": _effective_sampling(settings.strong_sampling, info.strong_sampling_defaults),
+        "weak_sampling": _effective_sampling(settings.weak_sampling, info.weak_sampling_defaults),
+    }
+
+
+def settings_hash(settings: ExperimentSettings, problems: Sequence[Problem], info: ServiceInfo) -> str:
+    """Changes whenever something that changes results changes: models (names and fingerprints),
+    settings, the effective sampling, problems."""
+    payload: dict[str, Any] = {
         "models": [info.strong_model, info.weak_model],
         "settings": settings.to_json(),
-        "problems": [problem.to_json() for problem in problems],
+        "problems": [problem_to_json(problem) for problem in problems],
     }
+    if info.models or info.strong_sampling_defaults is not None or info.weak_sampling_defaults is not None:
+        # A service that reports neither (an older one) keeps the hashes of the folders it made.
+        payload["service"] = service_identity(settings, info)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def service_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two ``service_identity`` records, in words."""
+    changes = []
+    old_prints, new_prints = before.get("model_fingerprints", {}), now.get("model_fingerprints", {})
+    for name in sorted(set(old_prints) | set(new_prints)):
+        if old_prints.get(name) != new_prints.get(name):
+            changes.append(
+                f"the model behind {name!r} changed (fingerprint {old_prints.get(name) or 'none'}"
+                f" then, {new_prints.get(name) or 'none'} now)"
+            )
+    for role in ("strong", "weak"):
+        old_sampling, new_sampling = before.get(f"{role}_sampling", {}), now.get(f"{role}_sampling", {})
+        for name in sorted(set(old_sampling) | set(new_sampling)):
+            if old_sampling.get(name) != new_sampling.get(name):
+                changes.append(
+                    f"the effective {role} sampling {name} changed ({old_sampling.get(name)} then,"
+                    f" {new_sampling.get(name)} now: the server's default)"
+                )
+    return changes
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir: Path) -> Iterator[None]:
+    """Holds ``out_dir``'s lock file for as long as this process writes the folder; a second
+    process (a run, a resume) is refused instead of interleaving its rows. The OS drops the lock
+    when the process dies, so a crash never leaves the folder locked."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / LOCK_FILE).open("a") as file:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(
+                f"{out_dir} is being written by another process (it holds {out_dir / LOCK_FILE});"
+                " wait for it to finish or use another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)
 
 
 class _DurableJsonl:
@@ -146,6 +232,12 @@ class RunState:
 
     done: set[tuple[str, float]] = field(default_factory=set)
     strong: dict[str, StrongCot] = field(default_factory=dict)
+    # The errors that stand (see problem_errors.load_problem_errors); permanent ones are final.
+    errors: dict[str, ProblemError] = field(default_factory=dict)
+
+    def is_final(self, problem_id: str) -> bool:
+        error = self.errors.get(problem_id)
+        return error is not None and error.permanent
 
 
 class RunFolder:
@@ -176,19 +268,30 @@ class RunFolder:
             write_json_atomically(self.run_file, run)
             return RunState()
         existing = self.read_run()
+        changes = service_changes(existing["service"], run["service"]) if "service" in existing else []
+        if changes:
+            raise RunFolderError(
+                f"{self.out_dir} cannot be resumed against this service: " + "; ".join(changes) + "."
+                " Results are never mixed: use a new --out"
+            )
         if existing.get("settings_hash") != run["settings_hash"]:
             raise RunFolderError(
                 f"{self.out_dir} was run with other settings, problems or models"
                 f" (hash {existing.get('settings_hash')} there, {run['settings_hash']} now);"
                 " results are never mixed: use a new --out"
             )
-        return self.load_state(run["settings_hash"])
+        return self.load_state(run["settings_hash"], tuple(run["fractions"]))
 
-    def load_state(self, run_hash: str) -> RunState:
+    def load_state(self, run_hash: str, fractions: Sequence[float] | None = None) -> RunState:
+        """What is on disk for ``run_hash``; ``fractions`` (the run's) tells which problems are
+        finished, so a transient error of a problem finished since no longer stands."""
         state = RunState()
         for record in _read_complete_lines(self.out_dir / STRONG_FILE):
             if record.get("settings_hash") == run_hash:
-                prefixes = tuple(CotPrefix(**prefix) for prefix in record.get("prefixes", ()))
+                prefixes = tuple(
+                    CotPrefix(**{**prefix, "token_ids": tuple(prefix.get("token_ids", ()))})
+                    for prefix in record.get("prefixes", ())
+                )
                 state.strong[record["problem_id"]] = StrongCot(
                     problem_id=record["problem_id"],
                     cot=record["cot"],
@@ -196,10 +299,19 @@ class RunFolder:
                     correct=record["correct"],
                     cot_num_tokens=record["cot_num_tokens"],
                     prefixes=prefixes,
+                    final_text=record.get("final_text", ""),
+                    finish_reason=record.get("finish_reason", ""),
+                    reasoning_truncated=record.get("reasoning_truncated", False),
                 )
         for record in _read_complete_lines(self.out_dir / RESULTS_FILE):
             if record.get("settings_hash") == run_hash:
                 state.done.add((record["problem_id"], float(record["fraction"])))
+        finished = {
+            pid
+            for pid in state.strong
+            if fractions is not None and all((pid, float(fraction)) in state.done for fraction in fractions)
+        }
+        state.errors = load_problem_errors(self.out_dir, run_hash, finished)
         return state
 
 
@@ -208,7 +320,9 @@ class _RowWriter:
         self._hash = run_hash
         self._strong_log = _DurableJsonl(out_dir / STRONG_FILE)
         self._results_log = _DurableJsonl(out_dir / RESULTS_FILE)
+        self._errors_log = _DurableJsonl(out_dir / ERRORS_FILE)
         self._on_row = on_row
+        self.new_errors: list[ProblemError] = []
 
     def add_strong(self, record: StrongCot) -> None:
         self._strong_log.append({**asdict(record), "settings_hash": self._hash})
@@ -218,18 +332,25 @@ class _RowWriter:
         if self._on_row is not None:
             self._on_row(record)
 
+    def add_error(self, error: ProblemError) -> None:
+        self._errors_log.append(error_record(error, self._hash))
+        self.new_errors.append(error)
+        logger.warning("problem %r could not be run: %s %s", error.problem_id, error.code, error.message)
+
     def close(self) -> None:
         self._strong_log.close()
         self._results_log.close()
+        self._errors_log.close()
 
 
 async def run_experiment(
     client: CotTransferClient,
-    problems: Sequence[ProblemRecord],
+    problems: Sequence[Problem],
     settings: ExperimentSettings,
     out_dir: Path,
     *,
     problems_path: Path | None = None,
+    dataset: DatasetOptions | None = None,
     resume: bool = False,
     on_row: Callable[[FractionResult], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
@@ -240,7 +361,9 @@ async def run_experiment(
 
     ``on_resume`` is told how many (problem, fraction) rows were already done. When the
     service fails transiently (UNAVAILABLE or RESOURCE_EXHAUSTED: a replica died, overload),
-    the run continues from what is on disk after a backoff, like a ``--resume``.
+    for the whole run or a single problem, the run continues from what is on disk after a
+    backoff, like a ``--resume``. A problem that cannot be run is kept in ``errors.jsonl`` and
+    listed under ``failed_problems`` in the returned summary; the other problems go on.
     """
     retry = retry or STREAM_RETRY
     folder = RunFolder(out_dir)
@@ -253,32 +376,59 @@ async def run_experiment(
         "strong_model": info.strong_model,
         "weak_model": info.weak_model,
         "problems_path": str(problems_path) if problems_path is not None else None,
+        "dataset": dataset.model_dump(mode="json") if dataset is not None else None,
         "problem_ids": [problem.id for problem in problems],
         "settings_hash": run_hash,
+        "service": service_identity(settings, info),
     }
-    state = await asyncio.to_thread(folder.start, run, resume)
     fractions = settings.measured_fractions()
-    if on_resume is not None:
-        on_resume(len(state.done))
-    for attempt in range(retry.max_attempts):
-        writer = _RowWriter(out_dir, run_hash, on_row)
-        try:
-            await _complete_partial_problems(
-                client, problems, settings, fractions, state, writer, max_concurrent_completions
-            )
-            fresh = [problem for problem in problems if problem.id not in state.strong]
-            if fresh:
-                await _run_fresh_problems(client, fresh, settings, writer, experiment_id(out_dir), info)
-            break
-        except RpcFailedError as error:
-            if error.code not in RETRYABLE_CODES or attempt + 1 == retry.max_attempts:
-                raise
-            logger.warning("run interrupted (%s); continuing from the results on disk", error.code.name)
+    with folder_lock(out_dir):
+        state = await asyncio.to_thread(folder.start, run, resume)
+        await asyncio.to_thread(save_run_problems, out_dir, problems)
+        if on_resume is not None:
+            on_resume(len(state.done))
+        for attempt in range(retry.max_attempts):
+            writer = _RowWriter(out_dir, run_hash, on_row)
+            last_attempt = attempt + 1 == retry.max_attempts
+            try:
+                try:
+                    await _complete_partial_problems(
+                        client, problems, settings, fractions, state, writer, max_concurrent_completions
+                    )
+                except ExceptionGroup as failures:  # the completions' task group
+                    raise _first_leaf(failures) from None
+                fresh = [
+                    problem for problem in problems if problem.id not in state.strong and not state.is_final(problem.id)
+                ]
+                if fresh:
+                    await _run_fresh_problems(client, fresh, settings, writer, experiment_id(out_dir), info)
+                retryable = [error for error in writer.new_errors if error.code in RETRYABLE_CODE_NAMES]
+                if not retryable or last_attempt:
+                    break
+                logger.warning("%d problems failed transiently; running them again", len(retryable))
+            except RpcFailedError as error:
+                if not error.retryable or last_attempt:  # a size refusal is never retried
+                    raise
+                logger.warning("run interrupted (%s); continuing from the results on disk", error.code.name)
+            finally:
+                writer.close()
             await asyncio.sleep(retry.backoff_s(attempt))
-            state = await asyncio.to_thread(folder.load_state, run_hash)
-        finally:
-            writer.close()
-    return await asyncio.to_thread(_write_report_and_read_summary, out_dir)
+            state = await asyncio.to_thread(folder.load_state, run_hash, fractions)
+        standing = (await asyncio.to_thread(folder.load_state, run_hash, fractions)).errors
+        summary = await asyncio.to_thread(_write_report_and_read_summary, out_dir)
+    return {
+        **summary,
+        "failed_problems": [
+            {"problem_id": error.problem_id, "code": error.code, "message": error.message, "permanent": error.permanent}
+            for error in standing.values()
+        ],
+    }
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _write_report_and_read_summary(out_dir: Path) -> dict[str, Any]:
@@ -289,7 +439,7 @@ def _write_report_and_read_summary(out_dir: Path) -> dict[str, Any]:
 
 async def _complete_partial_problems(
     client: CotTransferClient,
-    problems: Sequence[ProblemRecord],
+    problems: Sequence[Problem],
     settings: ExperimentSettings,
     fractions: Sequence[float],
     state: RunState,
@@ -298,16 +448,24 @@ async def _complete_partial_problems(
 ) -> None:
     slots = asyncio.Semaphore(max_concurrency)
 
-    async def complete_one(problem: ProblemRecord, prefix: CotPrefix) -> None:
-        async with slots:
-            result = await client.complete(
-                problem.problem,
-                prefix=prefix.text,
-                reference_answer=problem.answer,
-                n=settings.n,
-                sampling=settings.weak_sampling,
-                grader=settings.grader,
-            )
+    async def complete_one(problem: Problem, prefix: CotPrefix) -> None:
+        try:
+            async with slots:
+                result = await client.complete(
+                    problem.problem,
+                    prefix=prefix.text,
+                    prefix_token_ids=prefix.token_ids,
+                    reference_answer=problem.answer,
+                    n=settings.n,
+                    sampling=settings.weak_sampling,
+                    grader=settings.grader,
+                )
+        except RpcFailedError as error:
+            if error.retryable:
+                raise  # the service is down or full: the whole run backs off and continues
+            # This problem cannot be completed (its prompt is past the context, ...): the others go on.
+            writer.add_error(ProblemError(problem.id, error.code.name, error.details))
+            return
         writer.add_result(
             FractionResult(
                 problem_id=problem.id,
@@ -316,13 +474,15 @@ async def _complete_partial_problems(
                 cot_num_tokens=prefix.cot_num_tokens,
                 n=len(result.completions),
                 num_correct=result.num_correct,
+                # The service judged the stored prefix when it wrote the strong CoT.
+                answer_in_prefix=prefix.answer_in_prefix,
             )
         )
 
     async with asyncio.TaskGroup() as group:
         for problem in problems:
             record = state.strong.get(problem.id)
-            if record is None:
+            if record is None or state.is_final(problem.id):
                 continue
             prefixes = {prefix.fraction: prefix for prefix in record.prefixes}
             for fraction in fractions:
@@ -379,7 +539,7 @@ def problem_batches(
 
 async def _run_fresh_problems(
     client: CotTransferClient,
-    problems: Sequence[ProblemRecord],
+    problems: Sequence[Problem],
     settings: ExperimentSettings,
     writer: _RowWriter,
     experiment: str,
@@ -402,11 +562,21 @@ async def _run_fresh_problems(
                 writer.add_strong(event)
             elif isinstance(event, FractionResult):
                 writer.add_result(event)
+            elif isinstance(event, ProblemError):
+                writer.add_error(event)
 
 
-def resume_inputs(out_dir: Path) -> tuple[list[ProblemRecord], ExperimentSettings, Path]:
+def resume_inputs(out_dir: Path) -> tuple[list[Problem], ExperimentSettings, Path]:
     """The problems and settings a folder was started with, for ``run --resume``."""
     run = RunFolder(out_dir).read_run()
+    # The folder's own copy of the problems: read as they were, whatever format the source had.
+    kept = load_run_problems(out_dir)
+    if kept is not None:
+        by_id = {problem.id: problem for problem in kept}
+        if any(problem_id not in by_id for problem_id in run["problem_ids"]):
+            raise RunFolderError(f"{out_dir / RUN_PROBLEMS_FILE} lacks problems of the run: it was changed by hand")
+        source = Path(run["problems_path"]) if run.get("problems_path") else out_dir / RUN_PROBLEMS_FILE
+        return [by_id[problem_id] for problem_id in run["problem_ids"]], ExperimentSettings.from_json(run), source
     if not run.get("problems_path"):
         raise RunFolderError(f"{out_dir / RUN_FILE} does not say which problems file the run used")
     problems_path = Path(run["problems_path"])

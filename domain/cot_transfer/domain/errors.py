@@ -46,8 +46,8 @@ class UnavailableError(CotTransferError):
     """The engine or a downstream deployment cannot serve right now."""
 
 
-class DeadlineExceededError(CotTransferError):
-    """The caller's deadline passed before the work finished."""
+class AlreadyExistsError(CotTransferError):
+    """The thing the call would create is there already (an experiment id in use)."""
 
 
 class UnauthenticatedError(CotTransferError):

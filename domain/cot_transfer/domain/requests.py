@@ -6,8 +6,9 @@ so everything past the edge can trust them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
@@ -32,17 +33,39 @@ class CotPrefix:
     text: str
     num_tokens: int
     cot_num_tokens: int
+    # The strong model's token ids of ``text``: a receiver with the same tokenizer takes them as they are.
+    token_ids: tuple[int, ...] = ()
+    # Whether ``text`` already states the reference answer (``answers.states_answer``); None
+    # where not judged (the strong model cuts prefixes without knowing the reference).
+    answer_in_prefix: bool | None = None
 
 
 @dataclass(frozen=True)
 class StrongAnswer:
+    # The reasoning the prefixes are cut from (the whole output for the plain format).
     cot: str
     answer: str | None
     cot_num_tokens: int
     finish_reason: str
+    # The final answer after the reasoning block; empty for the plain format.
+    final_text: str = ""
+    # The budget ran out inside the reasoning block.
+    reasoning_truncated: bool = False
 
 
 StrongEvent = CotDelta | CotPrefix | StrongAnswer
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A served model as GetInfo reports it."""
+
+    name: str
+    roles: tuple[str, ...] = ()
+    reasoning_format: str = ""
+    # Changes when the weights, config or tokenizer behind the served name change.
+    fingerprint: str = ""
+    max_model_len: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,12 @@ class ServiceInfo:
     max_fractions: int
     # Largest request the service accepts, in bytes; 0 when the service does not say.
     max_message_bytes: int = 0
+    # Longest text field accepted, in characters; 0 when the service does not say.
+    max_text_chars: int = 0
+    models: tuple[ModelInfo, ...] = ()
+    # The sampling a request gets for the fields it leaves unset; None when the service does not say.
+    strong_sampling_defaults: SamplingParams | None = None
+    weak_sampling_defaults: SamplingParams | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +95,9 @@ class CompletionRequest:
     sampling: SamplingParams
     reference_answer: str
     grader: str
+    # The prefix as the strong model's token ids; used when they decode to ``prefix`` in the
+    # receiver's tokenizer (a shared tokenizer), ignored otherwise.
+    prefix_token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +128,9 @@ class Problem:
     id: str
     problem: str
     answer: str
+    # The dataset's other fields (level, subject, year, ...): they go into the results folder,
+    # never to the service. A dict is not hashable, so problems hash by their other fields.
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -119,6 +154,10 @@ class StrongCot:
     correct: bool
     cot_num_tokens: int
     prefixes: tuple[CotPrefix, ...] = ()
+    final_text: str = ""
+    finish_reason: str = ""
+    # The budget ran out inside the reasoning: left out of the unlock statistics.
+    reasoning_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +168,28 @@ class FractionResult:
     cot_num_tokens: int
     n: int
     num_correct: int
+    # Whether the prefix already states the reference answer; None where not judged.
+    answer_in_prefix: bool | None = None
 
     @property
     def potential(self) -> float:
         return self.num_correct / self.n
+
+
+# The status codes of errors no retry can fix: the request itself is at fault.
+PERMANENT_CODES = frozenset({"OUT_OF_RANGE", "INVALID_ARGUMENT"})
+
+
+@dataclass(frozen=True)
+class ProblemError:
+    """A problem a run could not run; the run goes on with the others."""
+
+    problem_id: str
+    # The gRPC status code name, e.g. "OUT_OF_RANGE".
+    code: str
+    message: str
+
+    @property
+    def permanent(self) -> bool:
+        """A retry cannot fix it: a resumed run keeps it instead of running the problem again."""
+        return self.code in PERMANENT_CODES

@@ -1,15 +1,28 @@
-"""Potential and unlock statistics of a transfer experiment."""
+"""The unlock rule, defined once, and the summary types of a transfer experiment.
+
+* potential of a (problem, fraction) result: ``num_correct / n``;
+* *unsolved at baseline*: the potential at fraction 0 is <= tau0 (``baseline_max_potential``);
+* *unlocked* at fraction f: unsolved at baseline and the potential at f is >= tau
+  (``unlock_min_potential``).
+
+The predicates take plain numbers or numpy arrays (elementwise), so the analysis of a whole
+experiment and a single row use the same code. Everything else (rates, intervals, dynamics)
+is computed by ``cot_transfer.domain.analysis``.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cot_transfer.domain.errors import InvalidArgumentError
 
 DEFAULT_BASELINE_MAX_POTENTIAL = 0.0
 DEFAULT_UNLOCK_MIN_POTENTIAL = 0.5
+
+# Potentials are num_correct / n; 4 / 8 must meet tau = 0.5 whatever the rounding.
+_POTENTIAL_SLACK = 1e-9
 
 
 def potential(num_correct: int, n: int) -> float:
@@ -41,121 +54,102 @@ class Thresholds:
             )
         return self
 
+    def unsolved_at_baseline(self, baseline_potential: Any) -> Any:
+        """The baseline predicate (elementwise on arrays)."""
+        return baseline_potential <= self.baseline_max_potential + _POTENTIAL_SLACK
+
+    def reaches_unlock(self, fraction_potential: Any) -> Any:
+        """Potential at a fraction reaches tau (elementwise on arrays); *unlocked* is this and
+        ``unsolved_at_baseline`` of the same problem."""
+        return fraction_potential >= self.unlock_min_potential - _POTENTIAL_SLACK
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "baseline_max_potential": self.baseline_max_potential,
+            "unlock_min_potential": self.unlock_min_potential,
+        }
+
 
 @dataclass(frozen=True)
-class FractionOutcome:
-    """The weak model's result on one problem's prefix at one fraction."""
+class Interval:
+    low: float
+    high: float
 
-    problem_id: str
-    fraction: float
-    n: int
-    num_correct: int
-
-    @property
-    def potential(self) -> float:
-        return potential(self.num_correct, self.n)
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}
 
 
 @dataclass(frozen=True)
-class FractionStats:
+class FractionSummary:
+    """Statistics at one truncation fraction (the wire's FractionSummary; see README "Statistics").
+
+    ``unsolved_evaluated`` (baseline-unsolved problems with a result here) is the unlock
+    rate's denominator; rates and their intervals are None when their denominator is 0.
+    ``answer_in_prefix`` counts the results here whose prefix states the reference answer
+    (None when that is unknown for every result); ``unlock_rate_without_answer`` is the unlock
+    rate over the baseline-unsolved problems whose prefix is known not to state it.
+    """
+
     fraction: float
-    weak_potential_mean: float
+    n_problems: int
+    mean_potential: float | None
+    mean_potential_interval: Interval | None
+    unsolved_evaluated: int
     unlocked: int
-    unlock_rate: float
+    unlock_rate: float | None
+    unlock_rate_interval: Interval | None
+    any_correct: int = 0
+    any_correct_rate: float | None = None
+    any_correct_rate_interval: Interval | None = None
+    answer_in_prefix: int | None = None
+    answer_in_prefix_unknown: int = 0
+    unsolved_without_answer: int = 0
+    unlocked_without_answer: int = 0
+    unlock_rate_without_answer: float | None = None
+    unlock_rate_without_answer_interval: Interval | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fraction": self.fraction,
+            "n_problems": self.n_problems,
+            "mean_potential": self.mean_potential,
+            "mean_potential_interval": interval_dict(self.mean_potential_interval),
+            "unsolved_evaluated": self.unsolved_evaluated,
+            "unlocked": self.unlocked,
+            "unlock_rate": self.unlock_rate,
+            "unlock_rate_interval": interval_dict(self.unlock_rate_interval),
+            "any_correct": self.any_correct,
+            "any_correct_rate": self.any_correct_rate,
+            "any_correct_rate_interval": interval_dict(self.any_correct_rate_interval),
+            "answer_in_prefix": self.answer_in_prefix,
+            "answer_in_prefix_unknown": self.answer_in_prefix_unknown,
+            "unsolved_without_answer": self.unsolved_without_answer,
+            "unlocked_without_answer": self.unlocked_without_answer,
+            "unlock_rate_without_answer": self.unlock_rate_without_answer,
+            "unlock_rate_without_answer_interval": interval_dict(self.unlock_rate_without_answer_interval),
+        }
+
+
+def interval_dict(interval: Interval | None) -> dict[str, float] | None:
+    return interval.to_dict() if interval is not None else None
 
 
 @dataclass(frozen=True)
-class TransferSummary:
+class RunSummary:
+    """The summary of a run (the wire's RunSummary): what ``Transfer.Run`` streams last.
+
+    ``n_problems`` counts the analysed problems; those left out (a strong CoT cut off inside
+    its reasoning, a per-problem error) are counted in ``truncated_cots`` and
+    ``problem_errors``. ``strong_solve_rate`` is over the analysed problems whose strong
+    correctness is known, None when none is.
+    """
+
     fractions: tuple[float, ...]
     n_samples: int
     n_problems: int
     baseline_unsolved: int
-    per_fraction: tuple[FractionStats, ...]
-    strong_solve_rate: float
+    per_fraction: tuple[FractionSummary, ...]
+    strong_solve_rate: float | None
     thresholds: Thresholds
-
-
-class RunningUnlockRates:
-    """Unlock rates of a run still in progress, updated in O(fractions) per result.
-
-    A result counts once its problem's baseline (fraction 0) is known; the denominator at a
-    fraction is the baseline-unsolved problems with a result there so far.
-    """
-
-    def __init__(self, thresholds: Thresholds) -> None:
-        self._thresholds = thresholds
-        self._potentials: dict[str, dict[float, float]] = {}
-        self._unsolved_seen: dict[float, int] = {}
-        self._unlocked: dict[float, int] = {}
-
-    def add(self, outcome: FractionOutcome) -> None:
-        row = self._potentials.setdefault(outcome.problem_id, {})
-        row[outcome.fraction] = outcome.potential
-        baseline = row.get(0.0)
-        if baseline is None or baseline > self._thresholds.baseline_max_potential:
-            return
-        newly_known = row if outcome.fraction == 0.0 else {outcome.fraction: outcome.potential}
-        for fraction, value in newly_known.items():
-            self._unsolved_seen[fraction] = self._unsolved_seen.get(fraction, 0) + 1
-            if value >= self._thresholds.unlock_min_potential:
-                self._unlocked[fraction] = self._unlocked.get(fraction, 0) + 1
-
-    def rates(self) -> dict[float, float]:
-        return {
-            fraction: self._unlocked.get(fraction, 0) / seen for fraction, seen in sorted(self._unsolved_seen.items())
-        }
-
-
-def potential_table(outcomes: Iterable[FractionOutcome]) -> dict[str, dict[float, float]]:
-    """problem id -> fraction -> potential; a repeated (problem, fraction) is an error."""
-    table: dict[str, dict[float, float]] = {}
-    for outcome in outcomes:
-        row = table.setdefault(outcome.problem_id, {})
-        if outcome.fraction in row:
-            raise ValueError(f"duplicate result for problem {outcome.problem_id!r} at fraction {outcome.fraction}")
-        row[outcome.fraction] = outcome.potential
-    return table
-
-
-def baseline_unsolved(table: Mapping[str, Mapping[float, float]], thresholds: Thresholds) -> list[str]:
-    return [pid for pid, row in table.items() if row[0.0] <= thresholds.baseline_max_potential]
-
-
-def summarize(
-    outcomes: Sequence[FractionOutcome],
-    fractions: Sequence[float],
-    n_samples: int,
-    thresholds: Thresholds,
-    strong_correct: Mapping[str, bool],
-) -> TransferSummary:
-    """Per fraction: mean weak potential, and how many baseline-unsolved problems are unlocked.
-
-    Every problem must have a result at fraction 0 and at each fraction in ``fractions``.
-    """
-    table = potential_table(outcomes)
-    missing = [(pid, fraction) for pid, row in table.items() for fraction in (0.0, *fractions) if fraction not in row]
-    if missing:
-        raise ValueError(f"results missing for (problem, fraction): {missing[:5]}")
-    unsolved = baseline_unsolved(table, thresholds)
-    per_fraction = []
-    for fraction in fractions:
-        potentials = [row[fraction] for row in table.values()]
-        unlocked = sum(1 for pid in unsolved if table[pid][fraction] >= thresholds.unlock_min_potential)
-        per_fraction.append(
-            FractionStats(
-                fraction=fraction,
-                weak_potential_mean=sum(potentials) / len(potentials) if potentials else 0.0,
-                unlocked=unlocked,
-                unlock_rate=unlocked / len(unsolved) if unsolved else 0.0,
-            )
-        )
-    solved_by_strong = sum(1 for pid in table if strong_correct.get(pid, False))
-    return TransferSummary(
-        fractions=tuple(fractions),
-        n_samples=n_samples,
-        n_problems=len(table),
-        baseline_unsolved=len(unsolved),
-        per_fraction=tuple(per_fraction),
-        strong_solve_rate=solved_by_strong / len(table) if table else 0.0,
-        thresholds=thresholds,
-    )
+    truncated_cots: int = 0
+    problem_errors: int = 0

@@ -42,7 +42,3 @@ def prefix_token_count(fraction: float, total_tokens: int) -> int:
         raise ValueError(f"total_tokens must be >= 0, got {total_tokens}")
     check_fraction(fraction, "fraction")
     return min(total_tokens, math.floor(fraction * total_tokens + _FLOAT_SLACK))
-
-
-def cut_token_ids(token_ids: Sequence[int], fraction: float) -> Sequence[int]:
-    return token_ids[: prefix_token_count(fraction, len(token_ids))]

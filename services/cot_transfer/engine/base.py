@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cot_transfer.domain.sampling import SamplingParams
 
@@ -23,8 +23,10 @@ class PromptTokenizer(Protocol):
     def decode(self, token_ids: Sequence[int]) -> str:
         """Text of ``token_ids``, special tokens removed."""
 
-    def render_problem(self, problem: str) -> str:
-        """The prompt text for ``problem``: through the chat template where the model has one."""
+    def render_problem(self, problem: str, template_kwargs: dict[str, Any] | None = None) -> str:
+        """The prompt text for ``problem``: through the chat template where the model has one.
+
+        ``template_kwargs`` go to the chat template (e.g. Qwen3's ``enable_thinking``)."""
 
     def is_special(self, token_id: int) -> bool:
         """Whether ``token_id`` is a special token (end of sequence, padding, ...)."""
@@ -55,10 +57,6 @@ class GenerationOutput:
     request_id: str
     samples: Sequence[SampleOutput]
     finished: bool
-    num_prompt_tokens: int = 0
-    # Prompt tokens served from the prefix cache rather than computed.
-    num_cached_tokens: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Engine(abc.ABC):

@@ -42,6 +42,12 @@ class EngineConfig(BaseModel):
     )
     enforce_eager: bool = Field(default=False, description="Skip graph capture and compilation (faster start).")
     seed: int = Field(default=0, description="Engine seed.")
+    start_timeout_s: float = Field(
+        default=3600.0,
+        gt=0.0,
+        description="Longest the engine may take to start (weights, KV-cache profiling, compilation) before"
+        " the start fails; Ray Serve LLM's engine start timeout has the same default.",
+    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Further vLLM AsyncEngineArgs fields, passed through as they are."
     )

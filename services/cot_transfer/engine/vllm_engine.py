@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cot_transfer.domain.errors import InvalidArgumentError, OverloadedError, UnavailableError
@@ -33,10 +34,18 @@ class HuggingFaceTokenizer:
     def is_special(self, token_id: int) -> bool:
         return token_id in self._special_ids
 
-    def render_problem(self, problem: str) -> str:
+    @property
+    def backend(self) -> Any:
+        """The Hugging Face tokenizer itself, for vLLM's reasoning parsers."""
+        return self._tokenizer
+
+    def render_problem(self, problem: str, template_kwargs: dict[str, Any] | None = None) -> str:
         if getattr(self._tokenizer, "chat_template", None):
             rendered = self._tokenizer.apply_chat_template(
-                [{"role": "user", "content": problem}], tokenize=False, add_generation_prompt=True
+                [{"role": "user", "content": problem}],
+                tokenize=False,
+                add_generation_prompt=True,
+                **(template_kwargs or {}),
             )
             return str(rendered)
         return problem
@@ -125,6 +134,37 @@ class EngineLoad:
         return EngineLoadLogger
 
 
+class EngineStartTimeoutError(UnavailableError):
+    """The engine did not start within its config's ``start_timeout_s``."""
+
+
+async def start_within(build: Callable[[], AsyncLLM], timeout_s: float, what: str) -> AsyncLLM:
+    """``build()`` (vLLM's blocking engine start) in a worker thread, bounded by ``timeout_s``.
+
+    The thread runs on past the timeout or a cancellation (a blocking start cannot be
+    interrupted); an engine that still starts after it is shut down at once, so no engine
+    process outlives the failed start.
+    """
+    building = asyncio.ensure_future(asyncio.to_thread(build))
+    try:
+        return await asyncio.wait_for(asyncio.shield(building), timeout_s)
+    except TimeoutError:
+        building.add_done_callback(_shutdown_late_engine)
+        raise EngineStartTimeoutError(
+            f"{what} did not start within {timeout_s:g} s (engine.start_timeout_s); see the engine log for"
+            " the step it was at (loading weights, profiling the KV cache, compiling)"
+        ) from None
+    except asyncio.CancelledError:
+        building.add_done_callback(_shutdown_late_engine)
+        raise
+
+
+def _shutdown_late_engine(building: asyncio.Future[AsyncLLM]) -> None:
+    if not building.cancelled() and building.exception() is None:
+        logger.warning("an engine started after its start timeout; shutting it down")
+        building.result().shutdown()
+
+
 class VLLMEngine(Engine):
     def __init__(self, config: EngineConfig) -> None:
         self._config = config
@@ -135,12 +175,9 @@ class VLLMEngine(Engine):
         self._max_model_len = 0
 
     async def start(self) -> None:
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        set_cpu_kv_cache_space(self._config)
-        args = AsyncEngineArgs(**vllm_engine_arguments(self._config))
-        self._llm = AsyncLLM.from_engine_args(args, stat_loggers=[self._load.logger_factory(), *_ray_stat_loggers()])
+        self._llm = await start_within(
+            self._build_llm, self._config.start_timeout_s, f"the engine for {self._config.name}"
+        )
         self._tokenizer = HuggingFaceTokenizer(self._llm.get_tokenizer())
         self._max_model_len = int(self._llm.model_config.max_model_len)
         # vLLM-CPU rewinds a per-request torch.Generator after a chunked prefill, which CPU
@@ -149,6 +186,14 @@ class VLLMEngine(Engine):
             self._llm.vllm_config.scheduler_config.enable_chunked_prefill
         )
         logger.info("engine for %s started (max_model_len=%d)", self._config.name, self._max_model_len)
+
+    def _build_llm(self) -> AsyncLLM:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        set_cpu_kv_cache_space(self._config)
+        args = AsyncEngineArgs(**vllm_engine_arguments(self._config))
+        return AsyncLLM.from_engine_args(args, stat_loggers=[self._load.logger_factory(), *_ray_stat_loggers()])
 
     @property
     def llm(self) -> AsyncLLM:
@@ -202,8 +247,6 @@ class VLLMEngine(Engine):
                         for sample in output.outputs
                     ],
                     finished=output.finished,
-                    num_prompt_tokens=len(output.prompt_token_ids or ()),
-                    num_cached_tokens=output.num_cached_tokens or 0,
                 )
         except EngineDeadError as error:
             raise UnavailableError("the engine has stopped; the replica will be restarted") from error

@@ -9,12 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cot_transfer.domain.sampling import MAX_TEMPERATURE, SamplingParams
-from cot_transfer.domain.transfer import (
-    DEFAULT_BASELINE_MAX_POTENTIAL,
-    DEFAULT_UNLOCK_MIN_POTENTIAL,
-    Thresholds,
-)
+from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL
 from cot_transfer.engine.config import EngineConfig
+from cot_transfer.serving.serve_options import check_deployment_config, merge_options
 
 # The client library raises gRPC's 4 MiB default to the same value, so a large Transfer.Run fits.
 MAX_MESSAGE_BYTES = 64 * 2**20
@@ -51,9 +48,6 @@ class ThresholdsConfig(_Strict):
         le=1.0,
         description="Unlocked at a fraction when the potential there is at least this (tau).",
     )
-
-    def thresholds(self) -> Thresholds:
-        return Thresholds(self.baseline_max_potential, self.unlock_min_potential).check("thresholds")
 
 
 class ResourcesConfig(_Strict):
@@ -120,8 +114,43 @@ class AutoscalingConfig(_Strict):
         return config
 
 
+ReasoningPreset = Literal["plain", "qwen3", "deepseek_r1", "gpt_oss"]
+
+
+class CustomReasoningFormat(_Strict):
+    """A reasoning format for a model no preset covers (see the README's "Real models")."""
+
+    template: str = Field(
+        description="How a received reasoning prefix is placed: a string with {prompt} (the problem through the"
+        " model's chat template, generation prompt included) and {reasoning} (the prefix), e.g."
+        " '{prompt}<think>\\n{reasoning}'. The strong model's prompt is the template with an empty {reasoning}.",
+    )
+    reasoning_end: str = Field(
+        min_length=1, description="Text that closes the reasoning block in the model's output, e.g. '</think>'."
+    )
+    reasoning_start: str = Field(
+        default="", description="Text the model may write to open its reasoning block; dropped from the CoT."
+    )
+
+    @model_validator(mode="after")
+    def _template_places_reasoning(self) -> CustomReasoningFormat:
+        for field in ("{prompt}", "{reasoning}"):
+            if self.template.count(field) != 1:
+                raise ValueError(f"template must contain {field} exactly once")
+        if self.template.index("{prompt}") > self.template.index("{reasoning}"):
+            raise ValueError("template must place {prompt} before {reasoning}")
+        return self
+
+
 class ModelDeploymentConfig(_Strict):
     engine: EngineConfig = Field(description="The model and its vLLM engine settings.")
+    reasoning_format: ReasoningPreset | CustomReasoningFormat = Field(
+        default="plain",
+        description="How the model's output splits into reasoning and final answer, and where a received prefix"
+        " goes in its prompt. plain: no reasoning block, the prefix follows the generation prompt. qwen3: <think>"
+        " block opened after the generation prompt (enable_thinking on). deepseek_r1: the template opens <think>"
+        " itself. gpt_oss: harmony, the analysis channel, then final. Or a CustomReasoningFormat.",
+    )
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Resources of one replica.")
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="Replica bounds.")
     max_ongoing_requests: int = Field(
@@ -131,6 +160,37 @@ class ModelDeploymentConfig(_Strict):
         default=-1, ge=-1, description="Requests waiting for a replica before RESOURCE_EXHAUSTED; -1 is unbounded."
     )
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults, description="Defaults for unset fields.")
+    deployment_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Ray Serve's own serve.deployment options for this deployment, passed through as Ray Serve"
+        " LLM's deployment_config (e.g. health_check_period_s, graceful_shutdown_timeout_s, ray_actor_options,"
+        " autoscaling_config); they override resources, autoscaling and the request limits above.",
+    )
+
+    @model_validator(mode="after")
+    def _serve_options_known(self) -> ModelDeploymentConfig:
+        check_deployment_config(self.deployment_config)
+        self.serve_options()
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """The options the deployment is built with (``serve.deployment``'s names)."""
+        declared = {
+            "ray_actor_options": self.resources.ray_actor_options(),
+            "autoscaling_config": self.autoscaling.serve_config(),
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            # A cold vLLM start (weights, KV-cache profiling, compilation) takes minutes on big models.
+            "health_check_timeout_s": 60,
+            "graceful_shutdown_timeout_s": 30,
+        }
+        sources = {
+            "resources": ("ray_actor_options",),
+            "autoscaling": ("autoscaling_config", "num_replicas"),
+            "max_ongoing_requests": ("max_ongoing_requests",),
+            "max_queued_requests": ("max_queued_requests",),
+        }
+        return merge_options(declared, self.deployment_config, self.model_fields_set, sources)
 
 
 class IngressConfig(_Strict):
@@ -155,12 +215,62 @@ class IngressConfig(_Strict):
     max_concurrent_cots: int = Field(
         default=32, ge=1, description="Strong-model CoTs one ingress replica has written at once across experiments."
     )
+    backpressure_max_wait_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        description="Transfer.Run: how long a call to a model deployment whose queue is full is retried before"
+        " its problem gets a RESOURCE_EXHAUSTED ProblemError (the run goes on with the others).",
+    )
+    experiment_series_retention_s: float = Field(
+        default=600.0,
+        ge=0.0,
+        description="How long after an experiment ends its per-experiment series (progress, unlock rates) stay"
+        " on the service's metrics endpoint; they are dropped after, so the exposition stays bounded.",
+    )
+    deployment_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Ray Serve's own serve.deployment options for the ingress, passed through as Ray Serve LLM's"
+        " deployment_config; they override num_replicas, num_cpus and the request limits above. The shutdown"
+        " timeout is drain_timeout_s, which the local drain uses too.",
+    )
+
+    @model_validator(mode="after")
+    def _serve_options_known(self) -> IngressConfig:
+        check_deployment_config(self.deployment_config, refused={"graceful_shutdown_timeout_s": "drain_timeout_s"})
+        self.serve_options()
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """The options the ingress deployment is built with (``serve.deployment``'s names)."""
+        declared = {
+            "num_replicas": self.num_replicas,
+            "ray_actor_options": {"num_cpus": self.num_cpus},
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "graceful_shutdown_timeout_s": self.drain_timeout_s,
+        }
+        sources = {
+            "num_replicas": ("num_replicas", "autoscaling_config"),
+            "num_cpus": ("ray_actor_options",),
+            "max_ongoing_requests": ("max_ongoing_requests",),
+            "max_queued_requests": ("max_queued_requests",),
+        }
+        merged = merge_options(declared, self.deployment_config, self.model_fields_set, sources)
+        if "autoscaling_config" in self.deployment_config:
+            merged.pop("num_replicas", None)
+        return merged
 
 
 class LimitsConfig(_Strict):
     max_samples_per_request: int = Field(default=1024, ge=1, description="Cap on n in one request.")
     max_problems_per_run: int = Field(default=10_000, ge=1, description="Cap on problems in one Transfer.Run.")
     max_fractions: int = Field(default=101, ge=1, description="Cap on fractions in one request.")
+    max_text_chars: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Longest text field (problem, prefix, answer, CoT) accepted, in characters; longer ones get"
+        " INVALID_ARGUMENT naming the field, at the edge, before any tokenisation.",
+    )
     max_message_bytes: int = Field(
         default=MAX_MESSAGE_BYTES,
         ge=2**16,

@@ -31,9 +31,11 @@ from cot_transfer.serving import edge
 from cot_transfer.serving.admission import call_when_admitted, stream_when_admitted
 from cot_transfer.serving.auth import TokenAuth
 from cot_transfer.serving.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
-from cot_transfer.serving.config import ServingConfig
-from cot_transfer.serving.metrics import RayServiceMetrics
+from cot_transfer.serving.config import ModelDeploymentConfig, ServingConfig
+from cot_transfer.serving.fingerprint import model_fingerprint
+from cot_transfer.serving.metrics import FAMILIES, ExperimentSeries, RayServiceMetrics
 from cot_transfer.serving.metrics_endpoint import gather_exposition, node_metric_urls
+from cot_transfer.serving.reasoning import PLAIN, ReasoningFormat, resolve_format
 from cot_transfer.serving.status import status_for
 from cot_transfer.serving.strong import StrongModelServer
 from cot_transfer.serving.transfer import TransferRunner
@@ -54,9 +56,14 @@ def vllm_engine_factory(config: EngineConfig) -> Engine:
 
 class _ModelReplica:
     async def _start_engine(self, engine_config: EngineConfig, engine_factory: EngineFactory | None) -> Engine:
+        self._model_path = engine_config.model
         self._engine = (engine_factory or vllm_engine_factory)(engine_config)
         await self._engine.start()
         return self._engine
+
+    async def fingerprint(self) -> str:
+        """The fingerprint of the model folder this replica serves (``serving.fingerprint``)."""
+        return await asyncio.to_thread(model_fingerprint, self._model_path)
 
     async def check_health(self) -> None:
         """Serve's periodic replica health check; the gRPC health probe reads its outcome."""
@@ -78,10 +85,13 @@ class _ModelReplica:
 class StrongModelDeployment(_ModelReplica):
     # Ray actors may have an async constructor; type checkers insist __init__ returns None.
     async def __init__(  # type: ignore[misc]
-        self, engine_config: EngineConfig, engine_factory: EngineFactory | None = None
+        self,
+        engine_config: EngineConfig,
+        engine_factory: EngineFactory | None = None,
+        reasoning_format: ReasoningFormat = PLAIN,
     ) -> None:
         engine = await self._start_engine(engine_config, engine_factory)
-        self._server = StrongModelServer(engine, engine_config.name, RayServiceMetrics())
+        self._server = StrongModelServer(engine, engine_config.name, RayServiceMetrics(), reasoning_format)
 
     async def stream_prefixes(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
         async for event in self._server.stream_prefixes(request):
@@ -91,10 +101,13 @@ class StrongModelDeployment(_ModelReplica):
 @serve.deployment
 class WeakModelDeployment(_ModelReplica):
     async def __init__(  # type: ignore[misc]
-        self, engine_config: EngineConfig, engine_factory: EngineFactory | None = None
+        self,
+        engine_config: EngineConfig,
+        engine_factory: EngineFactory | None = None,
+        reasoning_format: ReasoningFormat = PLAIN,
     ) -> None:
         engine = await self._start_engine(engine_config, engine_factory)
-        self._server = WeakModelServer(engine, engine_config.name, RayServiceMetrics())
+        self._server = WeakModelServer(engine, engine_config.name, RayServiceMetrics(), reasoning_format)
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         return await self._server.complete(request)
@@ -124,7 +137,9 @@ class TransferIngress:
         self._weak = weak
         self._config = config
         self._auth = TokenAuth.from_env(config.auth_token_env)
-        self._metrics = RayServiceMetrics()
+        self._experiments = ExperimentSeries(config.ingress.experiment_series_retention_s)
+        self._metrics = RayServiceMetrics(self._experiments)
+        self._fingerprints: dict[str, str] | None = None
         # A run's own calls wait out a full model queue (RESOURCE_EXHAUSTED is for callers who can
         # retry); the client's deadline or cancellation still ends them.
         self._runner = TransferRunner(
@@ -165,7 +180,9 @@ class TransferIngress:
         """HTTP through Serve's proxy: ``GET {route_prefix}/metrics`` is the service's Prometheus endpoint."""
         if request.method == "GET" and request.url.path.rstrip("/").endswith("/metrics"):
             urls = await asyncio.to_thread(node_metric_urls)
-            return PlainTextResponse(await gather_exposition(urls), media_type=PROMETHEUS_CONTENT_TYPE)
+            shown = self._experiments.shown()
+            exposition = await gather_exposition(urls, declared=FAMILIES, experiment_shown=shown.__contains__)
+            return PlainTextResponse(exposition, media_type=PROMETHEUS_CONTENT_TYPE)
         return PlainTextResponse("this application serves gRPC; GET <route prefix>/metrics for Prometheus\n", 404)
 
     async def _strong_events(self, request: PrefixRequest) -> AsyncGenerator[StrongEvent, None]:
@@ -182,6 +199,8 @@ class TransferIngress:
             lambda: self._strong_events(request),
             BackPressureError,
             on_retry=lambda: self._metrics.backpressure_retry(STRONG_DEPLOYMENT),
+            max_wait_s=self._config.ingress.backpressure_max_wait_s,
+            what=f"the {STRONG_DEPLOYMENT} deployment",
         )
 
     async def _complete_when_admitted(self, request: CompletionRequest) -> CompletionResult:
@@ -189,7 +208,22 @@ class TransferIngress:
             lambda: self._complete(request),
             BackPressureError,
             on_retry=lambda: self._metrics.backpressure_retry(WEAK_DEPLOYMENT),
+            max_wait_s=self._config.ingress.backpressure_max_wait_s,
+            what=f"the {WEAK_DEPLOYMENT} deployment",
         )
+
+    async def _model_fingerprints(self) -> dict[str, str]:
+        """Each served name's fingerprint, read once: the folder here if this node has it, else
+        from a replica of the deployment (the ingress may run where the weights are not)."""
+        if self._fingerprints is None:
+            fingerprints = {}
+            for deployment, handle in ((self._config.strong, self._strong), (self._config.weak, self._weak)):
+                fingerprint = await asyncio.to_thread(model_fingerprint, deployment.engine.model)
+                if not fingerprint:
+                    fingerprint = await handle.fingerprint.remote()
+                fingerprints[deployment.engine.name] = fingerprint
+            self._fingerprints = fingerprints
+        return self._fingerprints
 
     async def StreamPrefixes(  # noqa: N802 - the gRPC method name
         self, request: pb.StreamPrefixesRequest, grpc_context: RayServegRPCContext
@@ -215,7 +249,7 @@ class TransferIngress:
         self, request: pb.GetInfoRequest, grpc_context: RayServegRPCContext
     ) -> pb.GetInfoResponse:
         async with self._rpc("GetInfo", grpc_context):
-            info = edge.service_info_to_proto(self._config)
+            info = edge.service_info_to_proto(self._config, await self._model_fingerprints())
         return info
 
     async def Run(  # noqa: N802 - the gRPC method name
@@ -281,36 +315,22 @@ def _running_replicas(application: str) -> dict[str, int]:
     }
 
 
-def _model_deployment_options(name: str, deployment: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "ray_actor_options": deployment.resources.ray_actor_options(),
-        "autoscaling_config": deployment.autoscaling.serve_config(),
-        "max_ongoing_requests": deployment.max_ongoing_requests,
-        "max_queued_requests": deployment.max_queued_requests,
-        # A cold vLLM start (weights, KV-cache profiling, compilation) takes minutes on big models.
-        "health_check_timeout_s": 60,
-        "graceful_shutdown_timeout_s": 30,
-    }
+def _model_deployment_options(name: str, deployment: ModelDeploymentConfig) -> dict[str, Any]:
+    return {"name": name, **deployment.serve_options()}
 
 
 def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory | None = None) -> serve.Application:
     # serve.deployment turns the classes into Deployments, which mypy cannot see.
     strong_options = _model_deployment_options(STRONG_DEPLOYMENT, config.strong)
     strong = StrongModelDeployment.options(**strong_options).bind(  # type: ignore[attr-defined]
-        config.strong.engine, engine_factory
+        config.strong.engine, engine_factory, resolve_format(config.strong.reasoning_format)
     )
     weak_options = _model_deployment_options(WEAK_DEPLOYMENT, config.weak)
     weak = WeakModelDeployment.options(**weak_options).bind(  # type: ignore[attr-defined]
-        config.weak.engine, engine_factory
+        config.weak.engine, engine_factory, resolve_format(config.weak.reasoning_format)
     )
     return TransferIngress.options(  # type: ignore[attr-defined]
-        name="TransferIngress",
-        num_replicas=config.ingress.num_replicas,
-        ray_actor_options={"num_cpus": config.ingress.num_cpus},
-        max_ongoing_requests=config.ingress.max_ongoing_requests,
-        max_queued_requests=config.ingress.max_queued_requests,
-        graceful_shutdown_timeout_s=config.ingress.drain_timeout_s,
+        name="TransferIngress", **config.ingress.serve_options()
     ).bind(strong, weak, config)
 
 

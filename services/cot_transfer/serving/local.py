@@ -11,6 +11,7 @@ import grpc
 
 from cot_transfer.serving.config import PROXY_MAX_MESSAGE_ENV, ServingConfig
 from cot_transfer.serving.deployments import GRPC_SERVICER_FUNCTIONS, EngineFactory, build_app_from_config
+from cot_transfer.serving.serve_options import cpu_demand
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,8 @@ class DrainResult:
 
 def _logical_cpus(config: ServingConfig) -> int:
     """Enough Ray CPUs for every replica the autoscalers may start, and at least the machine's."""
-    demand = sum(
-        deployment.resources.num_cpus * deployment.autoscaling.max_replicas
-        for deployment in (config.strong, config.weak)
-    )
-    demand += config.ingress.num_cpus * config.ingress.num_replicas
+    deployments = (config.strong, config.weak, config.ingress)
+    demand = sum(cpu_demand(deployment.serve_options()) for deployment in deployments)
     return max(os.cpu_count() or 1, int(demand + 0.999))
 
 

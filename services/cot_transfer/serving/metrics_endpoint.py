@@ -9,6 +9,13 @@ and the additive gauges kept here), and drops Ray's ``ray_`` prefix:
 ``vllm:name``, which Ray exports as ``ray_vllm_name``) -> ``vllm_name``, for the families in
 ``VLLM_FAMILIES``. Ray's full exposition stays on each
 node's metrics port for platform dashboards.
+
+Two more things make it a conventional Prometheus endpoint: every family the service declares
+(``metrics.FAMILIES``) is there from the first scrape, at zero where it has no labels, before
+Ray has exported anything (so an ``absent()`` alert tells a fresh service from a dead one), and
+the per-experiment series of experiments that ended long ago are left out (``ExperimentSeries``),
+so the page stays bounded however many runs were made. Parsing and merging run in a worker
+thread: a large exposition must not hold the event loop that also serves gRPC.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import math
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from cot_transfer.serving.metrics import EXPERIMENT_LABEL, Family
 
 RAY_PROCESS_LABELS = frozenset(
     {
@@ -71,9 +80,19 @@ class _Family:
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(default_factory=dict)
 
 
-def merge_expositions(texts: Iterable[str]) -> str:
-    """Merges node expositions into one clean exposition (text format 0.0.4)."""
+def merge_expositions(
+    texts: Iterable[str],
+    declared: Sequence[Family] = (),
+    experiment_shown: Callable[[str], bool] | None = None,
+) -> str:
+    """Merges node expositions into one clean exposition (text format 0.0.4).
+
+    ``declared`` families missing from every node are added empty (an unlabelled one at zero);
+    with ``experiment_shown``, series whose experiment label it refuses are dropped.
+    """
     families: dict[str, _Family] = {}
+    for spec in declared:
+        families[spec.name] = _declared_family(spec)
     for text in texts:
         for family in text_string_to_metric_families(text):
             name = public_name(family.name)
@@ -83,6 +102,9 @@ def merge_expositions(texts: Iterable[str]) -> str:
             for sample in family.samples:
                 suffix = sample.name.removeprefix(family.name)
                 if suffix == "_created":
+                    continue
+                experiment = sample.labels.get(EXPERIMENT_LABEL)
+                if experiment is not None and experiment_shown is not None and not experiment_shown(experiment):
                     continue
                 labels = tuple(
                     sorted(
@@ -94,6 +116,27 @@ def merge_expositions(texts: Iterable[str]) -> str:
                 key = (name + suffix, labels)
                 merged.samples[key] = merged.samples.get(key, 0.0) + sample.value
     return "".join(_format_family(family) for _, family in sorted(families.items()))
+
+
+def _declared_family(spec: Family) -> _Family:
+    family = _Family(spec.name, spec.kind, spec.description)
+    if spec.tags:
+        return family  # a labelled family has no series until a label value is recorded
+    if spec.kind == "counter":
+        family.samples[(spec.name + "_total", ())] = 0.0
+    elif spec.kind == "gauge":
+        family.samples[(spec.name, ())] = 0.0
+    else:
+        for bound in (*spec.boundaries, math.inf):
+            family.samples[(spec.name + "_bucket", (("le", _format_bound(bound)),))] = 0.0
+        family.samples[(spec.name + "_sum", ())] = 0.0
+        family.samples[(spec.name + "_count", ())] = 0.0
+    return family
+
+
+def _format_bound(bound: float) -> str:
+    # As Ray's exporter writes bucket bounds, so a declared zero bucket and a real one merge.
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
 def _format_family(family: _Family) -> str:
@@ -147,7 +190,14 @@ def _fetch(url: str, timeout_s: float) -> str:
         return str(response.read().decode("utf-8"))
 
 
-async def gather_exposition(urls: Sequence[str], timeout_s: float = 5.0) -> str:
-    """Fetches every node's exposition; a node that does not answer is left out, not fatal."""
+async def gather_exposition(
+    urls: Sequence[str],
+    timeout_s: float = 5.0,
+    declared: Sequence[Family] = (),
+    experiment_shown: Callable[[str], bool] | None = None,
+) -> str:
+    """Fetches every node's exposition; a node that does not answer is left out, not fatal.
+    Everything but the awaiting runs in worker threads."""
     results = await asyncio.gather(*(asyncio.to_thread(_fetch, url, timeout_s) for url in urls), return_exceptions=True)
-    return merge_expositions(text for text in results if isinstance(text, str))
+    texts = [text for text in results if isinstance(text, str)]
+    return await asyncio.to_thread(merge_expositions, texts, declared, experiment_shown)

@@ -14,8 +14,8 @@ import uuid
 import grpc
 
 from cot_transfer.domain.errors import (
+    AlreadyExistsError,
     CotTransferError,
-    DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
     OutOfRangeError,
@@ -31,9 +31,9 @@ _CODE_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
     (OutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
-    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (asyncio.TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),

@@ -6,12 +6,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 
+from cot_transfer.domain.answers import get_grader
 from cot_transfer.domain.errors import OutOfRangeError
-from cot_transfer.domain.grading import get_grader
+from cot_transfer.domain.reasoning import clean_prefix
 from cot_transfer.domain.requests import CotDelta, CotPrefix, PrefixRequest, StrongAnswer, StrongEvent
 from cot_transfer.domain.truncation import prefix_token_count
 from cot_transfer.engine.base import Engine, GenerationRequest, PromptTokenizer
 from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.reasoning import PLAIN, ReasoningCodec, ReasoningFormat
 
 
 def check_fits_context(prompt_tokens: int, new_tokens: int, max_model_len: int, field: str) -> None:
@@ -24,26 +26,42 @@ def check_fits_context(prompt_tokens: int, new_tokens: int, max_model_len: int, 
 
 
 class StrongModelServer:
-    def __init__(self, engine: Engine, model_name: str = "strong", metrics: ServiceMetrics = NO_METRICS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        model_name: str = "strong",
+        metrics: ServiceMetrics = NO_METRICS,
+        reasoning_format: ReasoningFormat = PLAIN,
+    ) -> None:
         self._engine = engine
         self._model_name = model_name
         self._metrics = metrics
+        self._format = reasoning_format
+        self._codec: ReasoningCodec | None = None
+
+    @property
+    def codec(self) -> ReasoningCodec:
+        # The tokenizer exists only once the engine has started.
+        if self._codec is None:
+            self._codec = ReasoningCodec(self._format, self._engine.tokenizer)
+        return self._codec
 
     async def stream_prefixes(self, request: PrefixRequest) -> AsyncGenerator[StrongEvent, None]:
         grader = get_grader(request.grader)
         tokenizer = self._engine.tokenizer
-        prompt_ids = tokenizer.encode(tokenizer.render_problem(request.problem))
+        codec = self.codec
+        prompt_ids = await codec.strong_prompt_ids(request.problem)
         check_fits_context(
             len(prompt_ids), request.sampling.max_tokens, self._engine.max_model_len, "sampling.max_tokens"
         )
         request_id = f"strong-{uuid.uuid4().hex}"
-        cot_ids: list[int] = []
+        output_ids: list[int] = []
         finish_reason = "length"
         generation = GenerationRequest(prompt_ids, n=1, sampling=request.sampling, stream_deltas=True)
         try:
             async for output in self._engine.generate(generation, request_id):
                 sample = output.samples[0]
-                cot_ids.extend(sample.token_ids)
+                output_ids.extend(sample.token_ids)
                 if sample.text:
                     yield CotDelta(sample.text)
                 if sample.finish_reason is not None:
@@ -53,20 +71,41 @@ class StrongModelServer:
             self._metrics.aborted(self._model_name)
             raise
         finally:
-            self._metrics.tokens(self._model_name, prompt=len(prompt_ids), generated=len(cot_ids))
-        cot_ids = _without_trailing_special(tokenizer, cot_ids)
+            self._metrics.tokens(self._model_name, prompt=len(prompt_ids), generated=len(output_ids))
+        split = codec.split(output_ids)
+        # The CoT is the reasoning only: the fractions count its tokens, not the answer after it.
+        cot_ids = _without_trailing_special(tokenizer, list(split.reasoning_ids))
+        # A budget that ran out inside a multi-byte character leaves part of it: the CoT ends at
+        # the last complete character, so no prefix nor the CoT itself holds U+FFFD.
+        kept, cot = clean_prefix(cot_ids, len(cot_ids), tokenizer.decode)
+        cot_ids = cot_ids[:kept]
         for fraction in request.fractions:
             yield cut_prefix(tokenizer, cot_ids, fraction)
-        cot = tokenizer.decode(cot_ids)
+        if self._format.has_reasoning_block:
+            # The blank lines between the closed block and the answer are layout, not answer.
+            final_text = tokenizer.decode(_without_trailing_special(tokenizer, list(split.final_ids))).strip()
+            answer = grader.extract(final_text)
+        else:
+            final_text, answer = "", grader.extract(cot)
         yield StrongAnswer(
-            cot=cot, answer=grader.extract(cot), cot_num_tokens=len(cot_ids), finish_reason=finish_reason
+            cot=cot,
+            answer=answer,
+            cot_num_tokens=len(cot_ids),
+            finish_reason=finish_reason,
+            final_text=final_text,
+            reasoning_truncated=self._format.has_reasoning_block and not split.closed and finish_reason == "length",
         )
 
 
 def cut_prefix(tokenizer: PromptTokenizer, cot_ids: Sequence[int], fraction: float) -> CotPrefix:
-    kept = prefix_token_count(fraction, len(cot_ids))
+    """The prefix at ``fraction``: cut on a token boundary, backed off to a complete character."""
+    kept, text = clean_prefix(cot_ids, prefix_token_count(fraction, len(cot_ids)), tokenizer.decode)
     return CotPrefix(
-        fraction=fraction, text=tokenizer.decode(cot_ids[:kept]), num_tokens=kept, cot_num_tokens=len(cot_ids)
+        fraction=fraction,
+        text=text,
+        num_tokens=kept,
+        cot_num_tokens=len(cot_ids),
+        token_ids=tuple(cot_ids[:kept]),
     )
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from cot_transfer.domain.errors import UnavailableError
-from cot_transfer.domain.grading import get_grader
+from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED, RunningAnalysis
+from cot_transfer.domain.answers import states_answer
+from cot_transfer.domain.errors import AlreadyExistsError, UnavailableError
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
@@ -18,17 +20,20 @@ from cot_transfer.domain.requests import (
     FractionResult,
     PrefixRequest,
     Problem,
+    ProblemError,
     StrongAnswer,
     StrongCot,
     StrongEvent,
     TransferRequest,
 )
-from cot_transfer.domain.transfer import FractionOutcome, RunningUnlockRates, TransferSummary, summarize
+from cot_transfer.domain.transfer import RunSummary
+from cot_transfer.serving.graders import get_grader
 from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.status import status_for
 
 StreamPrefixes = Callable[[PrefixRequest], AsyncIterator[StrongEvent]]
 Complete = Callable[[CompletionRequest], Awaitable[CompletionResult]]
-TransferEvent = StrongCot | FractionResult | TransferSummary
+TransferEvent = StrongCot | FractionResult | ProblemError | RunSummary
 
 
 @dataclass(frozen=True)
@@ -53,17 +58,6 @@ def longest_generation_first(prefix: CotPrefix) -> float:
     ``python -m benchmarks.ordering`` (BENCHMARKS.md).
     """
     return -float(prefix.cot_num_tokens - prefix.num_tokens)
-
-
-def longest_prefix_first(prefix: CotPrefix) -> float:
-    """The alternative key: the longest prompt of a problem first (kept for the benchmarks)."""
-    return -float(prefix.num_tokens)
-
-
-def arrival_order(prefix: CotPrefix) -> float:
-    """No priority: requests run in the order they are created (each problem's fractions in
-    request order, problems as their CoTs finish), as a plain semaphore admits them."""
-    return 0.0
 
 
 SchedulingKey = Callable[[CotPrefix], float]
@@ -117,6 +111,13 @@ def _first_cause(error: BaseException) -> BaseException:
     return error
 
 
+def problem_error(problem_id: str, error: BaseException) -> ProblemError:
+    """The per-problem error event for a failure, coded by the one status table (an unexpected
+    error is logged there under an incident id, which is all the message carries)."""
+    code, details = status_for(_first_cause(error))
+    return ProblemError(problem_id=problem_id, code=code.name, message=details)
+
+
 class TransferRunner:
     """Runs one experiment against a strong and a weak model given as two callables.
 
@@ -146,51 +147,71 @@ class TransferRunner:
         self._runs_started = itertools.count()
         self._metrics = metrics
         self._running = 0
+        self._experiments: set[str] = set()
+
+    def running_experiments(self) -> frozenset[str]:
+        """The experiment ids of the runs in progress here."""
+        return frozenset(self._experiments)
 
     async def run(self, request: TransferRequest) -> AsyncGenerator[TransferEvent, None]:
+        """Streams each problem's StrongCot and FractionResults, a ProblemError for each problem
+        that could not be run (its rows so far stay valid but it is left out of the summary),
+        and last the summary."""
         get_grader(request.grader)  # an unknown grader fails the run before any model work
+        if request.experiment_id and request.experiment_id in self._experiments:
+            # Two runs under one id would write each other's progress and unlock-rate series.
+            raise AlreadyExistsError(
+                f"experiment_id {request.experiment_id!r} is already running; wait for it or use another id"
+            )
         events: asyncio.Queue[object] = asyncio.Queue()
-        producer = asyncio.create_task(self._produce(request, next(self._runs_started), events))
-        outcomes: list[FractionOutcome] = []
         strong_correct: dict[str, bool] = {}
-        running_rates = RunningUnlockRates(request.thresholds)
+        # One analysis path: the gauges rerun the summary's analysis, at most once a second.
+        running = RunningAnalysis(request.thresholds, request.fractions)
         rows_expected = len(request.problems) * len(request.fractions)
+        self._experiments.add(request.experiment_id)
         self._running += 1
         self._metrics.experiments_running(self._running)
+        self._metrics.experiment_started(request.experiment_id)
         self._metrics.experiment_progress(request.experiment_id, 0, rows_expected)
+        producer = asyncio.create_task(self._produce(request, next(self._runs_started), events))
         try:
             while (event := await events.get()) is not _DONE:
                 if isinstance(event, _Failure):
                     raise event.error
                 if isinstance(event, FractionResult):
-                    outcome = FractionOutcome(event.problem_id, event.fraction, event.n, event.num_correct)
-                    outcomes.append(outcome)
-                    running_rates.add(outcome)
-                    self._metrics.experiment_progress(request.experiment_id, len(outcomes), rows_expected)
-                    self._metrics.experiment_unlock_rates(request.experiment_id, running_rates.rates())
+                    running.add(event)
+                    self._metrics.experiment_progress(request.experiment_id, len(running.results), rows_expected)
+                    rates = running.unlock_rates_due()
+                    if rates is not None:
+                        self._metrics.experiment_unlock_rates(request.experiment_id, rates)
                     yield event
                 elif isinstance(event, StrongCot):
                     strong_correct[event.problem_id] = event.correct
+                    if event.reasoning_truncated:
+                        running.exclude(event.problem_id, REASONING_TRUNCATED)
                     yield event
+                elif isinstance(event, ProblemError):
+                    running.exclude(event.problem_id, PROBLEM_ERROR)
+                    yield event
+            final_rates = running.unlock_rates_due(force=True)
+            if final_rates is not None:
+                self._metrics.experiment_unlock_rates(request.experiment_id, final_rates)
         finally:
             self._running -= 1
+            self._experiments.discard(request.experiment_id)
             self._metrics.experiments_running(self._running)
+            self._metrics.experiment_ended(request.experiment_id)
             if not producer.done():
                 producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-        yield summarize(
-            outcomes,
-            fractions=request.fractions,
-            n_samples=request.n,
-            thresholds=request.thresholds,
-            strong_correct=strong_correct,
-        )
+        analysis = running.analysis(strong_correct=strong_correct)
+        yield analysis.run_summary(request.n)
 
     async def _produce(self, request: TransferRequest, run_number: int, events: asyncio.Queue[object]) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 for index, problem in enumerate(request.problems):
-                    group.create_task(self._run_problem(request, problem, (run_number, index), events))
+                    group.create_task(self._run_isolated(request, problem, (run_number, index), events))
         except BaseExceptionGroup as group_error:
             await events.put(_Failure(_first_cause(group_error)))
         except BaseException as error:  # cancellation included: the consumer is gone or going
@@ -198,6 +219,21 @@ class TransferRunner:
             raise
         else:
             await events.put(_DONE)
+
+    async def _run_isolated(
+        self,
+        request: TransferRequest,
+        problem: Problem,
+        position: tuple[int, int],
+        events: asyncio.Queue[object],
+    ) -> None:
+        """Runs one problem; its failure becomes its ProblemError and the other problems go on.
+        Cancellation (the caller left, the deadline passed) is not a problem's failure: it ends
+        the run."""
+        try:
+            await self._run_problem(request, problem, position, events)
+        except Exception as error:  # a task group of the problem's fractions included
+            await events.put(problem_error(problem.id, error))
 
     async def _run_problem(
         self,
@@ -224,19 +260,28 @@ class TransferRunner:
                     answer = event
         if answer is None:
             raise UnavailableError(f"the strong model ended problem {problem.id!r} without an answer")
-        grader = get_grader(request.grader)
+        grader = get_grader(request.grader, self._metrics)
+        # Grading may block on a math-verify worker for seconds: off the event loop.
+        correct = await asyncio.to_thread(grader.is_correct, answer.answer, problem.answer)
+        leaks = await asyncio.to_thread(lambda: [states_answer(grader, cut.text, problem.answer) for cut in prefixes])
+        judged = tuple(
+            dataclasses.replace(prefix, answer_in_prefix=leak) for prefix, leak in zip(prefixes, leaks, strict=True)
+        )
         await events.put(
             StrongCot(
                 problem_id=problem.id,
                 cot=answer.cot,
                 answer=answer.answer,
-                correct=grader.is_correct(answer.answer, problem.answer),
+                correct=correct,
                 cot_num_tokens=answer.cot_num_tokens,
-                prefixes=tuple(prefixes),
+                prefixes=judged,
+                final_text=answer.final_text,
+                finish_reason=answer.finish_reason,
+                reasoning_truncated=answer.reasoning_truncated,
             )
         )
         async with asyncio.TaskGroup() as group:
-            for prefix in prefixes:
+            for prefix in judged:
                 group.create_task(self._run_fraction(request, problem, prefix, run_number, events))
 
     async def _run_fraction(
@@ -250,6 +295,7 @@ class TransferRunner:
         completion_request = CompletionRequest(
             problem=problem.problem,
             prefix=prefix.text,
+            prefix_token_ids=prefix.token_ids,
             n=request.n,
             sampling=request.weak_sampling,
             reference_answer=problem.answer,
@@ -266,5 +312,6 @@ class TransferRunner:
                 cot_num_tokens=prefix.cot_num_tokens,
                 n=len(result.completions),
                 num_correct=result.num_correct,
+                answer_in_prefix=prefix.answer_in_prefix,
             )
         )

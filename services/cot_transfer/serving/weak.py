@@ -4,29 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 
+from cot_transfer.domain.answers import grade
 from cot_transfer.domain.errors import UnavailableError
-from cot_transfer.domain.grading import get_grader, grade
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, GradedCompletion
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest
+from cot_transfer.serving.graders import get_grader
 from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.reasoning import PLAIN, ReasoningCodec, ReasoningFormat
 from cot_transfer.serving.strong import check_fits_context
 
 
 class WeakModelServer:
-    def __init__(self, engine: Engine, model_name: str = "weak", metrics: ServiceMetrics = NO_METRICS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        model_name: str = "weak",
+        metrics: ServiceMetrics = NO_METRICS,
+        reasoning_format: ReasoningFormat = PLAIN,
+    ) -> None:
         self._engine = engine
         self._model_name = model_name
         self._metrics = metrics
+        self._format = reasoning_format
+        self._codec: ReasoningCodec | None = None
+
+    @property
+    def codec(self) -> ReasoningCodec:
+        # The tokenizer exists only once the engine has started.
+        if self._codec is None:
+            self._codec = ReasoningCodec(self._format, self._engine.tokenizer)
+        return self._codec
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
-        grader = get_grader(request.grader)
-        tokenizer = self._engine.tokenizer
-        # The weak model continues the strong model's reasoning inside its own answer turn,
-        # so the prefix goes after the rendered prompt, not into the user message.
-        prompt_ids = tokenizer.encode(tokenizer.render_problem(request.problem) + request.prefix)
-        prefix_tokens = len(tokenizer.encode(request.prefix)) if request.prefix else 0
+        grader = get_grader(request.grader, self._metrics)
+        codec = self.codec
+        # The weak model continues the strong model's reasoning inside its own reasoning block
+        # (its answer turn for the plain format), so the prefix goes after the rendered prompt.
+        prompt_ids, prefix_tokens = await codec.receiver_prompt_ids(
+            request.problem, request.prefix, request.prefix_token_ids
+        )
         # The budget covers the whole reasoning, prefix included; at least one token is left so
         # a prefix that used the whole budget can still be closed.
         new_tokens = max(1, request.sampling.max_tokens - prefix_tokens)
@@ -46,9 +65,14 @@ class WeakModelServer:
         if final is None or not final.finished:
             raise UnavailableError("the engine ended the request without a final output")
         samples = sorted(final.samples, key=lambda sample: sample.index)
-        # Grading may call sympy (the math grader); off the event loop, other requests keep flowing.
+        # The receiver is graded on its own answer, never on the received prefix.
+        # Splitting n long outputs and grading (sympy, for the math grader) run off the event
+        # loop, so other requests keep flowing.
         graded = await asyncio.to_thread(
-            lambda: [grade(grader, request.prefix + sample.text, request.reference_answer) for sample in samples]
+            lambda: [
+                grade(grader, self._answer_text(sample.token_ids, sample.text), request.reference_answer)
+                for sample in samples
+            ]
         )
         completions = [
             GradedCompletion(
@@ -66,3 +90,13 @@ class WeakModelServer:
         self._metrics.completions(self._model_name, len(completions))
         self._metrics.graded(grader.name, len(completions), result.num_correct)
         return result
+
+    def _answer_text(self, token_ids: Sequence[int], text: str) -> str:
+        """The text a completion is graded on: its final answer once it closed its reasoning
+        block; the whole completion for the plain format or a reasoning block left open."""
+        if not self._format.has_reasoning_block:
+            return text
+        split = self.codec.split(token_ids)
+        if not split.closed:
+            return text
+        return self._engine.tokenizer.decode(split.final_ids)

@@ -1,0 +1,80 @@
+"""The benchmark workloads, the default paths, and the harness's log and phase timer."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "local-cpu.yaml"
+DEFAULT_PROBLEMS = REPO / "datasets" / "testbed-hard.jsonl"
+WARMUP_PROBLEMS = REPO / "datasets" / "testbed-demo.jsonl"
+DEFAULT_OUT = REPO / "benchmarks" / "results.json"
+QUICK_OUT = REPO / "benchmarks" / "results-quick.json"
+DEFAULT_DOC = REPO / "BENCHMARKS.md"
+ARTIFACTS = REPO / "runs" / "bench"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    num_problems: int
+    fractions: tuple[float, ...]
+    n: int
+    naive_problems: int
+    overhead_calls: int
+    overhead_max_tokens: int
+    locust_users: int
+    locust_run_time: str
+
+
+STANDARD = Workload(
+    name="standard",
+    num_problems=32,
+    fractions=tuple(round(index / 10, 1) for index in range(11)),
+    n=16,
+    naive_problems=32,
+    overhead_calls=50,
+    overhead_max_tokens=8,
+    locust_users=8,
+    locust_run_time="60s",
+)
+QUICK = Workload(
+    name="quick",
+    num_problems=4,
+    fractions=(0.0, 0.5, 1.0),
+    n=4,
+    naive_problems=1,
+    overhead_calls=20,
+    overhead_max_tokens=8,
+    locust_users=2,
+    locust_run_time="15s",
+)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def timed(label: str, action: Callable[[], T]) -> tuple[T, float]:
+    log(f"{label}...")
+    started = time.perf_counter()
+    value = action()
+    seconds = time.perf_counter() - started
+    log(f"{label}: {seconds:.1f} s")
+    return value, seconds
+
+
+async def timed_async(label: str, action: Awaitable[T]) -> tuple[T, float]:
+    log(f"{label}...")
+    started = time.perf_counter()
+    value = await action
+    seconds = time.perf_counter() - started
+    log(f"{label}: {seconds:.1f} s")
+    return value, seconds

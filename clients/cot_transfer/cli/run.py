@@ -1,0 +1,141 @@
+"""`cot-transfer run` and `report`: an experiment against a service, and the report of a results folder.
+
+Nothing here needs the server's packages: a plain `pip install cot-transfer` runs these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from cot_transfer.client import CotTransferClient, Sampling
+from cot_transfer.domain.requests import Problem
+from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL, Thresholds
+from cot_transfer.experiment.datasets import DATASET_OPTIONS, dataset_options_from_args, load_problems
+from cot_transfer.experiment.report import format_unlock_table, write_report
+from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
+
+STANDARD_FRACTIONS = tuple(round(0.1 * step, 1) for step in range(11))
+
+# Options that change results; `run --resume` takes them from the folder instead.
+SETTING_OPTIONS = (
+    "problems",
+    "limit",
+    "fractions",
+    "n",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "grader",
+    "tau0",
+    "tau",
+    *DATASET_OPTIONS,
+)
+
+
+class UsageError(Exception):
+    """A command line that asks for something inconsistent."""
+
+
+def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+    return ExperimentSettings(
+        fractions=args.fractions if args.fractions is not None else STANDARD_FRACTIONS,
+        n=args.n if args.n is not None else args.n_default,
+        strong_sampling=sampling,
+        weak_sampling=sampling,
+        thresholds=Thresholds(
+            args.tau0 if args.tau0 is not None else DEFAULT_BASELINE_MAX_POTENTIAL,
+            args.tau if args.tau is not None else DEFAULT_UNLOCK_MIN_POTENTIAL,
+        ),
+        grader=args.grader or "exact",
+    )
+
+
+def inputs_from_args(
+    args: argparse.Namespace, default_problems: Path | None
+) -> tuple[list[Problem], ExperimentSettings, Path]:
+    if getattr(args, "resume", None) is not None:
+        given = [f"--{name.replace('_', '-')}" for name in SETTING_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"--resume takes the settings from the run folder; drop {' '.join(given)}")
+        return resume_inputs(args.resume)
+    problems_path = args.problems or default_problems
+    if problems_path is None:
+        raise UsageError("--problems is required for a new run")
+    problems = load_problems(problems_path, dataset_options_from_args(args))
+    if args.limit is not None:
+        problems = problems[: args.limit]
+    return problems, settings_from_args(args), problems_path.resolve()
+
+
+async def run_command(
+    address: str, application: str, args: argparse.Namespace, default_problems: Path | None = None
+) -> None:
+    """Runs (or resumes) the experiment ``args`` describe, with a progress bar, and prints its table."""
+    from tqdm import tqdm
+
+    problems, settings, problems_path = inputs_from_args(args, default_problems)
+    out_dir = args.resume if getattr(args, "resume", None) is not None else args.out
+    total = len(problems) * len(settings.measured_fractions())
+    with tqdm(total=total, unit="prefix", desc="transfer", file=sys.stderr, dynamic_ncols=True) as progress:
+        async with CotTransferClient(address, application=application, **connection_options(args)) as client:
+            summary = await run_experiment(
+                client,
+                problems,
+                settings,
+                out_dir,
+                problems_path=problems_path,
+                dataset=dataset_options_from_args(args),
+                resume=getattr(args, "resume", None) is not None,
+                on_row=lambda row: progress.update(1),
+                on_resume=progress.update,
+            )
+    print(headline(summary))
+    print(format_unlock_table(summary))
+    for failed in summary.get("failed_problems", []):
+        again = "final, kept on --resume" if failed["permanent"] else "--resume runs it again"
+        print(f"problem {failed['problem_id']!r} could not be run: {failed['code']} {failed['message']} ({again})")
+    print(f"results: {out_dir.resolve()} (report.md, summary.json, unlock_rate.png, potential.png, heatmap.png)")
+
+
+def report_command(run_dir: Path, group_by: tuple[str, ...] = ()) -> int:
+    write_report(run_dir, group_by=group_by)
+    print(format_unlock_table(json.loads((run_dir / "summary.json").read_text())))
+    print(f"report: {(run_dir / 'report.md').resolve()}")
+    return 0
+
+
+def connection_options(args: argparse.Namespace) -> dict[str, Any]:
+    """TLS credentials and the bearer token for `run`; the local demo needs neither."""
+    options: dict[str, Any] = {}
+    if getattr(args, "tls", False) or getattr(args, "ca_cert", None) is not None:
+        root = args.ca_cert.read_bytes() if args.ca_cert is not None else None
+        options["credentials"] = grpc.ssl_channel_credentials(root_certificates=root)
+    token_env = getattr(args, "token_env", None)
+    if token_env and os.environ.get(token_env):
+        options["token"] = os.environ[token_env]
+    if getattr(args, "deadline", None) is not None:
+        options["timeout_s"] = args.deadline
+    return options
+
+
+def headline(summary: dict[str, Any]) -> str:
+    run = summary.get("run", {})
+    strong_rate = summary.get("strong_solve_rate")
+    strong = "n/a" if strong_rate is None else f"{strong_rate:.0%}"
+    thresholds = summary["thresholds"]
+    return (
+        f"{run.get('strong_model')} -> {run.get('weak_model')}: {summary['n_problems']} problems,"
+        f" n={summary['n_samples']} samples per prefix; strong model solves {strong};"
+        f" {summary['baseline_unsolved']} unsolved by the weak model alone"
+        f" (potential <= {thresholds['baseline_max_potential']:g} at fraction 0);"
+        f" unlocked when potential >= {thresholds['unlock_min_potential']:g}\n"
+    )

@@ -1,0 +1,94 @@
+"""`cot-transfer serve` and `demo`: the local Ray Serve + vLLM stack, which only the server extras install.
+
+The serving packages are imported inside the commands, never at module import, so that the
+client-only install (`pip install cot-transfer`) runs `run` and `report` and answers `serve` with
+the extra to install instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+from cot_transfer.cli.run import run_command
+
+# Paths relative to the working directory (the repository root in a checkout), never to where
+# this package is installed: an installed CLI has no repository around it.
+DEFAULT_CONFIG = Path("configs/local-cpu.yaml")
+DEMO_PROBLEMS = Path("datasets/testbed-demo.jsonl")
+RAY_LOGS = "/tmp/ray/session_latest/logs"
+SERVER_INSTALL_HINT = "pip install 'cot-transfer[serve,cpu]' (or 'cot-transfer[serve,gpu]' on a CUDA machine)"
+
+
+class ServerNotInstalledError(Exception):
+    """The server's packages (the `serve` extra and an engine extra) are missing from this environment."""
+
+
+def _serving_modules() -> tuple[ModuleType, ModuleType]:
+    """The serving config and local-start modules, or ``ServerNotInstalledError`` naming the extra."""
+    try:
+        from cot_transfer.serving import config, local
+    except ModuleNotFoundError as error:
+        # A missing module of this project is a broken install, not a missing extra: let it show.
+        if error.name is None or error.name.split(".")[0] == "cot_transfer":
+            raise
+        raise ServerNotInstalledError(
+            f"`cot-transfer serve` and `demo` need the server, which is not installed here"
+            f" ({error.name} is missing): {SERVER_INSTALL_HINT}"
+        ) from None
+    # vLLM is imported only once a replica starts its engine; a stack without it would start Ray
+    # and then fail in every replica, so check for it before starting anything.
+    if importlib.util.find_spec("vllm") is None:
+        raise ServerNotInstalledError(f"the serving engine (vllm) is not installed: {SERVER_INSTALL_HINT}")
+    return config, local
+
+
+def _config_path(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"no serving config at {path} (relative to {Path.cwd()}); pass --config FILE")
+    return path
+
+
+def serve_command(config_path: Path, log_level: str) -> int:
+    config, local = _serving_modules()
+    stack = local.start_local(config.ServingConfig.from_yaml(_config_path(config_path)), log_level=log_level)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"grpc: {stack.grpc_address}", flush=True)
+    print(f"metrics: {stack.metrics_url}", flush=True)
+    print(f"logs: {RAY_LOGS} (replica logs; -v shows them here)", flush=True)
+    try:
+        stop.wait()
+    finally:
+        print(
+            f"shutting down: draining calls in flight (up to {stack.drain_timeout_s:g} s)", file=sys.stderr, flush=True
+        )
+        drained = stack.shutdown()
+        outcome = drained.describe() if drained else "shut down without draining (see the log)"
+        print(outcome, file=sys.stderr, flush=True)
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    config, local = _serving_modules()
+    serving_config = config.ServingConfig.from_yaml(_config_path(args.config))
+    if args.problems is None and not DEMO_PROBLEMS.is_file():
+        raise FileNotFoundError(f"no demo problems at {DEMO_PROBLEMS} (relative to {Path.cwd()}); pass --problems FILE")
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    print("starting Ray Serve with two vLLM engines on CPU (about a minute)...", file=sys.stderr, flush=True)
+    stack = local.start_local(serving_config)
+    print(f"grpc: {stack.grpc_address}", flush=True)
+    try:
+        asyncio.run(run_command(stack.grpc_address, stack.application, args, default_problems=DEMO_PROBLEMS))
+    finally:
+        stack.shutdown()
+    return 0

@@ -1,0 +1,185 @@
+"""Text renderings of a ``summary.json`` dict: the terminal unlock table and ``report.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cot_transfer.domain.dynamics import TraceDynamics
+from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
+from cot_transfer.experiment.groups import groups_markdown
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _rate_with_interval(rate: float | None, interval: Mapping[str, float] | None) -> str:
+    if rate is None:
+        return "n/a"
+    if interval is None:
+        return _percent(rate)
+    return f"{_percent(rate)} [{_percent(interval['low'])}, {_percent(interval['high'])}]"
+
+
+def _unlock_table_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    level = round(100 * float(summary.get("confidence", DEFAULT_CONFIDENCE)))
+    header = ["fraction", "mean potential", "unlocked", f"unlock rate [{level}% CI]"]
+    rows = []
+    for stats in summary.get("per_fraction", []):
+        mean = stats.get("mean_potential")
+        rows.append(
+            [
+                _percent(stats["fraction"]),
+                "n/a" if mean is None else f"{mean:.3f}",
+                f"{stats['unlocked']}/{stats['unsolved_evaluated']}",
+                _rate_with_interval(stats.get("unlock_rate"), stats.get("unlock_rate_interval")),
+            ]
+        )
+    return header, rows
+
+
+def format_unlock_table(summary: Mapping[str, Any]) -> str:
+    """Plain-text table of a ``summary.json`` dict for terminals: fraction, mean potential,
+    unlocked / baseline-unsolved, unlock rate with its interval."""
+    header, rows = _unlock_table_rows(summary)
+    widths = [max(len(cells[column]) for cells in [header, *rows]) for column in range(len(header))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(cells, widths, strict=True)) for cells in [header]]
+    lines.append("  ".join("-" * width for width in widths))
+    lines.extend("  ".join(cell.rjust(width) for cell, width in zip(cells, widths, strict=True)) for cells in rows)
+    return "\n".join(lines)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 1) -> list[str]:
+    """The first ``text_columns`` columns left-aligned, the rest (numbers) right-aligned."""
+    alignment = [":---" if column < text_columns else "---:" for column in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return lines
+
+
+DYNAMICS_MEANING = {
+    TraceDynamics.MONOTONIC: "no significant step of at least delta",
+    TraceDynamics.INSIGHT: "a significant rise of at least delta between consecutive fractions",
+    TraceDynamics.TANGENT: "a significant drop of at least delta between consecutive fractions",
+    TraceDynamics.LATE_SPIKE: "near zero below the late fraction, then a significant rise before the answer shows",
+    TraceDynamics.LUCKY_GUESS: "near zero until the prefix states the reference answer, then a significant rise",
+}
+
+
+def _answer_cell(stats: Mapping[str, Any]) -> str:
+    stated = stats.get("answer_in_prefix")
+    return "unknown" if stated is None else f"{stated}/{stats['n_problems']}"
+
+
+def report_markdown(summary: Mapping[str, Any], files: Mapping[str, str]) -> str:
+    """``report.md``; ``files`` names the plots and data files by kind (``unlock_rate``,
+    ``potential``, ``heatmap``, ``results_csv``, ``summary_json``)."""
+    run = summary["run"]
+    thresholds = summary["thresholds"]
+    level = round(100 * float(summary["confidence"]))
+    lines = ["# CoT transfer report", ""]
+    lines += markdown_table(
+        ["setting", "value"],
+        [
+            ["strong model", str(run.get("strong_model") or "n/a")],
+            ["weak model", str(run.get("weak_model") or "n/a")],
+            ["grader", str(run.get("grader") or "n/a")],
+            ["samples per prefix", str(summary.get("n_samples") or "n/a")],
+            ["unsolved at baseline (tau0)", f"potential at fraction 0 <= {thresholds['baseline_max_potential']}"],
+            ["unlocked (tau)", f"potential >= {thresholds['unlock_min_potential']}"],
+            ["settings hash", f"`{run.get('settings_hash') or 'n/a'}`"],
+        ],
+        text_columns=2,
+    )
+    final = summary["per_fraction"][-1] if summary["per_fraction"] else None
+    lines += [
+        "",
+        "## Headline",
+        "",
+        f"- problems: {summary['n_problems']}; unsolved by the weak model alone: {summary['baseline_unsolved']}",
+        f"- left out: {summary.get('truncated_cots', 0)} strong CoTs cut off inside their reasoning, "
+        f"{summary.get('problem_errors', 0)} problems that could not be run",
+        f"- strong model solve rate: {_percent(summary.get('strong_solve_rate'))}",
+    ]
+    if final is not None:
+        without = _rate_with_interval(
+            final.get("unlock_rate_without_answer"), final.get("unlock_rate_without_answer_interval")
+        )
+        lines.append(
+            f"- unlock rate with the full CoT ({_percent(final['fraction'])} of the CoT): "
+            f"{_rate_with_interval(final.get('unlock_rate'), final.get('unlock_rate_interval'))}"
+            f" ({final['unlocked']} of {final['unsolved_evaluated']}); over prefixes that do not state the answer: "
+            f"{without}"
+        )
+    header, rows = _unlock_table_rows(summary)
+    rows = [
+        [
+            *row,
+            _answer_cell(stats),
+            _rate_with_interval(
+                stats.get("unlock_rate_without_answer"), stats.get("unlock_rate_without_answer_interval")
+            ),
+            _rate_with_interval(stats.get("any_correct_rate"), stats.get("any_correct_rate_interval")),
+        ]
+        for row, stats in zip(rows, summary["per_fraction"], strict=True)
+    ]
+    lines += ["", "## Unlock rate by fraction", ""]
+    lines += markdown_table(
+        [*header, "answer in prefix", f"unlock rate without answer [{level}% CI]", f"any correct [{level}% CI]"], rows
+    )
+    lines += [
+        "",
+        f"Intervals: {level}% Clopper-Pearson intervals over problems (the rate this experiment's n measures; "
+        "see the README's Statistics section). *Answer in prefix*: results whose prefix already states the "
+        "reference answer; *without answer*: the unlock rate over the baseline-unsolved problems whose prefix "
+        "does not. *Any correct*: share of baseline-unsolved problems with at least one correct sample.",
+        "",
+        f"![Unlock rate]({files['unlock_rate']})",
+        "",
+        "## Potential",
+        "",
+        f"![Mean potential]({files['potential']})",
+        "",
+        f"![Potential per problem]({files['heatmap']})",
+        "",
+        "## Trace dynamics",
+        "",
+    ]
+    dynamics = summary["dynamics"]
+    parameters = dynamics["parameters"]
+    lines += markdown_table(
+        ["label", "meaning", "all problems", "baseline-unsolved"],
+        [
+            [
+                f"`{label.value}`",
+                DYNAMICS_MEANING[label],
+                str(dynamics["counts"][label.value]),
+                str(dynamics["counts_baseline_unsolved"][label.value]),
+            ]
+            for label in TraceDynamics
+        ],
+        text_columns=2,
+    )
+    lines += [
+        "",
+        f"Each label is a one-sided Fisher exact test on the counts, Holm-adjusted over all tests of a curve at a "
+        f"false-positive rate of {parameters['false_positive_rate']} (a flat curve gets a label at most that often), "
+        f"and needs an observed step of at least delta = {parameters['delta']}; near zero = potential <= "
+        f"{parameters['near_zero']}, late fraction = {parameters['late_fraction']}. Labels are tried in the order "
+        "lucky guess, late spike, tangent, insight; the first that holds wins. The answer fraction is the first "
+        "prefix that states the reference answer. Per problem: `summary.json` `problems` (step, fraction, confidence).",
+    ]
+    lines += groups_markdown(summary.get("groups") or {}, float(summary["confidence"]))
+    ignored = summary["ignored"]
+    if any(ignored.values()):
+        lines += [
+            "",
+            "## Data notes",
+            "",
+            f"- last lines cut off mid-write, ignored: {ignored['truncated_last_lines']}",
+            f"- rows from other settings, ignored: {ignored['rows_from_other_settings']}",
+            f"- rows written again later (the later one is used): {ignored['superseded_rows']}",
+        ]
+    lines += ["", f"Per-row data: `{files['results_csv']}`; all numbers: `{files['summary_json']}`.", ""]
+    return "\n".join(lines)

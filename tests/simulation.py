@@ -1,0 +1,270 @@
+"""Simulated transfer experiments with known truth, for the statistics tests and the README numbers.
+
+Two simulations, both vectorised with numpy:
+
+* ``draw_experiments``: many experiments of ``problems`` problems at ``n`` samples per prefix.
+  Each problem is hard (weight 0.6; baseline potential ~ Beta(0.5, 8)) or easy (Beta(8, 1)); at
+  the measured fraction a hard problem is helped with probability ``helped`` (potential ~
+  Beta(8, 2)) or not (Beta(1, 12)), an easy one has Beta(8, 2). The truth is the estimand of the
+  README's "Statistics": the unlock rate the experiment's own n measures, P(unlocked | unsolved),
+  computed exactly with beta-binomial tails; and the population's mean potential.
+* ``planted_curves``: potential curves over 11 fractions with a planted event (insight,
+  tangent, lucky guess, late spike) or none, for the dynamics labels' precision and recall.
+
+``python -m tests.simulation`` prints the coverage and width tables of the README, with the
+bootstrap percentile interval that the analysis used before beside the Clopper-Pearson one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from cot_transfer.domain.dynamics import (
+    DEFAULT_DYNAMICS_PARAMETERS,
+    CurvePoint,
+    DynamicsParameters,
+    TraceDynamics,
+    classify_points,
+)
+from cot_transfer.domain.statistics import rate_intervals
+from cot_transfer.domain.transfer import Thresholds
+
+HARD_WEIGHT = 0.6
+HARD_BASELINE = (0.5, 8.0)
+EASY_BASELINE = (8.0, 1.0)
+HELPED = (8.0, 2.0)
+NOT_HELPED = (1.0, 12.0)
+# The share of hard problems a prefix helps: unlock rates near 0, in the middle and near 1.
+RATE_LEVELS = {"near 0": 0.01, "middle": 0.5, "near 1": 0.99}
+FRACTIONS = tuple(index / 10 for index in range(11))
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class Experiments:
+    """``experiments`` x ``problems`` arrays of one setting, and the truth."""
+
+    n: int
+    unsolved: np.ndarray
+    unlocked: np.ndarray
+    any_correct: np.ndarray
+    potential: np.ndarray
+    true_unlock_rate: float
+    true_any_correct_rate: float
+    true_mean_potential: float
+
+
+def _baseline_unsolved_probability(n: int, shape: tuple[float, float], thresholds: Thresholds) -> float:
+    return float(stats.betabinom.cdf(math.floor(thresholds.baseline_max_potential * n + 1e-9), n, *shape))
+
+
+def _reach_probability(n: int, shape: tuple[float, float], at_least: int) -> float:
+    return float(stats.betabinom.sf(at_least - 1, n, *shape))
+
+
+def draw_experiments(
+    rng: np.random.Generator,
+    experiments: int,
+    problems: int,
+    n: int,
+    helped: float,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> Experiments:
+    size = (experiments, problems)
+    hard = rng.random(size) < HARD_WEIGHT
+    baseline = np.where(hard, rng.beta(*HARD_BASELINE, size), rng.beta(*EASY_BASELINE, size))
+    is_helped = rng.random(size) < helped
+    at_fraction = np.where(hard & ~is_helped, rng.beta(*NOT_HELPED, size), rng.beta(*HELPED, size))
+    baseline_k = rng.binomial(n, baseline)
+    k = rng.binomial(n, at_fraction)
+    unsolved = thresholds.unsolved_at_baseline(baseline_k / n)
+    unlocked = unsolved & thresholds.reaches_unlock(k / n)
+
+    need = math.ceil(thresholds.unlock_min_potential * n - 1e-9)
+    hard_unsolved = HARD_WEIGHT * _baseline_unsolved_probability(n, HARD_BASELINE, thresholds)
+    easy_unsolved = (1 - HARD_WEIGHT) * _baseline_unsolved_probability(n, EASY_BASELINE, thresholds)
+
+    def given_unsolved(probability: Callable[[tuple[float, float]], float]) -> float:
+        """P(event at the fraction | unsolved at baseline): baseline and fraction are independent
+        given the problem's kind, so it mixes the kinds by their unsolved mass."""
+        hard_value = helped * probability(HELPED) + (1 - helped) * probability(NOT_HELPED)
+        return (hard_unsolved * hard_value + easy_unsolved * probability(HELPED)) / (hard_unsolved + easy_unsolved)
+
+    def mean(shape: tuple[float, float]) -> float:
+        return shape[0] / (shape[0] + shape[1])
+
+    true_mean = HARD_WEIGHT * (helped * mean(HELPED) + (1 - helped) * mean(NOT_HELPED)) + (1 - HARD_WEIGHT) * mean(
+        HELPED
+    )
+    return Experiments(
+        n=n,
+        unsolved=unsolved,
+        unlocked=unlocked,
+        any_correct=unsolved & (k > 0),
+        potential=k / n,
+        true_unlock_rate=given_unsolved(lambda shape: _reach_probability(n, shape, need)),
+        true_any_correct_rate=given_unsolved(lambda shape: 1 - float(stats.betabinom.pmf(0, n, *shape))),
+        true_mean_potential=true_mean,
+    )
+
+
+@dataclass(frozen=True)
+class Coverage:
+    coverage: float
+    mean_width: float
+    # Share of experiments with no baseline-unsolved problem (no rate to cover).
+    undefined: float
+
+
+def rate_coverage(count: np.ndarray, total: np.ndarray, truth: float, confidence: float = 0.95) -> Coverage:
+    defined = total > 0
+    low, high = rate_intervals(count[defined], total[defined], confidence)
+    covered = (low <= truth) & (truth <= high)
+    return Coverage(float(covered.mean()), float((high - low).mean()), float(1 - defined.mean()))
+
+
+def clopper_pearson_coverage(experiments: Experiments, confidence: float = 0.95) -> dict[str, Coverage]:
+    total = experiments.unsolved.sum(axis=1)
+    problems = experiments.potential.shape[1]
+    return {
+        "unlock_rate": rate_coverage(experiments.unlocked.sum(axis=1), total, experiments.true_unlock_rate, confidence),
+        "any_correct_rate": rate_coverage(
+            experiments.any_correct.sum(axis=1), total, experiments.true_any_correct_rate, confidence
+        ),
+        "mean_potential": rate_coverage(
+            experiments.potential.sum(axis=1),
+            np.full(len(total), problems),
+            experiments.true_mean_potential,
+            confidence,
+        ),
+    }
+
+
+def bootstrap_coverage(
+    rng: np.random.Generator, experiments: Experiments, resamples: int = 1000, confidence: float = 0.95
+) -> Coverage:
+    """The previous method: percentile bootstrap over problems, baseline status resampled too."""
+    covered, widths, defined = [], [], 0
+    tail = (1 - confidence) / 2
+    problems = experiments.unsolved.shape[1]
+    for unsolved, unlocked in zip(experiments.unsolved, experiments.unlocked, strict=True):
+        if not unsolved.any():
+            continue
+        defined += 1
+        drawn = rng.integers(0, problems, size=(resamples, problems))
+        denominator = unsolved[drawn].sum(axis=1)
+        rates = unlocked[drawn].sum(axis=1)[denominator > 0] / denominator[denominator > 0]
+        low, high = np.quantile(rates, [tail, 1 - tail])
+        covered.append(low <= experiments.true_unlock_rate <= high)
+        widths.append(high - low)
+    count = len(experiments.unsolved)
+    return Coverage(float(np.mean(covered)), float(np.mean(widths)), 1 - defined / count)
+
+
+PLANTED = (
+    TraceDynamics.MONOTONIC,
+    TraceDynamics.INSIGHT,
+    TraceDynamics.TANGENT,
+    TraceDynamics.LUCKY_GUESS,
+    TraceDynamics.LATE_SPIKE,
+)
+
+
+@dataclass(frozen=True)
+class PlantedCurve:
+    truth: TraceDynamics
+    potentials: np.ndarray
+    answer_fraction: float | None
+
+
+def planted_curve(rng: np.random.Generator, truth: TraceDynamics) -> PlantedCurve:
+    """True potentials over ``FRACTIONS`` with one planted event (none for monotonic)."""
+    fractions = np.array(FRACTIONS)
+    if truth is TraceDynamics.MONOTONIC:
+        start = rng.uniform(0.0, 1.0)
+        end = float(np.clip(start + rng.uniform(-0.3, 0.3), 0.0, 1.0))
+        return PlantedCurve(truth, start + (end - start) * fractions, 1.0)
+    if truth is TraceDynamics.INSIGHT:
+        low = rng.uniform(0.0, 0.3)
+        high = rng.uniform(low + 0.5, 1.0)
+        at = rng.integers(1, 9) / 10
+        return PlantedCurve(truth, np.where(fractions >= at - 1e-9, high, low), 1.0)
+    if truth is TraceDynamics.TANGENT:
+        high = rng.uniform(0.5, 1.0)
+        low = rng.uniform(0.0, high - 0.45)
+        at = rng.integers(2, 10) / 10
+        return PlantedCurve(truth, np.where(fractions >= at - 1e-9, low, high), 1.0)
+    noise = rng.uniform(0.0, 0.03, len(fractions))
+    high = rng.uniform(0.7, 1.0)
+    if truth is TraceDynamics.LUCKY_GUESS:
+        answer = rng.integers(5, 11) / 10
+        return PlantedCurve(truth, np.where(fractions >= answer - 1e-9, high, noise), answer)
+    return PlantedCurve(truth, np.where(fractions >= 0.9 - 1e-9, high, noise), 1.0)
+
+
+def label_planted(
+    rng: np.random.Generator, curves: int, n: int, parameters: DynamicsParameters = DEFAULT_DYNAMICS_PARAMETERS
+) -> list[tuple[TraceDynamics, TraceDynamics]]:
+    """(planted, labelled) for ``curves`` curves of each planted kind, measured with n samples."""
+    pairs = []
+    for truth in PLANTED:
+        for _ in range(curves):
+            curve = planted_curve(rng, truth)
+            counts = rng.binomial(n, curve.potentials)
+            points = [CurvePoint(f, int(k), n) for f, k in zip(FRACTIONS, counts, strict=True)]
+            pairs.append((truth, classify_points(points, curve.answer_fraction, parameters).label))
+    return pairs
+
+
+def precision_recall(pairs: list[tuple[TraceDynamics, TraceDynamics]]) -> dict[str, tuple[float, float]]:
+    scores = {}
+    for label in PLANTED:
+        labelled = [truth for truth, got in pairs if got is label]
+        planted = [got for truth, got in pairs if truth is label]
+        precision = sum(truth is label for truth in labelled) / len(labelled) if labelled else math.nan
+        recall = sum(got is label for got in planted) / len(planted)
+        scores[label.value] = (precision, recall)
+    return scores
+
+
+def flat_label_rate(rng: np.random.Generator, curves: int, n: int, level: float) -> float:
+    """Share of flat curves (true potential ``level`` everywhere) that get any label."""
+    labelled = 0
+    for _ in range(curves):
+        counts = rng.binomial(n, level, len(FRACTIONS))
+        points = [CurvePoint(f, int(k), n) for f, k in zip(FRACTIONS, counts, strict=True)]
+        labelled += classify_points(points, 1.0).label is not TraceDynamics.MONOTONIC
+    return labelled / curves
+
+
+def main() -> None:
+    rng = np.random.default_rng(2026)
+    print("unlock-rate intervals, nominal 95%: coverage and mean width (Clopper-Pearson | old bootstrap)")
+    columns = ("problems", "n", "rate", "truth", "CP cover", "CP width", "BS cover", "BS width")
+    print(" ".join(f"{name:>8}" for name in columns))
+    for problems in (8, 12, 48, 100, 500):
+        for n in (4, 8, 16, 128):
+            for name, helped in RATE_LEVELS.items():
+                experiments = draw_experiments(rng, 400, problems, n, helped)
+                exact = clopper_pearson_coverage(experiments)["unlock_rate"]
+                boot = bootstrap_coverage(rng, experiments, resamples=500)
+                print(
+                    f"{problems:>8} {n:>8} {name:>8} {experiments.true_unlock_rate:>8.3f} {exact.coverage:>8.3f}"
+                    f" {exact.mean_width:>8.3f} {boot.coverage:>8.3f} {boot.mean_width:>8.3f}"
+                )
+    print("\nflat curves labelled (any label), 2000 curves each")
+    for n in (8, 16, 128):
+        print(n, [round(flat_label_rate(rng, 2000, n, level), 4) for level in (0.02, 0.2, 0.5, 0.8, 0.98)])
+    print("\nplanted events: precision, recall per label (400 curves per kind)")
+    for n in (8, 16, 32, 128):
+        scores = precision_recall(label_planted(rng, 400, n))
+        print(n, {label: (round(p, 3), round(r, 3)) for label, (p, r) in scores.items()})
+
+
+if __name__ == "__main__":
+    main()

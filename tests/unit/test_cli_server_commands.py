@@ -1,0 +1,49 @@
+"""`serve` and `demo` without the server installed, and with paths that do not exist: exit 2, a
+message that says what to do, no traceback. Each runs in a fresh interpreter in which the
+server's packages are made unimportable (``sys.modules[name] = None``), as in a client-only
+install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO / "configs" / "local-cpu.yaml")
+
+
+def _cli(argv: list[str], *, hidden: tuple[str, ...] = (), cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    probe = (
+        "import sys\n"
+        f"for name in {hidden!r}: sys.modules[name] = None\n"
+        "from cot_transfer.cli.main import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_without_ray_the_server_commands_name_the_extra(command: str) -> None:
+    completed = _cli([command, "--config", CONFIG], hidden=("ray",))
+    assert completed.returncode == 2
+    assert "cot-transfer[serve,cpu]" in completed.stderr
+    assert "ray is missing" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_without_an_engine_serve_names_the_engine_extra() -> None:
+    completed = _cli(["serve", "--config", CONFIG], hidden=("vllm",))
+    assert completed.returncode == 2
+    assert "vllm" in completed.stderr and "cot-transfer[serve,gpu]" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_the_default_config_is_relative_to_the_working_directory(tmp_path: Path) -> None:
+    completed = _cli(["serve"], cwd=tmp_path)
+    assert completed.returncode == 2
+    assert "no serving config at configs/local-cpu.yaml" in completed.stderr
+    assert "--config" in completed.stderr
+    assert "Traceback" not in completed.stderr
