@@ -158,6 +158,13 @@ def offline_block(replay: Replay | None, offline: dict[str, Any] | None) -> Offl
     )
 
 
+def served_vs_offline(served_samples_per_s: float, offline: dict[str, Any] | None) -> float | None:
+    """The served ``Transfer.Run`` (strong CoTs included) against the offline script on its weak prompts."""
+    if offline is None or not offline.get("completions_per_s"):
+        return None
+    return float(served_samples_per_s / offline["completions_per_s"])
+
+
 def bench_result(
     run: RunInfo,
     machine: Machine,
@@ -178,6 +185,7 @@ def bench_result(
         serve_overhead_ms_p99=overhead.overhead_ms_p99 if overhead is not None else None,
         locust_rps=locust.rps if locust is not None else None,
         locust_failures=locust.failures if locust is not None else None,
+        served_vs_offline=served_vs_offline(served_summary.samples_per_s, timings.offline),
         run=run,
         machine=machine,
         load_average_1m=loads,

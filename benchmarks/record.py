@@ -62,6 +62,31 @@ class OfflineComparison(_Block):
     served_vs_offline: float | None
 
 
+class TwoReplicaRouting(_Block):
+    """One router's run on two weak replicas, one per node (``benchmarks.two_replicas``)."""
+
+    router: str
+    stack_start_s: float
+    seconds: float
+    samples: int
+    samples_per_s: float
+    queries_tokens: float
+    hits_tokens: float
+    computed_tokens: float
+    lower_bound_tokens: int
+    block_size: int
+    computed_tokens_per_node: list[float]
+    nodes_with_weak_work: int
+    prefill_ratio: float | None
+
+
+class TwoReplicas(_Block):
+    nodes: int
+    replicas: int
+    prefix_affinity: TwoReplicaRouting
+    default: TwoReplicaRouting
+
+
 class Prefill(_Block):
     weak_model: str
     queries_tokens: float
@@ -162,6 +187,11 @@ class BenchResult(_Block):
     serve_overhead_ms_p99: float | None
     locust_rps: float | None
     locust_failures: int | None
+    # Served Transfer.Run weak samples per second over the offline LLM.generate script's completions
+    # per second on the same weak prompts and n; None when the offline comparison did not run.
+    served_vs_offline: float | None = None
+    prefill_ratio_two_replicas: float | None = None
+    prefill_ratio_two_replicas_default_router: float | None = None
     run: RunInfo
     machine: Machine
     load_average_1m: dict[str, float]
@@ -172,6 +202,7 @@ class BenchResult(_Block):
     overhead: Overhead | None
     locust: Locust | None
     offline: OfflineComparison | None
+    two_replicas: TwoReplicas | None = None
     summary_lines: list[str] = []
 
     def to_json(self) -> dict[str, Any]:

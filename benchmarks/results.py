@@ -41,6 +41,9 @@ TARGETS: dict[str, Target] = {
     "speedup_vs_naive": Target(">= 10x", True, 10.0),
     "prefill_ratio": Target("<= 1.2x of the bound", False, 1.2),
     "locust_failures": Target("0", False, 0.0),
+    "serve_overhead_ms_p50": Target("<= 3 ms", False, 3.0),
+    "served_vs_offline": Target(">= 1.0x", True, 1.0),
+    "prefill_ratio_two_replicas": Target("<= 1.2x of the bound, below the default router's", False, 1.2),
 }
 
 
@@ -100,6 +103,13 @@ def markdown_section(results: Mapping[str, Any]) -> str:
         ("Serving overhead (gRPC + Ray Serve) p99", "serve_overhead_ms_p99", "ms"),
         ("Locust `WeakModel.Complete` sustained rate", "locust_rps", "req/s"),
         ("Locust failures", "locust_failures", ""),
+        ("Served `Transfer.Run` / offline `LLM.generate` throughput", "served_vs_offline", "x"),
+        ("Weak prefill / bound, 2 replicas on 2 nodes, prefix-affinity router", "prefill_ratio_two_replicas", "x"),
+        (
+            "Weak prefill / bound, 2 replicas on 2 nodes, Serve's default router",
+            "prefill_ratio_two_replicas_default_router",
+            "x",
+        ),
     ]
     lines = [
         DOC_START,

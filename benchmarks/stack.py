@@ -69,8 +69,12 @@ def uses_gpu(config: ServingConfig) -> bool:
 class ServedStack:
     """``cot-transfer serve --config FILE`` in a subprocess, as a user starts it; SIGINT stops it."""
 
-    def __init__(self, config_path: Path, log_path: Path, token_env: str | None = None) -> None:
+    def __init__(
+        self, config_path: Path, log_path: Path, token_env: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.config_path = config_path
+        # E.g. RAY_ADDRESS: the stack joins a running cluster (benchmarks/cluster.py).
+        self.env = env or {}
         self.log_path = log_path
         # With auth on, the stack gets the caller's token, or a fresh one for this run.
         self.token_env = token_env
@@ -85,6 +89,7 @@ class ServedStack:
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             **self.client_env(),
+            **self.env,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cot_transfer.cli.main", "serve", "--config", str(self.config_path)],

@@ -25,6 +25,9 @@ ALIASES: dict[str, str] = {
     "△": "+",
     "<0xE2><0x86>": ",",
     "<0x92>": " ",
+    # The lone byte 0xD7 (× in latin-1), never seen in training: it starts from * as in the
+    # shipped run, whose first round read undecodable bytes as latin-1.
+    "<0xD7>": "*",
     vocab.IM_START: "<s>",
     vocab.IM_END: "</s>",
     vocab.PAD_TOKEN: "<pad>",

@@ -73,7 +73,9 @@ def check_cluster_config(config: ServingConfig) -> None:
             f"host {config.host!r} is a loopback address: the Serve proxies of a cluster must listen on all "
             "interfaces (0.0.0.0) to be reachable through the Kubernetes Services"
         )
-    for role, deployment in (("strong", config.strong), ("weak", config.weak)):
+    models = [("strong", config.strong), ("weak", config.weak)]
+    models += [(f"receivers[{index}]", receiver) for index, receiver in enumerate(config.receivers)]
+    for role, deployment in models:
         if not PurePosixPath(deployment.engine.model).is_absolute():
             raise ValueError(
                 f"{role}.engine.model {deployment.engine.model!r} must be an absolute path inside the pods "

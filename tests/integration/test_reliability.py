@@ -296,7 +296,9 @@ async def test_a_cancelled_run_while_cots_are_written_aborts_the_strong_engine_r
     async with service.client() as client:
 
         async def read_until_cancelled() -> None:
-            async for event in client.run_transfer(_many_problems(6), [0.5, 1.0], n=2, strong_sampling=LONG_COTS):
+            # 360 CoTs, written ingress.max_concurrent_cots (32) at a time: when the first one
+            # arrives, most are still being written or waiting their turn.
+            async for event in client.run_transfer(_many_problems(30), [1.0], n=1, strong_sampling=LONG_COTS):
                 if isinstance(event, StrongCot):
                     first_cot.set()
 

@@ -115,7 +115,7 @@ async def test_a_call_refused_past_the_wait_limit_fails_as_overloaded() -> None:
         attempts += 1
         raise QueueFullError
 
-    with pytest.raises(OverloadedError, match="WeakModel stayed at capacity for 0.05 s"):
+    with pytest.raises(OverloadedError, match=r"WeakModel stayed at capacity for 0\.05 s"):
         await call_when_admitted(call, QueueFullError, backoff=lambda attempt: 0.01, max_wait_s=0.05, what="WeakModel")
     assert attempts >= 2  # it did wait and retry before giving up
 

@@ -94,6 +94,7 @@ async def test_a_problem_past_the_context_is_one_error_and_the_other_seven_finis
         ("p5", "OUT_OF_RANGE", True)
     ]
     assert [error["problem_id"] for error in summary["failed_problems"]] == ["p5"]
+    assert summary["problem_errors"] == 1 and summary["n_problems"] == 7  # the report leaves it out
     assert servicer.run_problems == [[f"p{index}" for index in range(8)]]
 
     # The resume has nothing left to do: the failed problem is final, not run again.

@@ -85,7 +85,7 @@ def test_resume_state_keeps_only_complete_rows_of_the_same_settings(tmp_path: Pa
     ]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"problem_id": "p1"')
     state = folder.load_state("abc")
-    assert state.done == {("p1", 0.0)}
+    assert state.done == {("p1", 0.0, "", "free")}  # (problem, fraction, receiver, mode)
     assert set(state.strong) == {"p1"}
     assert state.strong["p1"].prefixes[0].text == "1+2"
 

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from cot_transfer.cli.cut_options import add_cut_arguments
+from cot_transfer.cli.plan import PlanError, add_adaptive_options, add_plan_parser, plan_command
 from cot_transfer.cli.render import render_command
 from cot_transfer.cli.run import (
     SETTING_OPTIONS,
@@ -23,6 +25,7 @@ from cot_transfer.cli.run import inputs_from_args as _inputs
 from cot_transfer.cli.run import settings_from_args as _settings
 from cot_transfer.cli.serve import DEFAULT_CONFIG, DEMO_PROBLEMS, ServerNotInstalledError, demo_command, serve_command
 from cot_transfer.client import RpcFailedError
+from cot_transfer.domain.receivers import ANSWER_MODES
 from cot_transfer.experiment.datasets import DatasetError, add_dataset_arguments
 from cot_transfer.experiment.report import ReportError
 from cot_transfer.experiment.runner import RequestTooLargeError, RunFolderError
@@ -57,6 +60,18 @@ def _fractions(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"fractions must be comma-separated numbers: {error}") from None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    modes = _names(text)
+    unknown = [mode for mode in modes if mode not in ANSWER_MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown answer modes {', '.join(unknown)}; modes: {', '.join(ANSWER_MODES)}")
+    return modes
+
+
 def _add_experiment_options(parser: argparse.ArgumentParser, *, n_default: int) -> None:
     parser.add_argument(
         "--problems",
@@ -77,6 +92,20 @@ def _add_experiment_options(parser: argparse.ArgumentParser, *, n_default: int) 
     parser.add_argument("--grader", help="answer grader: exact, math or choice (default exact)")
     parser.add_argument("--tau0", type=float, help="unsolved at baseline when potential <= tau0 (default 0)")
     parser.add_argument("--tau", type=float, help="unlocked when potential >= tau (default 0.5)")
+    parser.add_argument(
+        "--receivers",
+        type=_names,
+        help="comma-separated served models that complete the prefixes, e.g. testbed-strong,testbed-weak"
+        " (the strong model measures its self-potential); default: the weak model",
+    )
+    parser.add_argument(
+        "--modes",
+        type=_modes,
+        help="comma-separated answer modes: free (continue the reasoning) and/or force_answer (close the prefix,"
+        " answer at once); default free",
+    )
+    add_cut_arguments(parser)
+    add_adaptive_options(parser)
     add_dataset_arguments(parser)
     parser.set_defaults(n_default=n_default)
 
@@ -132,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="results folder (replaced)")
     _add_experiment_options(demo, n_default=8)
 
+    add_plan_parser(commands, _add_experiment_options)
+
     report = commands.add_parser("report", help="(re)write report.md, summary.json, results.csv and plots of a run")
     report.add_argument("run_dir", type=Path, help="results folder")
     add_dataset_arguments(report, reading=False)
@@ -156,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             asyncio.run(run_command(args.address, args.application, args))
             return 0
+        if args.command == "plan":
+            return plan_command(args)
         if args.command == "report":
             return report_command(args.run_dir, args.group_by or ())
         if args.command == "render":
@@ -170,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         RunFolderError,
         RequestTooLargeError,
         UsageError,
+        PlanError,
         ServerNotInstalledError,
         FileNotFoundError,
     ) as error:

@@ -14,10 +14,14 @@ from typing import Any
 
 import grpc
 
+from cot_transfer.cli.cut_options import CUT_SETTING_OPTIONS
+from cot_transfer.cli.plan import ADAPTIVE_SETTING_OPTIONS, PlanError, sampling_plan_from_args
 from cot_transfer.client import CotTransferClient, Sampling
 from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL, Thresholds
 from cot_transfer.experiment.datasets import DATASET_OPTIONS, dataset_options_from_args, load_problems
+from cot_transfer.experiment.imported_cots import load_cots
+from cot_transfer.experiment.load import write_results_parquet
 from cot_transfer.experiment.report import format_unlock_table, write_report
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
 
@@ -36,6 +40,10 @@ SETTING_OPTIONS = (
     "grader",
     "tau0",
     "tau",
+    "receivers",
+    "modes",
+    *CUT_SETTING_OPTIONS,
+    *ADAPTIVE_SETTING_OPTIONS,
     *DATASET_OPTIONS,
 )
 
@@ -46,9 +54,15 @@ class UsageError(Exception):
 
 def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+    n = args.n if args.n is not None else args.n_default
+    try:
+        sampling_plan = sampling_plan_from_args(args, n)  # --adaptive: n is the plan's n_max
+    except PlanError as error:
+        raise UsageError(str(error)) from error
     return ExperimentSettings(
         fractions=args.fractions if args.fractions is not None else STANDARD_FRACTIONS,
-        n=args.n if args.n is not None else args.n_default,
+        n=n,
+        sampling_plan=sampling_plan,
         strong_sampling=sampling,
         weak_sampling=sampling,
         thresholds=Thresholds(
@@ -56,6 +70,11 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
             args.tau if args.tau is not None else DEFAULT_UNLOCK_MIN_POTENTIAL,
         ),
         grader=args.grader or "exact",
+        receivers=getattr(args, "receivers", None) or (),
+        modes=getattr(args, "modes", None) or (),
+        cut=getattr(args, "cut", None) or "token",
+        step_boundary=getattr(args, "step_boundary", None) or "line",
+        keep_completions=bool(getattr(args, "keep_completions", None)),
     )
 
 
@@ -67,10 +86,17 @@ def inputs_from_args(
         if given:
             raise UsageError(f"--resume takes the settings from the run folder; drop {' '.join(given)}")
         return resume_inputs(args.resume)
-    problems_path = args.problems or default_problems
-    if problems_path is None:
-        raise UsageError("--problems is required for a new run")
-    problems = load_problems(problems_path, dataset_options_from_args(args))
+    cots = getattr(args, "cots", None)
+    if cots is not None:
+        if args.problems is not None:
+            raise UsageError("--cots brings its own problems; drop --problems")
+        problems = load_cots(cots)
+        problems_path = cots
+    else:
+        problems_path = args.problems or default_problems
+        if problems_path is None:
+            raise UsageError("--problems (or --cots) is required for a new run")
+        problems = load_problems(problems_path, dataset_options_from_args(args))
     if args.limit is not None:
         problems = problems[: args.limit]
     return problems, settings_from_args(args), problems_path.resolve()
@@ -84,7 +110,7 @@ async def run_command(
 
     problems, settings, problems_path = inputs_from_args(args, default_problems)
     out_dir = args.resume if getattr(args, "resume", None) is not None else args.out
-    total = len(problems) * len(settings.measured_fractions())
+    total = len(problems) * len(settings.measured_fractions()) * len(settings.receiver_modes())
     with tqdm(total=total, unit="prefix", desc="transfer", file=sys.stderr, dynamic_ncols=True) as progress:
         async with CotTransferClient(address, application=application, **connection_options(args)) as client:
             summary = await run_experiment(
@@ -103,11 +129,12 @@ async def run_command(
     for failed in summary.get("failed_problems", []):
         again = "final, kept on --resume" if failed["permanent"] else "--resume runs it again"
         print(f"problem {failed['problem_id']!r} could not be run: {failed['code']} {failed['message']} ({again})")
-    print(f"results: {out_dir.resolve()} (report.md, summary.json, unlock_rate.png, potential.png, heatmap.png)")
+    print(f"results: {out_dir.resolve()} (report.md, summary.json, results.parquet, plots)")
 
 
 def report_command(run_dir: Path, group_by: tuple[str, ...] = ()) -> int:
     write_report(run_dir, group_by=group_by)
+    write_results_parquet(run_dir)
     print(format_unlock_table(json.loads((run_dir / "summary.json").read_text())))
     print(f"report: {(run_dir / 'report.md').resolve()}")
     return 0

@@ -9,15 +9,20 @@ from typing import Any
 import grpc
 
 from cot_transfer.client.convert import (
+    CUT_TO_PROTO,
+    STEP_BOUNDARY_TO_PROTO,
     Sampling,
     completion_result_from_proto,
+    mode_to_proto,
     problems_to_proto,
+    sampling_plan_to_proto,
     service_info_from_proto,
     strong_event_from_proto,
     thresholds_to_proto,
     transfer_event_from_proto,
 )
 from cot_transfer.client.retry import RETRYABLE_CODES, RetryPolicy, RpcFailedError, retry_unary
+from cot_transfer.domain.receivers import FREE
 from cot_transfer.domain.requests import (
     CompletionResult,
     FractionResult,
@@ -27,6 +32,8 @@ from cot_transfer.domain.requests import (
     StrongCot,
     StrongEvent,
 )
+from cot_transfer.domain.sampling_plan import SamplingPlan
+from cot_transfer.domain.steps import CutMode, StepBoundary
 from cot_transfer.domain.transfer import RunSummary, Thresholds
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
@@ -114,9 +121,13 @@ class CotTransferClient:
         grader: str = "",
         timeout_s: float | None = None,
         prefix_token_ids: Sequence[int] = (),
+        receiver: str = "",
+        mode: str = FREE,
     ) -> CompletionResult:
         """``prefix_token_ids``: the prefix's strong-model tokens (``CotPrefix.token_ids``); a weak
-        model with the same tokenizer takes them as they are, any other re-tokenises ``prefix``."""
+        model with the same tokenizer takes them as they are, any other re-tokenises ``prefix``.
+        ``receiver``: the served model that completes (GetInfo's ``models``; "" is the weak model);
+        ``mode``: ``free`` or ``force_answer``."""
         request = pb.CompleteRequest(
             problem=problem,
             prefix=prefix,
@@ -125,6 +136,9 @@ class CotTransferClient:
             reference_answer=reference_answer,
             grader=grader,
             prefix_token_ids=prefix_token_ids,
+            receiver=receiver,
+            # Free stays unset, so a service from before answer modes reads the request as always.
+            mode=pb.ANSWER_MODE_UNSPECIFIED if mode == FREE else mode_to_proto(mode),
         )
         timeout = timeout_s if timeout_s is not None else self._timeout_s
         response = await retry_unary(
@@ -165,7 +179,18 @@ class CotTransferClient:
         grader: str = "",
         experiment_id: str = "",
         timeout_s: float | None = None,
+        receivers: Sequence[str] = (),
+        modes: Sequence[str] = (),
+        cut: CutMode = CutMode.TOKEN,
+        step_boundary: StepBoundary = StepBoundary.LINE,
+        keep_completions: bool = False,
+        cot_tokenizer: str = "",
+        sampling_plan: SamplingPlan | None = None,
     ) -> AsyncIterator[StrongCot | FractionResult | ProblemError | RunSummary]:
+        """``receivers``: the served models that complete every prefix (none: the weak model);
+        ``modes``: ``free`` and/or ``force_answer`` (none: free). ``cut`` and ``step_boundary``:
+        where the CoTs are cut (``cot_transfer.domain.steps``); problems with a ``cot`` bring
+        their CoT and the strong model is not called for them."""
         request = pb.RunRequest(
             problems=problems_to_proto(problems),
             fractions=list(fractions),
@@ -175,6 +200,14 @@ class CotTransferClient:
             thresholds=thresholds_to_proto(thresholds),
             grader=grader,
             experiment_id=experiment_id,
+            receivers=list(receivers),
+            modes=[mode_to_proto(mode) for mode in modes],
+            cut=CUT_TO_PROTO[cut],
+            step_boundary=STEP_BOUNDARY_TO_PROTO[step_boundary],
+            keep_completions=keep_completions,
+            cot_tokenizer=cot_tokenizer,
+            # Adaptive sampling: rows drawn in rounds up to the plan's n_max (then n is n_max).
+            sampling_plan=sampling_plan_to_proto(sampling_plan) if sampling_plan is not None else None,
         )
         call = self._transfer.Run(
             request, timeout=timeout_s if timeout_s is not None else self._timeout_s, metadata=self._metadata

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cot_transfer.domain.receivers import FORCE_ANSWER, FREE
 from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
@@ -20,7 +21,9 @@ from cot_transfer.domain.requests import (
     StrongEvent,
 )
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary, Thresholds
+from cot_transfer.domain.sampling_plan import SamplingPlan
+from cot_transfer.domain.steps import CutMode, StepBoundary
+from cot_transfer.domain.transfer import FractionSummary, Interval, ReceiverSummary, RunSummary, Thresholds
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 
@@ -50,6 +53,38 @@ class Sampling:
         return message
 
 
+# Answer modes by name (``cot_transfer.domain.receivers``) and on the wire.
+MODES_TO_PROTO = {FREE: pb.ANSWER_MODE_FREE, FORCE_ANSWER: pb.ANSWER_MODE_FORCE_ANSWER}
+MODES_FROM_PROTO: dict[int, str] = {value: name for name, value in MODES_TO_PROTO.items()}
+
+
+# Cut points by name (``cot_transfer.domain.steps``) and on the wire.
+CUT_TO_PROTO = {
+    CutMode.TOKEN: pb.CUT_MODE_TOKEN,
+    CutMode.STEP: pb.CUT_MODE_STEP,
+    CutMode.EVERY_STEP: pb.CUT_MODE_EVERY_STEP,
+}
+STEP_BOUNDARY_TO_PROTO = {StepBoundary.LINE: pb.STEP_BOUNDARY_LINE, StepBoundary.SENTENCE: pb.STEP_BOUNDARY_SENTENCE}
+
+
+def mode_to_proto(mode: str) -> pb.AnswerMode:
+    if mode not in MODES_TO_PROTO:
+        raise ValueError(f"unknown answer mode {mode!r}; modes: {', '.join(MODES_TO_PROTO)}")
+    return MODES_TO_PROTO[mode]
+
+
+def mode_from_proto(value: int) -> str:
+    # Unspecified: a service from before answer modes, which completes freely.
+    return MODES_FROM_PROTO.get(value, FREE)
+
+
+def sampling_plan_to_proto(plan: SamplingPlan) -> pb.SamplingPlan:
+    message = pb.SamplingPlan(n_max=plan.n_max, rounds=list(plan.rounds), error_rate=plan.error_rate)
+    if plan.target_width is not None:
+        message.target_width = plan.target_width
+    return message
+
+
 def thresholds_to_proto(thresholds: Thresholds | None) -> pb.Thresholds:
     if thresholds is None:
         return pb.Thresholds()
@@ -60,7 +95,16 @@ def thresholds_to_proto(thresholds: Thresholds | None) -> pb.Thresholds:
 
 
 def problems_to_proto(problems: Sequence[Problem]) -> list[pb.Problem]:
-    return [pb.Problem(id=problem.id, problem=problem.problem, answer=problem.answer) for problem in problems]
+    return [
+        pb.Problem(
+            id=problem.id,
+            problem=problem.problem,
+            answer=problem.answer,
+            cot=problem.cot,
+            cot_format=problem.cot_format,
+        )
+        for problem in problems
+    ]
 
 
 def problem_wire_bytes(problem: Problem) -> int:
@@ -100,6 +144,7 @@ def _prefix_from_proto(prefix: pb.Prefix) -> CotPrefix:
         prefix.cot_num_tokens,
         token_ids=tuple(prefix.token_ids),
         answer_in_prefix=_answer_in_prefix(prefix),
+        num_steps=prefix.num_steps,
     )
 
 
@@ -141,18 +186,19 @@ def service_info_from_proto(message: pb.GetInfoResponse) -> ServiceInfo:
     )
 
 
+def _completion_from_proto(completion: pb.Completion) -> GradedCompletion:
+    return GradedCompletion(
+        text=completion.text,
+        extracted_answer=completion.extracted_answer or None,
+        correct=completion.correct,
+        num_tokens=completion.num_tokens,
+        finish_reason=completion.finish_reason,
+    )
+
+
 def completion_result_from_proto(message: pb.CompleteResponse) -> CompletionResult:
     return CompletionResult(
-        completions=[
-            GradedCompletion(
-                text=completion.text,
-                extracted_answer=completion.extracted_answer or None,
-                correct=completion.correct,
-                num_tokens=completion.num_tokens,
-                finish_reason=completion.finish_reason,
-            )
-            for completion in message.completions
-        ],
+        completions=[_completion_from_proto(completion) for completion in message.completions],
         prompt_num_tokens=message.prompt_num_tokens,
     )
 
@@ -201,6 +247,7 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             final_text=cot.final_text,
             finish_reason=cot.finish_reason,
             reasoning_truncated=cot.reasoning_truncated,
+            imported=cot.imported,
         )
     if kind == "result":
         result = message.result
@@ -212,6 +259,13 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             n=result.n,
             num_correct=result.num_correct,
             answer_in_prefix=_answer_in_prefix(result),
+            receiver=result.receiver,
+            mode=mode_from_proto(result.mode),
+            answer_counts=tuple((count.answer, count.count) for count in result.answer_counts),
+            completions=tuple(_completion_from_proto(completion) for completion in result.completions),
+            num_steps=result.num_steps,
+            rounds=result.rounds,
+            stop_reason=result.stop_reason,
         )
     if kind == "summary":
         summary = message.summary
@@ -226,6 +280,19 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             strong_solve_rate=summary.strong_solve_rate,
             truncated_cots=summary.truncated_cots,
             problem_errors=summary.problem_errors,
+            samples_drawn=summary.samples_drawn,
+            samples_brute_force=summary.samples_brute_force,
             thresholds=Thresholds(summary.thresholds.baseline_max_potential, summary.thresholds.unlock_min_potential),
+            receivers=tuple(
+                ReceiverSummary(
+                    receiver=block.receiver,
+                    mode=mode_from_proto(block.mode),
+                    baseline_unsolved=block.baseline_unsolved,
+                    per_fraction=tuple(
+                        fraction_summary_from_proto(stats, summary.n_problems) for stats in block.per_fraction
+                    ),
+                )
+                for block in summary.receivers
+            ),
         )
     raise ValueError(f"unexpected Run message: {message!r}")

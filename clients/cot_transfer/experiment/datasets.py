@@ -115,6 +115,9 @@ def problem_to_json(problem: Problem) -> dict[str, Any]:
     record: dict[str, Any] = {"id": problem.id, "problem": problem.problem, "answer": problem.answer}
     if problem.metadata:
         record["metadata"] = dict(problem.metadata)
+    if problem.cot is not None:  # an imported CoT (``imported_cots`` reads it back)
+        record["cot"] = problem.cot
+        record["cot_format"] = problem.cot_format
     return record
 
 

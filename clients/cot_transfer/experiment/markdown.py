@@ -8,6 +8,7 @@ from typing import Any
 from cot_transfer.domain.dynamics import TraceDynamics
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
 from cot_transfer.experiment.groups import groups_markdown
+from cot_transfer.experiment.sampling_summary import sampling_line
 
 
 def _percent(value: float | None) -> str:
@@ -86,6 +87,7 @@ def report_markdown(summary: Mapping[str, Any], files: Mapping[str, str]) -> str
             ["weak model", str(run.get("weak_model") or "n/a")],
             ["grader", str(run.get("grader") or "n/a")],
             ["samples per prefix", str(summary.get("n_samples") or "n/a")],
+            *([["samples drawn", line]] if (line := sampling_line(summary)) is not None else []),
             ["unsolved at baseline (tau0)", f"potential at fraction 0 <= {thresholds['baseline_max_potential']}"],
             ["unlocked (tau)", f"potential >= {thresholds['unlock_min_potential']}"],
             ["settings hash", f"`{run.get('settings_hash') or 'n/a'}`"],
@@ -170,6 +172,11 @@ def report_markdown(summary: Mapping[str, Any], files: Mapping[str, str]) -> str
         "lucky guess, late spike, tangent, insight; the first that holds wins. The answer fraction is the first "
         "prefix that states the reference answer. Per problem: `summary.json` `problems` (step, fraction, confidence).",
     ]
+    if "receivers" in files:
+        # Imported here: the receivers section renders its tables with this module's markdown_table.
+        from cot_transfer.experiment.receivers_report import receivers_markdown
+
+        lines += receivers_markdown(summary, files["receivers"])
     lines += groups_markdown(summary.get("groups") or {}, float(summary["confidence"]))
     ignored = summary["ignored"]
     if any(ignored.values()):

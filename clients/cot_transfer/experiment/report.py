@@ -17,9 +17,11 @@ from typing import Any
 
 from cot_transfer.domain.dynamics import DEFAULT_DYNAMICS_PARAMETERS, DynamicsParameters
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
+from cot_transfer.experiment.answers_report import kept_answers_markdown
 from cot_transfer.experiment.groups import csv_with_metadata, run_groups, write_group_plots
 from cot_transfer.experiment.markdown import format_unlock_table, report_markdown
 from cot_transfer.experiment.plots import plot_heatmap, plot_potential, plot_unlock_rate
+from cot_transfer.experiment.receivers_report import plot_receivers
 from cot_transfer.experiment.results_folder import ReportError, RunResults, load_run
 from cot_transfer.experiment.summary import CSV_COLUMNS, analyze_run, build_summary, csv_rows, summary_dict
 
@@ -32,6 +34,10 @@ __all__ = [
     "load_run",
     "write_report",
 ]
+
+
+# Written for a run of several receivers or modes: their potential side by side.
+RECEIVERS_PNG = "receivers.png"
 
 
 @dataclass(frozen=True)
@@ -120,5 +126,8 @@ def write_report(
         "results_csv": files.results_csv.name,
         "summary_json": files.summary_json.name,
     }
-    _write_text(files.report_md, report_markdown(summary, names))
+    if len([mode for modes in summary["receivers"].values() for mode in modes]) > 1:
+        _write_atomically(folder / RECEIVERS_PNG, lambda target: plot_receivers(summary, target))
+        names["receivers"] = RECEIVERS_PNG
+    _write_text(files.report_md, report_markdown(summary, names) + kept_answers_markdown(folder))
     return files

@@ -35,6 +35,7 @@ from typing import Any
 from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED, fraction_key
 from cot_transfer.domain.answers import get_grader, states_answer
 from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from cot_transfer.domain.receivers import ANSWER_MODES, FREE, primary_key
 from cot_transfer.domain.requests import FractionResult
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import with_baseline
@@ -93,6 +94,10 @@ class RunResults:
     excluded: dict[str, str] = field(default_factory=dict, hash=False)
     # How many weak rows had no answer_in_prefix on disk and had it judged here (old folders).
     answer_in_prefix_judged: int = 0
+    # Every receiver's rows by (receiver, mode) (receiver "" in a run that named none);
+    # ``weak_rows`` are those of ``primary``, the first weak receiver in free mode.
+    receiver_rows: dict[tuple[str, str], tuple[FractionResult, ...]] = field(default_factory=dict, hash=False)
+    primary: tuple[str, str] = ("", FREE)
 
     def strong_correct(self) -> dict[str, bool]:
         return {pid: record.correct for pid, record in self.strong_records.items() if record.correct is not None}
@@ -140,6 +145,9 @@ def _parse_row(path: Path, number: int, raw: Mapping[str, Any]) -> tuple[str, Fr
     if role not in (WEAK_ROLE, STRONG_ROLE):
         raise fail(f'"role" must be "{WEAK_ROLE}" or "{STRONG_ROLE}", got {role!r}')
     answer_in_prefix = raw.get("answer_in_prefix")
+    receiver, mode = raw.get("receiver") or "", raw.get("mode") or FREE
+    if not isinstance(receiver, str) or mode not in ANSWER_MODES:
+        raise fail(f'"receiver" must be a string and "mode" one of {", ".join(ANSWER_MODES)}')
     return role, FractionResult(
         problem_id=str(problem_id),
         fraction=fraction_key(fraction),
@@ -148,6 +156,10 @@ def _parse_row(path: Path, number: int, raw: Mapping[str, Any]) -> tuple[str, Fr
         n=n,
         num_correct=num_correct,
         answer_in_prefix=answer_in_prefix if isinstance(answer_in_prefix, bool) else None,
+        receiver=receiver,
+        mode=mode,
+        rounds=_optional_int(raw.get("rounds")) or 0,
+        stop_reason=str(raw.get("stop_reason") or ""),
     )
 
 
@@ -272,7 +284,8 @@ def load_run(run_dir: str | Path) -> RunResults:
     results_path = folder / RESULTS_FILE
     lines, truncated = _read_jsonl(results_path) if results_path.is_file() else ([], 0)
     run_hash = settings.get("settings_hash")
-    rows: dict[tuple[str, str, float], FractionResult] = {}
+    rows: dict[tuple[str, str, str, str, float], FractionResult] = {}
+    named = bool(settings.get("receivers"))
     other_settings = 0
     superseded = 0
     for number, raw in lines:
@@ -281,14 +294,22 @@ def load_run(run_dir: str | Path) -> RunResults:
             other_settings += 1
             continue
         role, row = _parse_row(results_path, number, raw)
-        key = (role, row.problem_id, row.fraction)
+        if not named:
+            row = replace(row, receiver="")  # one weak model, whatever name the service wrote
+        key = (role, row.receiver, row.mode, row.problem_id, row.fraction)
         if key in rows:
             superseded += 1
         rows[key] = row
     strong_records, strong_truncated = _read_strong_records(folder, run_hash)
     ordered = sorted(rows.items(), key=lambda item: (item[1].problem_id, item[1].fraction))
-    weak_rows = [row for (role, _, _), row in ordered if role == WEAK_ROLE]
-    weak_rows, judged = _judge_answer_in_prefix(weak_rows, strong_records, settings)
+    received, judged = _judge_answer_in_prefix(
+        [row for (role, *_), row in ordered if role == WEAK_ROLE], strong_records, settings
+    )
+    primary = _primary(settings)
+    by_receiver: dict[tuple[str, str], list[FractionResult]] = {}
+    for row in received:
+        by_receiver.setdefault((row.receiver, row.mode), []).append(row)
+    weak_rows = by_receiver.get(primary, [])
 
     excluded = {pid: REASONING_TRUNCATED for pid, record in strong_records.items() if record.reasoning_truncated}
     finished = _finished_problems(weak_rows, len(with_baseline(settings.get("fractions", []))))
@@ -304,14 +325,25 @@ def load_run(run_dir: str | Path) -> RunResults:
         n_samples=_optional_int(settings.get("n_samples")),
         thresholds=thresholds,
         weak_rows=tuple(weak_rows),
-        strong_rows=tuple(row for (role, _, _), row in ordered if role == STRONG_ROLE),
+        strong_rows=tuple(row for (role, *_), row in ordered if role == STRONG_ROLE),
         strong_records=strong_records,
         ignored=IgnoredLines(
             truncated=truncated + strong_truncated, other_settings=other_settings, superseded=superseded
         ),
         excluded=excluded,
         answer_in_prefix_judged=judged,
+        receiver_rows={key: tuple(value) for key, value in by_receiver.items()},
+        primary=primary,
     )
+
+
+def _primary(settings: Mapping[str, Any]) -> tuple[str, str]:
+    """The (receiver, mode) whose rows are the run's weak rows (``receivers.primary_key``)."""
+    receivers = [str(name) for name in settings.get("receivers") or ()]
+    modes = [str(mode) for mode in settings.get("modes") or ()]
+    if not receivers:
+        return "", FREE if FREE in modes or not modes else modes[0]
+    return primary_key(receivers, modes, [str(settings.get("weak_model") or "")])
 
 
 def _finished_problems(rows: list[FractionResult], fractions: int) -> set[str]:

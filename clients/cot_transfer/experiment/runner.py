@@ -35,10 +35,14 @@ from typing import IO, Any
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError, Sampling
 from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
+from cot_transfer.domain.receivers import FREE, receiver_modes
 from cot_transfer.domain.requests import CotPrefix, FractionResult, Problem, ProblemError, ServiceInfo, StrongCot
 from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.domain.sampling_plan import SamplingPlan, sampling_plan_from_dict
+from cot_transfer.domain.steps import EVERY_STEP_FRACTIONS, CutMode
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import normalize_fractions, with_baseline
+from cot_transfer.experiment.cut_settings import cut_run_options, cut_settings_json
 from cot_transfer.experiment.datasets import (
     RUN_PROBLEMS_FILE,
     DatasetOptions,
@@ -47,6 +51,8 @@ from cot_transfer.experiment.datasets import (
     problem_to_json,
     save_run_problems,
 )
+from cot_transfer.experiment.imported_cots import lift_cots
+from cot_transfer.experiment.load import write_results_parquet
 from cot_transfer.experiment.problem_errors import ERRORS_FILE, error_record, load_problem_errors
 from cot_transfer.experiment.report import write_report
 
@@ -80,12 +86,27 @@ class ExperimentSettings:
     weak_sampling: Sampling = field(default_factory=Sampling)
     thresholds: Thresholds = field(default_factory=Thresholds)
     grader: str = "exact"
+    # The served models that complete the prefixes (none: the weak model) and the answer modes.
+    receivers: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()
+    # Where CoTs are cut (``cot_transfer.domain.steps``) and whether rows keep completion texts.
+    cut: str = "token"
+    step_boundary: str = "line"
+    keep_completions: bool = False
+    # Adaptive sampling; its n_max is ``n``.
+    sampling_plan: SamplingPlan | None = None
 
     def measured_fractions(self) -> tuple[float, ...]:
+        if self.cut == CutMode.EVERY_STEP.value:
+            return EVERY_STEP_FRACTIONS
         return with_baseline(normalize_fractions(self.fractions))
 
+    def receiver_modes(self) -> tuple[tuple[str, str], ...]:
+        """The (receiver, mode) of every row a problem has at each fraction ("" is the weak model)."""
+        return receiver_modes(self.receivers or ("",), self.modes or (FREE,))
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        settings: dict[str, Any] = {
             "fractions": list(self.measured_fractions()),
             "n_samples": self.n,
             "strong_sampling": asdict(self.strong_sampling),
@@ -93,6 +114,16 @@ class ExperimentSettings:
             "thresholds": asdict(self.thresholds),
             "grader": self.grader,
         }
+        # Only when asked: a run of the weak model alone keeps the settings hash it always had.
+        if self.receivers:
+            settings["receivers"] = list(self.receivers)
+        if self.modes:
+            settings["modes"] = list(self.modes)
+        settings.update(cut_settings_json(self.cut, self.step_boundary, self.keep_completions))
+        # In the settings hash, so --resume refuses a changed plan.
+        if self.sampling_plan is not None:
+            settings["sampling_plan"] = self.sampling_plan.to_dict()
+        return settings
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExperimentSettings:
@@ -103,6 +134,12 @@ class ExperimentSettings:
             weak_sampling=Sampling(**data["weak_sampling"]),
             thresholds=Thresholds(**data["thresholds"]),
             grader=str(data["grader"]),
+            receivers=tuple(data.get("receivers", ())),
+            modes=tuple(data.get("modes", ())),
+            cut=str(data.get("cut", "token")),
+            step_boundary=str(data.get("step_boundary", "line")),
+            keep_completions=bool(data.get("keep_completions", False)),
+            sampling_plan=sampling_plan_from_dict(data.get("sampling_plan")),
         )
 
 
@@ -230,7 +267,8 @@ def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
 class RunState:
     """What a results folder already holds for the current settings."""
 
-    done: set[tuple[str, float]] = field(default_factory=set)
+    # (problem, fraction, receiver, mode) of every row on disk; receiver "" in a run that named none.
+    done: set[tuple[str, float, str, str]] = field(default_factory=set)
     strong: dict[str, StrongCot] = field(default_factory=dict)
     # The errors that stand (see problem_errors.load_problem_errors); permanent ones are final.
     errors: dict[str, ProblemError] = field(default_factory=dict)
@@ -280,12 +318,19 @@ class RunFolder:
                 f" (hash {existing.get('settings_hash')} there, {run['settings_hash']} now);"
                 " results are never mixed: use a new --out"
             )
-        return self.load_state(run["settings_hash"], tuple(run["fractions"]))
+        settings = ExperimentSettings.from_json(run)
+        return self.load_state(run["settings_hash"], tuple(run["fractions"]), settings.receiver_modes())
 
-    def load_state(self, run_hash: str, fractions: Sequence[float] | None = None) -> RunState:
-        """What is on disk for ``run_hash``; ``fractions`` (the run's) tells which problems are
-        finished, so a transient error of a problem finished since no longer stands."""
+    def load_state(
+        self,
+        run_hash: str,
+        fractions: Sequence[float] | None = None,
+        receivers: Sequence[tuple[str, str]] = (("", FREE),),
+    ) -> RunState:
+        """What is on disk for ``run_hash``; ``fractions`` and ``receivers`` (the run's) tell which
+        problems are finished, so a transient error of a problem finished since no longer stands."""
         state = RunState()
+        named = any(receiver for receiver, _ in receivers)
         for record in _read_complete_lines(self.out_dir / STRONG_FILE):
             if record.get("settings_hash") == run_hash:
                 prefixes = tuple(
@@ -305,11 +350,16 @@ class RunFolder:
                 )
         for record in _read_complete_lines(self.out_dir / RESULTS_FILE):
             if record.get("settings_hash") == run_hash:
-                state.done.add((record["problem_id"], float(record["fraction"])))
+                state.done.add(row_key(record, named))
         finished = {
             pid
             for pid in state.strong
-            if fractions is not None and all((pid, float(fraction)) in state.done for fraction in fractions)
+            if fractions is not None
+            and all(
+                (pid, float(fraction), receiver, mode) in state.done
+                for fraction in fractions
+                for receiver, mode in receivers
+            )
         }
         state.errors = load_problem_errors(self.out_dir, run_hash, finished)
         return state
@@ -413,8 +463,8 @@ async def run_experiment(
             finally:
                 writer.close()
             await asyncio.sleep(retry.backoff_s(attempt))
-            state = await asyncio.to_thread(folder.load_state, run_hash, fractions)
-        standing = (await asyncio.to_thread(folder.load_state, run_hash, fractions)).errors
+            state = await asyncio.to_thread(folder.load_state, run_hash, fractions, settings.receiver_modes())
+        standing = (await asyncio.to_thread(folder.load_state, run_hash, fractions, settings.receiver_modes())).errors
         summary = await asyncio.to_thread(_write_report_and_read_summary, out_dir)
     return {
         **summary,
@@ -433,6 +483,7 @@ def _first_leaf(error: BaseException) -> BaseException:
 
 def _write_report_and_read_summary(out_dir: Path) -> dict[str, Any]:
     write_report(out_dir)
+    write_results_parquet(out_dir)
     summary: dict[str, Any] = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     return summary
 
@@ -448,7 +499,7 @@ async def _complete_partial_problems(
 ) -> None:
     slots = asyncio.Semaphore(max_concurrency)
 
-    async def complete_one(problem: Problem, prefix: CotPrefix) -> None:
+    async def complete_one(problem: Problem, prefix: CotPrefix, receiver: str, mode: str) -> None:
         try:
             async with slots:
                 result = await client.complete(
@@ -459,6 +510,8 @@ async def _complete_partial_problems(
                     n=settings.n,
                     sampling=settings.weak_sampling,
                     grader=settings.grader,
+                    receiver=receiver,
+                    mode=mode,
                 )
         except RpcFailedError as error:
             if error.retryable:
@@ -476,6 +529,8 @@ async def _complete_partial_problems(
                 num_correct=result.num_correct,
                 # The service judged the stored prefix when it wrote the strong CoT.
                 answer_in_prefix=prefix.answer_in_prefix,
+                receiver=receiver,
+                mode=mode,
             )
         )
 
@@ -486,11 +541,21 @@ async def _complete_partial_problems(
                 continue
             prefixes = {prefix.fraction: prefix for prefix in record.prefixes}
             for fraction in fractions:
-                if (problem.id, fraction) in state.done:
+                # Only the (receiver, mode) rows missing at this fraction, each on the stored prefix.
+                missing = [key for key in settings.receiver_modes() if (problem.id, fraction, *key) not in state.done]
+                if not missing:
                     continue
                 if fraction not in prefixes:
                     raise RunFolderError(f"{STRONG_FILE} has no prefix at fraction {fraction} for {problem.id!r}")
-                group.create_task(complete_one(problem, prefixes[fraction]))
+                for receiver, mode in missing:
+                    group.create_task(complete_one(problem, prefixes[fraction], receiver, mode))
+
+
+def row_key(record: dict[str, Any], named_receivers: bool) -> tuple[str, float, str, str]:
+    """A results.jsonl row's (problem, fraction, receiver, mode). In a run that named no receiver
+    the receiver is "" whatever the service wrote (the weak model), as in rows from before receivers."""
+    receiver = str(record.get("receiver") or "") if named_receivers else ""
+    return record["problem_id"], float(record["fraction"]), receiver, str(record.get("mode") or FREE)
 
 
 def experiment_id(out_dir: Path) -> str:
@@ -545,7 +610,10 @@ async def _run_fresh_problems(
     experiment: str,
     info: ServiceInfo,
 ) -> None:
-    specs = [Problem(problem.id, problem.problem, problem.answer) for problem in problems]
+    specs = [
+        Problem(problem.id, problem.problem, problem.answer, cot=problem.cot, cot_format=problem.cot_format)
+        for problem in problems
+    ]
     # One call per batch the service's limits allow; results land on disk the same way.
     for batch in problem_batches(specs, info.max_problems_per_run, info.max_message_bytes, problem_wire_bytes):
         async for event in client.run_transfer(
@@ -557,6 +625,10 @@ async def _run_fresh_problems(
             thresholds=settings.thresholds,
             grader=settings.grader,
             experiment_id=experiment,
+            receivers=settings.receivers,
+            modes=settings.modes,
+            sampling_plan=settings.sampling_plan,
+            **cut_run_options(settings.cut, settings.step_boundary, settings.keep_completions),
         ):
             if isinstance(event, StrongCot):
                 writer.add_strong(event)
@@ -571,6 +643,7 @@ def resume_inputs(out_dir: Path) -> tuple[list[Problem], ExperimentSettings, Pat
     run = RunFolder(out_dir).read_run()
     # The folder's own copy of the problems: read as they were, whatever format the source had.
     kept = load_run_problems(out_dir)
+    kept = lift_cots(kept) if kept is not None else None
     if kept is not None:
         by_id = {problem.id: problem for problem in kept}
         if any(problem_id not in by_id for problem_id in run["problem_ids"]):

@@ -7,7 +7,9 @@ from typing import Any
 from cot_transfer.domain.analysis import Analysis, analyze
 from cot_transfer.domain.dynamics import DEFAULT_DYNAMICS_PARAMETERS, DynamicsParameters
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE, potential_intervals
+from cot_transfer.experiment.receivers_report import receiver_blocks
 from cot_transfer.experiment.results_folder import STRONG_ROLE, WEAK_ROLE, RunResults
+from cot_transfer.experiment.sampling_summary import sampling_summary
 
 ANSWER_IN_PREFIX_SOURCE = (
     "each results.jsonl row's answer_in_prefix (the run's grader over the exact prefix text); for rows"
@@ -65,6 +67,8 @@ def summary_dict(run: RunResults, analysis: Analysis) -> dict[str, Any]:
     summary["answer_in_prefix_judged_rows"] = run.answer_in_prefix_judged
     summary["run"] = {key: run.settings.get(key) for key in ("grader", "strong_model", "weak_model", "settings_hash")}
     summary["ignored"] = run.ignored.to_dict()
+    summary["receivers"] = receiver_blocks(run, analysis.confidence)
+    summary["sampling"] = sampling_summary(run.settings, run.weak_rows)
     return summary
 
 

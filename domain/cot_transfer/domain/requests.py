@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.domain.sampling_plan import SamplingPlan
+from cot_transfer.domain.steps import CutMode, StepBoundary
 from cot_transfer.domain.transfer import Thresholds
 
 
@@ -20,6 +22,15 @@ class PrefixRequest:
     fractions: Sequence[float]
     sampling: SamplingParams
     grader: str
+    # Whether the caller reads the CoT as it is written (CotDelta events). Off, the engine sends
+    # only its final output: no per-token message between actors.
+    stream_deltas: bool = True
+    cut: CutMode = CutMode.TOKEN
+    step_boundary: StepBoundary = StepBoundary.LINE
+    # An imported CoT: it is cut instead of generated (the model is not called).
+    cot: str | None = None
+    # The reasoning format ``cot`` is written in (a ``serving.reasoning`` preset name).
+    cot_format: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,8 @@ class CotPrefix:
     # Whether ``text`` already states the reference answer (``answers.states_answer``); None
     # where not judged (the strong model cuts prefixes without knowing the reference).
     answer_in_prefix: bool | None = None
+    # Step boundaries the prefix holds (step cuts only; 0 for token cuts).
+    num_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,8 @@ class StrongAnswer:
     final_text: str = ""
     # The budget ran out inside the reasoning block.
     reasoning_truncated: bool = False
+    # The CoT was imported: the model was not called.
+    imported: bool = False
 
 
 StrongEvent = CotDelta | CotPrefix | StrongAnswer
@@ -98,6 +113,10 @@ class CompletionRequest:
     # The prefix as the strong model's token ids; used when they decode to ``prefix`` in the
     # receiver's tokenizer (a shared tokenizer), ignored otherwise.
     prefix_token_ids: tuple[int, ...] = ()
+    # The served model that completes the prefix ("" is the weak model) and how it answers
+    # (``receivers.FREE`` or ``receivers.FORCE_ANSWER``).
+    receiver: str = ""
+    mode: str = "free"
 
 
 @dataclass(frozen=True)
@@ -131,6 +150,9 @@ class Problem:
     # The dataset's other fields (level, subject, year, ...): they go into the results folder,
     # never to the service. A dict is not hashable, so problems hash by their other fields.
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # An imported CoT and the reasoning format it is written in: the strong model is not called.
+    cot: str | None = None
+    cot_format: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,6 +166,21 @@ class TransferRequest:
     thresholds: Thresholds
     grader: str
     experiment_id: str = ""
+    # The served models that complete every prefix, and the answer modes each does it in;
+    # ``primary`` is the (receiver, mode) the summary's top-level fields repeat.
+    receivers: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ("free",)
+    primary: tuple[str, str] = ("", "free")
+    cut: CutMode = CutMode.TOKEN
+    step_boundary: StepBoundary = StepBoundary.LINE
+    # Rows keep every completion's text, not only the answer counts.
+    keep_completions: bool = False
+    # Longest imported CoT, in characters: a longer one is its problem's error, not the run's.
+    max_cot_chars: int = 0
+    # Most prefixes of one problem's every-step cut: a CoT with more steps is its problem's error.
+    max_steps: int = 0
+    # Adaptive sampling (``cot_transfer.domain.sequential``); None draws ``n`` for every row.
+    sampling_plan: SamplingPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +195,8 @@ class StrongCot:
     finish_reason: str = ""
     # The budget ran out inside the reasoning: left out of the unlock statistics.
     reasoning_truncated: bool = False
+    # The CoT came with the problem: the strong model was not called.
+    imported: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,6 +209,19 @@ class FractionResult:
     num_correct: int
     # Whether the prefix already states the reference answer; None where not judged.
     answer_in_prefix: bool | None = None
+    # The served model that completed the prefix ("" in rows from before receivers) and how.
+    receiver: str = ""
+    mode: str = "free"
+    # The extracted answer of every sample, as (answer, count) pairs, most frequent first ("" for
+    # samples that state none); and the completions' texts when the run keeps them.
+    answer_counts: tuple[tuple[str, int], ...] = ()
+    completions: tuple[GradedCompletion, ...] = ()
+    # Step boundaries the prefix holds (step cuts only).
+    num_steps: int = 0
+    # Adaptive sampling: rounds drawn and why sampling stopped (``sequential.STOP_REASONS``);
+    # 0 and "" for a row drawn in one go.
+    rounds: int = 0
+    stop_reason: str = ""
 
     @property
     def potential(self) -> float:

@@ -153,3 +153,19 @@ class RunSummary:
     thresholds: Thresholds
     truncated_cots: int = 0
     problem_errors: int = 0
+    # One block per (receiver, mode) of the run; the fields above repeat the primary one.
+    receivers: tuple[ReceiverSummary, ...] = ()
+    # Weak samples drawn over every row, and what drawing n (n_max under adaptive sampling)
+    # for every row would have drawn.
+    samples_drawn: int = 0
+    samples_brute_force: int = 0
+
+
+@dataclass(frozen=True)
+class ReceiverSummary:
+    """The per-fraction statistics of one receiver in one answer mode (the wire's ReceiverSummary)."""
+
+    receiver: str
+    mode: str
+    baseline_unsolved: int
+    per_fraction: tuple[FractionSummary, ...]

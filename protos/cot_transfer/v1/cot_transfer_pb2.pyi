@@ -1,10 +1,40 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class AnswerMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANSWER_MODE_UNSPECIFIED: _ClassVar[AnswerMode]
+    ANSWER_MODE_FREE: _ClassVar[AnswerMode]
+    ANSWER_MODE_FORCE_ANSWER: _ClassVar[AnswerMode]
+
+class CutMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CUT_MODE_UNSPECIFIED: _ClassVar[CutMode]
+    CUT_MODE_TOKEN: _ClassVar[CutMode]
+    CUT_MODE_STEP: _ClassVar[CutMode]
+    CUT_MODE_EVERY_STEP: _ClassVar[CutMode]
+
+class StepBoundary(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STEP_BOUNDARY_UNSPECIFIED: _ClassVar[StepBoundary]
+    STEP_BOUNDARY_LINE: _ClassVar[StepBoundary]
+    STEP_BOUNDARY_SENTENCE: _ClassVar[StepBoundary]
+ANSWER_MODE_UNSPECIFIED: AnswerMode
+ANSWER_MODE_FREE: AnswerMode
+ANSWER_MODE_FORCE_ANSWER: AnswerMode
+CUT_MODE_UNSPECIFIED: CutMode
+CUT_MODE_TOKEN: CutMode
+CUT_MODE_STEP: CutMode
+CUT_MODE_EVERY_STEP: CutMode
+STEP_BOUNDARY_UNSPECIFIED: StepBoundary
+STEP_BOUNDARY_LINE: StepBoundary
+STEP_BOUNDARY_SENTENCE: StepBoundary
 
 class SamplingParams(_message.Message):
     __slots__ = ("temperature", "top_p", "max_tokens", "seed")
@@ -47,20 +77,22 @@ class CotDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
 class Prefix(_message.Message):
-    __slots__ = ("fraction", "text", "num_tokens", "cot_num_tokens", "token_ids", "answer_in_prefix")
+    __slots__ = ("fraction", "text", "num_tokens", "cot_num_tokens", "token_ids", "answer_in_prefix", "num_steps")
     FRACTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COT_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     ANSWER_IN_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
     fraction: float
     text: str
     num_tokens: int
     cot_num_tokens: int
     token_ids: _containers.RepeatedScalarFieldContainer[int]
     answer_in_prefix: bool
-    def __init__(self, fraction: _Optional[float] = ..., text: _Optional[str] = ..., num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., answer_in_prefix: _Optional[bool] = ...) -> None: ...
+    num_steps: int
+    def __init__(self, fraction: _Optional[float] = ..., text: _Optional[str] = ..., num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., answer_in_prefix: _Optional[bool] = ..., num_steps: _Optional[int] = ...) -> None: ...
 
 class StrongAnswer(_message.Message):
     __slots__ = ("cot", "answer", "cot_num_tokens", "finish_reason", "final_text", "reasoning_truncated")
@@ -79,7 +111,7 @@ class StrongAnswer(_message.Message):
     def __init__(self, cot: _Optional[str] = ..., answer: _Optional[str] = ..., cot_num_tokens: _Optional[int] = ..., finish_reason: _Optional[str] = ..., final_text: _Optional[str] = ..., reasoning_truncated: _Optional[bool] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("problem", "prefix", "n", "sampling", "reference_answer", "grader", "prefix_token_ids")
+    __slots__ = ("problem", "prefix", "n", "sampling", "reference_answer", "grader", "prefix_token_ids", "receiver", "mode")
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +119,8 @@ class CompleteRequest(_message.Message):
     REFERENCE_ANSWER_FIELD_NUMBER: _ClassVar[int]
     GRADER_FIELD_NUMBER: _ClassVar[int]
     PREFIX_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     problem: str
     prefix: str
     n: int
@@ -94,7 +128,9 @@ class CompleteRequest(_message.Message):
     reference_answer: str
     grader: str
     prefix_token_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, problem: _Optional[str] = ..., prefix: _Optional[str] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., reference_answer: _Optional[str] = ..., grader: _Optional[str] = ..., prefix_token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    receiver: str
+    mode: AnswerMode
+    def __init__(self, problem: _Optional[str] = ..., prefix: _Optional[str] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., reference_answer: _Optional[str] = ..., grader: _Optional[str] = ..., prefix_token_ids: _Optional[_Iterable[int]] = ..., receiver: _Optional[str] = ..., mode: _Optional[_Union[AnswerMode, str]] = ...) -> None: ...
 
 class Completion(_message.Message):
     __slots__ = ("text", "extracted_answer", "correct", "num_tokens", "finish_reason")
@@ -169,14 +205,38 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., reasoning_format: _Optional[str] = ..., fingerprint: _Optional[str] = ..., max_model_len: _Optional[int] = ...) -> None: ...
 
 class Problem(_message.Message):
-    __slots__ = ("id", "problem", "answer")
+    __slots__ = ("id", "problem", "answer", "cot", "cot_format")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
+    COT_FIELD_NUMBER: _ClassVar[int]
+    COT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     id: str
     problem: str
     answer: str
-    def __init__(self, id: _Optional[str] = ..., problem: _Optional[str] = ..., answer: _Optional[str] = ...) -> None: ...
+    cot: str
+    cot_format: str
+    def __init__(self, id: _Optional[str] = ..., problem: _Optional[str] = ..., answer: _Optional[str] = ..., cot: _Optional[str] = ..., cot_format: _Optional[str] = ...) -> None: ...
+
+class SamplingPlan(_message.Message):
+    __slots__ = ("n_max", "rounds", "error_rate", "target_width")
+    N_MAX_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    n_max: int
+    rounds: _containers.RepeatedScalarFieldContainer[int]
+    error_rate: float
+    target_width: float
+    def __init__(self, n_max: _Optional[int] = ..., rounds: _Optional[_Iterable[int]] = ..., error_rate: _Optional[float] = ..., target_width: _Optional[float] = ...) -> None: ...
+
+class AnswerCount(_message.Message):
+    __slots__ = ("answer", "count")
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    answer: str
+    count: int
+    def __init__(self, answer: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Thresholds(_message.Message):
     __slots__ = ("baseline_max_potential", "unlock_min_potential")
@@ -187,7 +247,7 @@ class Thresholds(_message.Message):
     def __init__(self, baseline_max_potential: _Optional[float] = ..., unlock_min_potential: _Optional[float] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("problems", "fractions", "n", "strong_sampling", "weak_sampling", "thresholds", "grader", "experiment_id")
+    __slots__ = ("problems", "fractions", "n", "strong_sampling", "weak_sampling", "thresholds", "grader", "experiment_id", "sampling_plan", "receivers", "modes", "cut", "step_boundary", "keep_completions", "cot_tokenizer")
     PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     FRACTIONS_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +256,13 @@ class RunRequest(_message.Message):
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     GRADER_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_PLAN_FIELD_NUMBER: _ClassVar[int]
+    RECEIVERS_FIELD_NUMBER: _ClassVar[int]
+    MODES_FIELD_NUMBER: _ClassVar[int]
+    CUT_FIELD_NUMBER: _ClassVar[int]
+    STEP_BOUNDARY_FIELD_NUMBER: _ClassVar[int]
+    KEEP_COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    COT_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     problems: _containers.RepeatedCompositeFieldContainer[Problem]
     fractions: _containers.RepeatedScalarFieldContainer[float]
     n: int
@@ -204,10 +271,17 @@ class RunRequest(_message.Message):
     thresholds: Thresholds
     grader: str
     experiment_id: str
-    def __init__(self, problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., fractions: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., strong_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., grader: _Optional[str] = ..., experiment_id: _Optional[str] = ...) -> None: ...
+    sampling_plan: SamplingPlan
+    receivers: _containers.RepeatedScalarFieldContainer[str]
+    modes: _containers.RepeatedScalarFieldContainer[AnswerMode]
+    cut: CutMode
+    step_boundary: StepBoundary
+    keep_completions: bool
+    cot_tokenizer: str
+    def __init__(self, problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., fractions: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., strong_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., grader: _Optional[str] = ..., experiment_id: _Optional[str] = ..., sampling_plan: _Optional[_Union[SamplingPlan, _Mapping]] = ..., receivers: _Optional[_Iterable[str]] = ..., modes: _Optional[_Iterable[_Union[AnswerMode, str]]] = ..., cut: _Optional[_Union[CutMode, str]] = ..., step_boundary: _Optional[_Union[StepBoundary, str]] = ..., keep_completions: _Optional[bool] = ..., cot_tokenizer: _Optional[str] = ...) -> None: ...
 
 class StrongCot(_message.Message):
-    __slots__ = ("problem_id", "cot", "answer", "correct", "cot_num_tokens", "prefixes", "final_text", "finish_reason", "reasoning_truncated")
+    __slots__ = ("problem_id", "cot", "answer", "correct", "cot_num_tokens", "prefixes", "final_text", "finish_reason", "reasoning_truncated", "imported")
     PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
     COT_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +291,7 @@ class StrongCot(_message.Message):
     FINAL_TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     REASONING_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_FIELD_NUMBER: _ClassVar[int]
     problem_id: str
     cot: str
     answer: str
@@ -226,10 +301,11 @@ class StrongCot(_message.Message):
     final_text: str
     finish_reason: str
     reasoning_truncated: bool
-    def __init__(self, problem_id: _Optional[str] = ..., cot: _Optional[str] = ..., answer: _Optional[str] = ..., correct: _Optional[bool] = ..., cot_num_tokens: _Optional[int] = ..., prefixes: _Optional[_Iterable[_Union[Prefix, _Mapping]]] = ..., final_text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., reasoning_truncated: _Optional[bool] = ...) -> None: ...
+    imported: bool
+    def __init__(self, problem_id: _Optional[str] = ..., cot: _Optional[str] = ..., answer: _Optional[str] = ..., correct: _Optional[bool] = ..., cot_num_tokens: _Optional[int] = ..., prefixes: _Optional[_Iterable[_Union[Prefix, _Mapping]]] = ..., final_text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., reasoning_truncated: _Optional[bool] = ..., imported: _Optional[bool] = ...) -> None: ...
 
 class FractionResult(_message.Message):
-    __slots__ = ("problem_id", "fraction", "prefix_num_tokens", "cot_num_tokens", "n", "num_correct", "potential", "answer_in_prefix")
+    __slots__ = ("problem_id", "fraction", "prefix_num_tokens", "cot_num_tokens", "n", "num_correct", "potential", "answer_in_prefix", "receiver", "mode", "answer_counts", "completions", "rounds", "stop_reason", "num_steps")
     PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
     FRACTION_FIELD_NUMBER: _ClassVar[int]
     PREFIX_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +314,13 @@ class FractionResult(_message.Message):
     NUM_CORRECT_FIELD_NUMBER: _ClassVar[int]
     POTENTIAL_FIELD_NUMBER: _ClassVar[int]
     ANSWER_IN_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
     problem_id: str
     fraction: float
     prefix_num_tokens: int
@@ -246,7 +329,14 @@ class FractionResult(_message.Message):
     num_correct: int
     potential: float
     answer_in_prefix: bool
-    def __init__(self, problem_id: _Optional[str] = ..., fraction: _Optional[float] = ..., prefix_num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., n: _Optional[int] = ..., num_correct: _Optional[int] = ..., potential: _Optional[float] = ..., answer_in_prefix: _Optional[bool] = ...) -> None: ...
+    receiver: str
+    mode: AnswerMode
+    answer_counts: _containers.RepeatedCompositeFieldContainer[AnswerCount]
+    completions: _containers.RepeatedCompositeFieldContainer[Completion]
+    rounds: int
+    stop_reason: str
+    num_steps: int
+    def __init__(self, problem_id: _Optional[str] = ..., fraction: _Optional[float] = ..., prefix_num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., n: _Optional[int] = ..., num_correct: _Optional[int] = ..., potential: _Optional[float] = ..., answer_in_prefix: _Optional[bool] = ..., receiver: _Optional[str] = ..., mode: _Optional[_Union[AnswerMode, str]] = ..., answer_counts: _Optional[_Iterable[_Union[AnswerCount, _Mapping]]] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., rounds: _Optional[int] = ..., stop_reason: _Optional[str] = ..., num_steps: _Optional[int] = ...) -> None: ...
 
 class Interval(_message.Message):
     __slots__ = ("low", "high")
@@ -279,7 +369,7 @@ class FractionSummary(_message.Message):
     def __init__(self, fraction: _Optional[float] = ..., weak_potential_mean: _Optional[float] = ..., unlocked: _Optional[int] = ..., unlock_rate: _Optional[float] = ..., unlock_rate_interval: _Optional[_Union[Interval, _Mapping]] = ..., unsolved_evaluated: _Optional[int] = ..., answer_in_prefix: _Optional[int] = ..., unlock_rate_without_answer: _Optional[float] = ..., unlock_rate_without_answer_interval: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("fractions", "n_samples", "n_problems", "baseline_unsolved", "per_fraction", "strong_solve_rate", "thresholds", "truncated_cots", "problem_errors")
+    __slots__ = ("fractions", "n_samples", "n_problems", "baseline_unsolved", "per_fraction", "strong_solve_rate", "thresholds", "truncated_cots", "problem_errors", "receivers", "samples_drawn", "samples_brute_force")
     FRACTIONS_FIELD_NUMBER: _ClassVar[int]
     N_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     N_PROBLEMS_FIELD_NUMBER: _ClassVar[int]
@@ -289,6 +379,9 @@ class RunSummary(_message.Message):
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_COTS_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVERS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_DRAWN_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_BRUTE_FORCE_FIELD_NUMBER: _ClassVar[int]
     fractions: _containers.RepeatedScalarFieldContainer[float]
     n_samples: int
     n_problems: int
@@ -298,7 +391,22 @@ class RunSummary(_message.Message):
     thresholds: Thresholds
     truncated_cots: int
     problem_errors: int
-    def __init__(self, fractions: _Optional[_Iterable[float]] = ..., n_samples: _Optional[int] = ..., n_problems: _Optional[int] = ..., baseline_unsolved: _Optional[int] = ..., per_fraction: _Optional[_Iterable[_Union[FractionSummary, _Mapping]]] = ..., strong_solve_rate: _Optional[float] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., truncated_cots: _Optional[int] = ..., problem_errors: _Optional[int] = ...) -> None: ...
+    receivers: _containers.RepeatedCompositeFieldContainer[ReceiverSummary]
+    samples_drawn: int
+    samples_brute_force: int
+    def __init__(self, fractions: _Optional[_Iterable[float]] = ..., n_samples: _Optional[int] = ..., n_problems: _Optional[int] = ..., baseline_unsolved: _Optional[int] = ..., per_fraction: _Optional[_Iterable[_Union[FractionSummary, _Mapping]]] = ..., strong_solve_rate: _Optional[float] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., truncated_cots: _Optional[int] = ..., problem_errors: _Optional[int] = ..., receivers: _Optional[_Iterable[_Union[ReceiverSummary, _Mapping]]] = ..., samples_drawn: _Optional[int] = ..., samples_brute_force: _Optional[int] = ...) -> None: ...
+
+class ReceiverSummary(_message.Message):
+    __slots__ = ("receiver", "mode", "baseline_unsolved", "per_fraction")
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_UNSOLVED_FIELD_NUMBER: _ClassVar[int]
+    PER_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    receiver: str
+    mode: AnswerMode
+    baseline_unsolved: int
+    per_fraction: _containers.RepeatedCompositeFieldContainer[FractionSummary]
+    def __init__(self, receiver: _Optional[str] = ..., mode: _Optional[_Union[AnswerMode, str]] = ..., baseline_unsolved: _Optional[int] = ..., per_fraction: _Optional[_Iterable[_Union[FractionSummary, _Mapping]]] = ...) -> None: ...
 
 class ProblemError(_message.Message):
     __slots__ = ("problem_id", "code", "message", "permanent")

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from cot_transfer.domain.sampling import MAX_TEMPERATURE, SamplingParams
+from cot_transfer.domain.sequential import DEFAULT_ERROR_RATE, DEFAULT_ROUNDS
 from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL
 from cot_transfer.engine.config import EngineConfig
 from cot_transfer.serving.serve_options import check_deployment_config, merge_options
@@ -17,6 +18,8 @@ from cot_transfer.serving.serve_options import check_deployment_config, merge_op
 MAX_MESSAGE_BYTES = 64 * 2**20
 # Serve's gRPC proxy takes its message-size limits from this variable, read when the proxy starts.
 PROXY_MAX_MESSAGE_ENV = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
+# A forced answer is the answer alone: a number, a short expression, a letter.
+DEFAULT_FORCE_ANSWER_MAX_TOKENS = 32
 
 
 class _Strict(BaseModel):
@@ -160,6 +163,21 @@ class ModelDeploymentConfig(_Strict):
         default=-1, ge=-1, description="Requests waiting for a replica before RESOURCE_EXHAUSTED; -1 is unbounded."
     )
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults, description="Defaults for unset fields.")
+    force_answer_max_tokens: int = Field(
+        default=DEFAULT_FORCE_ANSWER_MAX_TOKENS,
+        ge=1,
+        description="As a receiver in the force_answer mode: the token budget of the answer written right after"
+        " the closed prefix (the reasoning budget, sampling.max_tokens, does not apply).",
+    )
+    router: Literal["prefix_affinity", "default"] = Field(
+        default="prefix_affinity",
+        description="How calls pick a replica. prefix_affinity: all calls about one problem go to the replica"
+        " that holds its KV blocks (cot_transfer.serving.routing), load-balanced when that replica is"
+        " router_imbalance_threshold requests busier than the least loaded one. default: Serve's power of two.",
+    )
+    router_imbalance_threshold: int = Field(
+        default=16, ge=0, description="prefix_affinity: extra requests in flight at which affinity yields to load."
+    )
     deployment_config: dict[str, Any] = Field(
         default_factory=dict,
         description="Ray Serve's own serve.deployment options for this deployment, passed through as Ray Serve"
@@ -264,7 +282,9 @@ class IngressConfig(_Strict):
 class LimitsConfig(_Strict):
     max_samples_per_request: int = Field(default=1024, ge=1, description="Cap on n in one request.")
     max_problems_per_run: int = Field(default=10_000, ge=1, description="Cap on problems in one Transfer.Run.")
-    max_fractions: int = Field(default=101, ge=1, description="Cap on fractions in one request.")
+    max_fractions: int = Field(
+        default=512, ge=1, description="Cap on fractions in one request, and on the steps of an every-step cut."
+    )
     max_text_chars: int = Field(
         default=1_000_000,
         ge=1,
@@ -279,6 +299,21 @@ class LimitsConfig(_Strict):
         " Serve's proxy reads it from RAY_SERVE_GRPC_MAX_MESSAGE_SIZE on each node: the local start sets it,"
         " the Kubernetes manifests must match it.",
     )
+
+
+class AdaptiveConfig(_Strict):
+    """Adaptive sampling (a run's SamplingPlan): what a plan gets for the fields it leaves unset."""
+
+    rounds: list[PositiveInt] = Field(
+        default_factory=lambda: list(DEFAULT_ROUNDS),
+        min_length=1,
+        description="Samples per round when a plan names none; the last size repeats up to n_max.",
+    )
+    error_rate: float = Field(
+        default=DEFAULT_ERROR_RATE, gt=0.0, lt=1.0, description="Decision error rate when a plan names none."
+    )
+    max_n_max: int = Field(default=4096, ge=1, description="Largest n_max a plan may ask for.")
+    max_rounds: int = Field(default=64, ge=1, description="Most rounds a plan may take to reach n_max.")
 
 
 class ServingConfig(_Strict):
@@ -303,8 +338,14 @@ class ServingConfig(_Strict):
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig, description="Default unlock thresholds.")
     strong: ModelDeploymentConfig = Field(description="The strong model that writes the CoT.")
     weak: ModelDeploymentConfig = Field(description="The weak model that completes prefixes.")
+    receivers: list[ModelDeploymentConfig] = Field(
+        default_factory=list,
+        description="Further models that only complete prefixes (role receiver), each its own deployment. The"
+        " strong and the weak model are receivers too: a run names any of them in RunRequest.receivers.",
+    )
     ingress: IngressConfig = Field(default_factory=IngressConfig, description="The gRPC ingress deployment.")
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Request size limits.")
+    adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig, description="Adaptive sampling: defaults, limits.")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ServingConfig:
@@ -314,9 +355,19 @@ class ServingConfig(_Strict):
         config = cls.model_validate(data)
         return config.with_models_relative_to(path.parent)
 
+    @model_validator(mode="after")
+    def _receiver_names_unique(self) -> ServingConfig:
+        # A run names its receivers by served name: each must mean one model.
+        seen = {self.strong.engine.name, self.weak.engine.name}
+        for index, receiver in enumerate(self.receivers):
+            if receiver.engine.name in seen:
+                raise ValueError(f"receivers[{index}]: served name {receiver.engine.name!r} is already in use")
+            seen.add(receiver.engine.name)
+        return self
+
     def with_models_relative_to(self, base: Path) -> ServingConfig:
         updated = self.model_copy(deep=True)
-        for deployment in (updated.strong, updated.weak):
+        for deployment in (updated.strong, updated.weak, *updated.receivers):
             model_path = Path(deployment.engine.model)
             if not model_path.is_absolute():
                 deployment.engine.model = str((base / model_path).resolve())

@@ -31,11 +31,12 @@ from cot_transfer.serving import edge
 from cot_transfer.serving.admission import call_when_admitted, stream_when_admitted
 from cot_transfer.serving.auth import TokenAuth
 from cot_transfer.serving.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
-from cot_transfer.serving.config import ModelDeploymentConfig, ServingConfig
+from cot_transfer.serving.config import DEFAULT_FORCE_ANSWER_MAX_TOKENS, ModelDeploymentConfig, ServingConfig
 from cot_transfer.serving.fingerprint import model_fingerprint
 from cot_transfer.serving.metrics import FAMILIES, ExperimentSeries, RayServiceMetrics
 from cot_transfer.serving.metrics_endpoint import gather_exposition, node_metric_urls
 from cot_transfer.serving.reasoning import PLAIN, ReasoningFormat, resolve_format
+from cot_transfer.serving.routing import ROUTER_CLASS_PATH
 from cot_transfer.serving.status import status_for
 from cot_transfer.serving.strong import StrongModelServer
 from cot_transfer.serving.transfer import TransferRunner
@@ -89,13 +90,20 @@ class StrongModelDeployment(_ModelReplica):
         engine_config: EngineConfig,
         engine_factory: EngineFactory | None = None,
         reasoning_format: ReasoningFormat = PLAIN,
+        force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
     ) -> None:
         engine = await self._start_engine(engine_config, engine_factory)
-        self._server = StrongModelServer(engine, engine_config.name, RayServiceMetrics(), reasoning_format)
+        metrics = RayServiceMetrics()
+        self._server = StrongModelServer(engine, engine_config.name, metrics, reasoning_format)
+        # The same engine completes prefixes as a receiver: the strong model's self-potential.
+        self._receiver = WeakModelServer(engine, engine_config.name, metrics, reasoning_format, force_answer_max_tokens)
 
     async def stream_prefixes(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
         async for event in self._server.stream_prefixes(request):
             yield event
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        return await self._receiver.complete(request)
 
 
 @serve.deployment
@@ -105,9 +113,12 @@ class WeakModelDeployment(_ModelReplica):
         engine_config: EngineConfig,
         engine_factory: EngineFactory | None = None,
         reasoning_format: ReasoningFormat = PLAIN,
+        force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
     ) -> None:
         engine = await self._start_engine(engine_config, engine_factory)
-        self._server = WeakModelServer(engine, engine_config.name, RayServiceMetrics(), reasoning_format)
+        self._server = WeakModelServer(
+            engine, engine_config.name, RayServiceMetrics(), reasoning_format, force_answer_max_tokens
+        )
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         return await self._server.complete(request)
@@ -123,6 +134,8 @@ HEALTH_SERVICES = frozenset(
 HEALTH_PROBE_TIMEOUT_S = 5.0
 STRONG_DEPLOYMENT = "StrongModel"
 WEAK_DEPLOYMENT = "WeakModel"
+# The receiver-only models (ServingConfig.receivers): Receiver0, Receiver1, ...
+RECEIVER_DEPLOYMENT = "Receiver"
 
 
 @serve.deployment
@@ -132,9 +145,21 @@ class TransferIngress:
     Method names are the RPC names: Ray Serve's gRPC proxy calls the method named like the RPC.
     """
 
-    def __init__(self, strong: DeploymentHandle, weak: DeploymentHandle, config: ServingConfig) -> None:
+    def __init__(
+        self,
+        strong: DeploymentHandle,
+        weak: DeploymentHandle,
+        config: ServingConfig,
+        receivers: list[DeploymentHandle] | None = None,
+    ) -> None:
         self._strong = strong
         self._weak = weak
+        # Served name -> the deployment that completes its prefixes (the edge admits no other name).
+        self._receivers: dict[str, DeploymentHandle] = {
+            config.strong.engine.name: strong,
+            **{model.engine.name: handle for model, handle in zip(config.receivers, receivers or [], strict=True)},
+            config.weak.engine.name: weak,  # last: a name both roles share is the weak model's
+        }
         self._config = config
         self._auth = TokenAuth.from_env(config.auth_token_env)
         self._experiments = ExperimentSeries(config.ingress.experiment_series_retention_s)
@@ -187,11 +212,22 @@ class TransferIngress:
 
     async def _strong_events(self, request: PrefixRequest) -> AsyncGenerator[StrongEvent, None]:
         events = cast(DeploymentResponseGenerator, self._strong.stream_prefixes.options(stream=True).remote(request))
-        async for event in events:
-            yield event
+        finished = False
+        try:
+            async for event in events:
+                yield event
+            finished = True
+        finally:
+            if not finished:
+                # Serve cancels the calls a cancelled request awaits in its own task, but a
+                # Transfer.Run reads its strong streams in tasks of its own: without this, a run
+                # cancelled (or past its deadline) mid-CoT would leave the strong engine writing.
+                events.cancel()
 
     async def _complete(self, request: CompletionRequest) -> CompletionResult:
-        result: CompletionResult = await self._weak.complete.remote(request)
+        # "" is the weak model, as for a client from before receivers.
+        receiver = self._receivers.get(request.receiver, self._weak)
+        result: CompletionResult = await receiver.complete.remote(request)
         return result
 
     def _strong_events_when_admitted(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
@@ -217,7 +253,9 @@ class TransferIngress:
         from a replica of the deployment (the ingress may run where the weights are not)."""
         if self._fingerprints is None:
             fingerprints = {}
-            for deployment, handle in ((self._config.strong, self._strong), (self._config.weak, self._weak)):
+            models = [(self._config.strong, self._strong), (self._config.weak, self._weak)]
+            models += [(model, self._receivers[model.engine.name]) for model in self._config.receivers]
+            for deployment, handle in models:
                 fingerprint = await asyncio.to_thread(model_fingerprint, deployment.engine.model)
                 if not fingerprint:
                     fingerprint = await handle.fingerprint.remote()
@@ -316,22 +354,47 @@ def _running_replicas(application: str) -> dict[str, int]:
 
 
 def _model_deployment_options(name: str, deployment: ModelDeploymentConfig) -> dict[str, Any]:
-    return {"name": name, **deployment.serve_options()}
+    options = {"name": name, **deployment.serve_options()}
+    # A request_router_config passed through in deployment_config wins over the router key.
+    if deployment.router == "prefix_affinity" and "request_router_config" not in options:
+        # Serve validates the mapping into its RequestRouterConfig.
+        options["request_router_config"] = {
+            "request_router_class": ROUTER_CLASS_PATH,
+            "request_router_kwargs": {"imbalance_threshold": deployment.router_imbalance_threshold},
+        }
+    return options
 
 
 def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory | None = None) -> serve.Application:
     # serve.deployment turns the classes into Deployments, which mypy cannot see.
     strong_options = _model_deployment_options(STRONG_DEPLOYMENT, config.strong)
     strong = StrongModelDeployment.options(**strong_options).bind(  # type: ignore[attr-defined]
-        config.strong.engine, engine_factory, resolve_format(config.strong.reasoning_format)
+        config.strong.engine,
+        engine_factory,
+        resolve_format(config.strong.reasoning_format),
+        config.strong.force_answer_max_tokens,
     )
     weak_options = _model_deployment_options(WEAK_DEPLOYMENT, config.weak)
     weak = WeakModelDeployment.options(**weak_options).bind(  # type: ignore[attr-defined]
-        config.weak.engine, engine_factory, resolve_format(config.weak.reasoning_format)
+        config.weak.engine,
+        engine_factory,
+        resolve_format(config.weak.reasoning_format),
+        config.weak.force_answer_max_tokens,
     )
+    receivers = [
+        WeakModelDeployment.options(  # type: ignore[attr-defined]
+            **_model_deployment_options(f"{RECEIVER_DEPLOYMENT}{index}", receiver)
+        ).bind(
+            receiver.engine,
+            engine_factory,
+            resolve_format(receiver.reasoning_format),
+            receiver.force_answer_max_tokens,
+        )
+        for index, receiver in enumerate(config.receivers)
+    ]
     return TransferIngress.options(  # type: ignore[attr-defined]
         name="TransferIngress", **config.ingress.serve_options()
-    ).bind(strong, weak, config)
+    ).bind(strong, weak, config, receivers)
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:

@@ -28,7 +28,21 @@ from cot_transfer.domain.requests import (
 from cot_transfer.domain.sampling import SamplingParams, check_sample_count, check_text
 from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary, Thresholds
 from cot_transfer.domain.truncation import check_fractions, with_baseline
+from cot_transfer.serving.adaptive_wire import samples_per_request, sampling_plan_from_proto
 from cot_transfer.serving.config import LimitsConfig, SamplingDefaults, ServingConfig
+from cot_transfer.serving.cut_wire import (
+    cot_from_proto,
+    cut_options_from_proto,
+    every_step_fractions,
+    kept_answers_to_proto,
+)
+from cot_transfer.serving.receivers import (
+    MODE_TO_PROTO,
+    RECEIVER_ROLE,
+    mode_from_proto,
+    receiver_from_proto,
+    run_receivers_from_proto,
+)
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 
@@ -95,6 +109,8 @@ def completion_request_from_proto(message: pb.CompleteRequest, config: ServingCo
         reference_answer=reference_answer,
         grader=_grader(message.grader, config.default_grader),
         prefix_token_ids=_token_ids(message.prefix_token_ids, "prefix_token_ids"),
+        receiver=receiver_from_proto(message.receiver, config, "receiver"),
+        mode=mode_from_proto(message.mode, "mode"),
     )
 
 
@@ -132,11 +148,14 @@ def _problems(messages: list[pb.Problem], limits: LimitsConfig) -> tuple[Problem
         if problem_id in seen:
             raise InvalidArgumentError(f"{field}.id", f"duplicate id {problem_id!r}")
         seen.add(problem_id)
+        cot, cot_format = cot_from_proto(message, field)
         problems.append(
             Problem(
                 id=problem_id,
                 problem=capped_text(message.problem, f"{field}.problem", limits),
                 answer=capped_text(message.answer, f"{field}.answer", limits),
+                cot=cot,
+                cot_format=cot_format,
             )
         )
     return tuple(problems)
@@ -155,16 +174,23 @@ def _experiment_id(value: str) -> str:
 
 def transfer_request_from_proto(message: pb.RunRequest, config: ServingConfig) -> TransferRequest:
     problems = _problems(list(message.problems), config.limits)  # the sizes first, as for Complete
-    n = check_sample_count(message.n, config.limits.max_samples_per_request)
+    plan = sampling_plan_from_proto(message, config)
+    n = samples_per_request(message, plan, config)
+    receivers, modes, primary = run_receivers_from_proto(message.receivers, message.modes, config)
     return TransferRequest(
         problems=problems,
-        fractions=with_baseline(_fractions(list(message.fractions), config.limits)),
+        fractions=every_step_fractions(message) or with_baseline(_fractions(list(message.fractions), config.limits)),
         n=n,
         strong_sampling=sampling_from_proto(message.strong_sampling, config.strong.sampling, "strong_sampling", n=1),
         weak_sampling=sampling_from_proto(message.weak_sampling, config.weak.sampling, "weak_sampling", n=n),
         thresholds=_thresholds(message.thresholds, config),
         grader=_grader(message.grader, config.default_grader),
         experiment_id=_experiment_id(message.experiment_id),
+        receivers=receivers,
+        modes=modes,
+        primary=primary,
+        sampling_plan=plan,
+        **cut_options_from_proto(message, config),
     )
 
 
@@ -176,6 +202,7 @@ def _prefix_to_proto(prefix: CotPrefix) -> pb.Prefix:
         cot_num_tokens=prefix.cot_num_tokens,
         token_ids=prefix.token_ids,
         answer_in_prefix=prefix.answer_in_prefix,  # None leaves the optional field unset
+        num_steps=prefix.num_steps,
     )
 
 
@@ -189,7 +216,9 @@ def _sampling_to_proto(defaults: SamplingDefaults) -> pb.SamplingParams:
 def _models_to_proto(config: ServingConfig, fingerprints: Mapping[str, str]) -> list[pb.ModelInfo]:
     """One entry per served name; a model serving both roles is listed once with both."""
     models: dict[str, pb.ModelInfo] = {}
-    for role, deployment in (("strong", config.strong), ("weak", config.weak)):
+    roles = [("strong", config.strong), ("weak", config.weak)]
+    roles += [(RECEIVER_ROLE, receiver) for receiver in config.receivers]
+    for role, deployment in roles:
         name = deployment.engine.name
         if name in models:
             models[name].roles.append(role)
@@ -296,6 +325,7 @@ def transfer_event_to_proto(event: StrongCot | FractionResult | ProblemError | R
                 final_text=event.final_text,
                 finish_reason=event.finish_reason,
                 reasoning_truncated=event.reasoning_truncated,
+                imported=event.imported,
             )
         )
     if isinstance(event, FractionResult):
@@ -309,6 +339,11 @@ def transfer_event_to_proto(event: StrongCot | FractionResult | ProblemError | R
                 num_correct=event.num_correct,
                 potential=event.potential,
                 answer_in_prefix=event.answer_in_prefix,
+                receiver=event.receiver,
+                mode=MODE_TO_PROTO.get(event.mode, pb.ANSWER_MODE_UNSPECIFIED),
+                rounds=event.rounds,
+                stop_reason=event.stop_reason,
+                **kept_answers_to_proto(event),
             )
         )
     return pb.RunResponse(
@@ -322,6 +357,17 @@ def transfer_event_to_proto(event: StrongCot | FractionResult | ProblemError | R
             strong_solve_rate=event.strong_solve_rate or 0.0,
             truncated_cots=event.truncated_cots,
             problem_errors=event.problem_errors,
+            samples_drawn=event.samples_drawn,
+            samples_brute_force=event.samples_brute_force,
+            receivers=[
+                pb.ReceiverSummary(
+                    receiver=block.receiver,
+                    mode=MODE_TO_PROTO[block.mode],
+                    baseline_unsolved=block.baseline_unsolved,
+                    per_fraction=[fraction_summary_to_proto(stats) for stats in block.per_fraction],
+                )
+                for block in event.receivers
+            ],
             thresholds=pb.Thresholds(
                 baseline_max_potential=event.thresholds.baseline_max_potential,
                 unlock_min_potential=event.thresholds.unlock_min_potential,

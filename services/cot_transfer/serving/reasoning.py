@@ -10,6 +10,8 @@ as token ids in the model's own tokenizer. Building prompts needs only the token
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +31,9 @@ _T = TypeVar("_T")
 # Texts longer than this are tokenised on a worker thread: a multi-megabyte problem must not
 # hold the replica's event loop (and every other request on it) for seconds.
 _OFF_LOOP_CHARS = 4096
+# The receiver-head cache: at most this many problems of at most this many characters (a few MB).
+_HEAD_CACHE_ENTRIES = 256
+_HEAD_CACHE_MAX_CHARS = 16384
 
 # The harmony format's structural tokens (GPT-OSS); each is one special token in its vocabulary.
 HARMONY_ANALYSIS_OPENING = "<|channel|>analysis<|message|>"
@@ -131,6 +136,10 @@ class ReasoningCodec:
     def __init__(self, reasoning_format: ReasoningFormat, tokenizer: PromptTokenizer) -> None:
         self.format = reasoning_format
         self._tokenizer = tokenizer
+        # Every prefix and round of a problem starts with the same rendered head: the chat
+        # template and the tokenizer run once per problem, not once per call (bounded LRU).
+        self._receiver_heads: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        self._receiver_heads_lock = threading.Lock()
 
     @cached_property
     def _think_markers(self) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
@@ -162,6 +171,11 @@ class ReasoningCodec:
             end=ids["<|end|>"],
             stops=frozenset({ids["<|return|>"], ids["<|call|>"]}),
         )
+
+    @property
+    def reasoning_end_ids(self) -> tuple[int, ...]:
+        """The ids of the marker that closes a think block (``force_answer`` writes it)."""
+        return self._think_markers[1]
 
     def split(self, token_ids: Sequence[int]) -> ReasoningSplit:
         """Splits generated ids into reasoning and final answer (plain: all of it is reasoning)."""
@@ -197,11 +211,25 @@ class ReasoningCodec:
     def receiver_prompt_tokens(
         self, problem: str, prefix: str, strong_ids: Sequence[int] = ()
     ) -> tuple[list[int], int]:
-        head = self._tokenizer.encode(self.format.prompt_head(self._tokenizer, problem, with_reasoning=True))
+        head = self._receiver_head_ids(problem)
         prefix_ids = self.shared_prefix_ids(prefix, strong_ids)
         if prefix_ids is None:
             prefix_ids = self._tokenizer.encode(prefix) if prefix else []
         return [*head, *prefix_ids], len(prefix_ids)
+
+    def _receiver_head_ids(self, problem: str) -> tuple[int, ...]:
+        with self._receiver_heads_lock:
+            cached = self._receiver_heads.get(problem)
+            if cached is not None:
+                self._receiver_heads.move_to_end(problem)
+                return cached
+        head = tuple(self._tokenizer.encode(self.format.prompt_head(self._tokenizer, problem, with_reasoning=True)))
+        if len(problem) <= _HEAD_CACHE_MAX_CHARS:
+            with self._receiver_heads_lock:
+                self._receiver_heads[problem] = head
+                if len(self._receiver_heads) > _HEAD_CACHE_ENTRIES:
+                    self._receiver_heads.popitem(last=False)
+        return head
 
     def shared_prefix_ids(self, prefix: str, strong_ids: Sequence[int]) -> list[int] | None:
         """The strong model's prefix tokens, when they mean the same text in this tokenizer.

@@ -6,12 +6,12 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 
-from cot_transfer.domain.answers import get_grader
+from cot_transfer.domain.answers import Grader, get_grader
 from cot_transfer.domain.errors import OutOfRangeError
 from cot_transfer.domain.reasoning import clean_prefix
 from cot_transfer.domain.requests import CotDelta, CotPrefix, PrefixRequest, StrongAnswer, StrongEvent
-from cot_transfer.domain.truncation import prefix_token_count
 from cot_transfer.engine.base import Engine, GenerationRequest, PromptTokenizer
+from cot_transfer.serving.cuts import cut_prefixes, parse_imported_cot
 from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
 from cot_transfer.serving.reasoning import PLAIN, ReasoningCodec, ReasoningFormat
 
@@ -49,6 +49,10 @@ class StrongModelServer:
     async def stream_prefixes(self, request: PrefixRequest) -> AsyncGenerator[StrongEvent, None]:
         grader = get_grader(request.grader)
         tokenizer = self._engine.tokenizer
+        if request.cot is not None:
+            async for event in imported_events(tokenizer, request, grader):
+                yield event
+            return
         codec = self.codec
         prompt_ids = await codec.strong_prompt_ids(request.problem)
         check_fits_context(
@@ -57,12 +61,12 @@ class StrongModelServer:
         request_id = f"strong-{uuid.uuid4().hex}"
         output_ids: list[int] = []
         finish_reason = "length"
-        generation = GenerationRequest(prompt_ids, n=1, sampling=request.sampling, stream_deltas=True)
+        generation = GenerationRequest(prompt_ids, n=1, sampling=request.sampling, stream_deltas=request.stream_deltas)
         try:
             async for output in self._engine.generate(generation, request_id):
                 sample = output.samples[0]
                 output_ids.extend(sample.token_ids)
-                if sample.text:
+                if sample.text and request.stream_deltas:
                     yield CotDelta(sample.text)
                 if sample.finish_reason is not None:
                     finish_reason = sample.finish_reason
@@ -79,8 +83,8 @@ class StrongModelServer:
         # the last complete character, so no prefix nor the CoT itself holds U+FFFD.
         kept, cot = clean_prefix(cot_ids, len(cot_ids), tokenizer.decode)
         cot_ids = cot_ids[:kept]
-        for fraction in request.fractions:
-            yield cut_prefix(tokenizer, cot_ids, fraction)
+        for prefix in await _cut(tokenizer, cot_ids, request):
+            yield prefix
         if self._format.has_reasoning_block:
             # The blank lines between the closed block and the answer are layout, not answer.
             final_text = tokenizer.decode(_without_trailing_special(tokenizer, list(split.final_ids))).strip()
@@ -97,15 +101,32 @@ class StrongModelServer:
         )
 
 
-def cut_prefix(tokenizer: PromptTokenizer, cot_ids: Sequence[int], fraction: float) -> CotPrefix:
-    """The prefix at ``fraction``: cut on a token boundary, backed off to a complete character."""
-    kept, text = clean_prefix(cot_ids, prefix_token_count(fraction, len(cot_ids)), tokenizer.decode)
-    return CotPrefix(
-        fraction=fraction,
-        text=text,
-        num_tokens=kept,
+async def _cut(tokenizer: PromptTokenizer, cot_ids: Sequence[int], request: PrefixRequest) -> list[CotPrefix]:
+    # Step cuts decode the CoT a few times per boundary: off the event loop.
+    return await asyncio.to_thread(
+        cut_prefixes, tokenizer, cot_ids, request.fractions, request.cut, request.step_boundary
+    )
+
+
+async def imported_events(
+    tokenizer: PromptTokenizer, request: PrefixRequest, grader: Grader
+) -> AsyncGenerator[StrongEvent, None]:
+    """The prefixes and answer of an imported CoT (``request.cot``): nothing is generated."""
+    assert request.cot is not None
+    parsed = await asyncio.to_thread(parse_imported_cot, tokenizer, request.cot, request.cot_format)
+    cot_ids = _without_trailing_special(tokenizer, list(parsed.reasoning_ids))
+    kept, cot = clean_prefix(cot_ids, len(cot_ids), tokenizer.decode)
+    cot_ids = cot_ids[:kept]
+    for prefix in await _cut(tokenizer, cot_ids, request):
+        yield prefix
+    final_text = parsed.final_text
+    yield StrongAnswer(
+        cot=cot,
+        answer=grader.extract(final_text if parsed.has_reasoning_block else cot),
         cot_num_tokens=len(cot_ids),
-        token_ids=tuple(cot_ids[:kept]),
+        finish_reason="imported",
+        final_text=final_text,
+        imported=True,
     )
 
 

@@ -10,9 +10,10 @@ import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED, RunningAnalysis
+from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED
 from cot_transfer.domain.answers import states_answer
 from cot_transfer.domain.errors import AlreadyExistsError, UnavailableError
+from cot_transfer.domain.kept_answers import count_answers
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
@@ -27,8 +28,11 @@ from cot_transfer.domain.requests import (
     TransferRequest,
 )
 from cot_transfer.domain.transfer import RunSummary
+from cot_transfer.serving.adaptive import ProblemRounds, draw_row, with_sample_counts
+from cot_transfer.serving.cuts import check_step_count, prefix_request_for
 from cot_transfer.serving.graders import get_grader
 from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.receivers import ReceiverAnalyses, completion_request, run_receiver_modes
 from cot_transfer.serving.status import status_for
 
 StreamPrefixes = Callable[[PrefixRequest], AsyncIterator[StrongEvent]]
@@ -166,13 +170,15 @@ class TransferRunner:
         events: asyncio.Queue[object] = asyncio.Queue()
         strong_correct: dict[str, bool] = {}
         # One analysis path: the gauges rerun the summary's analysis, at most once a second.
-        running = RunningAnalysis(request.thresholds, request.fractions)
-        rows_expected = len(request.problems) * len(request.fractions)
+        # One per (receiver, mode); the gauges follow the primary one.
+        running = ReceiverAnalyses(request)
+        rows_expected = len(request.problems) * len(request.fractions) * len(run_receiver_modes(request))
         self._experiments.add(request.experiment_id)
         self._running += 1
         self._metrics.experiments_running(self._running)
         self._metrics.experiment_started(request.experiment_id)
         self._metrics.experiment_progress(request.experiment_id, 0, rows_expected)
+        samples_drawn = 0
         producer = asyncio.create_task(self._produce(request, next(self._runs_started), events))
         try:
             while (event := await events.get()) is not _DONE:
@@ -180,7 +186,8 @@ class TransferRunner:
                     raise event.error
                 if isinstance(event, FractionResult):
                     running.add(event)
-                    self._metrics.experiment_progress(request.experiment_id, len(running.results), rows_expected)
+                    samples_drawn += event.n
+                    self._metrics.experiment_progress(request.experiment_id, running.rows, rows_expected)
                     rates = running.unlock_rates_due()
                     if rates is not None:
                         self._metrics.experiment_unlock_rates(request.experiment_id, rates)
@@ -204,8 +211,8 @@ class TransferRunner:
             if not producer.done():
                 producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-        analysis = running.analysis(strong_correct=strong_correct)
-        yield analysis.run_summary(request.n)
+        summary = running.run_summary(request.n, strong_correct)
+        yield with_sample_counts(summary, samples_drawn, running.rows, request.sampling_plan, request.n)
 
     async def _produce(self, request: TransferRequest, run_number: int, events: asyncio.Queue[object]) -> None:
         try:
@@ -246,12 +253,7 @@ class TransferRunner:
         run_number = position[0]
         prefixes: list[CotPrefix] = []
         answer: StrongAnswer | None = None
-        prefix_request = PrefixRequest(
-            problem=problem.problem,
-            fractions=request.fractions,
-            sampling=request.strong_sampling,
-            grader=request.grader,
-        )
+        prefix_request = prefix_request_for(request, problem)
         async with self._cot_slots.hold((float(position[0]), float(position[1]))):
             async for event in self._stream_prefixes(prefix_request):
                 if isinstance(event, CotPrefix):
@@ -260,6 +262,7 @@ class TransferRunner:
                     answer = event
         if answer is None:
             raise UnavailableError(f"the strong model ended problem {problem.id!r} without an answer")
+        check_step_count(request, prefixes)
         grader = get_grader(request.grader, self._metrics)
         # Grading may block on a math-verify worker for seconds: off the event loop.
         correct = await asyncio.to_thread(grader.is_correct, answer.answer, problem.answer)
@@ -278,11 +281,18 @@ class TransferRunner:
                 final_text=answer.final_text,
                 finish_reason=answer.finish_reason,
                 reasoning_truncated=answer.reasoning_truncated,
+                imported=answer.imported,
             )
         )
+        # Adaptive sampling: the problem's rows share its baseline's state.
+        rounds = ProblemRounds(request, [cut.fraction for cut in judged]) if request.sampling_plan else None
         async with asyncio.TaskGroup() as group:
             for prefix in judged:
-                group.create_task(self._run_fraction(request, problem, prefix, run_number, events))
+                # Every receiver, in every mode, completes the same prefix.
+                for receiver, mode in run_receiver_modes(request):
+                    group.create_task(
+                        self._run_fraction(request, problem, prefix, run_number, events, receiver, mode, rounds)
+                    )
 
     async def _run_fraction(
         self,
@@ -291,19 +301,19 @@ class TransferRunner:
         prefix: CotPrefix,
         run_number: int,
         events: asyncio.Queue[object],
+        receiver: str = "",
+        mode: str = "free",
+        rounds: ProblemRounds | None = None,
     ) -> None:
-        completion_request = CompletionRequest(
-            problem=problem.problem,
-            prefix=prefix.text,
-            prefix_token_ids=prefix.token_ids,
-            n=request.n,
-            sampling=request.weak_sampling,
-            reference_answer=problem.answer,
-            grader=request.grader,
-        )
-        # Runs keep their arrival order; within a run the scheduling key decides.
-        async with self._completion_slots.hold((float(run_number), self._scheduling_key(prefix))):
-            result = await self._complete(completion_request)
+        completion = completion_request(request, problem, prefix, receiver, mode)
+
+        async def draw(round_request: CompletionRequest) -> CompletionResult:
+            # Runs keep their arrival order; within a run the scheduling key decides.
+            async with self._completion_slots.hold((float(run_number), self._scheduling_key(prefix))):
+                return await self._complete(round_request)
+
+        drawn = await draw_row(rounds, completion, prefix.fraction, (receiver, mode), draw)
+        result = drawn.result
         await events.put(
             FractionResult(
                 problem_id=problem.id,
@@ -313,5 +323,12 @@ class TransferRunner:
                 n=len(result.completions),
                 num_correct=result.num_correct,
                 answer_in_prefix=prefix.answer_in_prefix,
+                receiver=receiver,
+                mode=mode,
+                answer_counts=count_answers(sample.extracted_answer for sample in result.completions),
+                completions=tuple(result.completions) if request.keep_completions else (),
+                num_steps=prefix.num_steps,
+                rounds=drawn.rounds,
+                stop_reason=drawn.stop_reason,
             )
         )

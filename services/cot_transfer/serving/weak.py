@@ -9,8 +9,11 @@ from dataclasses import replace
 
 from cot_transfer.domain.answers import grade
 from cot_transfer.domain.errors import UnavailableError
+from cot_transfer.domain.receivers import FORCE_ANSWER
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, GradedCompletion
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest
+from cot_transfer.serving.config import DEFAULT_FORCE_ANSWER_MAX_TOKENS
+from cot_transfer.serving.force_answer import closing_ids, graded_text
 from cot_transfer.serving.graders import get_grader
 from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
 from cot_transfer.serving.reasoning import PLAIN, ReasoningCodec, ReasoningFormat
@@ -24,8 +27,10 @@ class WeakModelServer:
         model_name: str = "weak",
         metrics: ServiceMetrics = NO_METRICS,
         reasoning_format: ReasoningFormat = PLAIN,
+        force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
     ) -> None:
         self._engine = engine
+        self._force_answer_max_tokens = force_answer_max_tokens
         self._model_name = model_name
         self._metrics = metrics
         self._format = reasoning_format
@@ -49,6 +54,11 @@ class WeakModelServer:
         # The budget covers the whole reasoning, prefix included; at least one token is left so
         # a prefix that used the whole budget can still be closed.
         new_tokens = max(1, request.sampling.max_tokens - prefix_tokens)
+        forced = request.mode == FORCE_ANSWER
+        if forced:
+            # The reasoning is closed after the prefix; the answer alone gets its own short budget.
+            prompt_ids = [*prompt_ids, *closing_ids(codec, self._engine.tokenizer)]
+            new_tokens = self._force_answer_max_tokens
         check_fits_context(len(prompt_ids), new_tokens, self._engine.max_model_len, "prefix")
         generation = GenerationRequest(
             prompt_ids, n=request.n, sampling=replace(request.sampling, max_tokens=new_tokens)
@@ -70,7 +80,11 @@ class WeakModelServer:
         # loop, so other requests keep flowing.
         graded = await asyncio.to_thread(
             lambda: [
-                grade(grader, self._answer_text(sample.token_ids, sample.text), request.reference_answer)
+                grade(
+                    grader,
+                    graded_text(codec, sample.text) if forced else self._answer_text(sample.token_ids, sample.text),
+                    request.reference_answer,
+                )
                 for sample in samples
             ]
         )

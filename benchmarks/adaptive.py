@@ -1,0 +1,324 @@
+"""Adaptive sampling against brute force on the standard workload: samples drawn and decisions.
+
+    python -m benchmarks.adaptive --n-max 128            # served: starts a stack, two runs
+    python -m benchmarks.adaptive --n-max 128 --replay runs/bench/adaptive/brute_force.jsonl
+
+Served: brute force (n = n_max for every row) writes each problem's CoT; adaptive sampling
+(``SamplingPlan(n_max)``) runs on those CoTs, imported, so both complete the same prefixes.
+Replay (no stack): each brute-force row's n_max outcomes are shuffled and the stopping rule is
+run on them in order, so the adaptive "run" draws from the same samples (a coupled comparison,
+which agrees at least as often as two independent runs would).
+
+Keys (``benchmarks/results.json``):
+
+* ``adaptive_sample_ratio``: weak samples the adaptive run drew / (n_max x rows);
+* ``adaptive_decision_agreement``: share of (problem, fraction) rows whose decision equals brute
+  force's; the decision is *unsolved at baseline* at fraction 0 and *unlocked* above it;
+* ``adaptive_unlock_rates_within_brute_force_ci``: every fraction's adaptive unlock rate lies in
+  the brute-force run's 95% Clopper-Pearson interval (fractions where both are defined).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cot_transfer.domain.analysis import analyze
+from cot_transfer.domain.requests import FractionResult, Problem, StrongCot
+from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.domain.sequential import N_MAX, SamplingPlan, StoppingRule
+from cot_transfer.domain.transfer import Thresholds
+
+TARGETS = {"adaptive_sample_ratio": 0.25, "adaptive_decision_agreement": 0.98}
+
+
+@dataclass
+class AdaptiveComparison:
+    method: str  # "served" (two runs against the stack) or "replay" (the brute-force samples reshuffled)
+    n_max: int
+    rows: int
+    samples_drawn: int
+    adaptive_sample_ratio: float
+    adaptive_decision_agreement: float
+    adaptive_unlock_rates_within_brute_force_ci: bool
+    per_fraction: list[dict[str, Any]]
+    stop_reasons: dict[str, int]
+    seconds_brute_force: float | None = None
+    seconds_adaptive: float | None = None
+
+    def keys(self) -> dict[str, Any]:
+        return {
+            "adaptive_sample_ratio": self.adaptive_sample_ratio,
+            "adaptive_decision_agreement": self.adaptive_decision_agreement,
+            "adaptive_unlock_rates_within_brute_force_ci": self.adaptive_unlock_rates_within_brute_force_ci,
+        }
+
+
+def _decisions(rows: Sequence[FractionResult], thresholds: Thresholds) -> dict[tuple[str, float], bool]:
+    baseline = {row.problem_id: row.potential for row in rows if row.fraction == 0.0}
+    out = {}
+    for row in rows:
+        if row.problem_id not in baseline:
+            continue
+        unsolved = bool(thresholds.unsolved_at_baseline(baseline[row.problem_id]))
+        out[(row.problem_id, row.fraction)] = (
+            unsolved if row.fraction == 0.0 else unsolved and bool(thresholds.reaches_unlock(row.potential))
+        )
+    return out
+
+
+def compare(
+    brute: Sequence[FractionResult],
+    adaptive: Sequence[FractionResult],
+    n_max: int,
+    thresholds: Thresholds,
+    method: str,
+) -> AdaptiveComparison:
+    brute_decisions = _decisions(brute, thresholds)
+    adaptive_decisions = _decisions(adaptive, thresholds)
+    shared = brute_decisions.keys() & adaptive_decisions.keys()
+    agreement = sum(brute_decisions[key] == adaptive_decisions[key] for key in shared) / len(shared)
+    brute_stats = analyze(brute, thresholds=thresholds, with_dynamics=False).per_fraction
+    adaptive_stats = {
+        stats.fraction: stats for stats in analyze(adaptive, thresholds=thresholds, with_dynamics=False).per_fraction
+    }
+    per_fraction = []
+    within = True
+    for stats in brute_stats:
+        other = adaptive_stats.get(stats.fraction)
+        rate = other.unlock_rate if other is not None else None
+        interval = stats.unlock_rate_interval
+        inside = None
+        if rate is not None and interval is not None:
+            inside = interval.low - 1e-12 <= rate <= interval.high + 1e-12
+            within = within and inside
+        per_fraction.append(
+            {
+                "fraction": stats.fraction,
+                "brute_force_unlock_rate": stats.unlock_rate,
+                "brute_force_interval": None if interval is None else [interval.low, interval.high],
+                "adaptive_unlock_rate": rate,
+                "inside": inside,
+            }
+        )
+    drawn = sum(row.n for row in adaptive)
+    reasons: dict[str, int] = {}
+    for row in adaptive:
+        reasons[row.stop_reason or "none"] = reasons.get(row.stop_reason or "none", 0) + 1
+    return AdaptiveComparison(
+        method=method,
+        n_max=n_max,
+        rows=len(adaptive),
+        samples_drawn=drawn,
+        adaptive_sample_ratio=drawn / (n_max * len(adaptive)),
+        adaptive_decision_agreement=agreement,
+        adaptive_unlock_rates_within_brute_force_ci=within,
+        per_fraction=per_fraction,
+        stop_reasons=reasons,
+    )
+
+
+def replay_adaptive(
+    brute: Sequence[FractionResult], plan: SamplingPlan, thresholds: Thresholds, seed: int
+) -> list[FractionResult]:
+    """The adaptive rows the stopping rule gives on each brute-force row's own samples, shuffled."""
+    rule = StoppingRule(plan, thresholds)
+    rng = random.Random(seed)
+    by_problem: dict[str, list[FractionResult]] = {}
+    for row in brute:
+        by_problem.setdefault(row.problem_id, []).append(row)
+    out: list[FractionResult] = []
+    schedule = plan.schedule()
+    for rows in by_problem.values():
+        streams = {}
+        for row in rows:
+            outcomes = [True] * row.num_correct + [False] * (row.n - row.num_correct)
+            rng.shuffle(outcomes)
+            streams[row.fraction] = outcomes
+        # The baseline's state after each of its rounds, as the other rows see it.
+        base = streams.get(0.0)
+        base_states: list[int] = []
+        if base is not None:
+            for total in schedule:
+                state = int(rule.baseline_side(sum(base[:total]), total))
+                base_states.append(state)
+                if rule.stop_reason(True, sum(base[:total]), total, state) is not None:
+                    break
+        for row in rows:
+            outcomes = streams[row.fraction]
+            is_baseline = row.fraction == 0.0
+            reason, drawn = N_MAX, len(outcomes)
+            drawn_so_far = 0
+            for index, total in enumerate(schedule):
+                if not is_baseline and index > 0 and base_states:
+                    state = base_states[min(index, len(base_states)) - 1]
+                    stop = rule.stop_reason(False, sum(outcomes[:drawn_so_far]), drawn_so_far, state)
+                    if stop is not None:
+                        reason, drawn = stop, drawn_so_far
+                        break
+                drawn_so_far = total
+                successes = sum(outcomes[:total])
+                state = int(rule.baseline_side(successes, total)) if is_baseline else 0
+                stop = rule.stop_reason(is_baseline, successes, total, state)
+                if stop is not None:
+                    reason, drawn = stop, total
+                    break
+            out.append(replace(row, n=drawn, num_correct=sum(outcomes[:drawn]), rounds=0, stop_reason=reason))
+    return out
+
+
+async def served_comparison(
+    stack: Any,
+    problems: Sequence[Problem],
+    fractions: Sequence[float],
+    n_max: int,
+    strong: SamplingParams,
+    weak: SamplingParams,
+    artifacts: Path,
+) -> AdaptiveComparison:
+    """Brute force, then adaptive on the brute-force run's CoTs, imported (the same prefixes)."""
+    from benchmarks.served import sampling_of
+    from benchmarks.workload import timed_async
+
+    async def run(batch: Sequence[Problem], n: int, plan: SamplingPlan | None) -> tuple[list[Any], float]:
+        async def go() -> list[Any]:
+            async with stack.client(4 * 3600) as client:
+                return [
+                    event
+                    async for event in client.run_transfer(
+                        batch,
+                        fractions,
+                        n=n,
+                        strong_sampling=sampling_of(strong),
+                        weak_sampling=sampling_of(weak),
+                        sampling_plan=plan,
+                    )
+                ]
+
+        label = "adaptive" if plan is not None else f"brute force n={n}"
+        return await timed_async(f"{label} ({len(batch)} problems)", go())
+
+    from benchmarks.workload import log
+
+    brute_events, brute_s = await run(problems, n_max, None)
+    brute = [event for event in brute_events if isinstance(event, FractionResult)]
+    await asyncio.to_thread(_write_rows, artifacts / "brute_force.jsonl", brute)
+    # The adaptive run imports the brute-force run's CoTs, so both complete the same prefixes.
+    cots = {event.problem_id: event.cot for event in brute_events if isinstance(event, StrongCot)}
+    imported = [
+        replace(problem, cot=cots[problem.id], cot_format="plain") for problem in problems if problem.id in cots
+    ]
+    try:
+        adaptive_events, adaptive_s = await run(imported, n_max, SamplingPlan(n_max))
+    except Exception as error:  # the replay still measures the rule on the brute-force samples
+        log(f"warning: the adaptive run failed ({error!r}); replaying the brute-force samples instead")
+        comparison = compare(
+            brute, replay_adaptive(brute, SamplingPlan(n_max), Thresholds(), 0), n_max, Thresholds(), "replay"
+        )
+        comparison.seconds_brute_force = brute_s
+        return comparison
+    adaptive = [event for event in adaptive_events if isinstance(event, FractionResult)]
+    await asyncio.to_thread(_write_rows, artifacts / "adaptive.jsonl", adaptive)
+    comparison = compare(brute, adaptive, n_max, Thresholds(), "served")
+    comparison.seconds_brute_force, comparison.seconds_adaptive = brute_s, adaptive_s
+    return comparison
+
+
+def _write_rows(path: Path, rows: Sequence[FractionResult]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(asdict(row)) + "\n" for row in rows))
+
+
+def _read_rows(path: Path) -> list[FractionResult]:
+    fields = set(FractionResult.__dataclass_fields__)
+    rows = []
+    for line in path.read_text().splitlines():
+        raw = {key: value for key, value in json.loads(line).items() if key in fields}
+        raw["answer_counts"] = tuple(tuple(pair) for pair in raw.get("answer_counts", ()))
+        raw["completions"] = tuple(raw.get("completions", ()))
+        rows.append(FractionResult(**raw))
+    return rows
+
+
+def merge_into_results(comparison: AdaptiveComparison, path: Path) -> None:
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(comparison.keys())
+    data["adaptive"] = asdict(comparison)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def markdown(comparison: AdaptiveComparison) -> str:
+    how = (
+        "two served runs on the same imported CoTs"
+        if comparison.method == "served"
+        else "replay: the stopping rule on each brute-force row's own samples, shuffled (no second run)"
+    )
+    return "\n".join(
+        [
+            f"Adaptive sampling against brute force, n_max = {comparison.n_max}, {comparison.rows} rows ({how}):",
+            "",
+            "| key | value | target |",
+            "|---|---:|---|",
+            f"| `adaptive_sample_ratio` | {comparison.adaptive_sample_ratio:.3f} | <= 0.25 |",
+            f"| `adaptive_decision_agreement` | {comparison.adaptive_decision_agreement:.3f} | >= 0.98 |",
+            "| `adaptive_unlock_rates_within_brute_force_ci` |"
+            f" {str(comparison.adaptive_unlock_rates_within_brute_force_ci).lower()} | true |",
+            "",
+            f"Rows stopped: {', '.join(f'{k} {v}' for k, v in sorted(comparison.stop_reasons.items()))}.",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_OUT, DEFAULT_PROBLEMS, STANDARD, timed
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.adaptive", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-max", type=int, default=128, help="n_max of the adaptive run and n of brute force")
+    parser.add_argument("--replay", type=Path, help="brute-force rows (JSONL of FractionResult) to replay, no stack")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--problems", type=Path, default=DEFAULT_PROBLEMS)
+    parser.add_argument("--problems-count", type=int, default=STANDARD.num_problems)
+    parser.add_argument("--seed", type=int, default=0, help="replay: the shuffle's seed")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON the keys are merged into")
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS / "adaptive")
+    args = parser.parse_args(argv)
+    if args.replay is not None:
+        brute = _read_rows(args.replay)
+        adaptive = replay_adaptive(brute, SamplingPlan(args.n_max), Thresholds(), args.seed)
+        comparison = compare(brute, adaptive, args.n_max, Thresholds(), "replay")
+    else:
+        from benchmarks.stack import ServedStack, prepare_config
+        from cot_transfer.experiment.datasets import load_problems
+
+        args.artifacts.mkdir(parents=True, exist_ok=True)
+        config_path, config = prepare_config(args.config, args.artifacts)
+        problems = load_problems(args.problems)[: args.problems_count]
+        stack = ServedStack(config_path, args.artifacts / "serve.log", config.auth_token_env)
+        try:
+            timed("starting the served stack", stack.start)
+            comparison = asyncio.run(
+                served_comparison(
+                    stack,
+                    problems,
+                    STANDARD.fractions,
+                    args.n_max,
+                    config.strong.sampling.settings(),
+                    config.weak.sampling.settings(),
+                    args.artifacts,
+                )
+            )
+        finally:
+            timed("stopping the served stack", stack.stop)
+    merge_into_results(comparison, args.out)
+    print(markdown(comparison))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

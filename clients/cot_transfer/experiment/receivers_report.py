@@ -1,0 +1,131 @@
+"""The receivers of a run side by side: self-potential beside transfer, in each answer mode.
+
+``summary.json`` keeps its top-level fields for the run's first weak receiver in free mode;
+``receivers`` holds one analysis per receiver and mode beside them,
+``receivers[name][mode]`` (the one analysis, ``cot_transfer.domain.analysis``, without the
+per-problem rows, which are the top-level ``problems`` for the primary receiver). A receiver
+that is the strong model measures its *self-potential*; any other receiver, *transfer*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from cot_transfer.domain.analysis import analyze
+from cot_transfer.domain.receivers import ANSWER_MODES, FORCE_ANSWER
+from cot_transfer.experiment.markdown import markdown_table
+from cot_transfer.experiment.results_folder import RunResults
+
+SELF_POTENTIAL = "self-potential"
+TRANSFER = "transfer"
+_PLOT_DPI = 120
+
+
+def receiver_name(run: RunResults, receiver: str) -> str:
+    """The served name of a row's receiver ("" is the weak model of a run that named none)."""
+    return receiver or str(run.settings.get("weak_model") or "weak")
+
+
+def receiver_blocks(run: RunResults, confidence: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """``summary.json``'s ``receivers``: name -> mode -> that receiver's analysis."""
+    strong_model = run.settings.get("strong_model")
+    blocks: dict[str, dict[str, dict[str, Any]]] = {}
+    ordered = sorted(
+        run.receiver_rows.items(), key=lambda item: (item[0] != run.primary, ANSWER_MODES.index(item[0][1]))
+    )
+    for (receiver, mode), rows in ordered:
+        analysis = analyze(
+            rows,
+            thresholds=run.thresholds,
+            fractions=run.fractions,
+            strong_correct=run.strong_correct(),
+            excluded_problems=run.excluded,
+            confidence=confidence,
+            with_problems=False,
+        )
+        block = {key: value for key, value in analysis.to_dict().items() if key not in ("problems", "intervals")}
+        name = receiver_name(run, receiver)
+        block["measures"] = SELF_POTENTIAL if name == strong_model else TRANSFER
+        block["primary"] = (receiver, mode) == run.primary
+        blocks.setdefault(name, {})[mode] = block
+    return blocks
+
+
+def _columns(summary: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    return [
+        (name, mode, block) for name, modes in (summary.get("receivers") or {}).items() for mode, block in modes.items()
+    ]
+
+
+def _cell(stats: Mapping[str, Any]) -> str:
+    mean = stats.get("mean_potential")
+    rate = stats.get("unlock_rate")
+    potential = "n/a" if mean is None else f"{mean:.3f}"
+    unlock = "n/a" if rate is None else f"{100 * rate:.0f}%"
+    return f"{potential} / {unlock}"
+
+
+def receivers_markdown(summary: Mapping[str, Any], plot_file: str) -> list[str]:
+    """The report's side-by-side section; nothing for a run of one receiver in one mode."""
+    columns = _columns(summary)
+    if len(columns) < 2:
+        return []
+    header = ["fraction", *(f"{name} ({block['measures']}, {mode})" for name, mode, block in columns)]
+    rows = []
+    for index, fraction in enumerate(summary["fractions"]):
+        cells = [f"{100 * fraction:.0f}%"]
+        for _, _, block in columns:
+            per_fraction = block["per_fraction"]
+            cells.append(_cell(per_fraction[index]) if index < len(per_fraction) else "n/a")
+        rows.append(cells)
+    lines = ["", "## Receivers side by side", ""]
+    lines += markdown_table(
+        ["receiver", "measures", "mode", "problems", "unsolved at baseline"],
+        [
+            [name, block["measures"], mode, str(block["n_problems"]), str(block["baseline_unsolved"])]
+            for name, mode, block in columns
+        ],
+        text_columns=3,
+    )
+    lines += ["", "Each cell: mean potential / unlock rate.", ""]
+    lines += markdown_table(header, rows)
+    lines += [
+        "",
+        "Every receiver completes the same prefixes of the same strong CoTs. *Self-potential*: the strong model"
+        " completes its own CoT; *transfer*: another model completes it. *free*: the receiver continues the"
+        " reasoning; *force_answer*: the prefix is closed and the receiver answers at once, with a short budget."
+        " The sections above are the primary receiver's (marked `primary` in `summary.json` `receivers`).",
+        "",
+        f"![Potential by receiver]({plot_file})",
+    ]
+    return lines
+
+
+def plot_receivers(summary: Mapping[str, Any], path: Path) -> None:
+    """Mean potential by fraction, one curve per receiver and mode (dashed: force_answer)."""
+    figure = Figure(figsize=(8, 5.6), layout="constrained")
+    axes = figure.add_subplot()
+    ticks = [index / 10 for index in range(11)]
+    axes.set_xticks(ticks, [f"{round(100 * tick)}%" for tick in ticks])
+    axes.set_xlim(-0.02, 1.02)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("CoT prefix in the prompt (share of the strong CoT's tokens)")
+    axes.set_ylabel("mean potential")
+    axes.grid(alpha=0.3)
+    fractions = summary["fractions"]
+    for name, mode, block in _columns(summary):
+        means = [
+            math.nan if stats["mean_potential"] is None else stats["mean_potential"] for stats in block["per_fraction"]
+        ]
+        style = "o--" if mode == FORCE_ANSWER else "o-"
+        axes.plot(fractions[: len(means)], means, style, label=f"{name} ({block['measures']}, {mode})")
+    if axes.get_legend_handles_labels()[0]:
+        figure.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    else:
+        axes.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=axes.transAxes, color="grey")
+    figure.savefig(path, dpi=_PLOT_DPI, format="png")

@@ -1,0 +1,133 @@
+"""The receiver and answer-mode fan-out of a transfer run, and its analysis per (receiver, mode).
+
+Every prefix of a run goes to every receiver in every mode, so all of them see the same CoTs
+and the same prefixes. Each (receiver, mode) is analysed on its own with the one analysis
+(``cot_transfer.domain.analysis``); the summary's top-level fields repeat the primary one
+(``TransferRequest.primary``) and the per-(receiver, mode) blocks sit beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from cot_transfer.domain.analysis import RunningAnalysis
+from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
+from cot_transfer.domain.receivers import (
+    FORCE_ANSWER,
+    FREE,
+    ReceiverMode,
+    primary_key,
+    receiver_modes,
+    unique_in_order,
+)
+from cot_transfer.domain.requests import CompletionRequest, CotPrefix, FractionResult, Problem, TransferRequest
+from cot_transfer.domain.transfer import ReceiverSummary, RunSummary
+from cot_transfer.serving.config import ServingConfig
+from cot_transfer.v1 import cot_transfer_pb2 as pb
+
+
+def run_receiver_modes(request: TransferRequest) -> tuple[ReceiverMode, ...]:
+    """The run's (receiver, mode) pairs; a request naming none is the weak model in free mode."""
+    return receiver_modes(request.receivers or ("",), request.modes or (FREE,))
+
+
+def completion_request(
+    request: TransferRequest, problem: Problem, prefix: CotPrefix, receiver: str, mode: str
+) -> CompletionRequest:
+    return CompletionRequest(
+        problem=problem.problem,
+        prefix=prefix.text,
+        prefix_token_ids=prefix.token_ids,
+        n=request.n,
+        sampling=request.weak_sampling,
+        reference_answer=problem.answer,
+        grader=request.grader,
+        receiver=receiver,
+        mode=mode,
+    )
+
+
+class ReceiverAnalyses:
+    """One running analysis per (receiver, mode) of a run; the gauges follow the primary one."""
+
+    def __init__(self, request: TransferRequest) -> None:
+        self._keys = run_receiver_modes(request)
+        primary = request.primary if request.primary in self._keys else self._keys[0]
+        self._primary: ReceiverMode = primary
+        self._analyses = {key: RunningAnalysis(request.thresholds, request.fractions) for key in self._keys}
+        self._rows = 0
+
+    @property
+    def rows(self) -> int:
+        """Results added so far, over every (receiver, mode)."""
+        return self._rows
+
+    def add(self, result: FractionResult) -> None:
+        self._analyses[(result.receiver, result.mode)].add(result)
+        self._rows += 1
+
+    def exclude(self, problem_id: str, reason: str) -> None:
+        for analysis in self._analyses.values():
+            analysis.exclude(problem_id, reason)
+
+    def unlock_rates_due(self, *, force: bool = False) -> dict[float, float] | None:
+        return self._analyses[self._primary].unlock_rates_due(force=force)
+
+    def run_summary(self, n_samples: int, strong_correct: Mapping[str, bool]) -> RunSummary:
+        blocks = []
+        for receiver, mode in self._keys:
+            analysis = self._analyses[(receiver, mode)].analysis(strong_correct=strong_correct)
+            blocks.append(ReceiverSummary(receiver, mode, analysis.baseline_unsolved, analysis.per_fraction))
+        summary = self._analyses[self._primary].analysis(strong_correct=strong_correct).run_summary(n_samples)
+        if len(self._keys) == 1 and not self._keys[0][0]:
+            return summary  # a request from before receivers: today's summary, nothing beside it
+        return dataclasses.replace(summary, receivers=tuple(blocks))
+
+
+MODE_FROM_PROTO: dict[int, str] = {pb.ANSWER_MODE_FREE: FREE, pb.ANSWER_MODE_FORCE_ANSWER: FORCE_ANSWER}
+MODE_TO_PROTO: dict[str, pb.AnswerMode] = {
+    FREE: pb.ANSWER_MODE_FREE,
+    FORCE_ANSWER: pb.ANSWER_MODE_FORCE_ANSWER,
+}
+
+
+# GetInfo's role of a model that only completes prefixes (``ServingConfig.receivers``).
+RECEIVER_ROLE = "receiver"
+
+
+def served_receivers(config: ServingConfig) -> tuple[str, ...]:
+    """The served names that can complete prefixes: the weak model, the strong model and the
+    configured receiver-only models."""
+    names = (config.weak.engine.name, config.strong.engine.name, *(r.engine.name for r in config.receivers))
+    return unique_in_order(names)
+
+
+def receiver_from_proto(name: str, config: ServingConfig, field: str) -> str:
+    """A receiver named in a request ("" is the weak model); an unknown one is NOT_FOUND."""
+    if not name:
+        return config.weak.engine.name
+    served = served_receivers(config)
+    if name not in served:
+        raise NotFoundError(f"{field}: unknown receiver {name!r}; this service serves {', '.join(served)}")
+    return name
+
+
+def mode_from_proto(value: int, field: str) -> str:
+    """An answer mode; unspecified is free, anything else unknown is INVALID_ARGUMENT."""
+    if value == pb.ANSWER_MODE_UNSPECIFIED:
+        return FREE
+    if value not in MODE_FROM_PROTO:
+        raise InvalidArgumentError(field, f"unknown answer mode {value}; modes: free (1), force_answer (2)")
+    return MODE_FROM_PROTO[value]
+
+
+def run_receivers_from_proto(
+    receivers: Sequence[str], modes: Sequence[int], config: ServingConfig
+) -> tuple[tuple[str, ...], tuple[str, ...], ReceiverMode]:
+    """A RunRequest's receivers, modes (repeats dropped, order kept) and primary (receiver, mode)."""
+    names = unique_in_order(
+        receiver_from_proto(name, config, f"receivers[{index}]") for index, name in enumerate(receivers)
+    ) or (config.weak.engine.name,)
+    asked = unique_in_order(mode_from_proto(value, f"modes[{index}]") for index, value in enumerate(modes)) or (FREE,)
+    return names, asked, primary_key(names, asked, (config.weak.engine.name,))

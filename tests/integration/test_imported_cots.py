@@ -1,0 +1,74 @@
+"""`cot-transfer run --cots FILE` on the local stack: the strong model writes nothing (its
+generated-token counter does not move), and `--cut every_step` gives one row per step boundary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cot_transfer.experiment.datasets import load_problems
+from tests.conftest import REPO, RunningService
+
+pytestmark = pytest.mark.integration
+
+STRONG, WEAK = "testbed-strong", "testbed-weak"
+COT_LINES = ("3-4=9", "9-7=2", "2+3=5")
+
+
+def generated_tokens(service: RunningService, model: str) -> float:
+    with urllib.request.urlopen(service.metrics_url, timeout=10) as response:
+        body = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("cot_transfer_generated_tokens_total{") and f'model="{model}"' in line
+    )
+
+
+def test_imported_cots_cut_at_every_step_without_strong_generation(service: RunningService, tmp_path: Path) -> None:
+    problems = load_problems(REPO / "datasets" / "testbed-demo.jsonl")[:2]
+    cots = tmp_path / "cots.jsonl"
+    cots.write_text(
+        "".join(
+            json.dumps({"id": p.id, "problem": p.problem, "answer": p.answer, "cot": "\n".join(COT_LINES)}) + "\n"
+            for p in problems
+        )
+    )
+    strong_before, weak_before = generated_tokens(service, STRONG), generated_tokens(service, WEAK)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cot_transfer.cli.main", "run", "--address", service.address]
+    done = subprocess.run(
+        [*command, "--cots", str(cots), "--cut", "every_step", "--n", "2", "--keep-completions", "--out", str(out)],
+        cwd=REPO,
+        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    for problem in problems:
+        mine = sorted((row for row in rows if row["problem_id"] == problem.id), key=lambda row: row["num_steps"])
+        # One row per step boundary (a line each), plus the baseline.
+        assert [row["num_steps"] for row in mine] == list(range(len(COT_LINES) + 1))
+        assert mine[-1]["fraction"] == 1.0
+        assert all(sum(count for _, count in row["answer_counts"]) == row["n"] == 2 for row in mine)
+        assert all(len(row["completions"]) == 2 for row in mine)
+    strong = [json.loads(line) for line in (out / "strong.jsonl").read_text().splitlines()]
+    assert len(strong) == len(problems) and all(record["imported"] for record in strong)
+    assert (out / "results.parquet").stat().st_size > 0
+
+    # The exported counters lag: wait until the weak model's shows this run, then compare.
+    deadline = time.monotonic() + 90
+    while generated_tokens(service, WEAK) <= weak_before:
+        assert time.monotonic() < deadline, "the weak model's generated-token counter never moved"
+        time.sleep(2)
+    assert generated_tokens(service, STRONG) == strong_before

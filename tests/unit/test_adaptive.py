@@ -1,0 +1,142 @@
+"""Adaptive sampling in the transfer runner: rows drawn in rounds, stopped by the stopping rule."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cot_transfer.domain.requests import (
+    CompletionRequest,
+    CompletionResult,
+    CotPrefix,
+    FractionResult,
+    GradedCompletion,
+    PrefixRequest,
+    Problem,
+    StrongAnswer,
+    StrongEvent,
+    TransferRequest,
+)
+from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.domain.sequential import DECIDED, N_MAX, SamplingPlan
+from cot_transfer.domain.transfer import RunSummary, Thresholds
+from cot_transfer.serving.transfer import TransferRunner
+
+COT = "abcdefghijklmnopqrst Answer: 1"
+
+
+async def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+    for fraction in request.fractions:
+        kept = int(fraction * len(COT))
+        yield CotPrefix(fraction, COT[:kept], kept, len(COT))
+    yield StrongAnswer(COT, "1", len(COT), "stop")
+
+
+class Weak:
+    """Potential by (problem, prefix length): 'hard' is never solved without the CoT, 'easy'
+    always; the half prefix is a coin flip (alternate samples correct) for both."""
+
+    def __init__(self) -> None:
+        self.requests: list[CompletionRequest] = []
+
+    async def __call__(self, request: CompletionRequest) -> CompletionResult:
+        self.requests.append(request)
+        await asyncio.sleep(0)  # let the other rows' rounds interleave, as a real engine does
+        kept = len(request.prefix) / len(COT)
+        easy = request.problem == "easy"
+        samples = []
+        for index in range(request.n):
+            if kept == 0.0:
+                correct = easy
+            elif kept < 0.9:
+                correct = index % 2 == 0
+            else:
+                correct = True
+            samples.append(GradedCompletion("", "1" if correct else None, correct, 1, "stop"))
+        return CompletionResult(samples, 5)
+
+
+def transfer_request(problems: list[Problem], plan: SamplingPlan | None, seed: int | None = None) -> TransferRequest:
+    return TransferRequest(
+        problems=problems,
+        fractions=(0.0, 0.5, 1.0),
+        n=plan.n_max if plan else 32,
+        strong_sampling=SamplingParams(0.6, 0.95, 50),
+        weak_sampling=SamplingParams(0.6, 0.95, 50, seed=seed),
+        thresholds=Thresholds(),
+        grader="exact",
+        sampling_plan=plan,
+    )
+
+
+async def run(request: TransferRequest, weak: Weak) -> tuple[dict[tuple[str, float], FractionResult], RunSummary]:
+    runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=2)
+    events = [event async for event in runner.run(request)]
+    rows = {(event.problem_id, event.fraction): event for event in events if isinstance(event, FractionResult)}
+    summary = events[-1]
+    assert isinstance(summary, RunSummary)
+    return rows, summary
+
+
+PLAN = SamplingPlan(n_max=64, rounds=(8, 8, 16, 32))
+
+
+async def test_rows_stop_once_their_decision_is_settled() -> None:
+    weak = Weak()
+    rows, summary = await run(transfer_request([Problem("hard", "hard", "1")], PLAN), weak)
+    # Baseline: "unsolved" is brute force's call, at n_max. A 0-of-8 and an 8-of-8 row are decided
+    # after one round; the coin flip sits on tau and runs to n_max.
+    assert {key: (row.n, row.rounds, row.stop_reason) for key, row in rows.items()} == {
+        ("hard", 0.0): (64, 4, N_MAX),
+        ("hard", 0.5): (64, 4, N_MAX),
+        ("hard", 1.0): (8, 1, DECIDED),
+    }
+    assert rows[("hard", 0.5)].num_correct == 32
+    assert summary.samples_drawn == 64 + 64 + 8
+    assert summary.samples_brute_force == 3 * 64
+    assert [stats.unlocked for stats in summary.per_fraction] == [0, 1, 1]
+    # Rounds of a row send the same prompt (its prefix), so the prefix cache serves them.
+    assert {request.prefix for request in weak.requests if request.n == 32} == {COT[: len(COT) // 2], ""}
+
+
+async def test_a_problem_solved_at_baseline_stops_every_row_after_the_first_round() -> None:
+    rows, summary = await run(transfer_request([Problem("easy", "easy", "1")], PLAN), Weak())
+    assert {key: (row.n, row.stop_reason) for key, row in rows.items()} == {
+        ("easy", 0.0): (8, DECIDED),
+        ("easy", 0.5): (8, DECIDED),
+        ("easy", 1.0): (8, DECIDED),
+    }
+    assert summary.baseline_unsolved == 0
+    assert summary.samples_drawn == 24
+
+
+async def test_seeded_rounds_draw_with_different_seeds() -> None:
+    weak = Weak()
+    await run(transfer_request([Problem("hard", "hard", "1")], PLAN, seed=7), weak)
+    baseline_seeds = [request.sampling.seed for request in weak.requests if request.prefix == ""]
+    assert len(baseline_seeds) == 4
+    assert len(set(baseline_seeds)) == 4 and baseline_seeds[0] == 7
+
+
+async def test_without_a_plan_every_row_draws_n_at_once() -> None:
+    weak = Weak()
+    rows, summary = await run(transfer_request([Problem("hard", "hard", "1")], None), weak)
+    assert {(row.n, row.rounds, row.stop_reason) for row in rows.values()} == {(32, 0, "")}
+    assert len(weak.requests) == 3
+    assert summary.samples_drawn == summary.samples_brute_force == 96
+
+
+@pytest.mark.parametrize("failing_fraction", [0.0, 0.5])
+async def test_a_failing_round_fails_its_problem_without_leaving_rows_waiting(failing_fraction: float) -> None:
+    class Failing(Weak):
+        async def __call__(self, request: CompletionRequest) -> CompletionResult:
+            drawn_before = sum(1 for earlier in self.requests if earlier.prefix == request.prefix)
+            if len(request.prefix) == int(failing_fraction * len(COT)) and drawn_before == 1:
+                raise RuntimeError("engine died in the second round")
+            return await super().__call__(request)
+
+    runner = TransferRunner(stream_prefixes, Failing(), max_concurrent_completions=2)
+    request = transfer_request([Problem("hard", "hard", "1")], PLAN)
+    events = [event async for event in runner.run(request)]
+    assert any(type(event).__name__ == "ProblemError" for event in events)
+    assert isinstance(events[-1], RunSummary)

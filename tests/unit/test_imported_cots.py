@@ -1,0 +1,146 @@
+"""Imported CoTs: parsed in their declared format, cut without calling the model, and errors
+that stay with their problem. Kept answers: every sample's answer counted per row."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cot_transfer.domain.errors import InvalidArgumentError
+from cot_transfer.domain.kept_answers import count_answers, majority
+from cot_transfer.domain.requests import (
+    CompletionRequest,
+    CompletionResult,
+    CotPrefix,
+    FractionResult,
+    GradedCompletion,
+    PrefixRequest,
+    Problem,
+    ProblemError,
+    StrongAnswer,
+    StrongCot,
+    StrongEvent,
+    TransferRequest,
+)
+from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.domain.steps import CutMode
+from cot_transfer.domain.transfer import Thresholds
+from cot_transfer.serving.cuts import parse_imported_cot
+from cot_transfer.serving.strong import StrongModelServer
+from cot_transfer.serving.transfer import TransferRunner
+from tests.fakes import ScriptedEngine
+from tests.reasoning_models import load_tokenizer, save_model_folder
+
+SAMPLING = SamplingParams(0.6, 0.95, 100)
+PLAIN_COT = "Add 1 and 2.\nThat is 3.\nAnswer: 3"
+
+
+@pytest.fixture(scope="module")
+def qwen3_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> object:
+    return load_tokenizer(save_model_folder(Path(tmp_path_factory.mktemp("models")) / "qwen3", "qwen3"))
+
+
+def test_a_think_block_cot_splits_into_reasoning_and_answer(qwen3_tokenizer: object) -> None:
+    parsed = parse_imported_cot(qwen3_tokenizer, "<think>\nstep one\nstep two\n</think>\n\nAnswer: 12", "qwen3")  # type: ignore[arg-type]
+    assert "step one\nstep two" in qwen3_tokenizer.decode(parsed.reasoning_ids)  # type: ignore[attr-defined]
+    assert parsed.final_text == "Answer: 12" and parsed.has_reasoning_block
+
+
+def test_a_cot_that_never_closes_its_block_does_not_parse(qwen3_tokenizer: object) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        parse_imported_cot(qwen3_tokenizer, "<think>\nstep one, and then the text stops", "qwen3")  # type: ignore[arg-type]
+    assert caught.value.field == "cot" and "never closed" in str(caught.value)
+
+
+def test_an_unknown_format_names_the_format_field() -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        parse_imported_cot(ScriptedEngine([]).tokenizer, PLAIN_COT, "markdown")
+    assert caught.value.field == "cot_format"
+
+
+async def test_an_imported_cot_is_cut_without_calling_the_engine() -> None:
+    engine = ScriptedEngine(["never generated"])
+    request = PrefixRequest("1+2", (0.0, 0.5, 1.0), SAMPLING, "exact", cut=CutMode.STEP, cot=PLAIN_COT)
+    events = [event async for event in StrongModelServer(engine).stream_prefixes(request)]
+    assert engine.requests == []
+    prefixes = [event for event in events if isinstance(event, CotPrefix)]
+    assert [prefix.text for prefix in prefixes] == ["", "Add 1 and 2.\n", PLAIN_COT]
+    answer = events[-1]
+    assert isinstance(answer, StrongAnswer)
+    assert answer.imported and answer.cot == PLAIN_COT and answer.answer == "3" and answer.finish_reason == "imported"
+
+
+def test_answers_are_counted_most_frequent_first_and_the_majority_ignores_no_answer() -> None:
+    counts = count_answers(["3", None, "4", "3", None, None])
+    assert counts == (("", 3), ("3", 2), ("4", 1))
+    top = majority(counts)
+    assert top is not None and top.answer == "3" and top.count == 2 and top.agreement == pytest.approx(2 / 6)
+    assert majority(count_answers([None, None])) is None
+    assert majority(()) is None
+
+
+# The runner end to end, with the strong server over a scripted engine that must never be called.
+class _Weak:
+    def __init__(self) -> None:
+        self.requests: list[CompletionRequest] = []
+
+    async def __call__(self, request: CompletionRequest) -> CompletionResult:
+        self.requests.append(request)
+        answers = ["3", "3", None, "5"][: request.n]
+        return CompletionResult(
+            [
+                GradedCompletion(f"text {i}", answer, answer == request.reference_answer, 2, "stop")
+                for i, answer in enumerate(answers)
+            ],
+            4,
+        )
+
+
+def run_request(problems: list[Problem], **options: object) -> TransferRequest:
+    return TransferRequest(
+        problems=problems,
+        fractions=(0.0, 1.0),
+        n=4,
+        strong_sampling=SAMPLING,
+        weak_sampling=SAMPLING,
+        thresholds=Thresholds(),
+        grader="exact",
+        max_cot_chars=200,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_run_of_imported_cots_keeps_answers_and_isolates_bad_cots() -> None:
+    engine = ScriptedEngine(["never generated"])
+    strong = StrongModelServer(engine)
+
+    def stream(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+        return strong.stream_prefixes(request)
+
+    weak = _Weak()
+    problems = [
+        Problem("good", "1+2", "3", cot=PLAIN_COT),
+        Problem("unparsable", "1+2", "3", cot="<think>\nno end", cot_format="deepseek_r1"),
+        Problem("long", "1+2", "3", cot="x" * 201),
+    ]
+    runner = TransferRunner(stream, weak, max_concurrent_completions=4)
+    events = [event async for event in runner.run(run_request(problems, keep_completions=True))]
+    assert engine.requests == []
+    errors = {event.problem_id: event for event in events if isinstance(event, ProblemError)}
+    assert set(errors) == {"unparsable", "long"}
+    assert errors["long"].code == "OUT_OF_RANGE" and errors["long"].permanent
+    strong_cots = [event for event in events if isinstance(event, StrongCot)]
+    assert [cot.problem_id for cot in strong_cots] == ["good"] and strong_cots[0].imported
+    rows = [event for event in events if isinstance(event, FractionResult)]
+    assert {row.fraction for row in rows} == {0.0, 1.0}
+    for row in rows:
+        assert row.answer_counts == (("3", 2), ("", 1), ("5", 1))
+        assert [completion.text for completion in row.completions] == ["text 0", "text 1", "text 2", "text 3"]
+
+
+async def test_completions_are_dropped_unless_kept() -> None:
+    strong = StrongModelServer(ScriptedEngine([]))
+    runner = TransferRunner(strong.stream_prefixes, _Weak(), max_concurrent_completions=4)
+    events = [event async for event in runner.run(run_request([Problem("good", "1+2", "3", cot=PLAIN_COT)]))]
+    rows = [event for event in events if isinstance(event, FractionResult)]
+    assert rows and all(row.completions == () and sum(c for _, c in row.answer_counts) == 4 for row in rows)
