@@ -51,6 +51,11 @@ class AdaptiveComparison:
     stop_reasons: dict[str, int]
     seconds_brute_force: float | None = None
     seconds_adaptive: float | None = None
+    # Simulation only: the same decision agreement between two independent brute-force runs (the
+    # noise floor any second run meets) and between adaptive and brute force on the same samples.
+    brute_force_repeat_agreement: float | None = None
+    same_samples_agreement: float | None = None
+    within_ci_share: float | None = None
 
     def keys(self) -> dict[str, Any]:
         return {
@@ -173,6 +178,60 @@ def replay_adaptive(
     return out
 
 
+def simulated_rows(
+    problems: int, fractions: Sequence[float], n: int, prior: tuple[float, float], rng: random.Random
+) -> tuple[list[FractionResult], list[FractionResult]]:
+    """Two independent brute-force runs of n samples per row (the second one is replayed as the
+    adaptive run) on the same true potentials, each row's drawn from Beta(prior)."""
+    first: list[FractionResult] = []
+    second: list[FractionResult] = []
+    for problem in range(problems):
+        for fraction in fractions:
+            p = rng.betavariate(*prior)
+            for rows in (first, second):
+                rows.append(FractionResult(f"p{problem}", fraction, 0, 0, n, sum(rng.random() < p for _ in range(n))))
+    return first, second
+
+
+def simulated_comparison(
+    problems: int, fractions: Sequence[float], n_max: int, prior: tuple[float, float], repeats: int, seed: int
+) -> AdaptiveComparison:
+    """The comparison on simulated workloads of the standard size: brute force against an
+    independent adaptive run, averaged over ``repeats`` workloads (within-CI: all of them)."""
+    rng = random.Random(seed)
+    runs = []
+    repeat_agreement: list[float] = []
+    same_agreement: list[float] = []
+    for index in range(repeats):
+        brute, other = simulated_rows(problems, fractions, n_max, prior, rng)
+        adaptive = replay_adaptive(other, SamplingPlan(n_max), Thresholds(), seed + index)
+        runs.append(compare(brute, adaptive, n_max, Thresholds(), f"simulation, potentials ~ Beta{prior}"))
+        repeat_agreement.append(compare(brute, other, n_max, Thresholds(), "repeat").adaptive_decision_agreement)
+        same_agreement.append(compare(other, adaptive, n_max, Thresholds(), "same").adaptive_decision_agreement)
+    last = runs[-1]
+    reasons: dict[str, int] = {}
+    for run in runs:
+        for reason, count in run.stop_reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    return replace(
+        last,
+        rows=sum(run.rows for run in runs),
+        samples_drawn=sum(run.samples_drawn for run in runs),
+        adaptive_sample_ratio=sum(run.samples_drawn for run in runs) / (n_max * sum(run.rows for run in runs)),
+        adaptive_decision_agreement=sum(run.adaptive_decision_agreement * run.rows for run in runs)
+        / sum(run.rows for run in runs),
+        adaptive_unlock_rates_within_brute_force_ci=all(
+            run.adaptive_unlock_rates_within_brute_force_ci for run in runs
+        ),
+        stop_reasons=reasons,
+        brute_force_repeat_agreement=sum(repeat_agreement) / repeats,
+        same_samples_agreement=sum(same_agreement) / repeats,
+        within_ci_share=sum(run.adaptive_unlock_rates_within_brute_force_ci for run in runs) / repeats,
+        method=f"simulation of {repeats} standard-size workloads, every row's potential ~ Beta{prior}, "
+        "brute force against an independent adaptive run",
+    )
+
+
 async def served_comparison(
     stack: Any,
     problems: Sequence[Problem],
@@ -230,6 +289,29 @@ async def served_comparison(
     return comparison
 
 
+def adaptive_phase(
+    stack: Any, config: Any, workload: Any, problems: Sequence[Problem], n_max: int, artifacts: Path
+) -> AdaptiveComparison:
+    """The bench's ``--n-max`` phase, against its running stack, on the workload's problems and fractions."""
+    from benchmarks.workload import timed
+
+    comparison, _ = timed(
+        f"adaptive against brute force at n_max={n_max}",
+        lambda: asyncio.run(
+            served_comparison(
+                stack,
+                problems,
+                workload.fractions,
+                n_max,
+                config.strong.sampling.settings(),
+                config.weak.sampling.settings(),
+                artifacts / "adaptive",
+            )
+        ),
+    )
+    return comparison
+
+
 def _write_rows(path: Path, rows: Sequence[FractionResult]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(asdict(row)) + "\n" for row in rows))
@@ -254,11 +336,10 @@ def merge_into_results(comparison: AdaptiveComparison, path: Path) -> None:
 
 
 def markdown(comparison: AdaptiveComparison) -> str:
-    how = (
-        "two served runs on the same imported CoTs"
-        if comparison.method == "served"
-        else "replay: the stopping rule on each brute-force row's own samples, shuffled (no second run)"
-    )
+    how = {
+        "served": "two served runs on the same imported CoTs",
+        "replay": "replay: the stopping rule on each brute-force row's own samples, shuffled (no second run)",
+    }.get(comparison.method, comparison.method)
     return "\n".join(
         [
             f"Adaptive sampling against brute force, n_max = {comparison.n_max}, {comparison.rows} rows ({how}):",
@@ -271,6 +352,16 @@ def markdown(comparison: AdaptiveComparison) -> str:
             f" {str(comparison.adaptive_unlock_rates_within_brute_force_ci).lower()} | true |",
             "",
             f"Rows stopped: {', '.join(f'{k} {v}' for k, v in sorted(comparison.stop_reasons.items()))}.",
+            *(
+                []
+                if comparison.brute_force_repeat_agreement is None
+                else [
+                    "Decision agreement of two independent brute-force runs:"
+                    f" {comparison.brute_force_repeat_agreement:.3f}; adaptive against brute force on the same"
+                    f" samples: {comparison.same_samples_agreement:.3f}; workloads with every unlock rate inside"
+                    f" the brute-force interval: {comparison.within_ci_share:.0%}."
+                ]
+            ),
         ]
     )
 
@@ -285,10 +376,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--problems", type=Path, default=DEFAULT_PROBLEMS)
     parser.add_argument("--problems-count", type=int, default=STANDARD.num_problems)
     parser.add_argument("--seed", type=int, default=0, help="replay: the shuffle's seed")
+    parser.add_argument("--simulate", action="store_true", help="no stack: simulated workloads of the standard size")
+    parser.add_argument("--prior", type=float, nargs=2, default=(0.3, 0.3), help="simulate: Beta prior of potentials")
+    parser.add_argument("--repeats", type=int, default=20, help="simulate: workloads averaged over")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON the keys are merged into")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS / "adaptive")
     args = parser.parse_args(argv)
-    if args.replay is not None:
+    if args.simulate:
+        comparison = simulated_comparison(
+            args.problems_count, STANDARD.fractions, args.n_max, tuple(args.prior), args.repeats, args.seed
+        )
+    elif args.replay is not None:
         brute = _read_rows(args.replay)
         adaptive = replay_adaptive(brute, SamplingPlan(args.n_max), Thresholds(), args.seed)
         comparison = compare(brute, adaptive, args.n_max, Thresholds(), "replay")

@@ -19,7 +19,7 @@ Phases, in this order, against one ``cot-transfer serve`` started on free ports:
 6. naive: transformers ``generate`` one prefix after another on a spread subset of the problems,
    on the strong CoTs the served run wrote, extrapolated per sample to the whole workload; plus
    one transformers CoT per subset problem for the strong model's share.
-7. two replicas (``benchmarks.two_replicas``): the served run again on a two-node local Ray
+7. two replicas (``benchmarks.two_replicas``, with ``--two-replicas``): the served run again on a two-node local Ray
    cluster with one weak replica per node, once with the prefix-affinity router and once with
    Serve's default, for the weak prefill against its bound under each.
 
@@ -40,6 +40,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.adaptive import adaptive_phase
 from benchmarks.assemble import ServicePhases, Timings, bench_result, prefill_block
 from benchmarks.load import locust_phase
 from benchmarks.machine import (
@@ -213,6 +214,7 @@ def run(args: argparse.Namespace) -> BenchResult:
     try:
         _, start_s = timed("starting the served stack", stack.start)
         phases = asyncio.run(service_phases(stack, config, workload, problems, args, offline_enabled, loads))
+        adaptive = adaptive_phase(stack, config, workload, problems, args.n_max, args.artifacts) if args.n_max else None
     finally:
         timed("stopping the served stack", stack.stop)
     groups, prefix_lengths = weak_prompt_groups(config.weak.engine.model, problems, phases.served.strong)
@@ -229,7 +231,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         naive_weak, naive_strong = run_naive(config, device, subset, jobs, workload.n)
     loads["naive_end"] = load_average()
     two_replicas = None
-    if not args.skip_two_replicas:
+    # Opt-in until the prefix-affinity router runs a concurrent Transfer.Run (BENCHMARKS.md, Routing).
+    if args.two_replicas:
         from benchmarks.two_replicas import two_replica_phase
 
         # Last: it starts two fresh two-node clusters of its own (one per router). A failure there
@@ -262,6 +265,8 @@ def run(args: argparse.Namespace) -> BenchResult:
         results.two_replicas = two_replicas
         results.prefill_ratio_two_replicas = two_replicas.prefix_affinity.prefill_ratio
         results.prefill_ratio_two_replicas_default_router = two_replicas.default.prefill_ratio
+    if adaptive is not None:
+        results = results.model_copy(update={**adaptive.keys(), "adaptive": asdict(adaptive)})
     results.summary_lines = summary_lines(results)
     return results
 
@@ -313,12 +318,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive baseline (no speedup)")
     parser.add_argument("--skip-locust", action="store_true", help="skip the locust phase")
     parser.add_argument(
-        "--skip-two-replicas",
+        "--two-replicas",
         action="store_true",
-        help="skip the two-replica, two-node phase (prefix-affinity against the default router)",
+        help="also the two-replica, two-node phase (prefix-affinity against the default router)",
     )
     parser.add_argument(
         "--offline-compare", action="store_true", help="also compare with offline LLM.generate (always on a GPU)"
+    )
+    parser.add_argument(
+        "--n-max",
+        type=int,
+        default=0,
+        help="also compare adaptive sampling at this n_max with brute force at n = n_max (benchmarks.adaptive)",
     )
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results.json)")
     parser.add_argument("--doc", type=Path, default=None, help="Markdown file whose results section is rewritten")

@@ -192,6 +192,10 @@ class BenchResult(_Block):
     served_vs_offline: float | None = None
     prefill_ratio_two_replicas: float | None = None
     prefill_ratio_two_replicas_default_router: float | None = None
+    # Adaptive sampling against brute force at n_max (``--n-max``; ``benchmarks.adaptive``).
+    adaptive_sample_ratio: float | None = None
+    adaptive_decision_agreement: float | None = None
+    adaptive_unlock_rates_within_brute_force_ci: bool | None = None
     run: RunInfo
     machine: Machine
     load_average_1m: dict[str, float]
@@ -203,6 +207,8 @@ class BenchResult(_Block):
     locust: Locust | None
     offline: OfflineComparison | None
     two_replicas: TwoReplicas | None = None
+    # The adaptive comparison's details (``benchmarks.adaptive.AdaptiveComparison``).
+    adaptive: dict[str, Any] | None = None
     summary_lines: list[str] = []
 
     def to_json(self) -> dict[str, Any]:

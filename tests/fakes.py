@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
 
@@ -22,7 +23,7 @@ class CharTokenizer:
     def decode(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(token) for token in token_ids if token != EOS)
 
-    def render_problem(self, problem: str) -> str:
+    def render_problem(self, problem: str, template_kwargs: dict[str, Any] | None = None) -> str:
         return f"Q: {problem}\nA: "
 
     def is_special(self, token_id: int) -> bool:

@@ -58,15 +58,21 @@ async def test_complete_returns_n_graded_completions(service: RunningService) ->
     )
 
 
-async def test_complete_with_the_whole_strong_cot_mostly_reaches_its_answer(service: RunningService) -> None:
+async def test_complete_with_the_whole_strong_reasoning_mostly_reaches_its_answer(service: RunningService) -> None:
     problem = PROBLEMS[1]
     async with service.client() as client:
         events = [event async for event in client.stream_prefixes(problem.problem, [1.0])]
         answer = events[-1]
         assert isinstance(answer, StrongAnswer)
-        result = await client.complete(problem.problem, prefix=answer.cot, reference_answer=answer.answer or "?", n=4)
-    # The whole CoT holds its own final answer line, so the weak model only has to stop.
+        # The CoT is the strong model's reasoning only (its <think> block); its answer is in the
+        # final text, which the weak model never sees.
+        assert answer.answer and "\\boxed" in answer.final_text
+        assert "</think>" not in answer.cot and "\\boxed" not in answer.cot
+        result = await client.complete(problem.problem, prefix=answer.cot, reference_answer=answer.answer, n=4)
+    # A completion is graded on the answer it states itself: the weak model must close the reasoning
+    # block and write the boxed answer after it.
     assert result.potential >= 0.5
+    assert all("</think>" in completion.text for completion in result.completions if completion.correct)
 
 
 async def test_run_streams_each_problem_fraction_once_and_a_consistent_summary(service: RunningService) -> None:

@@ -23,9 +23,9 @@ from cot_transfer.domain.requests import (
     TransferRequest,
 )
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.steps import CutMode
+from cot_transfer.domain.steps import CutMode, StepBoundary, step_cuts, step_ends
 from cot_transfer.domain.transfer import Thresholds
-from cot_transfer.serving.cuts import parse_imported_cot
+from cot_transfer.serving.cuts import cot_step_cuts, parse_imported_cot
 from cot_transfer.serving.strong import StrongModelServer
 from cot_transfer.serving.transfer import TransferRunner
 from tests.fakes import ScriptedEngine
@@ -144,3 +144,17 @@ async def test_completions_are_dropped_unless_kept() -> None:
     events = [event async for event in runner.run(run_request([Problem("good", "1+2", "3", cot=PLAIN_COT)]))]
     rows = [event for event in events if isinstance(event, FractionResult)]
     assert rows and all(row.completions == () and sum(c for _, c in row.answer_counts) == 4 for row in rows)
+
+
+def test_step_cuts_over_a_bpe_tokenizer_match_decoding_every_prefix(qwen3_tokenizer: object) -> None:
+    tokenizer = qwen3_tokenizer
+    text = "\n".join(f"Step {i}: 7 × 8 = 56; café → 你好. Then ∑ {i}! Done?" for i in range(40))
+    ids = tokenizer.encode(text)  # type: ignore[attr-defined]
+    for boundary in StepBoundary:
+        exact = step_cuts(
+            step_ends(tokenizer.decode(ids), boundary),  # type: ignore[attr-defined]
+            len(ids),
+            lambda count: len(tokenizer.decode(ids[:count])),  # type: ignore[attr-defined]
+        )
+        assert cot_step_cuts(tokenizer, ids, boundary) == exact  # type: ignore[arg-type]
+        assert len(exact) > 40

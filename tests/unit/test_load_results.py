@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import cot_transfer.experiment
+from cot_transfer.cli.main import build_parser
+from cot_transfer.cli.run import UsageError, inputs_from_args
 from cot_transfer.client import CotTransferClient
 from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
 from cot_transfer.domain.requests import Problem
@@ -113,11 +115,12 @@ def run_request(**fields: object) -> pb.RunRequest:
 
 
 def test_the_edge_names_a_bad_cut_boundary_format_or_tokenizer() -> None:
-    for fields, name in [
+    cases: list[tuple[dict[str, object], str]] = [
         ({"cut": 9}, "cut"),
         ({"step_boundary": 7}, "step_boundary"),
         ({"cot_tokenizer": CONFIG.weak.engine.name}, "cot_tokenizer"),
-    ]:
+    ]
+    for fields, name in cases:
         with pytest.raises(InvalidArgumentError) as caught:
             edge.transfer_request_from_proto(run_request(**fields), CONFIG)
         assert caught.value.field == name
@@ -177,3 +180,41 @@ async def test_the_example_plots_self_potential_against_transfer(
     )
     assert done.returncode == 0, done.stderr
     assert figure.stat().st_size > 1000 and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_a_resumed_every_step_run_completes_the_missing_step_rows(
+    service: tuple[InProcessService, str], tmp_path: Path
+) -> None:
+    servicer, address = service
+    settings = ExperimentSettings(fractions=(0.5,), n=2, cut="every_step")
+    problems = [Problem("a", "1+2", "3", cot=COT)]
+    out = tmp_path / "run"
+    async with CotTransferClient(address) as client:
+        await run_experiment(client, problems, settings, out)
+        results = out / "results.jsonl"
+        rows = results.read_text().splitlines(keepends=True)
+        kept = [row for row in rows if json.loads(row)["num_steps"] not in (1, 2)]
+        results.write_text("".join(kept))
+        await run_experiment(client, problems, settings, out, resume=True)
+    assert servicer.completes == 2  # the two missing rows, completed on their stored prefixes
+    resumed = cot_transfer.experiment.load(out).results.sort_values("num_steps")
+    assert resumed.num_steps.tolist() == [0, 1, 2, 3]
+    assert all(counts == [{"answer": "3", "count": 2}] for counts in resumed.answer_counts)
+
+
+def test_the_command_line_reads_cots_and_cut_options(tmp_path: Path) -> None:
+    cots = write_cots(tmp_path / "cots.jsonl")
+    common = ["run", "--address", "localhost:1", "--out", str(tmp_path / "out")]
+    args = build_parser().parse_args(
+        [*common, "--cots", str(cots), "--cut", "every_step", "--step-boundary", "sentence", "--keep-completions"]
+    )
+    problems, settings, source = inputs_from_args(args, None)
+    assert [problem.cot for problem in problems] == [COT, "Two and two.\nFour.\nAnswer: 4"]
+    assert (settings.cut, settings.step_boundary, settings.keep_completions) == ("every_step", "sentence", True)
+    assert source == cots.resolve()
+    both = build_parser().parse_args([*common, "--cots", str(cots), "--problems", str(cots)])
+    with pytest.raises(UsageError, match="--cots"):
+        inputs_from_args(both, None)
+    resume = build_parser().parse_args(["run", "--address", "localhost:1", "--resume", str(tmp_path), "--cut", "step"])
+    with pytest.raises(UsageError, match="--cut"):
+        inputs_from_args(resume, None)

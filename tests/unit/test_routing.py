@@ -102,7 +102,8 @@ def test_the_router_is_chosen_per_model_deployment() -> None:
     from cot_transfer.serving.deployments import _model_deployment_options
 
     engine = {"served_name": "weak", "model": "/models/weak"}
-    affinity = _model_deployment_options("WeakModel", ModelDeploymentConfig.model_validate({"engine": engine}))
+    affinity_config = ModelDeploymentConfig.model_validate({"engine": engine, "router": "prefix_affinity"})
+    affinity = _model_deployment_options("WeakModel", affinity_config)
     from ray.serve.config import RequestRouterConfig
 
     # What Serve turns the option into.

@@ -1,7 +1,7 @@
-"""The shipped testbed models and datasets: loadable, and they show unlocking under greedy decoding.
+"""The shipped testbed models and datasets: loadable, and they show the insight under greedy decoding.
 
-The acceptance numbers (sampling, vLLM) are in services/cot_transfer/testbed/README.md; this
-is the fast guard that the shipped files still behave that way.
+The acceptance numbers (sampling, vLLM) are in testbed/README.md; this is the fast guard that
+the shipped files still behave that way.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from testbed import tasks, tokenizer
-from testbed.tasks import Split
+from testbed.tasks import Rule, Split
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -20,25 +20,28 @@ transformers = pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models" / "testbed"
 DATASETS = ROOT / "datasets"
-# The documented commands that produced the shipped datasets: (file, steps, count, seed, id prefix).
+EVAL_STEPS = [6, 7, 8, 9, 10]
+# The documented commands that produced the shipped datasets: (file, count, seed, lucky every, id prefix).
 SHIPPED_DATASETS = [
-    ("testbed-hard.jsonl", 8, 64, 1001, "testbed-hard"),
-    ("testbed-demo.jsonl", 8, 12, 2002, "testbed-demo"),
+    ("testbed-hard.jsonl", 64, 1001, 16, "testbed-hard"),
+    ("testbed-demo.jsonl", 16, 2002, 16, "testbed-demo"),
 ]
 
 
-@pytest.mark.parametrize(("name", "steps", "count", "seed", "id_prefix"), SHIPPED_DATASETS)
+@pytest.mark.parametrize(("name", "count", "seed", "lucky_every", "id_prefix"), SHIPPED_DATASETS)
 def test_shipped_datasets_are_what_the_generator_writes(
-    name: str, steps: int, count: int, seed: int, id_prefix: str
+    name: str, count: int, seed: int, lucky_every: int, id_prefix: str
 ) -> None:
     stream = io.StringIO()
-    tasks.write_jsonl(tasks.generate_problems(count, steps, seed, Split.HELDOUT), id_prefix, stream)
-    assert (DATASETS / name).read_text() == stream.getvalue()
+    problems = tasks.generate_problems(count, EVAL_STEPS, seed, Split.HELDOUT, tasks.EVAL_INSIGHT_WEIGHTS, lucky_every)
+    tasks.write_jsonl(problems, id_prefix, stream)
+    assert (DATASETS / name).read_text(encoding="utf-8") == stream.getvalue()
 
 
 @pytest.fixture(scope="module")
 def demo_problems() -> list[tasks.ChainProblem]:
-    return [tasks.parse_problem(str(record["problem"])) for record in tasks.read_jsonl(DATASETS / "testbed-demo.jsonl")]
+    records = tasks.read_jsonl(DATASETS / "testbed-demo.jsonl")
+    return [tasks.parse_problem(str(record["problem"])) for record in records]
 
 
 def load(role: str) -> object:
@@ -48,35 +51,16 @@ def load(role: str) -> object:
     return model
 
 
-def greedy_reproduces(model: object, prompts: list[list[int]], continuations: list[list[int]]) -> list[bool]:
-    """Whether greedy decoding after each prompt writes exactly its continuation.
+def greedy_reproduces(model: object, prompt: list[int], continuation: list[int]) -> bool:
+    """Whether greedy decoding after ``prompt`` writes exactly ``continuation``.
 
     One teacher-forced pass answers that: greedy decoding follows the continuation for as long
     as every next-token argmax agrees with it.
     """
-    rows = [prompt + continuation for prompt, continuation in zip(prompts, continuations, strict=True)]
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor(rows)).logits  # type: ignore[operator]
-    predicted = logits.argmax(dim=-1).tolist()
-    verdicts = []
-    for row, prompt, continuation in zip(predicted, prompts, continuations, strict=True):
-        start = len(prompt) - 1
-        verdicts.append(row[start : start + len(continuation)] == continuation)
-    return verdicts
-
-
-def greedy_first_lines(model: object, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
-    batch = torch.tensor(prompts)
-    with torch.no_grad():
-        output = model.generate(  # type: ignore[attr-defined]
-            batch,
-            attention_mask=torch.ones_like(batch),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=tokenizer.EOS_ID,
-            pad_token_id=tokenizer.PAD_ID,
-        )
-    return [tokenizer.decode_ids(row).split("\n")[0] for row in output[:, batch.shape[1] :].tolist()]
+        logits = model(input_ids=torch.tensor([prompt + continuation])).logits  # type: ignore[operator]
+    predicted = logits[0].argmax(dim=-1).tolist()
+    return bool(predicted[len(prompt) - 1 : len(prompt) - 1 + len(continuation)] == continuation)
 
 
 @pytest.mark.parametrize("role", ["strong", "weak"])
@@ -88,27 +72,44 @@ def test_shipped_folders_are_complete(role: str) -> None:
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
     assert hf_tokenizer.eos_token_id == tokenizer.EOS_ID
     prompt = hf_tokenizer.apply_chat_template(
-        [{"role": "user", "content": "3+7-5*2"}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": "3+7△5×2"}], tokenize=False, add_generation_prompt=True
     )
-    assert prompt == tokenizer.render_prompt("3+7-5*2")
+    assert prompt == tokenizer.render_prompt("3+7△5×2")
+    assert (folder / "tokenizer.json").read_text(encoding="utf-8") == tokenizer.build_tokenizer().to_str(
+        pretty=True
+    ) + "\n"
 
 
-def test_strong_solves_hard_problems_and_weak_needs_its_cot(demo_problems: list[tasks.ChainProblem]) -> None:
-    strong, weak = load("strong"), load("weak")
-    # Every hard problem has the same prompt and CoT length, so the rows batch without padding.
-    prompts = [tokenizer.encode_prompt(problem.text) for problem in demo_problems]
-    outputs = [[*tokenizer.encode_text(problem.completion()), tokenizer.EOS_ID] for problem in demo_problems]
+def test_strong_writes_the_reference_cots(demo_problems: list[tasks.ChainProblem]) -> None:
+    strong = load("strong")
+    written = [
+        greedy_reproduces(
+            strong,
+            tokenizer.encode_prompt(problem.text),
+            [*tokenizer.encode_text(problem.completion()), tokenizer.EOS_ID],
+        )
+        for problem in demo_problems
+    ]
+    assert sum(written) >= len(demo_problems) - 1
 
-    assert all(greedy_reproduces(strong, prompts, outputs))
 
-    # Alone, the weak model cannot restate the long chain in its first line.
-    first_lines = greedy_first_lines(weak, prompts, max_new_tokens=len(demo_problems[0].cot_lines()[0]) + 1)
-    wrong = sum(line != problem.cot_lines()[0] for line, problem in zip(first_lines, demo_problems, strict=True))
-    assert wrong >= len(demo_problems) - 1
-
-    # From half the strong CoT, cut on a token boundary as the experiment does, it finishes.
-    cut = len(outputs[0]) // 2
-    helped = greedy_reproduces(
-        weak, [p + o[:cut] for p, o in zip(prompts, outputs, strict=True)], [o[cut:] for o in outputs]
-    )
-    assert sum(helped) >= len(demo_problems) - 1
+def test_weak_misses_the_insight_alone_and_finishes_after_it(demo_problems: list[tasks.ChainProblem]) -> None:
+    weak = load("weak")
+    naive = helped = 0
+    insight_problems = [problem for problem in demo_problems if not problem.is_lucky_guess]
+    for problem in insight_problems:
+        prompt = tokenizer.encode_prompt(problem.text)
+        # Alone it writes its own (naive) CoT, whose answer is wrong.
+        naive_output = [*tokenizer.encode_text(problem.completion(Rule.NAIVE)), tokenizer.EOS_ID]
+        naive += greedy_reproduces(weak, prompt, naive_output)
+        # From the strong CoT cut right after the insight result, it writes the rest of it.
+        strong_output = [*tokenizer.encode_text(problem.completion()), tokenizer.EOS_ID]
+        truth = problem.ground_truth()
+        assert truth.insight is not None
+        cut = 1 + 1 + truth.insight.token  # <think>, then the reasoning through the insight result
+        helped += greedy_reproduces(weak, prompt + strong_output[:cut], strong_output[cut:])
+    assert naive >= len(insight_problems) - 1
+    # Exact greedy reproduction of the whole rest is strict (a tangent's correction line must match
+    # too): the shipped weak model does 13 of the 15 demo problems; sampled, its potential right
+    # after the insight is what the demo's unlock curve rests on (testbed/README.md).
+    assert helped >= len(insight_problems) - 2

@@ -22,6 +22,7 @@ from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT
 from cot_transfer.experiment.datasets import DATASET_OPTIONS, dataset_options_from_args, load_problems
 from cot_transfer.experiment.imported_cots import load_cots
 from cot_transfer.experiment.load import write_results_parquet
+from cot_transfer.experiment.receivers_report import receivers_lines
 from cot_transfer.experiment.report import format_unlock_table, write_report
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
 
@@ -126,6 +127,8 @@ async def run_command(
             )
     print(headline(summary))
     print(format_unlock_table(summary))
+    for line in receivers_lines(summary):
+        print(line)
     for failed in summary.get("failed_problems", []):
         again = "final, kept on --resume" if failed["permanent"] else "--resume runs it again"
         print(f"problem {failed['problem_id']!r} could not be run: {failed['code']} {failed['message']} ({again})")

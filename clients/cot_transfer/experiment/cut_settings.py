@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from cot_transfer.domain.kept_answers import count_answers
+from cot_transfer.domain.requests import CompletionResult, StrongCot
 from cot_transfer.domain.steps import CutMode, parse_cut_mode, parse_step_boundary
 
 
@@ -27,4 +30,21 @@ def cut_run_options(cut: str, step_boundary: str, keep_completions: bool) -> dic
         "cut": parse_cut_mode(cut),
         "step_boundary": parse_step_boundary(step_boundary),
         "keep_completions": keep_completions,
+    }
+
+
+def resume_fractions(cut: str, record: StrongCot, fractions: Sequence[float]) -> Sequence[float]:
+    """The fractions a resumed problem has rows at: every stored prefix's for an every-step cut
+    (each problem has its own), the run's otherwise."""
+    if cut == CutMode.EVERY_STEP.value:
+        return [prefix.fraction for prefix in record.prefixes]
+    return fractions
+
+
+def kept_answers(result: CompletionResult, keep_completions: bool) -> dict[str, Any]:
+    """The kept-answer fields of a row completed by the client itself (a resume), as the service
+    fills them in a run."""
+    return {
+        "answer_counts": count_answers(completion.extracted_answer for completion in result.completions),
+        "completions": tuple(result.completions) if keep_completions else (),
     }

@@ -129,3 +129,15 @@ def plot_receivers(summary: Mapping[str, Any], path: Path) -> None:
     else:
         axes.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=axes.transAxes, color="grey")
     figure.savefig(path, dpi=_PLOT_DPI, format="png")
+
+
+def receivers_lines(summary: Mapping[str, Any]) -> list[str]:
+    """One terminal line per receiver and mode, at the whole CoT; none for a single one."""
+    columns = _columns(summary)
+    if len(columns) < 2:
+        return []
+    lines = ["receivers at the full CoT (mean potential / unlock rate):"]
+    for name, mode, block in columns:
+        final = block["per_fraction"][-1] if block["per_fraction"] else {}
+        lines.append(f"  {name} ({block['measures']}, {mode}): {_cell(final)}")
+    return lines

@@ -42,7 +42,7 @@ from cot_transfer.domain.sampling_plan import SamplingPlan, sampling_plan_from_d
 from cot_transfer.domain.steps import EVERY_STEP_FRACTIONS, CutMode
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import normalize_fractions, with_baseline
-from cot_transfer.experiment.cut_settings import cut_run_options, cut_settings_json
+from cot_transfer.experiment.cut_settings import cut_run_options, cut_settings_json, kept_answers, resume_fractions
 from cot_transfer.experiment.datasets import (
     RUN_PROBLEMS_FILE,
     DatasetOptions,
@@ -531,6 +531,8 @@ async def _complete_partial_problems(
                 answer_in_prefix=prefix.answer_in_prefix,
                 receiver=receiver,
                 mode=mode,
+                **kept_answers(result, settings.keep_completions),
+                num_steps=prefix.num_steps,
             )
         )
 
@@ -540,7 +542,7 @@ async def _complete_partial_problems(
             if record is None or state.is_final(problem.id):
                 continue
             prefixes = {prefix.fraction: prefix for prefix in record.prefixes}
-            for fraction in fractions:
+            for fraction in resume_fractions(settings.cut, record, fractions):
                 # Only the (receiver, mode) rows missing at this fraction, each on the stored prefix.
                 missing = [key for key in settings.receiver_modes() if (problem.id, fraction, *key) not in state.done]
                 if not missing:

@@ -118,7 +118,15 @@ def step_cuts(ends: Sequence[int], total_tokens: int, chars_of: Callable[[int], 
 
 
 def _last_token_at_or_before(end: int, low: int, high: int, chars_of: Callable[[int], int]) -> int:
-    """The largest k in [low, high] with chars_of(k) <= end (low when none is)."""
+    """The largest k in [low, high] with chars_of(k) <= end (low when none is).
+
+    Galloping from ``low``: a step is short next to the CoT, so the probes stay near the last cut
+    and ``chars_of`` never decodes far past it.
+    """
+    step = 1
+    while low + step <= high and chars_of(low + step) <= end:
+        low, step = low + step, step * 2
+    high = min(high, low + step - 1)
     while low < high:
         middle = (low + high + 1) // 2
         if chars_of(middle) <= end:

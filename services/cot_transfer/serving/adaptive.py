@@ -7,8 +7,8 @@ the baseline's round r before it draws its round r + 1, so a problem solved at b
 every row after the round in which that is seen.
 
 Prefix cache: every round of a row is the same ``CompletionRequest`` but for ``n`` (and the seed),
-so it renders to the same prompt tokens; vLLM's automatic prefix caching (``enable_prefix_caching``,
-on by default in vLLM's V1 engine) hashes full blocks by their token content, so a later round
+so it renders to the same prompt tokens; vLLM's automatic prefix caching (the engine config's
+``enable_prefix_caching``, on by default) hashes full blocks by their token content, so a later round
 finds the prompt's blocks cached by the earlier one unless memory pressure evicted them, and
 the prefixes of one problem (prompts that are prefixes of one another) share theirs too.
 """

@@ -170,10 +170,11 @@ class ModelDeploymentConfig(_Strict):
         " the closed prefix (the reasoning budget, sampling.max_tokens, does not apply).",
     )
     router: Literal["prefix_affinity", "default"] = Field(
-        default="prefix_affinity",
-        description="How calls pick a replica. prefix_affinity: all calls about one problem go to the replica"
-        " that holds its KV blocks (cot_transfer.serving.routing), load-balanced when that replica is"
-        " router_imbalance_threshold requests busier than the least loaded one. default: Serve's power of two.",
+        default="default",
+        description="How calls pick a replica. default: Serve's power of two. prefix_affinity (experimental:"
+        " see BENCHMARKS.md, Routing): all calls about one problem go to the replica that holds its KV blocks"
+        " (cot_transfer.serving.routing), load-balanced when that replica is router_imbalance_threshold requests"
+        " busier than the least loaded one.",
     )
     router_imbalance_threshold: int = Field(
         default=16, ge=0, description="prefix_affinity: extra requests in flight at which affinity yields to load."

@@ -28,7 +28,6 @@ BOUNDARY_TO_PROTO = {
 }
 
 
-
 def cut_options_from_proto(message: pb.RunRequest, config: ServingConfig) -> dict[str, Any]:
     """The TransferRequest fields of cut points, imported CoTs and kept answers."""
     if message.cut not in CUT_FROM_PROTO:

@@ -8,6 +8,7 @@ cut like a generated one.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,14 +51,38 @@ def cut_prefixes(
 def cot_step_cuts(tokenizer: PromptTokenizer, cot_ids: Sequence[int], boundary: StepBoundary) -> list[StepCut]:
     """The token cut after every step of the CoT (``domain.steps`` has the boundary rule)."""
     text = tokenizer.decode(cot_ids)
-    lengths: dict[int, int] = {}
+    return step_cuts(step_ends(text, boundary), len(cot_ids), _PrefixLengths(tokenizer, cot_ids))
 
-    def chars_of(count: int) -> int:
-        if count not in lengths:
-            lengths[count] = len(tokenizer.decode(cot_ids[:count]))
-        return lengths[count]
 
-    return step_cuts(step_ends(text, boundary), len(cot_ids), chars_of)
+class _PrefixLengths:
+    """``k -> len(decode(ids[:k]))`` without decoding the whole prefix at every probe.
+
+    A probe near a known length (an anchor) decodes only the tokens since it, with one token of
+    context before them: tokenizers that drop a leading space from the first token of a decode
+    (SentencePiece) then drop it from the context token in both decodes, so the difference is
+    what the tokens add. A probe far from every anchor decodes its prefix and becomes one.
+    """
+
+    _WINDOW = 256
+
+    def __init__(self, tokenizer: PromptTokenizer, ids: Sequence[int]) -> None:
+        self._decode = tokenizer.decode
+        self._ids = ids
+        self._anchors = [0]
+        self._exact = {0: 0}
+
+    def __call__(self, count: int) -> int:
+        anchor = self._anchors[bisect.bisect_right(self._anchors, count) - 1]
+        if count == anchor:
+            return self._exact[anchor]
+        if anchor == 0 or count - anchor > self._WINDOW:
+            length = len(self._decode(self._ids[:count]))
+            bisect.insort(self._anchors, count)
+            self._exact[count] = length
+            return length
+        context = self._ids[anchor - 1 : anchor]
+        added = len(self._decode(self._ids[anchor - 1 : count])) - len(self._decode(context))
+        return self._exact[anchor] + added
 
 
 def _prefix_at(tokenizer: PromptTokenizer, cot_ids: Sequence[int], fraction: float, step: StepCut) -> CotPrefix:

@@ -95,6 +95,11 @@ class ProblemAffinityRouter(RequestRouter):
         candidate_replicas: list[RunningReplica],
         pending_request: PendingRequest | None = None,
     ) -> list[list[RunningReplica]]:
+        if pending_request is not None:
+            # Every replica is in the ranks returned: once Serve has tried them all, it must back
+            # off before asking again (its retry loop spins without a pause otherwise, starving
+            # the replicas whose queue-length probes it is waiting for).
+            pending_request.routing_context.should_backoff = True
         problem = None if pending_request is None else request_problem(pending_request.args, pending_request.kwargs)
         key = None if problem is None else problem_key(problem)
         cache = self.replica_queue_len_cache
