@@ -131,17 +131,42 @@ def test_events_round_trip_through_the_wire_format() -> None:
     assert edge.completion_result_to_proto(result).potential == 0.5
     # What the wire carries of a FractionSummary: no per-fraction problem count or mean interval.
     unlocked_half = FractionSummary(
-        1.0, 2, 0.9, None, 1, 1, 1.0, Interval(0.025, 1.0), answer_in_prefix=1,
-        unlock_rate_without_answer=None, unlock_rate_without_answer_interval=None,
+        1.0,
+        2,
+        0.9,
+        None,
+        1,
+        1,
+        1.0,
+        Interval(0.025, 1.0),
+        answer_in_prefix=1,
+        unlock_rate_without_answer=None,
+        unlock_rate_without_answer_interval=None,
     )
     undefined = FractionSummary(0.0, 2, 0.1, None, 0, 0, None, None, answer_in_prefix=0)
     free = FractionSummary(
-        0.5, 2, 0.5, None, 1, 0, 0.0, Interval(0.0, 0.975), answer_in_prefix=0,
-        unlock_rate_without_answer=0.0, unlock_rate_without_answer_interval=Interval(0.0, 0.975),
+        0.5,
+        2,
+        0.5,
+        None,
+        1,
+        0,
+        0.0,
+        Interval(0.0, 0.975),
+        answer_in_prefix=0,
+        unlock_rate_without_answer=0.0,
+        unlock_rate_without_answer_interval=Interval(0.0, 0.975),
     )
     summary = RunSummary(
-        (0.0, 0.5, 1.0), 4, 2, 1, (undefined, free, unlocked_half), 1.0, Thresholds(0.0, 0.5),
-        truncated_cots=1, problem_errors=2,
+        (0.0, 0.5, 1.0),
+        4,
+        2,
+        1,
+        (undefined, free, unlocked_half),
+        1.0,
+        Thresholds(0.0, 0.5),
+        truncated_cots=1,
+        problem_errors=2,
     )
     results = (FractionResult("a", 0.5, 2, 4, 8, 3), FractionResult("a", 0.5, 2, 4, 8, 3, answer_in_prefix=True))
     for run_event in (StrongCot("a", "cot", "3", True, 3), *results, summary):

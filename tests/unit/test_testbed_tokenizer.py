@@ -40,7 +40,8 @@ def test_chat_template_renders_the_training_prompt(hf_tokenizer: object) -> None
     prompt = hf_tokenizer.apply_chat_template(  # type: ignore[attr-defined]
         messages, tokenize=False, add_generation_prompt=True
     )
-    assert prompt == tokenizer.render_prompt("3+7△5×2") == "<|im_start|>user\n3+7△5×2<|im_end|>\n<|im_start|>assistant\n"
+    expected = "<|im_start|>user\n3+7△5×2<|im_end|>\n<|im_start|>assistant\n"
+    assert prompt == tokenizer.render_prompt("3+7△5×2") == expected
     ids = hf_tokenizer.apply_chat_template(  # type: ignore[attr-defined]
         messages, tokenize=True, add_generation_prompt=True, return_dict=True
     )["input_ids"]

@@ -169,16 +169,6 @@ class ModelDeploymentConfig(_Strict):
         description="As a receiver in the force_answer mode: the token budget of the answer written right after"
         " the closed prefix (the reasoning budget, sampling.max_tokens, does not apply).",
     )
-    router: Literal["prefix_affinity", "default"] = Field(
-        default="default",
-        description="How calls pick a replica. default: Serve's power of two. prefix_affinity (experimental:"
-        " see BENCHMARKS.md, Routing): all calls about one problem go to the replica that holds its KV blocks"
-        " (cot_transfer.serving.routing), load-balanced when that replica is router_imbalance_threshold requests"
-        " busier than the least loaded one.",
-    )
-    router_imbalance_threshold: int = Field(
-        default=16, ge=0, description="prefix_affinity: extra requests in flight at which affinity yields to load."
-    )
     deployment_config: dict[str, Any] = Field(
         default_factory=dict,
         description="Ray Serve's own serve.deployment options for this deployment, passed through as Ray Serve"

@@ -36,7 +36,6 @@ from cot_transfer.serving.fingerprint import model_fingerprint
 from cot_transfer.serving.metrics import FAMILIES, ExperimentSeries, RayServiceMetrics
 from cot_transfer.serving.metrics_endpoint import gather_exposition, node_metric_urls
 from cot_transfer.serving.reasoning import PLAIN, ReasoningFormat, resolve_format
-from cot_transfer.serving.routing import ROUTER_CLASS_PATH
 from cot_transfer.serving.status import status_for
 from cot_transfer.serving.strong import StrongModelServer
 from cot_transfer.serving.transfer import TransferRunner
@@ -354,15 +353,7 @@ def _running_replicas(application: str) -> dict[str, int]:
 
 
 def _model_deployment_options(name: str, deployment: ModelDeploymentConfig) -> dict[str, Any]:
-    options = {"name": name, **deployment.serve_options()}
-    # A request_router_config passed through in deployment_config wins over the router key.
-    if deployment.router == "prefix_affinity" and "request_router_config" not in options:
-        # Serve validates the mapping into its RequestRouterConfig.
-        options["request_router_config"] = {
-            "request_router_class": ROUTER_CLASS_PATH,
-            "request_router_kwargs": {"imbalance_threshold": deployment.router_imbalance_threshold},
-        }
-    return options
+    return {"name": name, **deployment.serve_options()}
 
 
 def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory | None = None) -> serve.Application:
