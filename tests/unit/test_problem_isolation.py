@@ -16,7 +16,8 @@ import pytest
 from cot_transfer.client import CotTransferClient, RetryPolicy
 from cot_transfer.domain.requests import Problem, ProblemError
 from cot_transfer.experiment.problem_errors import ERRORS_FILE
-from cot_transfer.experiment.runner import ExperimentSettings, RunFolderError, folder_lock, run_experiment
+from cot_transfer.experiment.run_folder import RunFolderError, folder_lock
+from cot_transfer.experiment.runner import ExperimentSettings, run_experiment
 from cot_transfer.serving import edge
 from cot_transfer.serving.config import ServingConfig
 from cot_transfer.serving.strong import StrongModelServer

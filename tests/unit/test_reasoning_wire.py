@@ -10,7 +10,7 @@ import pytest
 from cot_transfer.client.convert import strong_event_from_proto, transfer_event_from_proto
 from cot_transfer.domain.errors import InvalidArgumentError
 from cot_transfer.domain.requests import CotPrefix, StrongAnswer, StrongCot
-from cot_transfer.experiment.runner import RunFolder, _RowWriter
+from cot_transfer.experiment.run_folder import RunFolder, _RowWriter
 from cot_transfer.serving import edge
 from cot_transfer.serving.config import ServingConfig
 from cot_transfer.v1 import cot_transfer_pb2 as pb

@@ -11,15 +11,9 @@ from cot_transfer.domain.requests import ModelInfo, Problem, ServiceInfo
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.problem_errors import ERRORS_FILE
-from cot_transfer.experiment.runner import (
-    ExperimentSettings,
-    RunFolder,
-    RunFolderError,
-    _DurableJsonl,
-    experiment_id,
-    service_identity,
-    settings_hash,
-)
+from cot_transfer.experiment.run_folder import RunFolder, RunFolderError, _DurableJsonl
+from cot_transfer.experiment.runner import experiment_id
+from cot_transfer.experiment.settings import ExperimentSettings, service_identity, settings_hash
 
 INFO = ServiceInfo("strong", "weak", ("exact",), "exact", 1024, 10000, 101)
 PROBLEMS = [Problem("p1", "1+2", "3"), Problem("p2", "2*3", "6")]

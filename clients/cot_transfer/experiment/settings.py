@@ -1,0 +1,147 @@
+"""The settings of an experiment, and the hash that keeps a resumed run from mixing results.
+
+The settings hash covers what changes results: the settings, the problems, and the service
+behind them (each model's fingerprint and the sampling the server's defaults make effective), so
+a resume against other weights or defaults is refused, naming what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cot_transfer.client import Sampling
+from cot_transfer.domain.receivers import FREE, receiver_modes
+from cot_transfer.domain.requests import Problem, ServiceInfo
+from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.domain.sampling_plan import SamplingPlan, sampling_plan_from_dict
+from cot_transfer.domain.steps import EVERY_STEP_FRACTIONS, CutMode
+from cot_transfer.domain.transfer import Thresholds
+from cot_transfer.domain.truncation import normalize_fractions, with_baseline
+from cot_transfer.experiment.cut_settings import cut_settings_json
+from cot_transfer.experiment.datasets import (
+    problem_to_json,
+)
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    fractions: tuple[float, ...]
+    n: int
+    strong_sampling: Sampling = field(default_factory=Sampling)
+    weak_sampling: Sampling = field(default_factory=Sampling)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    grader: str = "exact"
+    # The served models that complete the prefixes (none: the weak model) and the answer modes.
+    receivers: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()
+    # Where CoTs are cut (``cot_transfer.domain.steps``) and whether rows keep completion texts.
+    cut: str = "token"
+    step_boundary: str = "line"
+    keep_completions: bool = False
+    # Adaptive sampling; its n_max is ``n``.
+    sampling_plan: SamplingPlan | None = None
+
+    def measured_fractions(self) -> tuple[float, ...]:
+        if self.cut == CutMode.EVERY_STEP.value:
+            return EVERY_STEP_FRACTIONS
+        return with_baseline(normalize_fractions(self.fractions))
+
+    def receiver_modes(self) -> tuple[tuple[str, str], ...]:
+        """The (receiver, mode) of every row a problem has at each fraction ("" is the weak model)."""
+        return receiver_modes(self.receivers or ("",), self.modes or (FREE,))
+
+    def to_json(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "fractions": list(self.measured_fractions()),
+            "n_samples": self.n,
+            "strong_sampling": asdict(self.strong_sampling),
+            "weak_sampling": asdict(self.weak_sampling),
+            "thresholds": asdict(self.thresholds),
+            "grader": self.grader,
+        }
+        # Only when asked: a run of the weak model alone keeps the settings hash it always had.
+        if self.receivers:
+            settings["receivers"] = list(self.receivers)
+        if self.modes:
+            settings["modes"] = list(self.modes)
+        settings.update(cut_settings_json(self.cut, self.step_boundary, self.keep_completions))
+        # In the settings hash, so --resume refuses a changed plan.
+        if self.sampling_plan is not None:
+            settings["sampling_plan"] = self.sampling_plan.to_dict()
+        return settings
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExperimentSettings:
+        return cls(
+            fractions=tuple(data["fractions"]),
+            n=int(data["n_samples"]),
+            strong_sampling=Sampling(**data["strong_sampling"]),
+            weak_sampling=Sampling(**data["weak_sampling"]),
+            thresholds=Thresholds(**data["thresholds"]),
+            grader=str(data["grader"]),
+            receivers=tuple(data.get("receivers", ())),
+            modes=tuple(data.get("modes", ())),
+            cut=str(data.get("cut", "token")),
+            step_boundary=str(data.get("step_boundary", "line")),
+            keep_completions=bool(data.get("keep_completions", False)),
+            sampling_plan=sampling_plan_from_dict(data.get("sampling_plan")),
+        )
+
+
+def _effective_sampling(asked: Sampling, defaults: SamplingParams | None) -> dict[str, Any]:
+    """The sampling a request gets: each field as asked, else the server's default."""
+    effective = asdict(asked)
+    if defaults is not None:
+        for name, value in asdict(defaults).items():
+            if effective.get(name) is None:
+                effective[name] = value
+    return effective
+
+
+def service_identity(settings: ExperimentSettings, info: ServiceInfo) -> dict[str, Any]:
+    """What of the service decides results beyond its model names: every model's fingerprint and
+    the sampling the server's defaults make effective for these settings."""
+    return {
+        "model_fingerprints": {model.name: model.fingerprint for model in info.models},
+        "strong_sampling": _effective_sampling(settings.strong_sampling, info.strong_sampling_defaults),
+        "weak_sampling": _effective_sampling(settings.weak_sampling, info.weak_sampling_defaults),
+    }
+
+
+def settings_hash(settings: ExperimentSettings, problems: Sequence[Problem], info: ServiceInfo) -> str:
+    """Changes whenever something that changes results changes: models (names and fingerprints),
+    settings, the effective sampling, problems."""
+    payload: dict[str, Any] = {
+        "models": [info.strong_model, info.weak_model],
+        "settings": settings.to_json(),
+        "problems": [problem_to_json(problem) for problem in problems],
+    }
+    if info.models or info.strong_sampling_defaults is not None or info.weak_sampling_defaults is not None:
+        # A service that reports neither (an older one) keeps the hashes of the folders it made.
+        payload["service"] = service_identity(settings, info)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def service_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two ``service_identity`` records, in words."""
+    changes = []
+    old_prints, new_prints = before.get("model_fingerprints", {}), now.get("model_fingerprints", {})
+    for name in sorted(set(old_prints) | set(new_prints)):
+        if old_prints.get(name) != new_prints.get(name):
+            changes.append(
+                f"the model behind {name!r} changed (fingerprint {old_prints.get(name) or 'none'}"
+                f" then, {new_prints.get(name) or 'none'} now)"
+            )
+    for role in ("strong", "weak"):
+        old_sampling, new_sampling = before.get(f"{role}_sampling", {}), now.get(f"{role}_sampling", {})
+        for name in sorted(set(old_sampling) | set(new_sampling)):
+            if old_sampling.get(name) != new_sampling.get(name):
+                changes.append(
+                    f"the effective {role} sampling {name} changed ({old_sampling.get(name)} then,"
+                    f" {new_sampling.get(name)} now: the server's default)"
+                )
+    return changes
