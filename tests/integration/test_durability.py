@@ -138,9 +138,9 @@ def test_a_weak_replica_killed_mid_run_is_restarted_and_the_run_finishes(
     stdout, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stderr
     rows = complete_rows(out / "results.jsonl")
-    expected = sorted(
-        (f"testbed-demo-{index:04d}", fraction) for index in range(12) for fraction in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    )
+    problem_ids = [json.loads(line)["id"] for line in PROBLEMS.read_text().splitlines() if line.strip()]
+    fractions = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    expected = sorted((problem_id, fraction) for problem_id in problem_ids for fraction in fractions)
     assert sorted(keys(rows)) == expected, "a row is missing or duplicated"
     assert "unlock rate" in stdout
     assert health(service) == health_pb2.HealthCheckResponse.SERVING

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -34,7 +35,10 @@ async def test_stream_prefixes_streams_the_cot_then_cuts_it_on_token_boundaries(
     answer = events[-1]
     assert isinstance(answer, StrongAnswer)
     assert deltas and events.index(deltas[-1]) < events.index(prefixes[0])
-    assert "".join(delta.text for delta in deltas).strip() == answer.cot.strip()
+    # The deltas stream the whole output; the CoT is its reasoning (the think block's content).
+    streamed = "".join(delta.text for delta in deltas)
+    assert answer.cot.strip() and answer.cot.strip() in streamed
+    assert answer.final_text.strip() and streamed.rstrip().endswith(answer.final_text.strip())
     assert [prefix.fraction for prefix in prefixes] == [1.0, 0.0, 0.5, 0.3]
     total = answer.cot_num_tokens
     assert total > 0
@@ -105,6 +109,11 @@ async def test_run_streams_each_problem_fraction_once_and_a_consistent_summary(s
         thresholds=summary.thresholds,
         strong_correct={record.problem_id: record.correct for record in strong},
     ).run_summary(4)
+    # Brute force (no sampling plan): every row drew its n samples, which the service counts.
+    assert summary.samples_drawn == summary.samples_brute_force == sum(row.n for row in rows)
+    expected = dataclasses.replace(
+        expected, samples_drawn=summary.samples_drawn, samples_brute_force=summary.samples_brute_force
+    )
     # The service's summary is the client's own analysis of the rows, as the wire carries it.
     assert summary == transfer_event_from_proto(transfer_event_to_proto(expected))
 
