@@ -111,8 +111,15 @@ async def test_run_streams_each_problem_fraction_once_and_a_consistent_summary(s
     ).run_summary(4)
     # Brute force (no sampling plan): every row drew its n samples, which the service counts.
     assert summary.samples_drawn == summary.samples_brute_force == sum(row.n for row in rows)
+    # One receiver (the weak model) in free mode: its block repeats the top-level statistics.
+    (block,) = summary.receivers
+    assert (block.receiver, block.mode) == ("testbed-weak", "free")
+    assert block.per_fraction == summary.per_fraction
     expected = dataclasses.replace(
-        expected, samples_drawn=summary.samples_drawn, samples_brute_force=summary.samples_brute_force
+        expected,
+        samples_drawn=summary.samples_drawn,
+        samples_brute_force=summary.samples_brute_force,
+        receivers=summary.receivers,
     )
     # The service's summary is the client's own analysis of the rows, as the wire carries it.
     assert summary == transfer_event_from_proto(transfer_event_to_proto(expected))
