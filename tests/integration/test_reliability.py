@@ -293,7 +293,7 @@ async def test_a_cancelled_stream_prefixes_mid_cot_aborts_the_strong_engine_requ
 async def test_a_cancelled_run_while_cots_are_written_aborts_the_strong_engine_requests(
     service: RunningService,
 ) -> None:
-    async def cancel_a_run_mid_cot(client: CotTransferClient) -> None:
+    async def cancel_a_run_mid_cot(client: CotTransferClient, delay_s: float) -> None:
         first_cot = asyncio.Event()
 
         async def read_until_cancelled() -> None:
@@ -305,18 +305,20 @@ async def test_a_cancelled_run_while_cots_are_written_aborts_the_strong_engine_r
 
         reader = asyncio.create_task(read_until_cancelled())
         await asyncio.wait_for(first_cot.wait(), 300)
+        await asyncio.sleep(delay_s)
         reader.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reader
 
     # The testbed's CoTs are short and written in batches, so a cancel can land in the moment
     # between one batch finishing and the next starting, with no CoT in flight to abort: the run
-    # is cancelled again (a few times at most) until one cancel meets CoTs being written.
+    # is cancelled again (a few times at most, each a little later into the next batch) until one
+    # cancel meets CoTs being written.
     rose = False
     async with service.client() as client:
-        for _ in range(3):
+        for delay_s in (0.0, 0.5, 1.5):
             before = await asyncio.to_thread(clean_metric, service, STRONG_ABORTS)
-            await cancel_a_run_mid_cot(client)
+            await cancel_a_run_mid_cot(client, delay_s)
             try:
                 await wait_for_series(service, STRONG_ABORTS, functools.partial(operator.lt, before), 60)
             except AssertionError:
