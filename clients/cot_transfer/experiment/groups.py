@@ -29,6 +29,7 @@ from cot_transfer.domain.requests import FractionResult
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.datasets import DEFAULT_GROUP_FIELDS, load_run_problems
+from cot_transfer.experiment.plots import interval_band, with_gaps
 from cot_transfer.experiment.results_folder import RunResults
 
 _V = TypeVar("_V")
@@ -263,15 +264,9 @@ def groups_markdown(groups: Mapping[str, Any], confidence: float) -> list[str]:
     return lines
 
 
-def _series(values: Sequence[float | None]) -> list[float]:
-    return [math.nan if value is None else value for value in values]
-
-
 def _band(intervals: Sequence[Mapping[str, float] | None]) -> tuple[list[float], list[float]]:
-    return (
-        [math.nan if pair is None else pair["low"] for pair in intervals],
-        [math.nan if pair is None else pair["high"] for pair in intervals],
-    )
+    """summary.json's {low, high} intervals as plot edges."""
+    return interval_band([None if pair is None else (pair["low"], pair["high"]) for pair in intervals])
 
 
 def plot_groups(field: str, breakdown: Mapping[str, Any], confidence: float, path: Path) -> None:
@@ -300,7 +295,7 @@ def plot_groups(field: str, breakdown: Mapping[str, Any], confidence: float, pat
         )
         axes.plot(
             fractions,
-            _series([entry.get("unlock_rate") for entry in stats]),
+            with_gaps([entry.get("unlock_rate") for entry in stats]),
             "o-",
             color="tab:blue",
             ms=3,
@@ -316,7 +311,7 @@ def plot_groups(field: str, breakdown: Mapping[str, Any], confidence: float, pat
         )
         axes.plot(
             fractions,
-            _series([entry.get("mean_potential") for entry in stats]),
+            with_gaps([entry.get("mean_potential") for entry in stats]),
             "s--",
             color="tab:green",
             ms=3,

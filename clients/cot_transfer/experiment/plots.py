@@ -19,12 +19,13 @@ _PLOT_DPI = 120
 _FRACTION_AXIS_LABEL = "CoT prefix in the prompt (share of the strong CoT's tokens)"
 
 
-def _values(series: Sequence[float | None]) -> list[float]:
+def with_gaps(series: Sequence[float | None]) -> list[float]:
     """None as NaN, which matplotlib leaves as a gap instead of drawing a false zero."""
     return [math.nan if value is None else value for value in series]
 
 
-def _band(intervals: Sequence[Sequence[float] | None]) -> tuple[list[float], list[float]]:
+def interval_band(intervals: Sequence[Sequence[float] | None]) -> tuple[list[float], list[float]]:
+    """Lower and upper edges of (low, high) intervals, a missing one as a gap."""
     lows = [math.nan if pair is None else pair[0] for pair in intervals]
     highs = [math.nan if pair is None else pair[1] for pair in intervals]
     return lows, highs
@@ -83,14 +84,14 @@ def plot_unlock_rate(summary: Mapping[str, Any], path: Path) -> None:
             banded += 1
             axes.fill_between(
                 fractions,
-                *_band(summary[f"{key}_interval"]),
+                *interval_band(summary[f"{key}_interval"]),
                 color=color,
                 alpha=0.15,
                 linewidth=0,
                 # One legend entry stands for every band: they differ only in colour.
                 label=f"shaded: {level}% Clopper-Pearson CI" if banded == 1 else "_nolegend_",
             )
-            axes.plot(fractions, _values(summary[key]), style, color=color, label=label)
+            axes.plot(fractions, with_gaps(summary[key]), style, color=color, label=label)
     else:
         _no_data(
             axes,
@@ -117,7 +118,7 @@ def plot_potential(summary: Mapping[str, Any], path: Path) -> None:
     if summary["n_problems"]:
         axes.fill_between(
             fractions,
-            *_band(summary["weak_potential_interval"]),
+            *interval_band(summary["weak_potential_interval"]),
             color="tab:blue",
             alpha=0.2,
             linewidth=0,
@@ -125,7 +126,7 @@ def plot_potential(summary: Mapping[str, Any], path: Path) -> None:
         )
         axes.plot(
             fractions,
-            _values(summary["weak_potential_mean"]),
+            with_gaps(summary["weak_potential_mean"]),
             "o-",
             color="tab:blue",
             label=f"weak model ({summary['n_problems']} problems)",
@@ -136,7 +137,7 @@ def plot_potential(summary: Mapping[str, Any], path: Path) -> None:
     if strong:
         axes.fill_between(
             strong["fractions"],
-            *_band(strong["interval"]),
+            *interval_band(strong["interval"]),
             color="tab:green",
             alpha=0.15,
             linewidth=0,
@@ -144,7 +145,7 @@ def plot_potential(summary: Mapping[str, Any], path: Path) -> None:
         )
         axes.plot(
             strong["fractions"],
-            _values(strong["mean"]),
+            with_gaps(strong["mean"]),
             "^-",
             color="tab:green",
             label=f"strong model continuing its own CoT ({strong['n_problems']} problems)",

@@ -9,7 +9,6 @@ that is the strong model measures its *self-potential*; any other receiver, *tra
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from matplotlib.figure import Figure
 from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.receivers import ANSWER_MODES, FORCE_ANSWER
 from cot_transfer.experiment.markdown import markdown_table
+from cot_transfer.experiment.plots import with_gaps
 from cot_transfer.experiment.results_folder import RunResults
 
 SELF_POTENTIAL = "self-potential"
@@ -119,9 +119,7 @@ def plot_receivers(summary: Mapping[str, Any], path: Path) -> None:
     axes.grid(alpha=0.3)
     fractions = summary["fractions"]
     for name, mode, block in _columns(summary):
-        means = [
-            math.nan if stats["mean_potential"] is None else stats["mean_potential"] for stats in block["per_fraction"]
-        ]
+        means = with_gaps([stats["mean_potential"] for stats in block["per_fraction"]])
         style = "o--" if mode == FORCE_ANSWER else "o-"
         axes.plot(fractions[: len(means)], means, style, label=f"{name} ({block['measures']}, {mode})")
     if axes.get_legend_handles_labels()[0]:
