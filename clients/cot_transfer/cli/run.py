@@ -21,7 +21,6 @@ from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL, Thresholds
 from cot_transfer.experiment.datasets import DATASET_OPTIONS, dataset_options_from_args, load_problems
 from cot_transfer.experiment.imported_cots import load_cots
-from cot_transfer.experiment.load import write_results_parquet
 from cot_transfer.experiment.receivers_report import receivers_lines
 from cot_transfer.experiment.report import format_unlock_table, write_report
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
@@ -137,7 +136,6 @@ async def run_command(
 
 def report_command(run_dir: Path, group_by: tuple[str, ...] = ()) -> int:
     write_report(run_dir, group_by=group_by)
-    write_results_parquet(run_dir)
     print(format_unlock_table(json.loads((run_dir / "summary.json").read_text())))
     print(f"report: {(run_dir / 'report.md').resolve()}")
     return 0

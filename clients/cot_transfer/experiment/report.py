@@ -19,6 +19,7 @@ from cot_transfer.domain.dynamics import DEFAULT_DYNAMICS_PARAMETERS, DynamicsPa
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
 from cot_transfer.experiment.answers_report import kept_answers_markdown
 from cot_transfer.experiment.groups import csv_with_metadata, run_groups, write_group_plots
+from cot_transfer.experiment.load import write_results_parquet
 from cot_transfer.experiment.markdown import format_unlock_table, report_markdown
 from cot_transfer.experiment.plots import plot_heatmap, plot_potential, plot_unlock_rate
 from cot_transfer.experiment.receivers_report import plot_receivers
@@ -130,4 +131,5 @@ def write_report(
         _write_atomically(folder / RECEIVERS_PNG, lambda target: plot_receivers(summary, target))
         names["receivers"] = RECEIVERS_PNG
     _write_text(files.report_md, report_markdown(summary, names) + kept_answers_markdown(folder))
+    write_results_parquet(folder)
     return files

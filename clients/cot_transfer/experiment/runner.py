@@ -40,7 +40,6 @@ from cot_transfer.experiment.datasets import (
     save_run_problems,
 )
 from cot_transfer.experiment.imported_cots import lift_cots
-from cot_transfer.experiment.load import write_results_parquet
 from cot_transfer.experiment.report import write_report
 from cot_transfer.experiment.run_folder import (
     RUN_FILE,
@@ -156,7 +155,6 @@ def _first_leaf(error: BaseException) -> BaseException:
 
 def _write_report_and_read_summary(out_dir: Path) -> dict[str, Any]:
     write_report(out_dir)
-    write_results_parquet(out_dir)
     summary: dict[str, Any] = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     return summary
 
