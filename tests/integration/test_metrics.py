@@ -28,6 +28,9 @@ pytestmark = [
 ]
 
 PROBLEMS = load_problems(REPO / "datasets" / "testbed-demo.jsonl")[:2]
+# The session's service serves other tests' runs too: waiting for this one's own series is what
+# says its final values have been exported (Ray reports a replica's metrics every few seconds).
+EXPERIMENT = "test-metrics-endpoint"
 
 
 def fetch(url: str) -> str:
@@ -40,7 +43,7 @@ async def send_traffic(service: RunningService) -> None:
         [event async for event in client.stream_prefixes(PROBLEMS[0].problem, [0.5, 1.0])]
         await client.complete(PROBLEMS[0].problem, reference_answer=PROBLEMS[0].answer, n=2)
         specs = [Problem(problem.id, problem.problem, problem.answer) for problem in PROBLEMS]
-        [event async for event in client.run_transfer(specs, [0.5, 1.0], n=2)]
+        [event async for event in client.run_transfer(specs, [0.5, 1.0], n=2, experiment_id=EXPERIMENT)]
 
 
 def wait_for(predicate_text: str, url: str, timeout_s: float = 90.0) -> str:
@@ -54,13 +57,27 @@ def wait_for(predicate_text: str, url: str, timeout_s: float = 90.0) -> str:
     raise AssertionError(f"{predicate_text!r} did not appear at {url} in {timeout_s} s; last body:\n{body[:2000]}")
 
 
+def wait_for_line(start: str, containing: str, url: str, timeout_s: float = 90.0) -> str:
+    """The endpoint's body once a sample line starts with ``start`` and holds ``containing``."""
+    deadline = time.monotonic() + timeout_s
+    body = ""
+    while time.monotonic() < deadline:
+        body = fetch(url)
+        if any(line.startswith(start) and containing in line for line in body.splitlines()):
+            return body
+        time.sleep(2)
+    raise AssertionError(f"no {start}...{containing} sample at {url} in {timeout_s} s; last body:\n{body[:2000]}")
+
+
 def metric_value(body: str, sample_prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(sample_prefix))
 
 
 async def test_metrics_endpoint_shows_service_and_engine_metrics(service: RunningService) -> None:
     await send_traffic(service)
-    await asyncio.to_thread(wait_for, 'cot_transfer_rpc_requests_total{code="OK",method="Run"}', service.metrics_url)
+    await asyncio.to_thread(
+        wait_for_line, "cot_transfer_experiment_unlock_rate{", f'experiment="{EXPERIMENT}"', service.metrics_url
+    )
     body = await asyncio.to_thread(wait_for, "cot_transfer_time_to_first_prefix_seconds_count", service.metrics_url)
     for sample in (
         "cot_transfer_rpc_requests_total",
@@ -77,7 +94,7 @@ async def test_metrics_endpoint_shows_service_and_engine_metrics(service: Runnin
         assert metric_value(body, sample) > 0, sample
     for present in ("vllm_num_requests_running", "vllm_num_requests_waiting", "vllm_kv_cache_usage_perc"):
         assert f"\n{present}{{" in body, present
-    assert "cot_transfer_experiment_unlock_rate{" in body
+    assert 'cot_transfer_rpc_requests_total{code="OK",method="Run"}' in body
     linted = await asyncio.to_thread(
         subprocess.run, ["promtool", "check", "metrics"], input=body, capture_output=True, text=True
     )
