@@ -3,8 +3,9 @@
     python -m benchmarks.adaptive --n-max 128            # served: starts a stack, two runs
     python -m benchmarks.adaptive --n-max 128 --replay runs/bench/adaptive/brute_force.jsonl
 
-Served: brute force (n = n_max for every row) writes each problem's CoT; adaptive sampling
-(``SamplingPlan(n_max)``) runs on those CoTs, imported, so both complete the same prefixes.
+Served: brute force (n = n_max for every row) and adaptive sampling
+(``SamplingPlan(n_max)``), both on the CoTs of one short run, imported, so both complete the same
+prefixes, with the same weak seed, so a row's adaptive samples are the first of its brute-force row's.
 Replay (no stack): each brute-force row's n_max outcomes are shuffled and the stopping rule is
 run on them in order, so the adaptive "run" draws from the same samples (a coupled comparison,
 which agrees at least as often as two independent runs would).
@@ -241,18 +242,28 @@ async def served_comparison(
     weak: SamplingParams,
     artifacts: Path,
 ) -> AdaptiveComparison:
-    """Brute force, then adaptive on the brute-force run's CoTs, imported (the same prefixes)."""
+    """Brute force, then adaptive on the brute-force run's CoTs, imported (the same prefixes).
+
+    Both runs are seeded alike, so the adaptive run's samples of a row are the first ones of the
+    brute-force row's (see ``serving/adaptive.py``): the comparison measures what stopping early
+    changes, not the noise between two independent runs (``--simulate`` reports that floor).
+    """
     from benchmarks.served import sampling_of
     from benchmarks.workload import timed_async
 
-    async def run(batch: Sequence[Problem], n: int, plan: SamplingPlan | None) -> tuple[list[Any], float]:
+    if weak.seed is None:
+        weak = replace(weak, seed=0)
+
+    async def run(
+        batch: Sequence[Problem], n: int, plan: SamplingPlan | None, cut_at: Sequence[float] = fractions
+    ) -> tuple[list[Any], float]:
         async def go() -> list[Any]:
             async with stack.client(4 * 3600) as client:
                 return [
                     event
                     async for event in client.run_transfer(
                         batch,
-                        fractions,
+                        cut_at,
                         n=n,
                         strong_sampling=sampling_of(strong),
                         weak_sampling=sampling_of(weak),
@@ -260,19 +271,21 @@ async def served_comparison(
                     )
                 ]
 
-        label = "adaptive" if plan is not None else f"brute force n={n}"
+        label = "adaptive" if plan is not None else f"brute force n={n}, {len(cut_at)} fractions"
         return await timed_async(f"{label} ({len(batch)} problems)", go())
 
     from benchmarks.workload import log
 
-    brute_events, brute_s = await run(problems, n_max, None)
-    brute = [event for event in brute_events if isinstance(event, FractionResult)]
-    await asyncio.to_thread(_write_rows, artifacts / "brute_force.jsonl", brute)
-    # The adaptive run imports the brute-force run's CoTs, so both complete the same prefixes.
-    cots = {event.problem_id: event.cot for event in brute_events if isinstance(event, StrongCot)}
+    # One short run writes the CoTs; both compared runs import them, so they cut the same text
+    # into the same prefixes (a CoT re-tokenised from text can cut differently from its ids).
+    cot_events, _ = await run(problems, 1, None, (1.0,))
+    cots = {event.problem_id: event.cot for event in cot_events if isinstance(event, StrongCot)}
     imported = [
         replace(problem, cot=cots[problem.id], cot_format="plain") for problem in problems if problem.id in cots
     ]
+    brute_events, brute_s = await run(imported, n_max, None)
+    brute = [event for event in brute_events if isinstance(event, FractionResult)]
+    await asyncio.to_thread(_write_rows, artifacts / "brute_force.jsonl", brute)
     try:
         adaptive_events, adaptive_s = await run(imported, n_max, SamplingPlan(n_max))
     except Exception as error:  # the replay still measures the rule on the brute-force samples

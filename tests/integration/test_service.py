@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,35 @@ def test_cli_run_from_a_second_process_writes_the_results_folder(service: Runnin
     assert len(summary["unlock_rate"]) == len(summary["unlocked"]) == len(summary["weak_potential_mean"]) == 3
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 3
+
+
+def test_cli_plan_measures_throughput_against_the_service(service: RunningService) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cot_transfer.cli.main",
+            "plan",
+            "--address",
+            service.address,
+            "--problems",
+            str(REPO / "datasets" / "testbed-demo.jsonl"),
+            "--n",
+            "128",
+            "--adaptive",
+            "--measure-requests",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
+    )
+    assert completed.returncode == 0, completed.stderr
+    measured = re.search(r"measured against \S+: (\d+) weak tokens/s, (\d+) strong tokens/s", completed.stdout)
+    assert measured is not None, completed.stdout
+    assert int(measured[1]) > 0 and int(measured[2]) > 0
+    # 16 problems x 11 fractions x 128 samples by brute force, and an adaptive row beside it.
+    assert "| brute force (n = 128) | 22.53k |" in completed.stdout, completed.stdout
+    assert re.search(r"\| adaptive \(n_max = 128\) \| [\d.]+k? \(\d+%\) \|", completed.stdout), completed.stdout

@@ -110,12 +110,14 @@ async def test_a_problem_solved_at_baseline_stops_every_row_after_the_first_roun
     assert summary.samples_drawn == 24
 
 
-async def test_seeded_rounds_draw_with_different_seeds() -> None:
+async def test_seeded_rounds_continue_the_seed_stream_of_one_brute_force_request() -> None:
+    # vLLM seeds sample j of a request with seed + j: each round starts where the last one ended.
     weak = Weak()
     await run(transfer_request([Problem("hard", "hard", "1")], PLAN, seed=7), weak)
-    baseline_seeds = [request.sampling.seed for request in weak.requests if request.prefix == ""]
-    assert len(baseline_seeds) == 4
-    assert len(set(baseline_seeds)) == 4 and baseline_seeds[0] == 7
+    baseline = [request for request in weak.requests if request.prefix == ""]
+    assert len(baseline) == 4
+    starts = [7 + sum(request.n for request in baseline[:index]) for index in range(len(baseline))]
+    assert [request.sampling.seed for request in baseline] == starts
 
 
 async def test_without_a_plan_every_row_draws_n_at_once() -> None:

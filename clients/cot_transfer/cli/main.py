@@ -120,6 +120,18 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """The bearer token and TLS options of a command that talks to a service (read by
+    ``cot_transfer.cli.run.connection_options``)."""
+    parser.add_argument(
+        "--token-env",
+        default="COT_TRANSFER_TOKEN",
+        help="environment variable whose value is sent as the bearer token, when set (default COT_TRANSFER_TOKEN)",
+    )
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca-cert)")
+    parser.add_argument("--ca-cert", type=Path, help="PEM file of the CA that signed the server's certificate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cot-transfer", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -133,13 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a transfer experiment against a service")
     run.add_argument("--address", required=True, help="gRPC address HOST:PORT of the service")
     run.add_argument("--application", default="cot_transfer", help="Ray Serve application name")
-    run.add_argument(
-        "--token-env",
-        default="COT_TRANSFER_TOKEN",
-        help="environment variable whose value is sent as the bearer token, when set (default COT_TRANSFER_TOKEN)",
-    )
-    run.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca-cert)")
-    run.add_argument("--ca-cert", type=Path, help="PEM file of the CA that signed the server's certificate")
+    add_connection_options(run)
     run.add_argument(
         "--deadline",
         type=float,
@@ -161,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="results folder (replaced)")
     _add_experiment_options(demo, n_default=8)
 
-    add_plan_parser(commands, _add_experiment_options)
+    add_plan_parser(commands, _add_experiment_options, add_connection_options)
 
     report = commands.add_parser("report", help="(re)write report.md, summary.json, results.csv and plots of a run")
     report.add_argument("run_dir", type=Path, help="results folder")

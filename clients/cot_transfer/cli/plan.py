@@ -200,22 +200,29 @@ def _measured_curves(run_dir: Path) -> tuple[dict[str, dict[float, float]], floa
 
 
 async def measure_throughput(args: argparse.Namespace, problem: str, answer: str) -> tuple[float, float, float]:
-    """(strong tokens/s, weak tokens/s, strong CoT tokens) from a short run against the service:
-    one strong CoT, then ``--measure-requests`` concurrent weak requests of 8 samples on it."""
+    """(strong tokens/s, weak tokens/s, mean strong CoT tokens) from a short run against the
+    service: ``--measure-requests`` concurrent strong CoTs, then as many concurrent weak requests
+    of 8 samples on the half-way prefix of one. Concurrent, because a run keeps both engines
+    batching: one stream alone measures latency, not the throughput a run gets."""
+    from cot_transfer.cli.run import connection_options
     from cot_transfer.client import CotTransferClient
     from cot_transfer.domain.requests import CotPrefix, StrongAnswer
 
-    async with CotTransferClient(args.address, application=args.application) as client:
+    async with CotTransferClient(args.address, application=args.application, **connection_options(args)) as client:
+
+        async def one_cot() -> tuple[int, str]:
+            half, cot_tokens = "", 0
+            async for event in client.stream_prefixes(problem, [0.5]):
+                if isinstance(event, CotPrefix):
+                    half = event.text
+                elif isinstance(event, StrongAnswer):
+                    cot_tokens = event.cot_num_tokens
+            return cot_tokens, half
+
         started = time.perf_counter()
-        half: CotPrefix | None = None
-        cot_tokens = 0
-        async for event in client.stream_prefixes(problem, [0.5]):
-            if isinstance(event, CotPrefix):
-                half = event
-            elif isinstance(event, StrongAnswer):
-                cot_tokens = event.cot_num_tokens
+        cots = await asyncio.gather(*(one_cot() for _ in range(args.measure_requests)))
         strong_s = time.perf_counter() - started
-        prefix = half.text if half is not None else ""
+        prefix = cots[0][1]
         started = time.perf_counter()
         results = await asyncio.gather(
             *(
@@ -224,8 +231,9 @@ async def measure_throughput(args: argparse.Namespace, problem: str, answer: str
             )
         )
         weak_s = time.perf_counter() - started
+    strong_tokens = sum(tokens for tokens, _ in cots)
     weak_tokens = sum(sample.num_tokens for result in results for sample in result.completions)
-    return max(cot_tokens, 1) / strong_s, max(weak_tokens, 1) / weak_s, float(cot_tokens)
+    return max(strong_tokens, 1) / strong_s, max(weak_tokens, 1) / weak_s, strong_tokens / len(cots)
 
 
 def _human(value: float) -> str:
@@ -323,9 +331,10 @@ def _prior(text: str) -> tuple[float, float]:
     return a, b
 
 
-def add_plan_parser(commands: Any, experiment_options: Any) -> None:
+def add_plan_parser(commands: Any, experiment_options: Any, connection_options: Any) -> None:
     """Registers `plan`; ``experiment_options`` adds the shared experiment options (``--problems``,
-    ``--fractions``, ``--n``, the adaptive ones, ...)."""
+    ``--fractions``, ``--n``, the adaptive ones, ...), ``connection_options`` the token and TLS ones
+    that ``--address`` uses."""
     plan = commands.add_parser("plan", help="expected tokens, samples and wall time of an experiment, before it runs")
     experiment_options(plan, n_default=128)
     plan.add_argument("--num-problems", type=int, help="problem count when no --problems file is given (e.g. 500)")
@@ -335,7 +344,10 @@ def add_plan_parser(commands: Any, experiment_options: Any) -> None:
     plan.add_argument("--strong-tokens-per-s", type=float, help="strong decode throughput (default: --tokens-per-s)")
     plan.add_argument("--address", help="measure both throughputs against the service at HOST:PORT")
     plan.add_argument("--application", default="cot_transfer", help="Ray Serve application name")
-    plan.add_argument("--measure-requests", type=int, default=8, help="concurrent weak requests of the measurement")
+    connection_options(plan)
+    plan.add_argument(
+        "--measure-requests", type=int, default=8, help="concurrent strong CoTs and weak requests of the measurement"
+    )
     plan.add_argument(
         "--prior", type=_prior, default=DEFAULT_PRIOR, help="prior of row potentials, beta:A,B (default beta:0.3,0.3)"
     )

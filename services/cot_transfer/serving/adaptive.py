@@ -26,8 +26,10 @@ from cot_transfer.domain.transfer import RunSummary
 
 Draw = Callable[[CompletionRequest], Awaitable[CompletionResult]]
 
-# Seeds of successive rounds differ, or a seeded row would draw the same samples every round.
-_SEED_STRIDE = 1_000_003
+# vLLM seeds sample j of an n-sample request with seed + j (parallel sampling's child seeds), so
+# a round that starts at sample ``drawn`` with seed + drawn continues the stream of one seeded
+# brute-force request: a seeded adaptive row draws the first samples of the brute-force row, and
+# never the same sample twice.
 _SEED_MODULUS = 2**31
 
 
@@ -63,10 +65,11 @@ class _Baseline:
             return self.state
 
 
-def _round_request(request: CompletionRequest, size: int, index: int) -> CompletionRequest:
+def _round_request(request: CompletionRequest, size: int, drawn: int) -> CompletionRequest:
+    """The round of ``size`` samples after ``drawn`` have been asked for."""
     sampling = request.sampling
     if sampling.seed is not None:
-        sampling = dataclasses.replace(sampling, seed=(sampling.seed + index * _SEED_STRIDE) % _SEED_MODULUS)
+        sampling = dataclasses.replace(sampling, seed=(sampling.seed + drawn) % _SEED_MODULUS)
     return dataclasses.replace(request, n=size, sampling=sampling)
 
 
@@ -93,6 +96,7 @@ class ProblemRounds:
         results: list[CompletionResult] = []
         successes = trials = 0
         reason: str | None = None
+        asked = 0
         try:
             for index, size in enumerate(plan.round_sizes()):
                 state = 0
@@ -101,7 +105,8 @@ class ProblemRounds:
                     reason = self._rule.stop_reason(False, successes, trials, state)
                     if reason is not None:
                         break
-                result = await draw(_round_request(request, size, index))
+                result = await draw(_round_request(request, size, asked))
+                asked += size
                 results.append(result)
                 successes += result.num_correct
                 trials += len(result.completions)
