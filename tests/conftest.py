@@ -51,6 +51,17 @@ class RunningService:
     def client(self, timeout_s: float = 300) -> CotTransferClient:
         return CotTransferClient(self.address, application=self.application, timeout_s=timeout_s, token=self.token)
 
+    def cli(self, command: str, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+        """``cot-transfer COMMAND --address <this service> ARGS`` from a second process, as a user runs it."""
+        return subprocess.run(
+            [sys.executable, "-m", "cot_transfer.cli.main", command, "--address", self.address, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=REPO,
+            env={**os.environ, "COT_TRANSFER_TOKEN": self.token},
+        )
+
 
 def descendants(pid: int) -> list[int]:
     """Every process under ``pid``, the deepest first (the order to kill them in)."""

@@ -4,9 +4,6 @@ generated-token counter does not move), and `--cut every_step` gives one row per
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -43,14 +40,8 @@ def test_imported_cots_cut_at_every_step_without_strong_generation(service: Runn
     )
     strong_before, weak_before = generated_tokens(service, STRONG), generated_tokens(service, WEAK)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "cot_transfer.cli.main", "run", "--address", service.address]
-    done = subprocess.run(
-        [*command, "--cots", str(cots), "--cut", "every_step", "--n", "2", "--keep-completions", "--out", str(out)],
-        cwd=REPO,
-        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = service.cli(
+        "run", "--cots", str(cots), "--cut", "every_step", "--n", "2", "--keep-completions", "--out", str(out)
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

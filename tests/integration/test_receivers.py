@@ -4,9 +4,6 @@ self-potential beside the weak model's transfer, on the same prefixes, through t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -42,35 +39,22 @@ def test_cli_run_of_both_receivers_in_both_modes_reports_them_side_by_side(
     service: RunningService, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    # H12's `--cut step` joins this command line once the step cuts land.
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cot_transfer.cli.main",
-            "run",
-            "--address",
-            service.address,
-            "--receivers",
-            f"{STRONG},{WEAK}",
-            "--modes",
-            "free,force_answer",
-            "--problems",
-            str(REPO / "datasets" / "testbed-demo.jsonl"),
-            "--limit",
-            "1",
-            "--n",
-            "2",
-            "--fractions",
-            "1",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
+    completed = service.cli(
+        "run",
+        "--receivers",
+        f"{STRONG},{WEAK}",
+        "--modes",
+        "free,force_answer",
+        "--problems",
+        str(REPO / "datasets" / "testbed-demo.jsonl"),
+        "--limit",
+        "1",
+        "--n",
+        "2",
+        "--fractions",
+        "1",
+        "--out",
+        str(out),
     )
     assert completed.returncode == 0, completed.stderr
     assert f"{STRONG} (self-potential, free)" in completed.stdout

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -175,30 +172,18 @@ async def test_complete_and_run_reject_bad_input_and_the_service_still_answers(s
 
 def test_cli_run_from_a_second_process_writes_the_results_folder(service: RunningService, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cot_transfer.cli.main",
-            "run",
-            "--address",
-            service.address,
-            "--problems",
-            str(REPO / "datasets" / "testbed-demo.jsonl"),
-            "--limit",
-            "2",
-            "--n",
-            "2",
-            "--fractions",
-            "0.5,1",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
+    completed = service.cli(
+        "run",
+        "--problems",
+        str(REPO / "datasets" / "testbed-demo.jsonl"),
+        "--limit",
+        "2",
+        "--n",
+        "2",
+        "--fractions",
+        "0.5,1",
+        "--out",
+        str(out),
     )
     assert completed.returncode == 0, completed.stderr
     assert "unlock rate" in completed.stdout
@@ -221,27 +206,15 @@ def test_cli_run_from_a_second_process_writes_the_results_folder(service: Runnin
 
 
 def test_cli_plan_measures_throughput_against_the_service(service: RunningService) -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cot_transfer.cli.main",
-            "plan",
-            "--address",
-            service.address,
-            "--problems",
-            str(REPO / "datasets" / "testbed-demo.jsonl"),
-            "--n",
-            "128",
-            "--adaptive",
-            "--measure-requests",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
+    completed = service.cli(
+        "plan",
+        "--problems",
+        str(REPO / "datasets" / "testbed-demo.jsonl"),
+        "--n",
+        "128",
+        "--adaptive",
+        "--measure-requests",
+        "2",
     )
     assert completed.returncode == 0, completed.stderr
     measured = re.search(r"measured against \S+: (\d+) weak tokens/s, (\d+) strong tokens/s", completed.stdout)
