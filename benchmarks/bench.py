@@ -19,6 +19,9 @@ Phases, in this order, against one ``cot-transfer serve`` started on free ports:
 6. naive: transformers ``generate`` one prefix after another on a spread subset of the problems,
    on the strong CoTs the served run wrote, extrapolated per sample to the whole workload; plus
    one transformers CoT per subset problem for the strong model's share.
+7. two replicas (``benchmarks.two_replicas``, with ``--two-replicas``): the served run again on a two-node local Ray
+   cluster with one weak replica per node, once with the prefix-affinity router and once with
+   Serve's default, for the weak prefill against its bound under each.
 
 Writes ``benchmarks/results.json`` (``--out``) and the results section of ``BENCHMARKS.md``
 (``--doc``). See BENCHMARKS.md for what each number means.
@@ -31,6 +34,7 @@ import asyncio
 import datetime
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -226,6 +230,20 @@ def run(args: argparse.Namespace) -> BenchResult:
         jobs = [job for job in weak_jobs(problems, phases.served.strong) if job.problem_id in subset_ids]
         naive_weak, naive_strong = run_naive(config, device, subset, jobs, workload.n)
     loads["naive_end"] = load_average()
+    two_replicas = None
+    # Opt-in: it starts two more stacks (two two-node clusters), minutes on 2 cores.
+    if args.two_replicas:
+        from benchmarks.two_replicas import two_replica_phase
+
+        # Last: it starts two fresh two-node clusters of its own (one per router). A failure there
+        # is reported and leaves its keys null; the phases before it keep their results.
+        try:
+            two_replicas, _ = timed(
+                "two weak replicas on two nodes, both routers",
+                lambda: two_replica_phase(args.config, args.set, problems, workload, args.artifacts),
+            )
+        except Exception:
+            log(f"warning: the two-replica phase failed; its keys stay null:\n{traceback.format_exc()}")
     machine.load_after = load_average()
     results = bench_result(
         run_info(args, workload, config, device),
@@ -243,6 +261,10 @@ def run(args: argparse.Namespace) -> BenchResult:
             phases.metric_block_sizes,
         ),
     )
+    if two_replicas is not None:
+        results.two_replicas = two_replicas
+        results.prefill_ratio_two_replicas = two_replicas.prefix_affinity.prefill_ratio
+        results.prefill_ratio_two_replicas_default_router = two_replicas.default.prefill_ratio
     if adaptive is not None:
         results = results.model_copy(update={**adaptive.keys(), "adaptive": asdict(adaptive)})
     results.summary_lines = summary_lines(results)
@@ -295,6 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive baseline (no speedup)")
     parser.add_argument("--skip-locust", action="store_true", help="skip the locust phase")
+    parser.add_argument(
+        "--two-replicas",
+        action="store_true",
+        help="also the two-replica, two-node phase (prefix-affinity against the default router)",
+    )
     parser.add_argument(
         "--offline-compare", action="store_true", help="also compare with offline LLM.generate (always on a GPU)"
     )

@@ -62,6 +62,31 @@ class OfflineComparison(_Block):
     served_vs_offline: float | None
 
 
+class TwoReplicaRouting(_Block):
+    """One router's run on two weak replicas, one per node (``benchmarks.two_replicas``)."""
+
+    router: str
+    stack_start_s: float
+    seconds: float
+    samples: int
+    samples_per_s: float
+    queries_tokens: float
+    hits_tokens: float
+    computed_tokens: float
+    lower_bound_tokens: int
+    block_size: int
+    computed_tokens_per_node: list[float]
+    nodes_with_weak_work: int
+    prefill_ratio: float | None
+
+
+class TwoReplicas(_Block):
+    nodes: int
+    replicas: int
+    prefix_affinity: TwoReplicaRouting
+    default: TwoReplicaRouting
+
+
 class Prefill(_Block):
     weak_model: str
     queries_tokens: float
@@ -165,6 +190,8 @@ class BenchResult(_Block):
     # Served Transfer.Run weak samples per second over the offline LLM.generate script's completions
     # per second on the same weak prompts and n; None when the offline comparison did not run.
     served_vs_offline: float | None = None
+    prefill_ratio_two_replicas: float | None = None
+    prefill_ratio_two_replicas_default_router: float | None = None
     # Adaptive sampling against brute force at n_max (``--n-max``; ``benchmarks.adaptive``).
     adaptive_sample_ratio: float | None = None
     adaptive_decision_agreement: float | None = None
@@ -179,6 +206,7 @@ class BenchResult(_Block):
     overhead: Overhead | None
     locust: Locust | None
     offline: OfflineComparison | None
+    two_replicas: TwoReplicas | None = None
     # The adaptive comparison's details (``benchmarks.adaptive.AdaptiveComparison``).
     adaptive: dict[str, Any] | None = None
     summary_lines: list[str] = []

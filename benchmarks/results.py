@@ -43,6 +43,7 @@ TARGETS: dict[str, Target] = {
     "locust_failures": Target("0", False, 0.0),
     "serve_overhead_ms_p50": Target("<= 3 ms", False, 3.0),
     "served_vs_offline": Target(">= 1.0x", True, 1.0),
+    "prefill_ratio_two_replicas": Target("<= 1.2x of the bound, below the default router's", False, 1.2),
     "adaptive_sample_ratio": Target("<= 0.25", False, 0.25),
     "adaptive_decision_agreement": Target(">= 0.98", True, 0.98),
     "adaptive_unlock_rates_within_brute_force_ci": Target("true", True, 1.0),
@@ -106,6 +107,12 @@ def markdown_section(results: Mapping[str, Any]) -> str:
         ("Locust `WeakModel.Complete` sustained rate", "locust_rps", "req/s"),
         ("Locust failures", "locust_failures", ""),
         ("Served `Transfer.Run` / offline `LLM.generate` throughput", "served_vs_offline", "x"),
+        ("Weak prefill / bound, 2 replicas on 2 nodes, prefix-affinity router", "prefill_ratio_two_replicas", "x"),
+        (
+            "Weak prefill / bound, 2 replicas on 2 nodes, Serve's default router",
+            "prefill_ratio_two_replicas_default_router",
+            "x",
+        ),
         ("Adaptive weak samples / brute force (n_max samples per row)", "adaptive_sample_ratio", ""),
         ("Rows whose adaptive unlock decision equals brute force's", "adaptive_decision_agreement", ""),
         (
@@ -131,7 +138,8 @@ def markdown_section(results: Mapping[str, Any]) -> str:
         value = results.get(key)
         shown = _format(value) + (f" {unit}" if unit and value is not None else "")
         target = TARGETS.get(key)
-        target_text = f"{target.description} ({_verdict(key, value)})" if target is not None else ""
+        verdict = _verdict(key, value)
+        target_text = "" if target is None else target.description + (f" ({verdict})" if verdict else "")
         lines.append(f"| {label} | `{key}` | {shown} | {target_text} |")
     details = results.get("summary_lines", [])
     if details:

@@ -133,9 +133,20 @@ def _stop(process: subprocess.Popen[str], timeout_s: float = 180) -> int:
 
 
 @contextlib.contextmanager
-def serve_stack(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Iterator[ServeProcess]:
-    """`cot-transfer serve` in a subprocess, as a user would start it; stopped with SIGINT."""
-    config_path = make_test_config(tmp_dir, overrides)
+def serve_stack(
+    tmp_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    config_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    ray_metrics_url: str | None = None,
+) -> Iterator[ServeProcess]:
+    """`cot-transfer serve` in a subprocess, as a user would start it; stopped with SIGINT.
+
+    ``config_path`` serves a prepared config (``overrides`` then do not apply), ``env`` adds to the
+    command's environment (e.g. RAY_ADDRESS of a cluster to join), and ``ray_metrics_url`` is the
+    Ray node endpoint of such a cluster (by default the local node's, on the config's port)."""
+    config_path = config_path or make_test_config(tmp_dir, overrides)
     log_path = tmp_dir / "serve.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -144,7 +155,7 @@ def serve_stack(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Itera
             stderr=log,
             text=True,
             cwd=REPO,
-            env={**os.environ, **FAST_AUTOSCALING_ENV, TOKEN_ENV: TEST_TOKEN},
+            env={**os.environ, **FAST_AUTOSCALING_ENV, TOKEN_ENV: TEST_TOKEN, **(env or {})},
         )
         try:
             printed = _wait_for_start_lines(process, log_path, ("grpc", "metrics"))
@@ -152,7 +163,7 @@ def serve_stack(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Itera
             service = RunningService(
                 address=printed["grpc"],
                 metrics_url=printed["metrics"],
-                ray_metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+                ray_metrics_url=ray_metrics_url or f"http://127.0.0.1:{metrics_port}/metrics",
                 application="cot_transfer",
                 config_path=config_path,
                 log_path=log_path,

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -14,6 +15,8 @@ from cot_transfer.serving.deployments import GRPC_SERVICER_FUNCTIONS, EngineFact
 from cot_transfer.serving.serve_options import cpu_demand
 
 logger = logging.getLogger(__name__)
+
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
 
 @dataclass(frozen=True)
@@ -91,21 +94,33 @@ def start_local(
 
     # Ray's processes inherit this driver's environment: the gRPC proxy reads its limit from it.
     os.environ[PROXY_MAX_MESSAGE_ENV] = str(config.limits.max_message_bytes)
-    ray.init(
-        num_cpus=_logical_cpus(config),
-        include_dashboard=False,
-        # A local cluster stays on this machine: Ray's own ports bind to loopback.
-        _node_ip_address="127.0.0.1",
-        _metrics_export_port=config.metrics_port,
-        logging_level=logging.getLevelNamesMapping()[log_level],
+    common: dict[str, Any] = {
+        "logging_level": logging.getLevelNamesMapping()[log_level],
         # Replica logs stay in Ray's log files unless asked for, so the terminal shows results.
-        log_to_driver=log_level == "INFO",
-        runtime_env={"env_vars": {"VLLM_LOGGING_LEVEL": log_level, "TOKENIZERS_PARALLELISM": "false"}},
-    )
+        "log_to_driver": log_level == "INFO",
+        "runtime_env": {"env_vars": {"VLLM_LOGGING_LEVEL": log_level, "TOKENIZERS_PARALLELISM": "false"}},
+    }
+    # With RAY_ADDRESS set (Ray's own variable), the stack joins that running cluster, e.g. a head
+    # and a second raylet started with `ray start`: the cluster's nodes, resources and ports are
+    # theirs, and its raylets must carry RAY_SERVE_GRPC_MAX_MESSAGE_SIZE in their environment.
+    join_address = os.environ.get(RAY_ADDRESS_ENV)
+    if join_address:
+        ray.init(address=join_address, **common)
+    else:
+        ray.init(
+            num_cpus=_logical_cpus(config),
+            include_dashboard=False,
+            # A local cluster stays on this machine: Ray's own ports bind to loopback.
+            _node_ip_address="127.0.0.1",
+            _metrics_export_port=config.metrics_port,
+            **common,
+        )
     serve.start(
         http_options=HTTPOptions(host=config.host, port=config.http_port),
         grpc_options=gRPCOptions(port=config.grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
         logging_config={"log_level": log_level},
+        # Raylets that share one machine would all bind the same proxy ports; the head's serve it all.
+        proxy_location="HeadOnly" if join_address else None,
     )
     serve.run(
         build_app_from_config(config, engine_factory),
