@@ -242,7 +242,7 @@ async def served_comparison(
     weak: SamplingParams,
     artifacts: Path,
 ) -> AdaptiveComparison:
-    """Brute force, then adaptive on the brute-force run's CoTs, imported (the same prefixes).
+    """Brute force, then adaptive, both on the CoTs of one short run, imported (the same prefixes).
 
     Both runs are seeded alike, so the adaptive run's samples of a row are the first ones of the
     brute-force row's (see ``serving/adaptive.py``): the comparison measures what stopping early

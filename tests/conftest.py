@@ -12,15 +12,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pytest
 import yaml
 
 from cot_transfer.client import CotTransferClient
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 # Another serving config for the integration tests (e.g. GPU models) can be named here.
@@ -61,6 +63,24 @@ class RunningService:
             cwd=REPO,
             env={**os.environ, "COT_TRANSFER_TOKEN": self.token},
         )
+
+
+# Ray's metrics agents export every 10 s: a counter unchanged for longer has shown all earlier work.
+SETTLE_S = 14.0
+
+
+def settled(read: Callable[[], T], timeout_s: float = 120.0) -> T:
+    """``read()`` once it has returned the same value for ``SETTLE_S``: exported counters lag the
+    work, and a session's service may just have served an earlier test's."""
+    last, since, deadline = read(), time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(2.0)
+        current = read()
+        if current != last:
+            last, since = current, time.monotonic()
+        elif time.monotonic() - since >= SETTLE_S:
+            return last
+    raise AssertionError(f"the counters did not settle in {timeout_s} s: {last}")
 
 
 def descendants(pid: int) -> list[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cot_transfer.experiment.datasets import load_problems
-from tests.conftest import REPO, RunningService
+from tests.conftest import REPO, RunningService, settled
 
 pytestmark = pytest.mark.integration
 
@@ -29,25 +29,6 @@ def generated_tokens(service: RunningService, model: str) -> float:
     )
 
 
-# Ray's metrics agents export every 10 s: a counter unchanged for longer has shown all earlier work.
-SETTLE_S = 12.0
-
-
-def settled_tokens(service: RunningService, timeout_s: float = 120.0) -> tuple[float, float]:
-    """(strong, weak) generated tokens once earlier tests' work has been exported: the session's
-    service just served them, and a strong count read before their export would move later."""
-    last = (generated_tokens(service, STRONG), generated_tokens(service, WEAK))
-    since = time.monotonic()
-    deadline = since + timeout_s
-    while time.monotonic() - since < SETTLE_S:
-        assert time.monotonic() < deadline, "the generated-token counters never settled"
-        time.sleep(2)
-        current = (generated_tokens(service, STRONG), generated_tokens(service, WEAK))
-        if current != last:
-            last, since = current, time.monotonic()
-    return last
-
-
 def test_imported_cots_cut_at_every_step_without_strong_generation(service: RunningService, tmp_path: Path) -> None:
     problems = load_problems(REPO / "datasets" / "testbed-demo.jsonl")[:2]
     cots = tmp_path / "cots.jsonl"
@@ -57,7 +38,8 @@ def test_imported_cots_cut_at_every_step_without_strong_generation(service: Runn
             for p in problems
         )
     )
-    strong_before, weak_before = settled_tokens(service)
+    # The session's service may just have served an earlier test's strong work, exported later.
+    strong_before, weak_before = settled(lambda: (generated_tokens(service, STRONG), generated_tokens(service, WEAK)))
     out = tmp_path / "run"
     done = service.cli(
         "run", "--cots", str(cots), "--cut", "every_step", "--n", "2", "--keep-completions", "--out", str(out)

@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,27 +46,21 @@ async def send_traffic(service: RunningService) -> None:
         [event async for event in client.run_transfer(specs, [0.5, 1.0], n=2, experiment_id=EXPERIMENT)]
 
 
-def wait_for(predicate_text: str, url: str, timeout_s: float = 90.0) -> str:
+def wait_for(found: Callable[[str], bool], what: str, url: str, timeout_s: float = 90.0) -> str:
+    """The endpoint's body once ``found(body)``."""
     deadline = time.monotonic() + timeout_s
     body = ""
     while time.monotonic() < deadline:
         body = fetch(url)
-        if predicate_text in body:
+        if found(body):
             return body
         time.sleep(2)
-    raise AssertionError(f"{predicate_text!r} did not appear at {url} in {timeout_s} s; last body:\n{body[:2000]}")
+    raise AssertionError(f"{what} did not appear at {url} in {timeout_s} s; last body:\n{body[:2000]}")
 
 
-def wait_for_line(start: str, containing: str, url: str, timeout_s: float = 90.0) -> str:
-    """The endpoint's body once a sample line starts with ``start`` and holds ``containing``."""
-    deadline = time.monotonic() + timeout_s
-    body = ""
-    while time.monotonic() < deadline:
-        body = fetch(url)
-        if any(line.startswith(start) and containing in line for line in body.splitlines()):
-            return body
-        time.sleep(2)
-    raise AssertionError(f"no {start}...{containing} sample at {url} in {timeout_s} s; last body:\n{body[:2000]}")
+def has_line(start: str, containing: str) -> Callable[[str], bool]:
+    """Whether a body has a sample line that starts with ``start`` and holds ``containing``."""
+    return lambda body: any(line.startswith(start) and containing in line for line in body.splitlines())
 
 
 def metric_value(body: str, sample_prefix: str) -> float:
@@ -75,10 +69,10 @@ def metric_value(body: str, sample_prefix: str) -> float:
 
 async def test_metrics_endpoint_shows_service_and_engine_metrics(service: RunningService) -> None:
     await send_traffic(service)
-    await asyncio.to_thread(
-        wait_for_line, "cot_transfer_experiment_unlock_rate{", f'experiment="{EXPERIMENT}"', service.metrics_url
-    )
-    body = await asyncio.to_thread(wait_for, "cot_transfer_time_to_first_prefix_seconds_count", service.metrics_url)
+    own_unlock_rate = has_line("cot_transfer_experiment_unlock_rate{", f'experiment="{EXPERIMENT}"')
+    await asyncio.to_thread(wait_for, own_unlock_rate, f"{EXPERIMENT}'s unlock rate", service.metrics_url)
+    first_prefix = "cot_transfer_time_to_first_prefix_seconds_count"
+    body = await asyncio.to_thread(wait_for, lambda body: first_prefix in body, first_prefix, service.metrics_url)
     for sample in (
         "cot_transfer_rpc_requests_total",
         "cot_transfer_rpc_duration_seconds_count",

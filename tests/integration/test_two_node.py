@@ -12,8 +12,7 @@ side-by-side prefill figures are the benchmark's (``benchmarks.two_replicas``).
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +36,7 @@ from tests.conftest import (
     RunningService,
     make_test_config,
     serve_stack,
+    settled,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_stack]
@@ -45,8 +45,6 @@ PROBLEMS = load_problems(REPO / "datasets" / "testbed-demo.jsonl")
 SAMPLING = Sampling(temperature=0.6, top_p=0.95, max_tokens=16)
 NODE_COUNTER = "ray_vllm_prompt_tokens_total"
 GATHERED_COUNTER = "vllm_prompt_tokens_total"
-# Ray's metrics agents export every 10 s: a counter is settled once unchanged for longer.
-SETTLE_S = 14.0
 # The concurrent run below takes well under a minute on 2 shared cores; a stalled router never ends it.
 RUN_TIMEOUT_S = 240.0
 
@@ -90,18 +88,6 @@ def replica_labels(exposition: str, name: str, model: str) -> set[str]:
         for sample in family.samples
         if sample.name == name and sample.labels.get("model_name") == model
     }
-
-
-def settled(read: Callable[[], list[float]], timeout_s: float = 120.0) -> list[float]:
-    last, since, deadline = read(), time.monotonic(), time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        time.sleep(2.0)
-        current = read()
-        if current != last:
-            last, since = current, time.monotonic()
-        elif time.monotonic() - since >= SETTLE_S:
-            return list(last)
-    raise AssertionError(f"the weak engines' counters did not settle: {last}")
 
 
 async def test_a_concurrent_run_crosses_nodes_without_stalling(
@@ -183,4 +169,12 @@ def test_the_config_pins_one_weak_replica_per_node_and_names_the_router(tmp_path
     assert weak["engine"]["engine_kwargs"]["block_size"] == CPU_BLOCK_SIZE
     default = yaml.safe_load(two_replica_source(make_test_config(tmp_path), "default", tmp_path).read_text())
     # Serve's default router: the option is not set at all.
+    assert "request_router_config" not in default["weak"]["deployment_config"]
+    # Also from a config that routes by problem itself, as the GPU configs do.
+    (tmp_path / "routed").mkdir()
+    routed = make_test_config(
+        tmp_path / "routed",
+        {"weak": {"deployment_config": {"request_router_config": weak["deployment_config"]["request_router_config"]}}},
+    )
+    default = yaml.safe_load(two_replica_source(routed, "default", tmp_path).read_text())
     assert "request_router_config" not in default["weak"]["deployment_config"]
