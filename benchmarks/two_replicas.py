@@ -82,6 +82,9 @@ def two_replica_source(source: Path, router: str, out_dir: Path) -> Path:
     if router == "prefix_affinity":
         # Serve's own option, passed through; the default router is Serve's unchanged.
         weak["deployment_config"]["request_router_config"] = request_router_config()
+    else:
+        # A config that routes by problem already (the GPU ones do) would make both arms affinity.
+        weak["deployment_config"].pop("request_router_config", None)
     path = out_dir / f"two-replicas-{router}.source.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
