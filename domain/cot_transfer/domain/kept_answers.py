@@ -1,13 +1,17 @@
-"""The answers a row's samples gave: counts per distinct answer, and the majority among them."""
+"""The answers a row's samples gave: counts per distinct answer, the majority among them, and which
+completions a row keeps when it keeps only a few."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 # The answer of a sample that states none.
 NO_ANSWER = ""
+
+T = TypeVar("T")
 
 
 def count_answers(answers: Iterable[str | None]) -> tuple[tuple[str, int], ...]:
@@ -39,3 +43,26 @@ def majority(counts: Sequence[tuple[str, int]]) -> Majority | None:
         return None
     answer, count = min(stated, key=lambda item: (-item[1], item[0]))
     return Majority(answer=answer, count=count, agreement=count / total)
+
+
+def chosen_completions(completions: Sequence[T], answers: Sequence[str | None], limit: int) -> list[T]:
+    """At most ``limit`` of ``completions`` (``answers[i]`` is completion i's extracted answer), in
+    their sampled order: first one per distinct answer, the most frequent answers first and the
+    samples stating none last, then the earliest of the rest. So a capped row still shows how the
+    receiver reached each answer it gave, not just the majority's.
+    """
+    if limit >= len(completions):
+        return list(completions)
+    chosen: list[int] = []
+    firsts: dict[str, int] = {}
+    for index, answer in enumerate(answers):
+        firsts.setdefault(NO_ANSWER if answer is None else answer, index)
+    for answer, _ in sorted(count_answers(answers), key=lambda item: item[0] == NO_ANSWER):
+        if len(chosen) < limit:
+            chosen.append(firsts[answer])
+    for index in range(len(completions)):
+        if len(chosen) >= limit:
+            break
+        if index not in chosen:
+            chosen.append(index)
+    return [completions[index] for index in sorted(chosen)]
