@@ -20,6 +20,7 @@ from cot_transfer.cli.run import UsageError, inputs_from_args
 from cot_transfer.client import CotTransferClient
 from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
 from cot_transfer.domain.requests import Problem
+from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS
 from cot_transfer.experiment.imported_cots import load_cots
 from cot_transfer.experiment.load import PARQUET_FILE
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
@@ -106,7 +107,7 @@ async def test_step_cut_rows_snap_to_line_ends(service: tuple[InProcessService, 
     results = cot_transfer.experiment.load(out).results.sort_values("fraction")
     assert results.fraction.tolist() == [0.0, 0.5, 0.9]
     assert results.num_steps.tolist() == [0, 1, 2]
-    assert results.completions.map(len).eq(0).all()  # not kept unless asked
+    assert results.completions.map(len).eq(2).all()  # kept by default: n = 2 is within the cap
 
 
 def run_request(**fields: object) -> pb.RunRequest:
@@ -210,7 +211,8 @@ def test_the_command_line_reads_cots_and_cut_options(tmp_path: Path) -> None:
     )
     problems, settings, source = inputs_from_args(args, None)
     assert [problem.cot for problem in problems] == [COT, "Two and two.\nFour.\nAnswer: 4"]
-    assert (settings.cut, settings.step_boundary, settings.keep_completions) == ("every_step", "sentence", True)
+    assert (settings.cut, settings.step_boundary) == ("every_step", "sentence")
+    assert settings.keep_completions == ALL_COMPLETIONS
     assert source == cots.resolve()
     both = build_parser().parse_args([*common, "--cots", str(cots), "--problems", str(cots)])
     with pytest.raises(UsageError, match="--cots"):

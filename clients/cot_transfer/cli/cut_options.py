@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from cot_transfer.domain.steps import CutMode, StepBoundary
+from cot_transfer.experiment.cut_settings import DEFAULT_KEPT_COMPLETIONS, kept_completions_from_text
 
 # argparse names of the options that change results: `run --resume` takes them from the folder.
 CUT_SETTING_OPTIONS = ("cots", "cut", "step_boundary", "keep_completions")
@@ -34,7 +35,30 @@ def add_cut_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keep-completions",
-        action="store_const",
-        const=True,
-        help="keep every completion's text in results.jsonl (the answer counts are always kept)",
+        nargs="?",
+        const="all",
+        type=_kept_completions,
+        metavar="N",
+        help=f"completion texts kept per row in results.jsonl: N (default {DEFAULT_KEPT_COMPLETIONS}, one per"
+        " distinct answer first), or all (the flag alone); the answer counts are always kept",
     )
+    parser.add_argument(
+        "--no-completions",
+        dest="keep_completions",
+        action="store_const",
+        const=0,
+        help="keep no completion texts (--keep-completions 0)",
+    )
+
+
+def _kept_completions(text: str) -> int:
+    try:
+        return kept_completions_from_text(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def kept_completions_of(args: argparse.Namespace) -> int:
+    """The completion texts a row keeps, as the command line asks (the default when it does not)."""
+    kept = getattr(args, "keep_completions", None)
+    return DEFAULT_KEPT_COMPLETIONS if kept is None else int(kept)

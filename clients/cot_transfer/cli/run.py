@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from cot_transfer.cli.cut_options import CUT_SETTING_OPTIONS
+from cot_transfer.cli.cut_options import CUT_SETTING_OPTIONS, kept_completions_of
 from cot_transfer.cli.plan import ADAPTIVE_SETTING_OPTIONS, PlanError, sampling_plan_from_args
 from cot_transfer.client import CotTransferClient, Sampling
 from cot_transfer.domain.requests import Problem
@@ -74,7 +74,7 @@ def settings_from_args(args: argparse.Namespace) -> ExperimentSettings:
         modes=getattr(args, "modes", None) or (),
         cut=getattr(args, "cut", None) or "token",
         step_boundary=getattr(args, "step_boundary", None) or "line",
-        keep_completions=bool(getattr(args, "keep_completions", None)),
+        keep_completions=kept_completions_of(args),
     )
 
 

@@ -9,8 +9,13 @@ from cot_transfer.domain.kept_answers import count_answers
 from cot_transfer.domain.requests import CompletionResult, StrongCot
 from cot_transfer.domain.steps import CutMode, parse_cut_mode, parse_step_boundary
 
+# Completion texts a row keeps (``--keep-completions``): a few by default, chosen so that each
+# answer the receiver gave has its text (``kept_answers.chosen_completions``); 0 keeps none.
+DEFAULT_KEPT_COMPLETIONS = 4
+ALL_COMPLETIONS = -1
 
-def cut_settings_json(cut: str, step_boundary: str, keep_completions: bool) -> dict[str, Any]:
+
+def cut_settings_json(cut: str, step_boundary: str, keep_completions: int) -> dict[str, Any]:
     """The run.json entries of these settings; only those that differ from the defaults, so a
     token-cut run keeps the settings hash it always had."""
     parse_cut_mode(cut)
@@ -19,17 +24,42 @@ def cut_settings_json(cut: str, step_boundary: str, keep_completions: bool) -> d
     if cut != CutMode.TOKEN.value:
         settings["cut"] = cut
         settings["step_boundary"] = step_boundary
-    if keep_completions:
-        settings["keep_completions"] = True
+    if keep_completions == ALL_COMPLETIONS:
+        settings["keep_completions"] = True  # as runs kept every completion before the cap existed
+    elif keep_completions > 0:
+        settings["keep_completions"] = keep_completions
     return settings
 
 
-def cut_run_options(cut: str, step_boundary: str, keep_completions: bool) -> dict[str, Any]:
+def kept_completions_from_json(value: Any) -> int:
+    """run.json's ``keep_completions``: absent or false (an older run) keeps none, true keeps all."""
+    if value is True:
+        return ALL_COMPLETIONS
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return 0
+
+
+def kept_completions_from_text(text: str) -> int:
+    """``--keep-completions``'s value: a count per row, or ``all``."""
+    if text == "all":
+        return ALL_COMPLETIONS
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"--keep-completions: must be a count >= 0 or all, got {text!r}")
+    return value
+
+
+def cut_run_options(cut: str, step_boundary: str, keep_completions: int) -> dict[str, Any]:
     """``CotTransferClient.run_transfer``'s keyword arguments for these settings."""
     return {
         "cut": parse_cut_mode(cut),
         "step_boundary": parse_step_boundary(step_boundary),
-        "keep_completions": keep_completions,
+        # The service sends every completion or none; the results folder keeps the chosen few.
+        "keep_completions": keep_completions != 0,
     }
 
 
@@ -41,10 +71,10 @@ def resume_fractions(cut: str, record: StrongCot, fractions: Sequence[float]) ->
     return fractions
 
 
-def kept_answers(result: CompletionResult, keep_completions: bool) -> dict[str, Any]:
+def kept_answers(result: CompletionResult, keep_completions: int) -> dict[str, Any]:
     """The kept-answer fields of a row completed by the client itself (a resume), as the service
     fills them in a run."""
     return {
         "answer_counts": count_answers(completion.extracted_answer for completion in result.completions),
-        "completions": tuple(result.completions) if keep_completions else (),
+        "completions": tuple(result.completions) if keep_completions != 0 else (),
     }

@@ -13,12 +13,14 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from cot_transfer.domain.kept_answers import chosen_completions
 from cot_transfer.domain.receivers import FREE
 from cot_transfer.domain.requests import CotPrefix, FractionResult, ProblemError, StrongCot
+from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS
 from cot_transfer.experiment.problem_errors import ERRORS_FILE, error_record, load_problem_errors
 from cot_transfer.experiment.settings import ExperimentSettings, service_changes
 
@@ -203,8 +205,16 @@ class RunFolder:
 
 
 class _RowWriter:
-    def __init__(self, out_dir: Path, run_hash: str, on_row: Callable[[FractionResult], None] | None) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        run_hash: str,
+        on_row: Callable[[FractionResult], None] | None,
+        *,
+        kept_completions: int = ALL_COMPLETIONS,
+    ) -> None:
         self._hash = run_hash
+        self._kept_completions = kept_completions
         self._strong_log = _DurableJsonl(out_dir / STRONG_FILE)
         self._results_log = _DurableJsonl(out_dir / RESULTS_FILE)
         self._errors_log = _DurableJsonl(out_dir / ERRORS_FILE)
@@ -215,6 +225,11 @@ class _RowWriter:
         self._strong_log.append({**asdict(record), "settings_hash": self._hash})
 
     def add_result(self, record: FractionResult) -> None:
+        if 0 <= self._kept_completions < len(record.completions):
+            # The service sends every completion of a row; the folder keeps a chosen few.
+            completions = record.completions
+            kept = chosen_completions(completions, [c.extracted_answer for c in completions], self._kept_completions)
+            record = replace(record, completions=tuple(kept))
         self._results_log.append({**asdict(record), "potential": record.potential, "settings_hash": self._hash})
         if self._on_row is not None:
             self._on_row(record)

@@ -110,7 +110,7 @@ async def run_experiment(
         if on_resume is not None:
             on_resume(len(state.done))
         for attempt in range(retry.max_attempts):
-            writer = _RowWriter(out_dir, run_hash, on_row)
+            writer = _RowWriter(out_dir, run_hash, on_row, kept_completions=settings.keep_completions)
             last_attempt = attempt + 1 == retry.max_attempts
             try:
                 try:

@@ -21,7 +21,12 @@ from cot_transfer.domain.sampling_plan import SamplingPlan, sampling_plan_from_d
 from cot_transfer.domain.steps import EVERY_STEP_FRACTIONS, CutMode
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import normalize_fractions, with_baseline
-from cot_transfer.experiment.cut_settings import cut_settings_json
+from cot_transfer.experiment.cut_settings import (
+    ALL_COMPLETIONS,
+    DEFAULT_KEPT_COMPLETIONS,
+    cut_settings_json,
+    kept_completions_from_json,
+)
 from cot_transfer.experiment.datasets import (
     problem_to_json,
 )
@@ -38,12 +43,17 @@ class ExperimentSettings:
     # The served models that complete the prefixes (none: the weak model) and the answer modes.
     receivers: tuple[str, ...] = ()
     modes: tuple[str, ...] = ()
-    # Where CoTs are cut (``cot_transfer.domain.steps``) and whether rows keep completion texts.
+    # Where CoTs are cut (``cot_transfer.domain.steps``) and how many completion texts a row keeps
+    # (``cut_settings``: 0 none, ALL_COMPLETIONS every one; True / False mean all / none).
     cut: str = "token"
     step_boundary: str = "line"
-    keep_completions: bool = False
+    keep_completions: int = DEFAULT_KEPT_COMPLETIONS
     # Adaptive sampling; its n_max is ``n``.
     sampling_plan: SamplingPlan | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.keep_completions, bool):
+            object.__setattr__(self, "keep_completions", ALL_COMPLETIONS if self.keep_completions else 0)
 
     def measured_fractions(self) -> tuple[float, ...]:
         if self.cut == CutMode.EVERY_STEP.value:
@@ -87,7 +97,7 @@ class ExperimentSettings:
             modes=tuple(data.get("modes", ())),
             cut=str(data.get("cut", "token")),
             step_boundary=str(data.get("step_boundary", "line")),
-            keep_completions=bool(data.get("keep_completions", False)),
+            keep_completions=kept_completions_from_json(data.get("keep_completions")),
             sampling_plan=sampling_plan_from_dict(data.get("sampling_plan")),
         )
 
