@@ -1,12 +1,17 @@
-"""The stopping rule of adaptive sampling: its decision error rate by simulation, and its saving."""
+"""The stopping rules of adaptive sampling: their decision error rate by simulation, and their saving."""
 
 import numpy as np
 import pytest
 
 from cot_transfer.domain.errors import InvalidArgumentError
+from cot_transfer.domain.sampling_plan import sampling_plan_from_dict
 from cot_transfer.domain.sequential import (
+    BONFERRONI_CP,
     DECIDED,
+    DEFAULT_RULE,
+    MIXTURE_CS,
     N_MAX,
+    RULES,
     WIDTH,
     SamplingPlan,
     StoppingRule,
@@ -46,10 +51,12 @@ def upper_tolerance(rate: float) -> float:
     return rate + 3 * np.sqrt(rate * (1 - rate) / ROWS)
 
 
+@pytest.mark.parametrize("rule_name", RULES)
 @pytest.mark.parametrize("p", [0.0, 0.05, 0.3, 0.45, 0.5, 0.55, 0.7, 0.95, 1.0])
-def test_decision_error_rate_holds_the_stated_rate_near_and_far_from_tau(p: float) -> None:
-    call, _ = own_decisions(RULE, p, seed=int(p * 1000))
-    truth = 1 if p >= RULE.thresholds.unlock_min_potential else -1
+def test_decision_error_rate_holds_the_stated_rate_near_and_far_from_tau(p: float, rule_name: str) -> None:
+    rule = StoppingRule(SamplingPlan(128, rule=rule_name), Thresholds())
+    call, _ = own_decisions(rule, p, seed=int(p * 1000))
+    truth = 1 if p >= rule.thresholds.unlock_min_potential else -1
     wrong = np.mean(call == -truth)
     assert wrong <= upper_tolerance(PLAN.error_rate)
 
@@ -67,8 +74,10 @@ def test_repeated_fixed_n_intervals_do_not_hold_the_rate_that_is_why_a_confidenc
     assert naive_wrong > PLAN.error_rate > sequential_wrong
 
 
-def test_the_two_parts_share_the_error_rate_when_tau0_is_above_zero() -> None:
-    rule = StoppingRule(PLAN, Thresholds(baseline_max_potential=0.1, unlock_min_potential=0.5))
+@pytest.mark.parametrize("rule_name", RULES)
+def test_the_two_parts_share_the_error_rate_when_tau0_is_above_zero(rule_name: str) -> None:
+    plan = SamplingPlan(128, rule=rule_name)
+    rule = StoppingRule(plan, Thresholds(baseline_max_potential=0.1, unlock_min_potential=0.5))
     assert rule.part_error_rate == PLAN.error_rate / 2
     rng_p0 = np.full(ROWS, 0.1)  # on tau0: the baseline truth is "unsolved" (p0 <= tau0)
     counts = draw_counts(rng_p0, PLAN.schedule(), seed=11)
@@ -94,11 +103,13 @@ def test_with_tau0_zero_the_baseline_call_is_brute_forces_on_the_same_samples() 
     assert np.array_equal(RULE.baseline_solved(counts[:, -1], PLAN.n_max) == 1, brute_force_solved)
 
 
-def test_expected_samples_match_the_simulation() -> None:
+@pytest.mark.parametrize("rule_name", RULES)
+def test_expected_samples_match_the_simulation(rule_name: str) -> None:
+    rule = StoppingRule(SamplingPlan(128, rule=rule_name), Thresholds())
     for p in (0.05, 0.3, 0.5, 0.9):
-        _, drawn = own_decisions(RULE, p, seed=int(p * 100) + 1)
+        _, drawn = own_decisions(rule, p, seed=int(p * 100) + 1)
         # p0 = 0: the baseline never settles "solved", so the row only stops on its own part.
-        expected = expected_samples(RULE, 0.0, [p])[1]
+        expected = expected_samples(rule, 0.0, [p])[1]
         assert drawn.mean() == pytest.approx(expected, rel=0.03)
 
 
@@ -138,6 +149,32 @@ def test_confidence_sequence_edges_are_where_the_martingale_crosses() -> None:
             assert excludes(s, t, lo * 0.99, 0.05) and not excludes(s, t, lo * 1.01, 0.05)
         if hi < 1:
             assert excludes(s, t, min(1.0, hi * 1.01), 0.05) and not excludes(s, t, hi * 0.99, 0.05)
+
+
+def test_the_rule_is_named_in_the_plan_and_its_settings() -> None:
+    assert PLAN.rule == DEFAULT_RULE == BONFERRONI_CP
+    assert sampling_plan_from_dict(PLAN.to_dict()) == PLAN
+    old = SamplingPlan(128, rule=MIXTURE_CS)
+    assert sampling_plan_from_dict(old.to_dict()) == old
+    # Folders written before rules had names hold no rule: they ran the mixture rule, and their
+    # settings (and so their hash) are unchanged; a plan under another rule hashes differently.
+    assert "rule" not in old.to_dict()
+    assert sampling_plan_from_dict({"n_max": 128, "rounds": [8], "error_rate": 0.05}).rule == MIXTURE_CS
+    assert PLAN.to_dict() != old.to_dict()
+    with pytest.raises(InvalidArgumentError, match=r"sampling_plan\.rule"):
+        SamplingPlan(64, rule="sprt").check(max_n=256, max_rounds=16)
+
+
+def test_clopper_pearson_split_over_the_looks_decides_where_one_look_would_not() -> None:
+    rule = StoppingRule(PLAN, Thresholds())
+    assert rule.looks == 5
+    # 20 of 64: the one-sided 99% upper bound is below 0.5 (decided); the 99.5% one is not
+    # needed by the decision, only by the row's two-sided interval at alpha / (2K) a side.
+    assert rule.own_part(20, 64) == -1
+    low, high = rule.interval(20, 64)
+    assert 0.17 < low < 20 / 64 < high < 0.5
+    # The mixture sequence holds 20 of 64 open: that is the samples the new rule saves.
+    assert StoppingRule(SamplingPlan(128, rule=MIXTURE_CS), Thresholds()).own_part(20, 64) == 0
 
 
 def test_schedule_and_validation() -> None:

@@ -12,6 +12,15 @@ from cot_transfer.domain.errors import InvalidArgumentError
 DEFAULT_ROUNDS = (8, 8, 16, 32, 64)
 DEFAULT_ERROR_RATE = 0.05
 
+# The stopping rules (``cot_transfer.domain.sequential``), by name. Clopper-Pearson bounds with the
+# error rate split over the schedule's looks (Bonferroni): the default, it stops sooner than the
+# mixture confidence sequence at the same per-row guarantee. The mixture rule is the one run
+# folders written before rules had names used.
+BONFERRONI_CP = "bonferroni_cp"
+MIXTURE_CS = "mixture_cs"
+RULES = (BONFERRONI_CP, MIXTURE_CS)
+DEFAULT_RULE = BONFERRONI_CP
+
 
 @dataclass(frozen=True)
 class SamplingPlan:
@@ -20,12 +29,14 @@ class SamplingPlan:
     ``rounds``: samples per round; the last size repeats until ``n_max`` and a round that would
     pass n_max is cut to it. ``error_rate``: the decision error rate a stopped row holds.
     ``target_width``: also stop once the potential's interval is narrower than this.
+    ``rule``: the stopping rule's name (``RULES``).
     """
 
     n_max: int
     rounds: tuple[int, ...] = DEFAULT_ROUNDS
     error_rate: float = DEFAULT_ERROR_RATE
     target_width: float | None = None
+    rule: str = DEFAULT_RULE
 
     def check(self, max_n: int, max_rounds: int, field: str = "sampling_plan") -> SamplingPlan:
         if not 1 <= self.n_max <= max_n:
@@ -44,6 +55,8 @@ class SamplingPlan:
             raise InvalidArgumentError(f"{field}.error_rate", f"must be in (0, 1), got {self.error_rate}")
         if self.target_width is not None and (math.isnan(self.target_width) or not 0.0 < self.target_width <= 1.0):
             raise InvalidArgumentError(f"{field}.target_width", f"must be in (0, 1], got {self.target_width}")
+        if self.rule not in RULES:
+            raise InvalidArgumentError(f"{field}.rule", f"must be one of {', '.join(RULES)}, got {self.rule!r}")
         return self
 
     def schedule(self) -> tuple[int, ...]:
@@ -62,12 +75,17 @@ class SamplingPlan:
         return tuple(total - previous for previous, total in zip((0, *totals[:-1]), totals, strict=True))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The plan as a run folder's settings hold it (and hash it: a resume never mixes rules).
+        The mixture rule is left unnamed, so folders from before rules had names keep their hash."""
+        data: dict[str, Any] = {
             "n_max": self.n_max,
             "rounds": list(self.rounds),
             "error_rate": self.error_rate,
             "target_width": self.target_width,
         }
+        if self.rule != MIXTURE_CS:
+            data["rule"] = self.rule
+        return data
 
 
 def sampling_plan_from_dict(data: Any) -> SamplingPlan | None:
@@ -80,4 +98,5 @@ def sampling_plan_from_dict(data: Any) -> SamplingPlan | None:
         rounds=tuple(int(size) for size in data["rounds"]),
         error_rate=float(data["error_rate"]),
         target_width=float(width) if width is not None else None,
+        rule=str(data.get("rule", MIXTURE_CS)),
     )
