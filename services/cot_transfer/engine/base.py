@@ -41,6 +41,8 @@ class GenerationRequest:
     # True: each output carries only what is new since the last one (for streaming).
     # False: a single output with every sample complete.
     stream_deltas: bool = False
+    # Texts that end a sample when generated (not included in its text).
+    stop: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

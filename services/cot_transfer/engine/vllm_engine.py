@@ -230,6 +230,7 @@ class VLLMEngine(Engine):
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             seed=sampling.seed,
+            stop=list(request.stop) or None,
             output_kind=RequestOutputKind.DELTA if request.stream_deltas else RequestOutputKind.FINAL_ONLY,
         )
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
