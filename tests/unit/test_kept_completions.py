@@ -17,14 +17,26 @@ from cot_transfer.experiment.run_folder import RESULTS_FILE, _RowWriter
 from cot_transfer.experiment.settings import ExperimentSettings
 
 
+def sample(index: int, answer: str | None, text: str | None = None) -> GradedCompletion:
+    return GradedCompletion(f"text {index}" if text is None else text, answer, answer == "7", 5, "stop")
+
+
 def test_one_per_distinct_answer_first_in_sampled_order() -> None:
-    answers = ["7", "7", None, "7", "8", "9", "8", "7"]
-    chosen = chosen_completions(list(range(8)), answers, 3)
+    completions = [sample(index, answer) for index, answer in enumerate(["7", "7", None, "7", "8", "9", "8", "7"])]
+
+    def kept(limit: int) -> list[str]:
+        return [completion.text for completion in chosen_completions(completions, limit)]
+
     # "7" (4 samples), "8" (2), "9" (1) before the sample stating none; sampled order kept.
-    assert chosen == [0, 4, 5]
-    assert chosen_completions(list(range(8)), answers, 5) == [0, 1, 2, 4, 5]
-    assert chosen_completions(list(range(8)), answers, 20) == list(range(8))
-    assert chosen_completions(list(range(8)), answers, 0) == []
+    assert kept(3) == ["text 0", "text 4", "text 5"]
+    assert kept(5) == ["text 0", "text 1", "text 2", "text 4", "text 5"]
+    assert kept(20) == [completion.text for completion in completions]
+    assert kept(0) == []
+
+
+def test_a_repeated_text_is_kept_once() -> None:
+    completions = [sample(0, "7", "same"), sample(1, "7", "same"), sample(2, "8", "other"), sample(3, "7", "same")]
+    assert [completion.text for completion in chosen_completions(completions, 4)] == ["same", "other"]
 
 
 @pytest.mark.parametrize(
@@ -57,10 +69,7 @@ def test_run_json_round_trip_keeps_older_hashes() -> None:
 
 
 def test_the_writer_keeps_the_chosen_few(tmp_path: Path) -> None:
-    completions = tuple(
-        GradedCompletion(f"text {index}", answer, answer == "7", 5, "stop")
-        for index, answer in enumerate(["7", "7", "8", "7"])
-    )
+    completions = tuple(sample(index, answer) for index, answer in enumerate(["7", "7", "8", "7"]))
     writer = _RowWriter(tmp_path, "hash", None, kept_completions=2)
     writer.add_result(FractionResult("p", 0.5, 3, 6, 4, 3, completions=completions))
     writer.close()

@@ -225,11 +225,9 @@ class _RowWriter:
         self._strong_log.append({**asdict(record), "settings_hash": self._hash})
 
     def add_result(self, record: FractionResult) -> None:
-        if 0 <= self._kept_completions < len(record.completions):
+        if self._kept_completions != ALL_COMPLETIONS and record.completions:
             # The service sends every completion of a row; the folder keeps a chosen few.
-            completions = record.completions
-            kept = chosen_completions(completions, [c.extracted_answer for c in completions], self._kept_completions)
-            record = replace(record, completions=tuple(kept))
+            record = replace(record, completions=tuple(chosen_completions(record.completions, self._kept_completions)))
         self._results_log.append({**asdict(record), "potential": record.potential, "settings_hash": self._hash})
         if self._on_row is not None:
             self._on_row(record)

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+
+from cot_transfer.domain.requests import GradedCompletion
 
 # The answer of a sample that states none.
 NO_ANSWER = ""
-
-T = TypeVar("T")
 
 
 def count_answers(answers: Iterable[str | None]) -> tuple[tuple[str, int], ...]:
@@ -45,24 +44,25 @@ def majority(counts: Sequence[tuple[str, int]]) -> Majority | None:
     return Majority(answer=answer, count=count, agreement=count / total)
 
 
-def chosen_completions(completions: Sequence[T], answers: Sequence[str | None], limit: int) -> list[T]:
-    """At most ``limit`` of ``completions`` (``answers[i]`` is completion i's extracted answer), in
-    their sampled order: first one per distinct answer, the most frequent answers first and the
-    samples stating none last, then the earliest of the rest. So a capped row still shows how the
-    receiver reached each answer it gave, not just the majority's.
+def chosen_completions(completions: Sequence[GradedCompletion], limit: int) -> list[GradedCompletion]:
+    """At most ``limit`` of a row's completions, with distinct texts, in their sampled order.
+
+    First the earliest completion of each distinct answer (the most frequent answers first, the
+    samples stating none last), then the earliest of the rest. So a capped row still shows how the
+    receiver reached each answer it gave, not just the majority's. A text repeated verbatim is kept
+    once: it adds nothing to read, and the row's answer counts still count every sample.
     """
-    if limit >= len(completions):
-        return list(completions)
-    chosen: list[int] = []
+    answers = [completion.extracted_answer for completion in completions]
     firsts: dict[str, int] = {}
     for index, answer in enumerate(answers):
         firsts.setdefault(NO_ANSWER if answer is None else answer, index)
-    for answer, _ in sorted(count_answers(answers), key=lambda item: item[0] == NO_ANSWER):
-        if len(chosen) < limit:
-            chosen.append(firsts[answer])
-    for index in range(len(completions)):
+    by_answer = [firsts[answer] for answer, _ in sorted(count_answers(answers), key=lambda item: item[0] == NO_ANSWER)]
+    chosen: list[int] = []
+    texts: set[str] = set()
+    for index in [*by_answer, *range(len(completions))]:
         if len(chosen) >= limit:
             break
-        if index not in chosen:
+        if index not in chosen and completions[index].text not in texts:
             chosen.append(index)
+            texts.add(completions[index].text)
     return [completions[index] for index in sorted(chosen)]
