@@ -4,7 +4,9 @@
 
 - ``results``: one row per (problem, fraction, receiver, mode) of ``results.jsonl``, with the
   answer counts (a list of ``{"answer", "count"}``), the majority answer and its share of the
-  samples (``agreement``), the strong model's answer, and whether the two agree;
+  samples (``agreement``), the strong model's answer, whether the two agree, the kept
+  completions, and the step importance of the step that ends at the row's cut (resampling
+  importance with its interval, answer shift: ``cot_transfer.domain.step_importance``);
 - ``strong_cots``: one row per problem of ``strong.jsonl`` (its CoT, answer, correctness, whether it
   was imported);
 - ``summary``: one row per (receiver, mode, fraction) of ``summary.json``'s per-fraction tables
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cot_transfer.domain.kept_answers import majority
+from cot_transfer.domain.step_importance import CutCounts, step_importances
 from cot_transfer.experiment.results_folder import RESULTS_FILE, RUN_FILE, STRONG_FILE
 
 if TYPE_CHECKING:
@@ -46,6 +49,13 @@ RESULT_COLUMNS = (
     "strong_answer",
     "majority_is_strong_answer",
     "completions",
+    # The step that ends at this row's cut (from the problem's previous cut for this receiver and
+    # mode): ``cot_transfer.domain.step_importance``; empty at the first cut.
+    "step_from_fraction",
+    "step_importance",
+    "step_importance_low",
+    "step_importance_high",
+    "answer_shift",
 )
 STRONG_COLUMNS = (
     "problem_id",
@@ -163,7 +173,36 @@ def results_frame(folder: Path, run: Mapping[str, Any], strong: Mapping[str, Map
                 "completions": [dict(completion) for completion in record.get("completions", ())],
             }
         )
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    return pd.DataFrame(_with_step_importance(rows), columns=list(RESULT_COLUMNS))
+
+
+def _with_step_importance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with the importance of the step that ends at its cut, per problem, receiver and mode."""
+    curves: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        row.update(dict.fromkeys(RESULT_COLUMNS[RESULT_COLUMNS.index("step_from_fraction") :]))
+        curves.setdefault((row["problem_id"], row["receiver"], row["mode"]), []).append(row)
+    for curve in curves.values():
+        by_fraction = {row["fraction"]: row for row in curve}
+        cuts = [
+            CutCounts(
+                fraction=row["fraction"],
+                n=row["n"],
+                num_correct=row["num_correct"],
+                num_steps=row["num_steps"],
+                answer_counts=tuple((item["answer"], item["count"]) for item in row["answer_counts"]),
+            )
+            for row in curve
+        ]
+        for step in step_importances(cuts):
+            by_fraction[step.to_fraction].update(
+                step_from_fraction=step.from_fraction,
+                step_importance=step.importance,
+                step_importance_low=step.importance_low,
+                step_importance_high=step.importance_high,
+                answer_shift=step.answer_shift,
+            )
+    return rows
 
 
 def summary_frame(folder: Path, run: Mapping[str, Any]) -> pd.DataFrame:
