@@ -110,6 +110,16 @@ def stopping_law(stop: LookStop, p: float, looks: Sequence[int]) -> list[FloatAr
     return law
 
 
+@lru_cache(maxsize=1024)
+def _look_outcomes(rule: StoppingRule, baseline: bool, total: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The row interval and the settled side at a look after ``total`` samples, by successes."""
+    s = np.arange(total + 1, dtype=float)
+    t = np.full(total + 1, float(total))
+    low, high = rule.interval(s, t)
+    side = rule.baseline_side(s, t) if baseline else rule.own_part(s, t)
+    return low, high, np.asarray(side, dtype=float)
+
+
 @dataclass(frozen=True)
 class OperatingCharacteristics:
     """A row's stopping rule at one true potential, computed exactly over the path tree."""
@@ -138,7 +148,6 @@ def operating_characteristics(rule: StoppingRule, baseline: bool, p: float) -> O
     samples = mean_rb = mean_share = square_rb = square_share = covered = above = below = 0.0
     for total, mass, share in zip(looks, law, shares, strict=True):
         s = np.arange(total + 1, dtype=float)
-        t = np.full(total + 1, float(total))
         rb = np.nan_to_num(share)  # NaN only where no path reaches, so mass is 0 there
         plug_in = s / total
         samples += total * float(mass.sum())
@@ -146,9 +155,8 @@ def operating_characteristics(rule: StoppingRule, baseline: bool, p: float) -> O
         mean_share += float(mass @ plug_in)
         square_rb += float(mass @ (rb - p) ** 2)
         square_share += float(mass @ (plug_in - p) ** 2)
-        low, high = rule.interval(s, t)
+        low, high, side = _look_outcomes(rule, baseline, total)
         covered += float(mass @ ((low <= p) & (p <= high)))
-        side = rule.baseline_side(s, t) if baseline else rule.own_part(s, t)
         above += float(mass @ (side > 0))
         below += float(mass @ (side < 0))
     reaches = p > threshold if baseline else p >= threshold
