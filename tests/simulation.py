@@ -166,6 +166,223 @@ def bootstrap_coverage(
     return Coverage(float(np.mean(covered)), float(np.mean(widths)), 1 - defined / count)
 
 
+# --------------------------------------------------------------------------- the true unlock rate
+
+Population = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+
+
+def _unsolved_baseline(rng: np.random.Generator, size: int, tau0: float) -> np.ndarray:
+    """True baselines of truly unsolved problems: 0, or spread over [0, tau0]."""
+    return np.zeros(size) if tau0 <= 0 else rng.uniform(0.0, tau0, size)
+
+
+def _mixed(
+    rng: np.random.Generator,
+    size: int,
+    unsolved_share: float,
+    unsolved: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    solved: Callable[[int], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    is_unsolved = rng.random(size) < unsolved_share
+    p0_u, q_u = unsolved(size)
+    p0_s, q_s = solved(size)
+    return np.where(is_unsolved, p0_u, p0_s), np.where(is_unsolved, q_u, q_s)
+
+
+def true_rate_populations(tau0: float) -> dict[str, Population]:
+    """Adversarial populations of (true baseline p0, true potential q at f), tau = 0.5. The solved
+    problems' baselines start a little above tau0 so that some of them look unsolved at small n."""
+
+    def solved(rng: np.random.Generator) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+        return lambda size: (rng.uniform(tau0 + 0.1, 1.0, size), rng.uniform(0.2, 1.0, size))
+
+    def just_under(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        return _mixed(
+            rng, size, 0.6, lambda m: (_unsolved_baseline(rng, m, tau0), rng.uniform(0.40, 0.49, m)), solved(rng)
+        )
+
+    def just_over(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        return _mixed(
+            rng, size, 0.6, lambda m: (_unsolved_baseline(rng, m, tau0), rng.uniform(0.50, 0.58, m)), solved(rng)
+        )
+
+    def at_tau(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Half of the unsolved exactly at tau (they count: q >= tau), half at 0.1."""
+        return _mixed(
+            rng,
+            size,
+            0.6,
+            lambda m: (_unsolved_baseline(rng, m, tau0), np.where(rng.random(m) < 0.5, 0.5, 0.1)),
+            solved(rng),
+        )
+
+    def noisy_no_transfer(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """U-shaped baseline: 40% truly unsolved, 30% solved at a low rate just above tau0,
+        30% spread; no transfer (q = p0), so the truth is 0."""
+        kind = rng.random(size)
+        p0 = np.where(
+            kind < 0.4,
+            _unsolved_baseline(rng, size, tau0),
+            np.where(kind < 0.7, tau0 + rng.uniform(0.001, 0.05, size), rng.beta(0.3, 0.3, size)),
+        )
+        p0 = np.clip(p0, 0.0, 1.0)
+        return p0, p0.copy()
+
+    def noisy_with_transfer(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """As ``noisy_no_transfer``, but the prefix helps: half the truly unsolved reach 0.8, every
+        barely-solved problem does (they inflate what is measured)."""
+        kind = rng.random(size)
+        p0 = np.where(
+            kind < 0.4,
+            _unsolved_baseline(rng, size, tau0),
+            np.where(kind < 0.7, tau0 + rng.uniform(0.001, 0.05, size), rng.beta(0.3, 0.3, size)),
+        )
+        helped = rng.random(size) < 0.5
+        q = np.where(kind < 0.4, np.where(helped, rng.beta(8, 2, size), rng.beta(1, 12, size)), rng.beta(8, 2, size))
+        return np.clip(p0, 0.0, 1.0), q
+
+    def bimodal(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Transfer is all or nothing: 40% of the unsolved near 0.85, the rest near 0.05."""
+        return _mixed(
+            rng,
+            size,
+            0.5,
+            lambda m: (
+                _unsolved_baseline(rng, m, tau0),
+                np.where(rng.random(m) < 0.4, rng.beta(20, 4, m), rng.beta(1, 20, m)),
+            ),
+            solved(rng),
+        )
+
+    return {
+        "just under tau": just_under,
+        "just over tau": just_over,
+        "at tau": at_tau,
+        "noisy, no transfer": noisy_no_transfer,
+        "noisy, transfer": noisy_with_transfer,
+        "bimodal": bimodal,
+    }
+
+
+@dataclass(frozen=True)
+class TrueRateTruth:
+    rate: float
+    measured_unsolved_rate: float
+
+
+def true_rate_truth(
+    rng: np.random.Generator, population: Population, n: int, thresholds: Thresholds, draws: int = 400_000
+) -> TrueRateTruth:
+    """R = P(q >= tau | p0 <= tau0), and R_m = P(q >= tau | the baseline row of n measures <= tau0),
+    from a large draw of the population (the measured selection weighted by its exact probability)."""
+    p0, q = population(rng, draws)
+    reaches = q >= thresholds.unlock_min_potential - 1e-12
+    unsolved = p0 <= thresholds.baseline_max_potential + 1e-12
+    measured = stats.binom.cdf(math.floor(thresholds.baseline_max_potential * n + 1e-9), n, p0)
+    return TrueRateTruth(
+        rate=float(reaches[unsolved].mean()),
+        measured_unsolved_rate=float((measured * reaches).sum() / measured.sum()),
+    )
+
+
+@dataclass(frozen=True)
+class TrueRateCoverage:
+    truth: TrueRateTruth
+    coverage: float
+    mean_width: float
+    measured_coverage: float
+    measured_mean_width: float
+    # Measured rate (as today) beside it: its mean and its interval's coverage of the true rate.
+    measured_rate_mean: float
+    plug_in_coverage: float
+
+
+def true_rate_coverage(
+    rng: np.random.Generator,
+    population: Population,
+    problems: int,
+    n: int,
+    thresholds: Thresholds,
+    experiments: int = 300,
+    confidence: float = 0.95,
+) -> TrueRateCoverage:
+    """``experiments`` experiments of ``problems`` problems at n samples per row, through the
+    analysis' own functions (``true_rate.statuses`` and the bounds)."""
+    from cot_transfer.domain.true_rate import measured_unsolved_bounds, statuses, true_rate_bounds
+
+    truth = true_rate_truth(rng, population, n, thresholds)
+    p0, q = population(rng, experiments * problems)
+    p0, q = p0.reshape(experiments, problems), q.reshape(experiments, problems)
+    baseline_k = rng.binomial(n, p0)
+    k = rng.binomial(n, q)
+    status = statuses(baseline_k, n, k, n, thresholds)
+    everyone = np.ones_like(baseline_k, dtype=bool)
+    low, high = true_rate_bounds(status, everyone, confidence)
+    measured_unsolved = thresholds.unsolved_at_baseline(baseline_k / n)
+    m_low, m_high = measured_unsolved_bounds(status, measured_unsolved, confidence)
+    defined = measured_unsolved.any(axis=1)
+    unlocked = measured_unsolved & thresholds.reaches_unlock(k / n)
+    p_low, p_high = rate_intervals(unlocked.sum(axis=1)[defined], measured_unsolved.sum(axis=1)[defined], confidence)
+    return TrueRateCoverage(
+        truth=truth,
+        coverage=float(((low <= truth.rate) & (truth.rate <= high)).mean()),
+        mean_width=float((high - low).mean()),
+        measured_coverage=float(
+            (
+                (m_low[defined] <= truth.measured_unsolved_rate) & (truth.measured_unsolved_rate <= m_high[defined])
+            ).mean()
+        )
+        if defined.any()
+        else math.nan,
+        measured_mean_width=float((m_high - m_low)[defined].mean()) if defined.any() else math.nan,
+        measured_rate_mean=float((unlocked.sum(axis=1)[defined] / measured_unsolved.sum(axis=1)[defined]).mean())
+        if defined.any()
+        else math.nan,
+        plug_in_coverage=float(((p_low <= truth.rate) & (truth.rate <= p_high)).mean()) if defined.any() else math.nan,
+    )
+
+
+TRUE_RATE_PROBLEMS = (12, 50, 200)
+TRUE_RATE_N = (8, 32, 128)
+TRUE_RATE_TAU0 = (0.0, 0.1)
+
+
+def print_true_rate_table(
+    experiments: int = 300, seed: int = 22
+) -> list[tuple[str, float, int, int, TrueRateCoverage]]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    columns = (
+        "population",
+        "tau0",
+        "problems",
+        "n",
+        "R",
+        "cover",
+        "width",
+        "R_m",
+        "cover_m",
+        "width_m",
+        "measured",
+        "CP cover",
+    )
+    print(" | ".join(columns))
+    for tau0 in TRUE_RATE_TAU0:
+        thresholds = Thresholds(baseline_max_potential=tau0, unlock_min_potential=0.5)
+        for name, population in true_rate_populations(tau0).items():
+            for problems in TRUE_RATE_PROBLEMS:
+                for n in TRUE_RATE_N:
+                    result = true_rate_coverage(rng, population, problems, n, thresholds, experiments)
+                    rows.append((name, tau0, problems, n, result))
+                    print(
+                        f"{name} | {tau0:g} | {problems} | {n} | {result.truth.rate:.3f} | {result.coverage:.3f}"
+                        f" | {result.mean_width:.3f} | {result.truth.measured_unsolved_rate:.3f}"
+                        f" | {result.measured_coverage:.3f} | {result.measured_mean_width:.3f}"
+                        f" | {result.measured_rate_mean:.3f} | {result.plug_in_coverage:.3f}"
+                    )
+    return rows
+
+
 PLANTED = (
     TraceDynamics.MONOTONIC,
     TraceDynamics.INSIGHT,

@@ -241,8 +241,10 @@ def test_the_prefix_that_states_the_answer_moves_lucky_guess_earlier(tmp_path: P
     summary = build_summary(run)
     assert summary["dynamics"]["counts"]["lucky_guess"] == 1
     assert summary["answer_in_prefix"] == [0] * 6 + [1] * 5
-    assert summary["per_fraction"][6]["unlock_rate_without_answer"] is None
-    assert summary["per_fraction"][5]["unlock_rate_without_answer"] == 0.0
+    assert summary["per_fraction"][6]["unlock_rate_prefix_without_answer"] is None
+    assert summary["per_fraction"][5]["unlock_rate_prefix_without_answer"] == 0.0
+    # The CoT states its answer before the last fraction: the fixed set without it is empty.
+    assert {stats["unlock_rate_without_answer"] for stats in summary["per_fraction"]} == {None}
 
 
 def test_old_folder_answers_the_summary_fields(full_report: tuple[Path, dict[str, Any]]) -> None:
@@ -250,10 +252,13 @@ def test_old_folder_answers_the_summary_fields(full_report: tuple[Path, dict[str
     final = summary["per_fraction"][-1]
     # Every correct default CoT ends with its answer; u6's strong answer is wrong, so its flag is unknown.
     assert (final["answer_in_prefix"], final["answer_in_prefix_unknown"]) == (9, 1)
-    assert final["unsolved_without_answer"] == 0 and final["unlock_rate_without_answer"] is None
+    assert final["unsolved_prefix_without_answer"] == 0 and final["unlock_rate_prefix_without_answer"] is None
+    # The fixed set: u1..u5 state no answer before the last fraction (u6's flags are unknown).
+    assert final["unsolved_without_answer"] == 5 and final["unlock_rate_without_answer"] == pytest.approx(4 / 5)
     middle = summary["per_fraction"][5]
     assert middle["answer_in_prefix"] == 0
     assert middle["unlock_rate_without_answer"] == pytest.approx(2 / 5)
+    assert middle["unlock_rate_prefix_without_answer"] == pytest.approx(2 / 5)
     assert set(middle["unlock_rate_without_answer_interval"]) == {"low", "high"}
     assert summary["answer_in_prefix_judged_rows"] == 10 * len(FRACTIONS) - len(FRACTIONS)
     assert (summary["truncated_cots"], summary["problem_errors"]) == (0, 0)

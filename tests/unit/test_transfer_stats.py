@@ -74,10 +74,18 @@ def test_answer_in_prefix_and_the_unlock_rate_without_it() -> None:
     answer = {("a", 1.0): True, ("b", 1.0): False, ("d", 1.0): False, ("c", 1.0): True, ("a", 0.5): False}
     analysis = analyze(rows(TABLE, answer=answer), thresholds=DEFAULT)
     at_full = analysis.per_fraction[-1]
-    # a unlocks by copying the answer; b and d see no answer and stay locked.
+    # Per prefix: a unlocks by copying the answer; b and d see no answer and stay locked.
     assert (at_full.answer_in_prefix, at_full.answer_in_prefix_unknown) == (2, 0)
-    assert (at_full.unlocked, at_full.unsolved_without_answer, at_full.unlocked_without_answer) == (1, 2, 0)
-    assert at_full.unlock_rate_without_answer == 0.0
+    assert (at_full.unlocked, at_full.unsolved_prefix_without_answer, at_full.unlocked_prefix_without_answer) == (
+        1,
+        2,
+        0,
+    )
+    assert at_full.unlock_rate_prefix_without_answer == 0.0
+    # The fixed set: only a is known to state no answer before the last fraction (b's and d's
+    # flags at 0.5 are unknown), so the rate without the answer follows a at every fraction.
+    assert [stats.unsolved_without_answer for stats in analysis.per_fraction] == [1, 1, 1]
+    assert (at_full.unlocked_without_answer, at_full.unlock_rate_without_answer) == (1, 1.0)
     assert at_full.unlock_rate_without_answer_interval is not None
     at_half = analysis.per_fraction[1]
     assert (at_half.answer_in_prefix, at_half.answer_in_prefix_unknown) == (0, 3)

@@ -10,12 +10,18 @@ run in progress, one group of problems) and on a varying n per row. Definitions 
 * unlock rate at f: unlocked at f / baseline-unsolved problems with a result at f
   (``unsolved_evaluated``); a missing result is neither a success nor a failure;
 * any-correct rate at f: the same denominator, problems with at least one correct sample;
-* unlock rate without the answer at f: the same, over the baseline-unsolved problems whose
-  prefix at f is known not to state the reference answer;
+* unlock rate without the answer at f: the same, over one fixed set of problems: the
+  baseline-unsolved ones whose CoT is known to state no answer before the last fraction (so the
+  curve compares the same problems at every f); ``*_prefix_without_answer`` is the per-fraction
+  variant (the problems whose prefix at f is known not to state it);
+* true unlock rate at f: ``cot_transfer.domain.true_rate`` (the share of *truly* unsolved
+  problems whose *true* potential reaches tau, with bounds that hold at any n);
 * mean potential at f: over every problem with a result at f;
-* intervals: ``cot_transfer.domain.statistics`` (Clopper-Pearson over problems for the rates);
+* intervals: ``cot_transfer.domain.statistics`` (Clopper-Pearson over problems for the measured
+  rates, a t interval for the mean potential, a max-statistic bootstrap band for the unlock curve);
 * ``p_unlocked`` of a (problem, fraction): for a baseline-unsolved problem, the posterior
-  probability (Jeffreys prior) that its true potential there reaches tau; None otherwise;
+  probability that its true potential there reaches tau, under a beta prior fitted to that
+  fraction's baseline-unsolved rows (empirical Bayes); None otherwise;
 * dynamics: ``cot_transfer.domain.dynamics``, the answer located by ``answer_in_prefix``.
 
 Problems in ``excluded_problems`` (a strong CoT cut off inside its reasoning, a per-problem
@@ -46,23 +52,45 @@ from cot_transfer.domain.dynamics import (
 from cot_transfer.domain.requests import FractionResult
 from cot_transfer.domain.statistics import (
     DEFAULT_CONFIDENCE,
+    beta_prior,
     check_confidence,
+    mean_intervals,
     posterior_at_least,
+    posterior_mean,
     potential_intervals,
     rate_intervals,
     ratio,
+    simultaneous_rate_band,
     to_interval,
 )
 from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary, Thresholds
+from cot_transfer.domain.true_rate import (
+    STATUS_ERROR,
+    baseline_samples_to_decide,
+    measured_unsolved_bounds,
+    samples_to_decide,
+    statuses,
+    true_rate_bounds,
+    undecided,
+)
 
 REASONING_TRUNCATED = "reasoning_truncated"
 PROBLEM_ERROR = "error"
 
 INTERVAL_METHODS = {
-    "rates": "Clopper-Pearson over problems (statsmodels proportion_confint, method='beta')",
-    "mean_potential": "Clopper-Pearson of the sum of potentials over problems (conservative for means in [0, 1])",
+    "rates": "Clopper-Pearson over problems (statsmodels proportion_confint, method='beta'): the rate this run's"
+    " n measures",
+    "true_unlock_rate": "per-problem one-sided Clopper-Pearson statuses (error 0.005 each), undecided problems"
+    " counted both ways, Clopper-Pearson over problems on the four counts (Bonferroni): covers the share of truly"
+    " unsolved problems whose true potential reaches tau",
+    "true_unlock_rate_measured_unsolved": "the same over the problems measured unsolved: covers the share of them"
+    " whose true potential reaches tau",
+    "unlock_rate_band": "max-statistic bootstrap over problems (arcsine square root scale): holds at every fraction"
+    " at once",
+    "mean_potential": "Student's t over problems (the sum's Clopper-Pearson where every potential is the same)",
     "potential": "Wilson score interval of num_correct of n",
-    "p_unlocked": "posterior P(true potential >= tau) under the Jeffreys prior Beta(1/2, 1/2)",
+    "p_unlocked": "posterior P(true potential >= tau) under a beta prior fitted to the fraction's baseline-unsolved"
+    " rows (empirical Bayes, method of moments; Jeffreys for fewer than 5 rows)",
 }
 
 # A running analysis that took t seconds is not redone for 10 t.
@@ -144,6 +172,10 @@ class Analysis:
     dynamics_parameters: DynamicsParameters = DEFAULT_DYNAMICS_PARAMETERS
     # The one n of every row, None when rows differ (adaptive sampling) or there are none.
     n_samples: int | None = None
+    # The first fraction > 0 whose unlock-rate band is above 0 (the band holds at every fraction).
+    first_unlock_fraction: float | None = None
+    # The report's "how many samples would shrink the interval", at the last fraction.
+    samples_to_decide: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def truncated_cots(self) -> int:
@@ -198,6 +230,10 @@ class Analysis:
             "weak_potential_mean": [stats.mean_potential for stats in per_fraction],
             "weak_potential_interval": pairs("mean_potential_interval"),
             "strong_solve_rate": self.strong_solve_rate,
+            "true_unlock_rate": [stats.true_unlock_rate for stats in per_fraction],
+            "true_unlock_rate_interval": pairs("true_unlock_rate_interval"),
+            "first_unlock_fraction": self.first_unlock_fraction,
+            "samples_to_decide": dict(self.samples_to_decide),
             "per_fraction": [stats.to_dict() for stats in per_fraction],
             "thresholds": self.thresholds.to_dict(),
             "confidence": self.confidence,
@@ -295,16 +331,23 @@ def analyze(
     evaluated = unsolved[:, None] & table.has
     unlocked = evaluated & thresholds.reaches_unlock(potentials)
     any_correct = evaluated & (table.k > 0)
-    without_answer = evaluated & (table.answer == 0)
+    prefix_without_answer = evaluated & (table.answer == 0)
+    answer_free = _answer_free(table)
+    without_answer = evaluated & answer_free[:, None]
 
     n_with_result = table.has.sum(axis=0)
     potential_sum = potentials.sum(axis=0)
-    mean_low, mean_high = rate_intervals(potential_sum, n_with_result, confidence)
+    mean_low, mean_high = mean_intervals(potentials, table.has, confidence)
     unlock_rates, unlock_bounds = _rate(unlocked.sum(axis=0), evaluated.sum(axis=0), confidence)
     any_rates, any_bounds = _rate(any_correct.sum(axis=0), evaluated.sum(axis=0), confidence)
     free_rates, free_bounds = _rate((unlocked & without_answer).sum(axis=0), without_answer.sum(axis=0), confidence)
+    prefix_rates, prefix_bounds = _rate(
+        (unlocked & prefix_without_answer).sum(axis=0), prefix_without_answer.sum(axis=0), confidence
+    )
     stated = (table.has & (table.answer == 1)).sum(axis=0)
     unknown = (table.has & (table.answer == -1)).sum(axis=0)
+    true = _true_rates(table, evaluated, without_answer, thresholds, confidence)
+    band_low, band_high = simultaneous_rate_band(unlocked[unsolved], evaluated[unsolved], confidence)
 
     per_fraction = []
     for index, fraction in enumerate(table.fractions):
@@ -328,6 +371,19 @@ def analyze(
                 unlocked_without_answer=int((unlocked & without_answer)[:, index].sum()),
                 unlock_rate_without_answer=free_rates[index],
                 unlock_rate_without_answer_interval=to_interval(*free_bounds[index]),
+                true_unlock_rate=_value(true.estimate[index]),
+                true_unlock_rate_interval=to_interval(true.low[index], true.high[index]),
+                true_unlock_rate_measured_unsolved_interval=to_interval(
+                    true.measured_low[index], true.measured_high[index]
+                ),
+                true_unlock_undecided=int(true.undecided[index]),
+                true_unlock_rate_without_answer=_value(true.free_estimate[index]),
+                true_unlock_rate_without_answer_interval=to_interval(true.free_low[index], true.free_high[index]),
+                unlock_rate_band=to_interval(band_low[index], band_high[index]) if fraction > 0 else None,
+                unsolved_prefix_without_answer=int(prefix_without_answer[:, index].sum()),
+                unlocked_prefix_without_answer=int((unlocked & prefix_without_answer)[:, index].sum()),
+                unlock_rate_prefix_without_answer=prefix_rates[index],
+                unlock_rate_prefix_without_answer_interval=to_interval(*prefix_bounds[index]),
             )
         )
 
@@ -337,6 +393,7 @@ def analyze(
             potentials,
             unsolved,
             unlocked,
+            true.p_unlocked,
             thresholds,
             confidence,
             strong_correct or {},
@@ -361,7 +418,110 @@ def analyze(
         excluded=dict(Counter(excluded.values())),
         dynamics_parameters=dynamics_parameters,
         n_samples=int(n_values[0]) if n_values.size == 1 else None,
+        first_unlock_fraction=next(
+            (
+                fraction
+                for fraction, low in zip(table.fractions, band_low, strict=True)
+                if fraction > 0 and not np.isnan(low) and low > 0
+            ),
+            None,
+        ),
+        samples_to_decide=_samples_to_decide(table, evaluated, true.p_unlocked_prior, thresholds)
+        if with_problems
+        else {},
     )
+
+
+def _value(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def _answer_free(table: _Table) -> np.ndarray:
+    """Problems whose CoT is known to state no answer before the last fraction: a known "does not
+    state it" at every fraction below the last (fraction 0's empty prefix states nothing)."""
+    before_last = table.answer[:, :-1] if len(table.fractions) > 1 else table.answer[:, :0]
+    known_free = before_last == 0
+    if len(table.fractions) > 1:
+        known_free[:, 0] = True
+    return np.asarray(known_free.all(axis=1), dtype=bool)
+
+
+@dataclass(frozen=True)
+class _TrueRates:
+    """Per fraction (arrays over ``table.fractions``), and per (problem, fraction) ``p_unlocked``."""
+
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    measured_low: np.ndarray
+    measured_high: np.ndarray
+    undecided: np.ndarray
+    free_estimate: np.ndarray
+    free_low: np.ndarray
+    free_high: np.ndarray
+    p_unlocked: np.ndarray
+    # The fitted prior of each fraction (for projections).
+    p_unlocked_prior: tuple[tuple[float, float], ...]
+
+
+def _true_rates(
+    table: _Table, evaluated: np.ndarray, without_answer: np.ndarray, thresholds: Thresholds, confidence: float
+) -> _TrueRates:
+    # Problems are the last axis of the bounds: fractions x problems.
+    transposed = statuses(table.k[:, :1].T, table.n[:, :1].T, table.k.T, table.n.T, thresholds, STATUS_ERROR)
+    with_baseline = table.has & table.has[:, :1]
+    low, high = true_rate_bounds(transposed, with_baseline.T, confidence)
+    free_low, free_high = true_rate_bounds(transposed, (with_baseline & _answer_free(table)[:, None]).T, confidence)
+    measured_low, measured_high = measured_unsolved_bounds(transposed, evaluated.T, confidence)
+    p_unlocked = np.zeros(table.k.shape)
+    priors = []
+    for column in range(len(table.fractions)):
+        rows = evaluated[:, column]
+        prior = beta_prior(table.k[rows, column], table.n[rows, column])
+        priors.append(prior)
+        p_unlocked[:, column] = posterior_at_least(
+            table.k[:, column], table.n[:, column], thresholds.unlock_min_potential, prior
+        )
+
+    def mean_over(mask: np.ndarray) -> np.ndarray:
+        count = mask.sum(axis=0)
+        total = np.where(mask, p_unlocked, 0.0).sum(axis=0)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    return _TrueRates(
+        estimate=mean_over(evaluated),
+        low=low,
+        high=high,
+        measured_low=measured_low,
+        measured_high=measured_high,
+        undecided=undecided(transposed, with_baseline.T).sum(axis=-1),
+        free_estimate=mean_over(without_answer),
+        free_low=free_low,
+        free_high=free_high,
+        p_unlocked=p_unlocked,
+        p_unlocked_prior=tuple(priors),
+    )
+
+
+def _samples_to_decide(
+    table: _Table, evaluated: np.ndarray, priors: Sequence[tuple[float, float]], thresholds: Thresholds
+) -> dict[str, Any]:
+    """At the last fraction: the n at which the projected share of measured-unsolved problems
+    whose unlock status stays undecided is at most 10% (their posterior means taken as their
+    true potentials), and the baseline n at which 0 correct makes a problem surely unsolved."""
+    column = len(table.fractions) - 1
+    rows = evaluated[:, column]
+    if column == 0 or not rows.any():
+        return {}
+    n_now = int(np.median(table.n[rows, column]))
+    means = posterior_mean(table.k[rows, column], table.n[rows, column], priors[column])
+    return {
+        "fraction": table.fractions[column],
+        "n": n_now,
+        "unlock_status_n": samples_to_decide(means, n_now, thresholds),
+        "undecided_share_target": 0.1,
+        "baseline_n": baseline_samples_to_decide(thresholds),
+    }
 
 
 def _problem_rows(
@@ -369,6 +529,7 @@ def _problem_rows(
     potentials: np.ndarray,
     unsolved: np.ndarray,
     unlocked: np.ndarray,
+    p_reach: np.ndarray,
     thresholds: Thresholds,
     confidence: float,
     strong_correct: Mapping[str, bool],
@@ -376,7 +537,6 @@ def _problem_rows(
     with_dynamics: bool,
 ) -> tuple[ProblemAnalysis, ...]:
     low, high = potential_intervals(table.k, table.n, confidence)
-    p_reach = posterior_at_least(table.k, table.n, thresholds.unlock_min_potential)
     rows = []
     for row, problem_id in enumerate(table.problem_ids):
         columns = np.flatnonzero(table.has[row])

@@ -8,22 +8,34 @@
   and every rate, 0 and 1 included. It is wider than Wilson or Jeffreys, both of which were
   measured below 93% coverage near rates of 0 and 1 at small problem counts
   (``tests/simulation.py``).
-* A mean potential over problems is a mean of values in [0, 1]; a value in [0, 1] with mean mu
-  has at most the variance of a Bernoulli(mu), so the Clopper-Pearson interval of (sum of
-  potentials) out of (problems) is a conservative interval of the mean (measured above 95%).
+* A mean potential over problems: Student's t interval of the problems' potentials
+  (``mean_intervals``). Each measured potential is one draw of (problem from the population, n
+  samples of it), so their spread holds both stages. Where every potential is the same (all 0,
+  all 1) the t interval has width 0; there the Clopper-Pearson interval of (sum of potentials)
+  out of (problems) is used, which is conservative for any mean of values in [0, 1].
 * One (problem, fraction) potential: Wilson score interval of num_correct out of n.
+* ``exact_bounds``: one-sided Clopper-Pearson bounds of each num_correct of n, for the
+  per-problem statuses of ``cot_transfer.domain.true_rate``.
+* ``simultaneous_rate_band``: the unlock curve's band over every fraction at once (max-statistic
+  bootstrap over problems); ``paired_difference`` and ``holm``: receivers compared on the
+  problems both have.
 * ``posterior_at_least``: the probability that a true potential is at least tau after
-  num_correct of n, under the Jeffreys prior Beta(1/2, 1/2) (posterior Beta(k + 1/2, n - k + 1/2)).
+  num_correct of n, under a Beta prior: ``beta_prior`` fits it to the rows it is used on
+  (empirical Bayes, method of moments of the beta-binomial), else the Jeffreys prior Beta(1/2, 1/2).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
 from cot_transfer.domain.transfer import Interval
@@ -80,11 +92,101 @@ def potential_intervals(
     return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
 
 
-def posterior_at_least(num_correct: ArrayLike, n: ArrayLike, threshold: float) -> FloatArray:
-    """P(true potential >= threshold | num_correct of n) under the Jeffreys prior, elementwise."""
+JEFFREYS_PRIOR = (0.5, 0.5)
+# A fitted prior is kept within these pseudo-counts: below, Beta(a, b) piles its mass on 0 and 1
+# (a fit to rows that are all 0 would say a potential is exactly 0); above, the rows would be
+# ignored (a fit that found no spread between problems would overrule any row).
+_PRIOR_MIN_STRENGTH = 0.2
+_PRIOR_MAX_STRENGTH = 1000.0
+# Fewer rows than this leave the prior's two parameters unfitted: Jeffreys instead.
+MIN_ROWS_FOR_PRIOR = 5
+
+
+def beta_prior(num_correct: ArrayLike, n: ArrayLike) -> tuple[float, float]:
+    """Beta(a, b) fitted to the rows num_correct of n (empirical Bayes, method of moments).
+
+    Each row's num_correct is beta-binomial: with mean mu and overdispersion rho = 1/(a + b + 1),
+    the potential k/n has variance mu (1 - mu) (1 + (n - 1) rho) / n. ``mu`` is the mean
+    potential; rho is solved from the observed variance, averaging 1/n over the rows (varying n).
+    Jeffreys for fewer than ``MIN_ROWS_FOR_PRIOR`` rows or a mean of exactly 0 or 1.
+    """
+    counts = np.asarray(num_correct, dtype=float).ravel()
+    totals = np.asarray(n, dtype=float).ravel()
+    if counts.size < MIN_ROWS_FOR_PRIOR:
+        return JEFFREYS_PRIOR
+    potentials = counts / totals
+    mu = float(potentials.mean())
+    if mu <= 0.0 or mu >= 1.0:
+        return JEFFREYS_PRIOR
+    variance = float(potentials.var(ddof=1))
+    inverse_n = float((1.0 / totals).mean())
+    spread = variance / (mu * (1 - mu))
+    # spread = inverse_n + (1 - inverse_n) rho; rho in (0, 1).
+    rho = (spread - inverse_n) / (1 - inverse_n) if inverse_n < 1 else 1.0
+    strength = 1 / rho - 1 if rho > 0 else _PRIOR_MAX_STRENGTH
+    strength = min(max(strength, _PRIOR_MIN_STRENGTH), _PRIOR_MAX_STRENGTH)
+    return mu * strength, (1 - mu) * strength
+
+
+def posterior_at_least(
+    num_correct: ArrayLike, n: ArrayLike, threshold: float, prior: tuple[float, float] = JEFFREYS_PRIOR
+) -> FloatArray:
+    """P(true potential >= threshold | num_correct of n) under the Beta ``prior``, elementwise."""
     counts = np.asarray(num_correct, dtype=float)
     totals = np.asarray(n, dtype=float)
-    return np.asarray(stats.beta.sf(threshold, counts + 0.5, totals - counts + 0.5), dtype=float)
+    a, b = prior
+    return np.asarray(stats.beta.sf(threshold, counts + a, totals - counts + b), dtype=float)
+
+
+def posterior_mean(num_correct: ArrayLike, n: ArrayLike, prior: tuple[float, float] = JEFFREYS_PRIOR) -> FloatArray:
+    counts = np.asarray(num_correct, dtype=float)
+    totals = np.asarray(n, dtype=float)
+    a, b = prior
+    return np.asarray((counts + a) / (totals + a + b), dtype=float)
+
+
+def exact_bounds(num_correct: ArrayLike, n: ArrayLike, error: float) -> tuple[FloatArray, FloatArray]:
+    """One-sided Clopper-Pearson bounds of each num_correct of n: the true potential is below
+    ``low`` with probability at most ``error``, and above ``high`` at most ``error``."""
+    counts, totals = np.broadcast_arrays(np.asarray(num_correct, dtype=float), np.asarray(n, dtype=float))
+    # Beta quantiles are slow and a run has few distinct (k, n): compute each pair once.
+    pairs, inverse = np.unique(np.stack([counts.ravel(), totals.ravel()]), axis=1, return_inverse=True)
+    k, size = pairs
+    with np.errstate(invalid="ignore"):
+        low = np.where(k > 0, stats.beta.ppf(error, np.maximum(k, 1), size - k + 1), 0.0)
+        high = np.where(k < size, stats.beta.ppf(1 - error, k + 1, np.maximum(size - k, 1)), 1.0)
+    index = inverse.ravel()
+    return low[index].reshape(counts.shape), high[index].reshape(counts.shape)
+
+
+def mean_intervals(
+    values: ArrayLike, mask: ArrayLike, confidence: float = DEFAULT_CONFIDENCE
+) -> tuple[FloatArray, FloatArray]:
+    """Per column of ``values`` (rows: problems), Student's t interval of the mean of the values
+    where ``mask`` holds, clipped to [0, 1]; NaN for an empty column, [0, 1] for a column of one
+    value, the sum's Clopper-Pearson interval where every value is the same (see the module
+    docstring)."""
+    check_confidence(confidence)
+    data = np.asarray(values, dtype=float)
+    kept = np.asarray(mask, dtype=bool)
+    count = kept.sum(axis=0)
+    total = np.where(kept, data, 0.0).sum(axis=0)
+    mean = np.divide(total, count, out=np.zeros(count.shape), where=count > 0)
+    squares = np.where(kept, (data - mean) ** 2, 0.0).sum(axis=0)
+    variance = np.divide(squares, count - 1, out=np.zeros(count.shape), where=count > 1)
+    quantile = stats.t.ppf(0.5 + confidence / 2, np.maximum(count - 1, 1))
+    half = quantile * np.sqrt(variance / np.maximum(count, 1))
+    low = np.clip(mean - half, 0.0, 1.0)
+    high = np.clip(mean + half, 0.0, 1.0)
+    exact_low, exact_high = rate_intervals(total, count, confidence)
+    constant = (count > 1) & (variance <= 1e-15)
+    low = np.where(constant, exact_low, low)
+    high = np.where(constant, exact_high, high)
+    low = np.where(count == 1, 0.0, low)
+    high = np.where(count == 1, 1.0, high)
+    low = np.where(count == 0, np.nan, low)
+    high = np.where(count == 0, np.nan, high)
+    return low, high
 
 
 def to_interval(low: Any, high: Any) -> Interval | None:
@@ -97,3 +199,113 @@ def to_interval(low: Any, high: Any) -> Interval | None:
 
 def ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
+
+
+BAND_RESAMPLES = 2000
+# The band's bootstrap is seeded: one folder gives one report.
+BAND_SEED = 2026
+
+
+def simultaneous_rate_band(
+    successes: ArrayLike,
+    evaluated: ArrayLike,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = BAND_RESAMPLES,
+    seed: int = BAND_SEED,
+) -> tuple[FloatArray, FloatArray]:
+    """A band over the columns (fractions) of a rate per column, holding at every column at once.
+
+    Rows are problems, ``successes`` and ``evaluated`` boolean (problems x fractions). A
+    max-statistic bootstrap over problems: each resample draws the problems with replacement,
+    and the statistic is the largest, over fractions, of |asin sqrt(rate*) - asin sqrt(rate)|
+    times 2 sqrt(problems evaluated there) (the arcsine square root makes each fraction's
+    spread about the same, so no fraction dominates the maximum). Its ``confidence`` quantile c
+    gives each fraction sin^2(asin sqrt(rate) -+ c / (2 sqrt(problems))): the band does not
+    collapse at a rate of 0 or 1. NaN where no problem is evaluated.
+    """
+    check_confidence(confidence)
+    hits = np.asarray(successes, dtype=float)
+    kept = np.asarray(evaluated, dtype=float)
+    problems, columns = kept.shape
+    total = kept.sum(axis=0)
+    low = np.full(columns, np.nan)
+    high = np.full(columns, np.nan)
+    defined = total > 0
+    if problems == 0 or not defined.any():
+        return low, high
+    rate = np.divide(hits.sum(axis=0), total, out=np.zeros(columns), where=defined)
+    angle = np.arcsin(np.sqrt(rate))
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(problems, np.full(problems, 1.0 / problems), size=resamples).astype(float)
+    drawn_total = weights @ kept
+    drawn_rate = np.divide(weights @ hits, drawn_total, out=np.zeros_like(drawn_total), where=drawn_total > 0)
+    scaled = np.abs(np.arcsin(np.sqrt(drawn_rate)) - angle) * 2 * np.sqrt(np.maximum(total, 1))
+    scaled = np.where((drawn_total > 0) & defined, scaled, 0.0)
+    # At least the pointwise normal quantile: a bootstrap of few problems can be degenerate.
+    critical = max(float(np.quantile(scaled.max(axis=1), confidence)), float(stats.norm.ppf(0.5 + confidence / 2)))
+    half = critical / (2 * np.sqrt(np.maximum(total, 1)))
+    low[defined] = np.sin(np.clip(angle - half, 0.0, np.pi / 2))[defined] ** 2
+    high[defined] = np.sin(np.clip(angle + half, 0.0, np.pi / 2))[defined] ** 2
+    return low, high
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Rate A - rate B on the problems both have: ``a_only`` / ``b_only`` are the discordant
+    problems (a success for A only / for B only)."""
+
+    problems: int
+    both: int
+    a_only: int
+    b_only: int
+    difference: float
+    low: float
+    high: float
+    p_value: float
+
+
+def paired_difference(a: ArrayLike, b: ArrayLike, confidence: float = DEFAULT_CONFIDENCE) -> PairedDifference | None:
+    """Paired comparison of two binary outcomes on the same problems; None without problems.
+
+    The test is McNemar's exact test (two-sided binomial test of the discordant problems at
+    1/2; statsmodels ``mcnemar(exact=True)``); the interval of the difference is Newcombe's
+    hybrid score interval for paired data (method 10 of Newcombe 1998: the two Wilson intervals
+    combined with the phi correlation of the 2x2 table)."""
+    check_confidence(confidence)
+    first = np.asarray(a, dtype=bool)
+    second = np.asarray(b, dtype=bool)
+    total = int(first.size)
+    if total == 0:
+        return None
+    both = int((first & second).sum())
+    a_only = int((first & ~second).sum())
+    b_only = int((~first & second).sum())
+    neither = total - both - a_only - b_only
+    p_value = float(mcnemar([[both, a_only], [b_only, neither]], exact=True).pvalue) if a_only + b_only else 1.0
+    p1 = (both + a_only) / total
+    p2 = (both + b_only) / total
+    (l1, l2), (u1, u2) = proportion_confint(
+        np.array([both + a_only, both + b_only]), total, alpha=1 - confidence, method="wilson"
+    )
+    margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
+    phi = (both * neither - a_only * b_only) / math.sqrt(margins) if margins > 0 else 0.0
+    difference = p1 - p2
+    low = difference - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = difference + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return PairedDifference(
+        problems=total,
+        both=both,
+        a_only=a_only,
+        b_only=b_only,
+        difference=difference,
+        low=max(-1.0, low),
+        high=min(1.0, high),
+        p_value=p_value,
+    )
+
+
+def holm(p_values: Sequence[float], alpha: float = 1 - DEFAULT_CONFIDENCE) -> list[float]:
+    """Holm-adjusted p-values (statsmodels ``multipletests(method="holm")``)."""
+    if not p_values:
+        return []
+    return [float(value) for value in multipletests(list(p_values), alpha=alpha, method="holm")[1]]

@@ -87,7 +87,11 @@ class FractionSummary:
     rate's denominator; rates and their intervals are None when their denominator is 0.
     ``answer_in_prefix`` counts the results here whose prefix states the reference answer
     (None when that is unknown for every result); ``unlock_rate_without_answer`` is the unlock
-    rate over the baseline-unsolved problems whose prefix is known not to state it.
+    rate over one fixed set of baseline-unsolved problems: those whose CoT is known to state no
+    answer before the last fraction (``*_prefix_without_answer``: the per-fraction variant, over
+    the problems whose prefix at this fraction does not state it). ``true_*``: the true unlock
+    rate (``cot_transfer.domain.true_rate``); ``unlock_rate_band``: the unlock rate's band that
+    holds at every fraction at once.
     """
 
     fraction: float
@@ -107,6 +111,18 @@ class FractionSummary:
     unlocked_without_answer: int = 0
     unlock_rate_without_answer: float | None = None
     unlock_rate_without_answer_interval: Interval | None = None
+    # Not on the wire (summary.json only): cot_transfer.domain.true_rate and the README's "Statistics".
+    true_unlock_rate: float | None = None
+    true_unlock_rate_interval: Interval | None = None
+    true_unlock_rate_measured_unsolved_interval: Interval | None = None
+    true_unlock_undecided: int = 0
+    true_unlock_rate_without_answer: float | None = None
+    true_unlock_rate_without_answer_interval: Interval | None = None
+    unlock_rate_band: Interval | None = None
+    unsolved_prefix_without_answer: int = 0
+    unlocked_prefix_without_answer: int = 0
+    unlock_rate_prefix_without_answer: float | None = None
+    unlock_rate_prefix_without_answer_interval: Interval | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +143,21 @@ class FractionSummary:
             "unlocked_without_answer": self.unlocked_without_answer,
             "unlock_rate_without_answer": self.unlock_rate_without_answer,
             "unlock_rate_without_answer_interval": interval_dict(self.unlock_rate_without_answer_interval),
+            "true_unlock_rate": self.true_unlock_rate,
+            "true_unlock_rate_interval": interval_dict(self.true_unlock_rate_interval),
+            "true_unlock_rate_measured_unsolved_interval": interval_dict(
+                self.true_unlock_rate_measured_unsolved_interval
+            ),
+            "true_unlock_undecided": self.true_unlock_undecided,
+            "true_unlock_rate_without_answer": self.true_unlock_rate_without_answer,
+            "true_unlock_rate_without_answer_interval": interval_dict(self.true_unlock_rate_without_answer_interval),
+            "unlock_rate_band": interval_dict(self.unlock_rate_band),
+            "unsolved_prefix_without_answer": self.unsolved_prefix_without_answer,
+            "unlocked_prefix_without_answer": self.unlocked_prefix_without_answer,
+            "unlock_rate_prefix_without_answer": self.unlock_rate_prefix_without_answer,
+            "unlock_rate_prefix_without_answer_interval": interval_dict(
+                self.unlock_rate_prefix_without_answer_interval
+            ),
         }
 
 
