@@ -76,7 +76,7 @@ from benchmarks.workload import (
 )
 from cot_transfer.domain.requests import Problem
 from cot_transfer.experiment.datasets import load_problems
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.common.serving_config import ServingConfig
 
 
 async def service_phases(

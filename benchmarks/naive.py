@@ -18,8 +18,8 @@ from benchmarks.workload import log, timed
 from cot_transfer.domain.answers import grade
 from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.serving.config import ServingConfig
-from cot_transfer.serving.graders import get_grader
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.replicas.graders import get_grader
 
 
 @dataclass(frozen=True)

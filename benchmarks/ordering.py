@@ -31,7 +31,7 @@ from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS, QUI
 from cot_transfer.domain.requests import CotPrefix, StrongCot, TransferRequest
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.datasets import load_problems
-from cot_transfer.serving.transfer import SchedulingKey, TransferRunner, longest_generation_first
+from cot_transfer.serving.dataplane.fanout import SchedulingKey, TransferRunner, longest_generation_first
 
 
 def longest_prefix_first(prefix: CotPrefix) -> float:
@@ -61,8 +61,8 @@ def weak_counters(model_name: str) -> PrefixCacheCounters:
 
 async def compare(args: argparse.Namespace) -> dict[str, Any]:
     from cot_transfer.engine.vllm_engine import VLLMEngine
-    from cot_transfer.serving.strong import StrongModelServer
-    from cot_transfer.serving.weak import WeakModelServer
+    from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+    from cot_transfer.serving.replicas.strong_server import StrongModelServer
 
     workload = QUICK if args.quick else STANDARD
     args.artifacts.mkdir(parents=True, exist_ok=True)

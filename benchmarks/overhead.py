@@ -13,7 +13,7 @@ from benchmarks.stack import ServedStack, uses_gpu
 from cot_transfer.client import Sampling
 from cot_transfer.domain.requests import CompletionRequest, Problem
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.common.serving_config import ServingConfig
 
 WARM_UP_PAIRS = 5
 
@@ -35,7 +35,7 @@ async def serving_overhead(
 ) -> Overhead:
     """Paired latencies of one Complete call served vs in-process; the differences are the overhead."""
     from cot_transfer.engine.vllm_engine import VLLMEngine
-    from cot_transfer.serving.weak import WeakModelServer
+    from cot_transfer.serving.replicas.receiver_server import WeakModelServer
 
     weak = config.weak.sampling
     # A fixed seed: both engines (same weights, same config) generate the same tokens.

@@ -19,8 +19,8 @@ import yaml
 
 from benchmarks.workload import REPO
 from cot_transfer.client import CotTransferClient
-from cot_transfer.serving.config import ServingConfig
-from cot_transfer.serving.serve_options import gpu_per_replica
+from cot_transfer.serving.common.serve_options import gpu_per_replica
+from cot_transfer.serving.common.serving_config import ServingConfig
 
 SERVE_START_TIMEOUT_S = 900
 

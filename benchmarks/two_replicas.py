@@ -49,8 +49,8 @@ from benchmarks.workload import (
 )
 from cot_transfer.domain.requests import Problem
 from cot_transfer.experiment.datasets import load_problems
-from cot_transfer.serving.config import PROXY_MAX_MESSAGE_ENV, ServingConfig
-from cot_transfer.serving.routing import request_router_config
+from cot_transfer.serving.common.serving_config import PROXY_MAX_MESSAGE_ENV, ServingConfig
+from cot_transfer.serving.wiring.routing import request_router_config
 
 ROUTERS = ("prefix_affinity", "default")
 CPU_BLOCK_SIZE = 32

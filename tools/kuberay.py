@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.common.serving_config import ServingConfig
 
 # The import path Serve calls with the application's ``args`` (see deployments.build_app).
-IMPORT_PATH = "cot_transfer.serving.deployments:build_app"
+IMPORT_PATH = "cot_transfer.serving.wiring.deployments:build_app"
 # The RayService in deploy/base/rayservice.yaml, whose serveConfigV2 the overlay patch sets.
 RAYSERVICE_NAME = "cot-transfer"
 PROMETHEUS_RULE_NAME = "cot-transfer"
@@ -93,7 +93,7 @@ def load_cluster_config(path: str | Path) -> ServingConfig:
 
 def render_serve_config(config: ServingConfig) -> dict[str, Any]:
     """The Ray Serve config file (``ServeDeploySchema``) that deploys the app of ``config``."""
-    from cot_transfer.serving.deployments import GRPC_SERVICER_FUNCTIONS
+    from cot_transfer.serving.wiring.deployments import GRPC_SERVICER_FUNCTIONS
 
     check_cluster_config(config)
     return {

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from cot_transfer.serving.config import ServingConfig
-from cot_transfer.serving.deployments import GRPC_SERVICER_FUNCTIONS
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.wiring.deployments import GRPC_SERVICER_FUNCTIONS
 from tools.kuberay import (
     IMPORT_PATH,
     load_cluster_config,

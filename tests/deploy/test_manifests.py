@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cot_transfer.serving.config import PROXY_MAX_MESSAGE_ENV, ServingConfig
+from cot_transfer.serving.common.serving_config import PROXY_MAX_MESSAGE_ENV, ServingConfig
 
 from .conftest import DEPLOY, REPO, Manifest, crd_schemas, load_documents, of_kind, only
 
@@ -109,7 +109,7 @@ def _rayservice(manifests: list[Manifest]) -> Manifest:
 def _serving_config(service: Manifest) -> ServingConfig:
     serve = yaml.safe_load(service["spec"]["serveConfigV2"])
     (application,) = serve["applications"]
-    assert application["import_path"] == "cot_transfer.serving.deployments:build_app"
+    assert application["import_path"] == "cot_transfer.serving.wiring.deployments:build_app"
     return ServingConfig.model_validate(application["args"]["config"])
 
 

@@ -30,7 +30,7 @@ from cot_transfer.client import CotTransferClient, RetryPolicy, Sampling
 from cot_transfer.domain.requests import FractionResult, Problem, StrongCot
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.experiment.datasets import load_problems
-from cot_transfer.serving.metrics import FAMILIES
+from cot_transfer.serving.common.metrics import FAMILIES
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 from loadtests.run import run_locust

@@ -137,7 +137,7 @@ async def test_the_token_is_in_no_serve_or_ray_log_after_accepted_and_refused_ca
 def _weak_replica_fault(replica: object, on: bool) -> bool:
     """Runs inside a weak-model replica's process: makes every Complete raise an unexpected error
     (or undoes that)."""
-    from cot_transfer.serving import weak
+    from cot_transfer.serving.replicas import receiver_server as weak
 
     if on:
         original = weak.WeakModelServer.complete

@@ -16,7 +16,7 @@ from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.requests import CotDelta, CotPrefix, FractionResult, Problem, StrongAnswer, StrongCot
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.experiment.datasets import load_problems
-from cot_transfer.serving.edge import transfer_event_to_proto
+from cot_transfer.serving.edge.encode import transfer_event_to_proto
 from tests.conftest import REPO, RunningService
 
 pytestmark = pytest.mark.integration

@@ -3,7 +3,7 @@
 The cluster is a head and a second raylet on this machine (``benchmarks.cluster``), each with one
 ``weak_slot``: one weak replica lands on each node. ``cot-transfer serve`` joins it through
 RAY_ADDRESS, with the weak deployment's ``request_router_config`` naming
-``cot_transfer.serving.routing:ProblemAffinityRouter``. The tests check that a concurrent
+``cot_transfer.serving.wiring.routing:ProblemAffinityRouter``. The tests check that a concurrent
 ``Transfer.Run`` completes (the first router stalled there), that every call about one problem
 reaches one replica, and that the service's metrics endpoint carries both nodes' replicas. The
 side-by-side prefill figures are the benchmark's (``benchmarks.two_replicas``).
@@ -26,8 +26,8 @@ from cot_transfer.client import Sampling
 from cot_transfer.domain.requests import FractionResult, StrongCot
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.experiment.datasets import load_problems
-from cot_transfer.serving.config import PROXY_MAX_MESSAGE_ENV
-from cot_transfer.serving.routing import ROUTER_CLASS_PATH
+from cot_transfer.serving.common.serving_config import PROXY_MAX_MESSAGE_ENV
+from cot_transfer.serving.wiring.routing import ROUTER_CLASS_PATH
 from tests.conftest import (
     FAST_AUTOSCALING_ENV,
     REPO,

@@ -20,7 +20,7 @@ from cot_transfer.domain.requests import (
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.sequential import DECIDED, N_MAX, SamplingPlan
 from cot_transfer.domain.transfer import RunSummary, Thresholds
-from cot_transfer.serving.transfer import TransferRunner
+from cot_transfer.serving.dataplane.fanout import TransferRunner
 
 COT = "abcdefghijklmnopqrst Answer: 1"
 

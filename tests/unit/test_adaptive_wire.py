@@ -18,8 +18,8 @@ from cot_transfer.domain.transfer import RunSummary, Thresholds
 from cot_transfer.experiment.markdown import markdown_table
 from cot_transfer.experiment.runner import ExperimentSettings
 from cot_transfer.experiment.sampling_summary import sampling_line, sampling_summary
-from cot_transfer.serving import edge
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.edge import decode, encode
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 CONFIG = ServingConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "local-cpu.yaml")
@@ -34,13 +34,13 @@ def run_request(plan: pb.SamplingPlan | None, n: int = 0) -> pb.RunRequest:
 
 
 def test_the_plan_decodes_with_the_services_defaults_and_n_is_n_max() -> None:
-    request = edge.transfer_request_from_proto(run_request(pb.SamplingPlan(n_max=128)), CONFIG)
+    request = decode.transfer_request_from_proto(run_request(pb.SamplingPlan(n_max=128)), CONFIG)
     assert request.n == 128
     assert request.sampling_plan == SamplingPlan(128, tuple(CONFIG.adaptive.rounds), CONFIG.adaptive.error_rate)
     sent = SamplingPlan(64, (4, 4, 8), error_rate=0.01, target_width=0.2)
-    decoded = edge.transfer_request_from_proto(run_request(sampling_plan_to_proto(sent), n=64), CONFIG)
+    decoded = decode.transfer_request_from_proto(run_request(sampling_plan_to_proto(sent), n=64), CONFIG)
     assert decoded.sampling_plan == sent
-    assert edge.transfer_request_from_proto(run_request(None, n=4), CONFIG).sampling_plan is None
+    assert decode.transfer_request_from_proto(run_request(None, n=4), CONFIG).sampling_plan is None
 
 
 @pytest.mark.parametrize(
@@ -57,15 +57,15 @@ def test_the_plan_decodes_with_the_services_defaults_and_n_is_n_max() -> None:
 )
 def test_a_bad_plan_is_invalid_argument_naming_the_field(plan: pb.SamplingPlan, n: int, field: str) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
-        edge.transfer_request_from_proto(run_request(plan, n), CONFIG)
+        decode.transfer_request_from_proto(run_request(plan, n), CONFIG)
     assert caught.value.field == field
 
 
 def test_rounds_and_samples_round_trip_the_wire() -> None:
     row = FractionResult("a", 0.5, 3, 6, 16, 9, rounds=2, stop_reason="decided")
-    assert transfer_event_from_proto(edge.transfer_event_to_proto(row)) == row
+    assert transfer_event_from_proto(encode.transfer_event_to_proto(row)) == row
     summary = RunSummary((0.0,), 128, 1, 1, (), None, Thresholds(), samples_drawn=40, samples_brute_force=128)
-    decoded = transfer_event_from_proto(edge.transfer_event_to_proto(summary))
+    decoded = transfer_event_from_proto(encode.transfer_event_to_proto(summary))
     assert isinstance(decoded, RunSummary)
     assert (decoded.samples_drawn, decoded.samples_brute_force) == (40, 128)
 

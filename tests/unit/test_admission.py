@@ -5,7 +5,7 @@ from collections.abc import AsyncGenerator
 import pytest
 
 from cot_transfer.domain.errors import OverloadedError
-from cot_transfer.serving.admission import backoff_s, call_when_admitted, stream_when_admitted
+from cot_transfer.serving.dataplane.admission import backoff_s, call_when_admitted, stream_when_admitted
 
 
 class QueueFullError(Exception):

@@ -12,8 +12,8 @@ from cot_transfer.client.convert import strong_event_from_proto, transfer_event_
 from cot_transfer.domain.answers import ChoiceGrader, ExactGrader, Grader, get_grader, states_answer
 from cot_transfer.domain.requests import CotPrefix, FractionResult, StrongCot
 from cot_transfer.experiment.run_folder import RESULTS_FILE, STRONG_FILE, RunFolder, _RowWriter
-from cot_transfer.serving.edge import strong_event_to_proto, transfer_event_to_proto
-from cot_transfer.serving.graders import get_grader as serving_grader
+from cot_transfer.serving.edge.encode import strong_event_to_proto, transfer_event_to_proto
+from cot_transfer.serving.replicas.graders import get_grader as serving_grader
 
 
 @pytest.mark.parametrize(

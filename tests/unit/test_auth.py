@@ -1,7 +1,7 @@
 import pytest
 
 from cot_transfer.domain.errors import PermissionDeniedError, UnauthenticatedError
-from cot_transfer.serving.auth import TokenAuth
+from cot_transfer.serving.edge.auth import TokenAuth
 
 
 def test_the_right_token_passes_in_any_header_case() -> None:

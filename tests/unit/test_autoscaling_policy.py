@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cot_transfer.serving.autoscaling import ENGINE_RUNNING, ENGINE_WAITING, EngineQueuePolicy
-from cot_transfer.serving.config import AutoscalingConfig
+from cot_transfer.serving.common.serving_config import AutoscalingConfig
+from cot_transfer.serving.wiring.autoscaling import ENGINE_RUNNING, ENGINE_WAITING, EngineQueuePolicy
 
 
 def context(current: int, running: list[float], waiting: list[float]) -> SimpleNamespace:
@@ -57,5 +57,5 @@ def test_config_selects_the_policy_for_serve() -> None:
     assert "policy" not in default
     engine_queue = AutoscalingConfig(max_replicas=4, policy="engine_queue").serve_config()
     parsed = ServeAutoscalingConfig(**engine_queue)
-    assert parsed.policy.policy_function == "cot_transfer.serving.autoscaling:EngineQueuePolicy"
+    assert parsed.policy.policy_function == "cot_transfer.serving.wiring.autoscaling:EngineQueuePolicy"
     assert parsed.policy.policy_kwargs == {"waiting_per_replica": 1.0, "running_per_replica": 32.0}

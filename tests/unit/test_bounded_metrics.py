@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cot_transfer.serving.metrics import FAMILIES, ExperimentSeries
-from cot_transfer.serving.metrics_endpoint import gather_exposition, merge_expositions
+from cot_transfer.serving.common.metrics import FAMILIES, ExperimentSeries
+from cot_transfer.serving.wiring.metrics_endpoint import gather_exposition, merge_expositions
 
 
 class Clock:

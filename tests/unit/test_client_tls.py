@@ -22,8 +22,8 @@ from cryptography.x509.oid import NameOID
 
 from cot_transfer.cli.run import connection_options
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError
-from cot_transfer.serving import edge
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.edge import encode
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 
@@ -78,7 +78,7 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
 
 class InfoOnly(pb_grpc.TransferServicer):
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.GetInfoResponse:  # noqa: N802
-        return edge.service_info_to_proto(CONFIG)
+        return encode.service_info_to_proto(CONFIG)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -4,7 +4,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.common.serving_config import ServingConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,8 +22,8 @@ from cot_transfer.domain.requests import (
     StrongCot,
 )
 from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary, Thresholds
-from cot_transfer.serving import edge
-from cot_transfer.serving.config import ServingConfig
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.edge import decode, encode
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 CONFIG = ServingConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "local-cpu.yaml")
@@ -40,7 +40,7 @@ def run_request(**overrides: object) -> pb.RunRequest:
 
 
 def test_unset_sampling_fields_take_the_config_defaults() -> None:
-    request = edge.completion_request_from_proto(
+    request = decode.completion_request_from_proto(
         pb.CompleteRequest(problem="1+2", n=2, reference_answer="3", sampling=Sampling(top_p=0.5).to_proto()), CONFIG
     )
     defaults = CONFIG.weak.sampling
@@ -51,20 +51,20 @@ def test_unset_sampling_fields_take_the_config_defaults() -> None:
 
 
 def test_explicit_zero_temperature_is_kept_not_defaulted() -> None:
-    request = edge.prefix_request_from_proto(
+    request = decode.prefix_request_from_proto(
         pb.StreamPrefixesRequest(problem="1+2", fractions=[1.0], sampling=Sampling(temperature=0.0).to_proto()), CONFIG
     )
     assert request.sampling.temperature == 0.0
 
 
 def test_run_request_always_measures_the_baseline_and_sorts_fractions() -> None:
-    request = edge.transfer_request_from_proto(run_request(fractions=[1.0, 0.5, 0.5]), CONFIG)
+    request = decode.transfer_request_from_proto(run_request(fractions=[1.0, 0.5, 0.5]), CONFIG)
     assert request.fractions == (0.0, 0.5, 1.0)
     assert request.thresholds == Thresholds(0.0, 0.5)
 
 
 def test_prefix_request_keeps_request_order() -> None:
-    request = edge.prefix_request_from_proto(pb.StreamPrefixesRequest(problem="x", fractions=[1.0, 0.2]), CONFIG)
+    request = decode.prefix_request_from_proto(pb.StreamPrefixesRequest(problem="x", fractions=[1.0, 0.2]), CONFIG)
     assert tuple(request.fractions) == (1.0, 0.2)
 
 
@@ -95,21 +95,21 @@ def test_prefix_request_keeps_request_order() -> None:
 )
 def test_invalid_run_fields_are_named(request_message: pb.RunRequest, field: str) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
-        edge.transfer_request_from_proto(request_message, CONFIG)
+        decode.transfer_request_from_proto(request_message, CONFIG)
     assert caught.value.field == field
     assert str(caught.value).startswith(f"{field}: ")
 
 
 def test_unknown_grader_is_not_found() -> None:
     with pytest.raises(NotFoundError, match="known graders"):
-        edge.completion_request_from_proto(
+        decode.completion_request_from_proto(
             pb.CompleteRequest(problem="x", n=1, reference_answer="1", grader="nope"), CONFIG
         )
 
 
 def test_complete_requires_a_reference_answer() -> None:
     with pytest.raises(InvalidArgumentError, match="reference_answer"):
-        edge.completion_request_from_proto(pb.CompleteRequest(problem="x", n=1), CONFIG)
+        decode.completion_request_from_proto(pb.CompleteRequest(problem="x", n=1), CONFIG)
 
 
 def test_events_round_trip_through_the_wire_format() -> None:
@@ -119,16 +119,16 @@ def test_events_round_trip_through_the_wire_format() -> None:
         StrongAnswer("1+2=3", "3", 5, "stop"),
         StrongAnswer("1+2", None, 3, "length"),
     ):
-        wire = edge.strong_event_to_proto(event).SerializeToString()
+        wire = encode.strong_event_to_proto(event).SerializeToString()
         assert strong_event_from_proto(pb.StreamPrefixesResponse.FromString(wire)) == event
     result = CompletionResult(
         [GradedCompletion("x", "3", True, 2, "stop"), GradedCompletion("y", None, False, 9, "length")], 7
     )
     decoded = completion_result_from_proto(
-        pb.CompleteResponse.FromString(edge.completion_result_to_proto(result).SerializeToString())
+        pb.CompleteResponse.FromString(encode.completion_result_to_proto(result).SerializeToString())
     )
     assert decoded == result
-    assert edge.completion_result_to_proto(result).potential == 0.5
+    assert encode.completion_result_to_proto(result).potential == 0.5
     # What the wire carries of a FractionSummary: no per-fraction problem count or mean interval.
     unlocked_half = FractionSummary(
         1.0,
@@ -170,5 +170,5 @@ def test_events_round_trip_through_the_wire_format() -> None:
     )
     results = (FractionResult("a", 0.5, 2, 4, 8, 3), FractionResult("a", 0.5, 2, 4, 8, 3, answer_in_prefix=True))
     for run_event in (StrongCot("a", "cot", "3", True, 3), *results, summary):
-        wire = edge.transfer_event_to_proto(run_event).SerializeToString()
+        wire = encode.transfer_event_to_proto(run_event).SerializeToString()
         assert transfer_event_from_proto(pb.RunResponse.FromString(wire)) == run_event

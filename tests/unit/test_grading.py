@@ -1,5 +1,5 @@
 """Answer extraction and the graders (``cot_transfer.domain.answers``); the math grader's table
-rows compare through the service's math-verify pool (``cot_transfer.serving.graders``)."""
+rows compare through the service's math-verify pool (``cot_transfer.serving.replicas.graders``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from cot_transfer.domain.answers import (
     normalize_answer,
 )
 from cot_transfer.domain.errors import NotFoundError, UnavailableError
-from cot_transfer.serving.graders import get_grader as serving_grader
+from cot_transfer.serving.replicas.graders import get_grader as serving_grader
 
 # (completion text, reference, grader, expected correct)
 GRADING_TABLE = [

@@ -25,9 +25,9 @@ from cot_transfer.domain.requests import (
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.steps import CutMode, StepBoundary, step_cuts, step_ends
 from cot_transfer.domain.transfer import Thresholds
-from cot_transfer.serving.cuts import cot_step_cuts, parse_imported_cot
-from cot_transfer.serving.strong import StrongModelServer
-from cot_transfer.serving.transfer import TransferRunner
+from cot_transfer.serving.dataplane.fanout import TransferRunner
+from cot_transfer.serving.replicas.cuts import cot_step_cuts, parse_imported_cot
+from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from tests.fakes import ScriptedEngine
 from tests.reasoning_models import load_tokenizer, save_model_folder
 

@@ -10,9 +10,9 @@ import pytest
 from cot_transfer.client.convert import service_info_from_proto
 from cot_transfer.domain.errors import InvalidArgumentError
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.serving import edge
-from cot_transfer.serving.config import ServingConfig
-from cot_transfer.serving.fingerprint import model_fingerprint
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.edge import decode, encode
+from cot_transfer.serving.replicas.fingerprint import model_fingerprint
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 BASE = ServingConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "local-cpu.yaml")
@@ -25,20 +25,20 @@ FIVE_MB = "7" * (5 * 2**20)
 @pytest.mark.parametrize(
     ("convert", "message", "field"),
     [
-        (edge.prefix_request_from_proto, pb.StreamPrefixesRequest(problem=TOO_LONG, fractions=[1.0]), "problem"),
-        (edge.completion_request_from_proto, pb.CompleteRequest(problem=TOO_LONG, reference_answer="3"), "problem"),
+        (decode.prefix_request_from_proto, pb.StreamPrefixesRequest(problem=TOO_LONG, fractions=[1.0]), "problem"),
+        (decode.completion_request_from_proto, pb.CompleteRequest(problem=TOO_LONG, reference_answer="3"), "problem"),
         (
-            edge.completion_request_from_proto,
+            decode.completion_request_from_proto,
             pb.CompleteRequest(problem="1+2", prefix=TOO_LONG, reference_answer="3"),
             "prefix",
         ),
         (
-            edge.completion_request_from_proto,
+            decode.completion_request_from_proto,
             pb.CompleteRequest(problem="1+2", reference_answer=TOO_LONG),
             "reference_answer",
         ),
         (
-            edge.transfer_request_from_proto,
+            decode.transfer_request_from_proto,
             pb.RunRequest(
                 problems=[
                     pb.Problem(id="a", problem="1", answer="1"),
@@ -50,12 +50,12 @@ FIVE_MB = "7" * (5 * 2**20)
             "problems[1].problem",
         ),
         (
-            edge.transfer_request_from_proto,
+            decode.transfer_request_from_proto,
             pb.RunRequest(problems=[pb.Problem(id="a", problem="1+2", answer=TOO_LONG)], fractions=[1.0], n=1),
             "problems[0].answer",
         ),
         (
-            edge.transfer_request_from_proto,
+            decode.transfer_request_from_proto,
             pb.RunRequest(problems=[pb.Problem(id=TOO_LONG, problem="1+2", answer="3")], fractions=[1.0], n=1),
             "problems[0].id",
         ),
@@ -72,7 +72,7 @@ def test_a_text_past_the_cap_is_refused_naming_the_field_and_the_cap(
 
 
 def test_a_text_at_the_cap_passes() -> None:
-    request = edge.completion_request_from_proto(
+    request = decode.completion_request_from_proto(
         pb.CompleteRequest(problem="x" * CAP, prefix="y" * CAP, reference_answer="3", n=1), CONFIG
     )
     assert len(request.problem) == CAP
@@ -81,17 +81,17 @@ def test_a_text_at_the_cap_passes() -> None:
 def test_a_five_megabyte_problem_is_refused_by_the_default_cap_at_the_edge() -> None:
     assert BASE.limits.max_text_chars < len(FIVE_MB)
     with pytest.raises(InvalidArgumentError, match="problem: at most"):
-        edge.completion_request_from_proto(pb.CompleteRequest(problem=FIVE_MB, reference_answer="3"), BASE)
+        decode.completion_request_from_proto(pb.CompleteRequest(problem=FIVE_MB, reference_answer="3"), BASE)
 
 
 def test_multi_byte_text_is_capped_in_characters_not_bytes() -> None:
     text = "\U0001f600" * CAP  # 4 bytes each in UTF-8
-    request = edge.completion_request_from_proto(pb.CompleteRequest(problem=text, reference_answer="3", n=1), CONFIG)
+    request = decode.completion_request_from_proto(pb.CompleteRequest(problem=text, reference_answer="3", n=1), CONFIG)
     assert request.problem == text
 
 
 def test_get_info_reports_the_cap_the_sampling_defaults_and_each_models_fingerprint() -> None:
-    message = edge.service_info_to_proto(CONFIG, {CONFIG.strong.engine.name: "aaaa", CONFIG.weak.engine.name: "bbbb"})
+    message = encode.service_info_to_proto(CONFIG, {CONFIG.strong.engine.name: "aaaa", CONFIG.weak.engine.name: "bbbb"})
     info = service_info_from_proto(pb.GetInfoResponse.FromString(message.SerializeToString()))
     assert info.max_text_chars == CAP
     strong = CONFIG.strong.sampling

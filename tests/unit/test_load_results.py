@@ -24,7 +24,7 @@ from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS
 from cot_transfer.experiment.imported_cots import load_cots
 from cot_transfer.experiment.load import PARQUET_FILE
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
-from cot_transfer.serving import edge
+from cot_transfer.serving.edge import decode
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 from tests.unit.test_problem_isolation import CONFIG, InProcessService
@@ -124,20 +124,20 @@ def test_the_edge_names_a_bad_cut_boundary_format_or_tokenizer() -> None:
     ]
     for fields, name in cases:
         with pytest.raises(InvalidArgumentError) as caught:
-            edge.transfer_request_from_proto(run_request(**fields), CONFIG)
+            decode.transfer_request_from_proto(run_request(**fields), CONFIG)
         assert caught.value.field == name
     bad_format = pb.RunRequest(
         problems=[pb.Problem(id="a", problem="1+2", answer="3", cot=COT, cot_format="rst")], fractions=[0.5], n=2
     )
     with pytest.raises(InvalidArgumentError) as caught:
-        edge.transfer_request_from_proto(bad_format, CONFIG)
+        decode.transfer_request_from_proto(bad_format, CONFIG)
     assert caught.value.field == "problems[0].cot_format"
     with pytest.raises(NotFoundError):
-        edge.transfer_request_from_proto(run_request(cot_tokenizer="no-such-model"), CONFIG)
+        decode.transfer_request_from_proto(run_request(cot_tokenizer="no-such-model"), CONFIG)
 
 
 def test_every_step_needs_no_fractions_and_summarises_baseline_and_whole_cot() -> None:
-    request = edge.transfer_request_from_proto(
+    request = decode.transfer_request_from_proto(
         pb.RunRequest(problems=[pb.Problem(id="a", problem="q", answer="3", cot=COT)], n=2, cut=pb.CUT_MODE_EVERY_STEP),
         CONFIG,
     )

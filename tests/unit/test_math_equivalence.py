@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from cot_transfer.domain.answers import grade
-from cot_transfer.serving import math_compare
-from cot_transfer.serving.graders import get_grader
-from cot_transfer.serving.math_compare import compare_math
-from cot_transfer.serving.math_equivalence import Comparison, MathEquivalencePool, Outcome
-from cot_transfer.serving.metrics import NO_METRICS
+from cot_transfer.serving.common.metrics import NO_METRICS
+from cot_transfer.serving.replicas import math_compare
+from cot_transfer.serving.replicas.graders import get_grader
+from cot_transfer.serving.replicas.math_compare import compare_math
+from cot_transfer.serving.replicas.math_equivalence import Comparison, MathEquivalencePool, Outcome
 
 
 class _RecordingMetrics:
@@ -84,7 +84,7 @@ def test_a_math_verify_exception_is_logged_counted_and_graded_not_correct(
     metrics = _RecordingMetrics()
     # In-process, so the patched verify is the one that runs.
     grader = get_grader("math", metrics, MathEquivalencePool(max_workers=1, in_process=True))  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="cot_transfer.serving.graders"):
+    with caplog.at_level(logging.WARNING, logger="cot_transfer.serving.replicas.graders"):
         assert grader.is_correct(r"\frac{1}{2}", "0.5") is False
     assert metrics.grader_errors == [("math", "error")]
     assert "sympy fell over" in caplog.text
@@ -134,7 +134,7 @@ def test_math_grader_works_off_the_main_thread() -> None:
 def test_the_serving_process_does_not_import_sympy_to_compare() -> None:
     code = (
         "import sys\n"
-        "from cot_transfer.serving.graders import get_grader\n"
+        "from cot_transfer.serving.replicas.graders import get_grader\n"
         "assert get_grader('math').is_correct('1/2', '0.5')\n"
         "assert 'sympy' not in sys.modules, 'the comparison ran in this process'\n"
     )

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cot_transfer.serving.metrics_endpoint import merge_expositions, public_name
+from cot_transfer.serving.wiring.metrics_endpoint import merge_expositions, public_name
 
 RAY_LABELS = 'Component="core_worker",NodeAddress="10.0.0.1",SessionName="s",Version="2.60.0",WorkerId="{worker}"'
 

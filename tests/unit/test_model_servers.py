@@ -7,8 +7,8 @@ import pytest
 from cot_transfer.domain.errors import NotFoundError, OutOfRangeError
 from cot_transfer.domain.requests import CompletionRequest, CotDelta, CotPrefix, PrefixRequest, StrongAnswer
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.serving.strong import StrongModelServer
-from cot_transfer.serving.weak import WeakModelServer
+from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from tests.fakes import ScriptedEngine
 
 COT = "1+2=3; 3*3=9. Answer: 9"

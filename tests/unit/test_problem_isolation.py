@@ -18,11 +18,11 @@ from cot_transfer.domain.requests import Problem, ProblemError
 from cot_transfer.experiment.problem_errors import ERRORS_FILE
 from cot_transfer.experiment.run_folder import RunFolderError, folder_lock
 from cot_transfer.experiment.runner import ExperimentSettings, run_experiment
-from cot_transfer.serving import edge
-from cot_transfer.serving.config import ServingConfig
-from cot_transfer.serving.strong import StrongModelServer
-from cot_transfer.serving.transfer import TransferRunner
-from cot_transfer.serving.weak import WeakModelServer
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.dataplane.fanout import TransferRunner
+from cot_transfer.serving.edge import decode, encode
+from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 from tests.fakes import ScriptedEngine
@@ -43,19 +43,19 @@ class InProcessService(pb_grpc.TransferServicer, pb_grpc.WeakModelServicer):
         self.completes = 0
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.GetInfoResponse:  # noqa: N802
-        return edge.service_info_to_proto(CONFIG, {"strong": "f-strong", "weak": "f-weak"})
+        return encode.service_info_to_proto(CONFIG, {"strong": "f-strong", "weak": "f-weak"})
 
     async def Run(  # noqa: N802
         self, request: pb.RunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RunResponse]:
         self.run_problems.append([problem.id for problem in request.problems])
-        async for event in self.runner.run(edge.transfer_request_from_proto(request, CONFIG)):
-            yield edge.transfer_event_to_proto(event)
+        async for event in self.runner.run(decode.transfer_request_from_proto(request, CONFIG)):
+            yield encode.transfer_event_to_proto(event)
 
     async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:  # noqa: N802
         self.completes += 1
-        result = await self.weak.complete(edge.completion_request_from_proto(request, CONFIG))
-        return edge.completion_result_to_proto(result)
+        result = await self.weak.complete(decode.completion_request_from_proto(request, CONFIG))
+        return encode.completion_result_to_proto(result)
 
 
 @pytest.fixture

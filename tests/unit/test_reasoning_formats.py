@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from cot_transfer.cli.render import render_prompt
 from cot_transfer.domain.requests import CompletionRequest, CotPrefix, PrefixRequest, StrongAnswer
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.serving.config import CustomReasoningFormat
-from cot_transfer.serving.reasoning import ReasoningCodec, resolve_format
-from cot_transfer.serving.strong import StrongModelServer
-from cot_transfer.serving.weak import WeakModelServer
+from cot_transfer.serving.common.serving_config import CustomReasoningFormat
+from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
+from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from tests.reasoning_models import TEMPLATES, TextEngine, load_tokenizer, save_model_folder
 
 PRESETS = ("plain", "qwen3", "deepseek_r1", "gpt_oss")
@@ -227,7 +227,7 @@ def test_a_custom_template_must_place_prompt_then_reasoning_once(template: str) 
 
 
 def test_every_preset_is_a_valid_config_value(folders: dict[str, Path], tmp_path: Path) -> None:
-    from cot_transfer.serving.config import ServingConfig
+    from cot_transfer.serving.common.serving_config import ServingConfig
 
     for preset in PRESETS:
         assert ServingConfig.from_yaml(_config(tmp_path, folders[preset], preset)).weak.reasoning_format == preset
@@ -294,7 +294,7 @@ def test_the_render_command_prints_the_shipped_weak_prompt_and_its_token_count(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from cot_transfer.cli.main import main
-    from cot_transfer.serving.config import ServingConfig
+    from cot_transfer.serving.common.serving_config import ServingConfig
 
     config_path = Path(__file__).resolve().parents[2] / "configs" / "local-cpu.yaml"
     opening = resolve_format(ServingConfig.from_yaml(config_path).weak.reasoning_format).opening

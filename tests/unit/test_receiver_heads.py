@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cot_transfer.serving.reasoning import ReasoningCodec, resolve_format
+from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
 from tests.reasoning_models import load_tokenizer, save_model_folder
 
 

@@ -24,12 +24,12 @@ from cot_transfer.domain.requests import (
 )
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import RunSummary, Thresholds
-from cot_transfer.serving import edge
-from cot_transfer.serving.config import CustomReasoningFormat, ServingConfig
-from cot_transfer.serving.force_answer import PLAIN_ANSWER_CUE, closing_ids, graded_text
-from cot_transfer.serving.reasoning import ReasoningCodec, resolve_format
-from cot_transfer.serving.transfer import TransferRunner
-from cot_transfer.serving.weak import WeakModelServer
+from cot_transfer.serving.common.serving_config import CustomReasoningFormat, ServingConfig
+from cot_transfer.serving.dataplane.fanout import TransferRunner
+from cot_transfer.serving.edge import decode, encode
+from cot_transfer.serving.replicas.force_answer import PLAIN_ANSWER_CUE, closing_ids, graded_text
+from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
+from cot_transfer.serving.replicas.receiver_server import WeakModelServer
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from tests.fakes import CharTokenizer, ScriptedEngine
 
@@ -128,9 +128,9 @@ def run_request(**overrides: object) -> pb.RunRequest:
 
 
 def test_the_edge_resolves_receivers_and_modes_with_the_weak_model_free_by_default() -> None:
-    plain = edge.transfer_request_from_proto(run_request(), CONFIG)
+    plain = decode.transfer_request_from_proto(run_request(), CONFIG)
     assert (plain.receivers, plain.modes, plain.primary) == ((WEAK,), (FREE,), (WEAK, FREE))
-    both = edge.transfer_request_from_proto(
+    both = decode.transfer_request_from_proto(
         run_request(receivers=[STRONG, WEAK, STRONG], modes=[pb.ANSWER_MODE_FORCE_ANSWER, pb.ANSWER_MODE_FREE]),
         CONFIG,
     )
@@ -141,21 +141,21 @@ def test_the_edge_resolves_receivers_and_modes_with_the_weak_model_free_by_defau
 
 def test_an_unknown_receiver_is_not_found_naming_what_is_served() -> None:
     with pytest.raises(NotFoundError, match=r"receivers\[1\].*'nope'.*testbed-weak"):
-        edge.transfer_request_from_proto(run_request(receivers=[WEAK, "nope"]), CONFIG)
+        decode.transfer_request_from_proto(run_request(receivers=[WEAK, "nope"]), CONFIG)
     with pytest.raises(NotFoundError, match="receiver"):
-        edge.completion_request_from_proto(
+        decode.completion_request_from_proto(
             pb.CompleteRequest(problem="1+2", n=1, reference_answer="3", receiver="nope"), CONFIG
         )
 
 
 def test_a_bad_mode_is_invalid_argument_naming_the_field() -> None:
     with pytest.raises(InvalidArgumentError) as caught:
-        edge.transfer_request_from_proto(run_request(modes=[pb.ANSWER_MODE_FREE, 7]), CONFIG)
+        decode.transfer_request_from_proto(run_request(modes=[pb.ANSWER_MODE_FREE, 7]), CONFIG)
     assert caught.value.field == "modes[1]"
     with pytest.raises(InvalidArgumentError) as single:
         # An enum value from a newer client that this service does not know.
         unknown = cast(pb.AnswerMode, 9)
-        edge.completion_request_from_proto(
+        decode.completion_request_from_proto(
             pb.CompleteRequest(problem="1+2", n=1, reference_answer="3", mode=unknown), CONFIG
         )
     assert single.value.field == "mode"
@@ -163,7 +163,7 @@ def test_a_bad_mode_is_invalid_argument_naming_the_field() -> None:
 
 def test_results_and_receiver_blocks_cross_the_wire() -> None:
     row = FractionResult("a", 0.5, 3, 6, 2, 1, receiver=STRONG, mode=FORCE_ANSWER)
-    assert transfer_event_from_proto(edge.transfer_event_to_proto(row)) == row
+    assert transfer_event_from_proto(encode.transfer_event_to_proto(row)) == row
     legacy = transfer_event_from_proto(pb.RunResponse(result=pb.FractionResult(problem_id="a", n=1)))
     assert isinstance(legacy, FractionResult)
     assert (legacy.receiver, legacy.mode) == ("", FREE)
@@ -174,7 +174,7 @@ async def test_the_wire_summary_carries_one_block_per_receiver_and_mode() -> Non
     events = [event async for event in runner.run(request((STRONG, WEAK), (FREE, FORCE_ANSWER)))]
     summary = events[-1]
     assert isinstance(summary, RunSummary)
-    back = transfer_event_from_proto(edge.transfer_event_to_proto(summary))
+    back = transfer_event_from_proto(encode.transfer_event_to_proto(summary))
     assert isinstance(back, RunSummary)
     assert [(block.receiver, block.mode) for block in back.receivers] == [
         (block.receiver, block.mode) for block in summary.receivers
@@ -227,18 +227,18 @@ def config_with_a_receiver(name: str) -> ServingConfig:
 
 def test_a_configured_receiver_only_model_is_served_listed_with_its_role_and_named_in_runs() -> None:
     config = config_with_a_receiver("third")
-    info = edge.service_info_to_proto(config)
+    info = encode.service_info_to_proto(config)
     assert {model.name: list(model.roles) for model in info.models} == {
         STRONG: ["strong"],
         WEAK: ["weak"],
         "third": ["receiver"],
     }
-    run = edge.transfer_request_from_proto(run_request(receivers=["third", STRONG]), config)
+    run = decode.transfer_request_from_proto(run_request(receivers=["third", STRONG]), config)
     assert run.receivers == ("third", STRONG)
     # No weak receiver asked: the first receiver stands for the run at top level.
     assert run.primary == ("third", FREE)
     with pytest.raises(NotFoundError):
-        edge.transfer_request_from_proto(run_request(receivers=["third"]), CONFIG)
+        decode.transfer_request_from_proto(run_request(receivers=["third"]), CONFIG)
 
 
 def test_a_receiver_may_not_reuse_a_served_name() -> None:

@@ -15,11 +15,11 @@ from cot_transfer.client import CotTransferClient
 from cot_transfer.domain.receivers import FORCE_ANSWER, FREE
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, Problem
 from cot_transfer.experiment.runner import ExperimentSettings, run_experiment
-from cot_transfer.serving import edge
-from cot_transfer.serving.config import ServingConfig
-from cot_transfer.serving.strong import StrongModelServer
-from cot_transfer.serving.transfer import TransferRunner
-from cot_transfer.serving.weak import WeakModelServer
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.dataplane.fanout import TransferRunner
+from cot_transfer.serving.edge import decode, encode
+from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 from tests.fakes import ScriptedEngine
@@ -48,18 +48,18 @@ class TwoReceiverService(pb_grpc.TransferServicer, pb_grpc.WeakModelServicer):
         return await self.receivers[request.receiver or WEAK].complete(request)
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.GetInfoResponse:  # noqa: N802
-        return edge.service_info_to_proto(CONFIG, {STRONG: "f-strong", WEAK: "f-weak"})
+        return encode.service_info_to_proto(CONFIG, {STRONG: "f-strong", WEAK: "f-weak"})
 
     async def Run(  # noqa: N802
         self, request: pb.RunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.RunResponse]:
-        async for event in self.runner.run(edge.transfer_request_from_proto(request, CONFIG)):
-            yield edge.transfer_event_to_proto(event)
+        async for event in self.runner.run(decode.transfer_request_from_proto(request, CONFIG)):
+            yield encode.transfer_event_to_proto(event)
 
     async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:  # noqa: N802
-        completion = edge.completion_request_from_proto(request, CONFIG)
+        completion = decode.completion_request_from_proto(request, CONFIG)
         self.completes.append((completion.receiver, completion.mode))
-        return edge.completion_result_to_proto(await self.complete(completion))
+        return encode.completion_result_to_proto(await self.complete(completion))
 
 
 @pytest.fixture

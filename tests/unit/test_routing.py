@@ -15,8 +15,8 @@ from ray.serve.request_router import PendingRequest
 
 from cot_transfer.domain.requests import CompletionRequest, PrefixRequest
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.serving.config import ModelDeploymentConfig
-from cot_transfer.serving.routing import (
+from cot_transfer.serving.common.serving_config import ModelDeploymentConfig
+from cot_transfer.serving.wiring.routing import (
     ROUTER_CLASS_PATH,
     ProblemAffinityRouter,
     is_imbalanced,
@@ -233,7 +233,7 @@ async def test_the_first_attempts_shape_stalls_on_the_same_calls() -> None:
 def test_the_router_is_set_through_serves_own_option() -> None:
     from ray.serve.config import RequestRouterConfig
 
-    from cot_transfer.serving.deployments import _model_deployment_options
+    from cot_transfer.serving.wiring.deployments import _model_deployment_options
 
     engine = {"served_name": "weak", "model": "/models/weak"}
     deployment = ModelDeploymentConfig.model_validate(

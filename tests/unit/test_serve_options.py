@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cot_transfer.serving.config import IngressConfig, ModelDeploymentConfig, ServingConfig
-from cot_transfer.serving.serve_options import cpu_demand, gpu_per_replica
+from cot_transfer.serving.common.serve_options import cpu_demand, gpu_per_replica
+from cot_transfer.serving.common.serving_config import IngressConfig, ModelDeploymentConfig, ServingConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from cot_transfer.domain.errors import (
     OverloadedError,
     UnavailableError,
 )
-from cot_transfer.serving.status import status_for
+from cot_transfer.serving.edge.status import status_for
 
 
 @pytest.mark.parametrize(

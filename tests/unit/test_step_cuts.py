@@ -17,8 +17,8 @@ from cot_transfer.domain.steps import (
     step_cuts,
     step_ends,
 )
-from cot_transfer.serving.cuts import cut_prefixes
-from cot_transfer.serving.strong import StrongModelServer
+from cot_transfer.serving.replicas.cuts import cut_prefixes
+from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from tests.fakes import ScriptedEngine
 
 TOKENIZER = ScriptedEngine([]).tokenizer

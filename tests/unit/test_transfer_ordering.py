@@ -22,7 +22,7 @@ from cot_transfer.domain.requests import (
 )
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
-from cot_transfer.serving.transfer import PrioritySlots, TransferRunner, longest_generation_first
+from cot_transfer.serving.dataplane.fanout import PrioritySlots, TransferRunner, longest_generation_first
 
 COT = "0123456789abcdefghij"
 FRACTIONS = (0.0, 0.1, 0.5, 0.9, 1.0)

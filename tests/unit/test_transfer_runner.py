@@ -26,8 +26,8 @@ from cot_transfer.domain.requests import (
 )
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import RunSummary, Thresholds
-from cot_transfer.serving.admission import call_when_admitted
-from cot_transfer.serving.transfer import TransferRunner
+from cot_transfer.serving.dataplane.admission import call_when_admitted
+from cot_transfer.serving.dataplane.fanout import TransferRunner
 
 COTS = {"p1": "abcdefghij Answer: 1", "p2": "klmnopqrst Answer: 2"}
 PROBLEMS = {"problem one": "p1", "problem two": "p2"}
@@ -288,7 +288,7 @@ async def test_the_strong_answer_and_the_prefixes_are_graded_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from cot_transfer.domain.answers import ExactGrader
-    from cot_transfer.serving import transfer
+    from cot_transfer.serving.dataplane import fanout as transfer
 
     loop_thread = threading.get_ident()
     grading_threads: list[int] = []

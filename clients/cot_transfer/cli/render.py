@@ -26,8 +26,8 @@ def render_prompt(
     from transformers import AutoTokenizer
 
     from cot_transfer.engine.vllm_engine import HuggingFaceTokenizer
-    from cot_transfer.serving.config import ServingConfig
-    from cot_transfer.serving.reasoning import ReasoningCodec, resolve_format
+    from cot_transfer.serving.common.serving_config import ServingConfig
+    from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
 
     config = ServingConfig.from_yaml(config_path)
     deployment = config.strong if model == "strong" else config.weak

@@ -34,7 +34,8 @@ class ServerNotInstalledError(Exception):
 def _serving_modules() -> tuple[ModuleType, ModuleType]:
     """The serving config and local-start modules, or ``ServerNotInstalledError`` naming the extra."""
     try:
-        from cot_transfer.serving import config, local
+        from cot_transfer.serving.common import serving_config as config
+        from cot_transfer.serving.wiring import local
     except ModuleNotFoundError as error:
         # A missing module of this project is a broken install, not a missing extra: let it show.
         if error.name is None or error.name.split(".")[0] == "cot_transfer":

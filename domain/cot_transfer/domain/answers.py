@@ -12,7 +12,7 @@ Graders:
 * ``math``: last ``\boxed{}``, else the last final-answer statement ("The final answer is X",
   "Final Answer: X", "Answer: X"). Equivalence (fractions, decimals, LaTeX, roots, sets, ...)
   is decided by math-verify, which this pure package does not import: the service injects it
-  (``cot_transfer.serving.graders``) and runs it in worker processes it can kill. Without an
+  (``cot_transfer.serving.replicas.graders``) and runs it in worker processes it can kill. Without an
   injected equivalence the math grader still extracts, but comparing raises
   ``UnavailableError`` rather than grading anything wrong.
 * ``choice``: a single option letter A-E ("Answer: (B)", ``\boxed{C}``, "the answer is D"),
@@ -252,7 +252,7 @@ class MathGrader:
         if self._equivalence is None:
             raise UnavailableError(
                 "the math grader compares answers with math-verify, which runs in the service"
-                " (install cot-transfer[serve] and use cot_transfer.serving.graders.get_grader)"
+                " (install cot-transfer[serve] and use cot_transfer.serving.replicas.graders.get_grader)"
             )
         return self._equivalence(extracted, reference)
 

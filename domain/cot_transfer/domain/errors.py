@@ -1,7 +1,7 @@
 """Domain error types.
 
 Each type stands for one kind of failure a caller can act on; the service edge maps each
-type to one gRPC status code in a single table (``cot_transfer.serving.status``). They cross
+type to one gRPC status code in a single table (``cot_transfer.serving.edge.status``). They cross
 Ray process boundaries by pickling, so every constructor argument is kept in ``args``.
 """
 

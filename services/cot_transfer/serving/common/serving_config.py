@@ -12,7 +12,7 @@ from cot_transfer.domain.sampling import MAX_TEMPERATURE, SamplingParams
 from cot_transfer.domain.sequential import DEFAULT_ERROR_RATE, DEFAULT_ROUNDS
 from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL
 from cot_transfer.engine.config import EngineConfig
-from cot_transfer.serving.serve_options import check_deployment_config, merge_options
+from cot_transfer.serving.common.serve_options import check_deployment_config, merge_options
 
 # The client library raises gRPC's 4 MiB default to the same value, so a large Transfer.Run fits.
 MAX_MESSAGE_BYTES = 64 * 2**20
@@ -78,7 +78,7 @@ class AutoscalingConfig(_Strict):
     policy: Literal["ongoing_requests", "engine_queue"] = Field(
         default="ongoing_requests",
         description="ongoing_requests: Serve's default, requests per replica towards target_ongoing_requests."
-        " engine_queue: scale on the vLLM waiting queue (cot_transfer.serving.autoscaling.EngineQueuePolicy).",
+        " engine_queue: scale on the vLLM waiting queue (cot_transfer.serving.wiring.autoscaling.EngineQueuePolicy).",
     )
     engine_queue_waiting_per_replica: float = Field(
         default=1.0, ge=0.0, description="engine_queue: scale up while more sequences than this wait per replica."
@@ -108,7 +108,7 @@ class AutoscalingConfig(_Strict):
             config["initial_replicas"] = self.initial_replicas
         if self.policy == "engine_queue":
             config["policy"] = {
-                "policy_function": "cot_transfer.serving.autoscaling:EngineQueuePolicy",
+                "policy_function": "cot_transfer.serving.wiring.autoscaling:EngineQueuePolicy",
                 "policy_kwargs": {
                     "waiting_per_replica": self.engine_queue_waiting_per_replica,
                     "running_per_replica": self.engine_queue_running_per_replica,

@@ -28,12 +28,12 @@ from cot_transfer.domain.requests import (
     TransferRequest,
 )
 from cot_transfer.domain.transfer import RunSummary
-from cot_transfer.serving.adaptive import ProblemRounds, draw_row, with_sample_counts
-from cot_transfer.serving.cuts import check_step_count, prefix_request_for
-from cot_transfer.serving.graders import get_grader
-from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
-from cot_transfer.serving.receivers import ReceiverAnalyses, completion_request, run_receiver_modes
-from cot_transfer.serving.status import status_for
+from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.dataplane.adaptive_rounds import ProblemRounds, draw_row, with_sample_counts
+from cot_transfer.serving.dataplane.receiver_analysis import ReceiverAnalyses, completion_request, run_receiver_modes
+from cot_transfer.serving.edge.status import status_for
+from cot_transfer.serving.replicas.cuts import check_step_count, prefix_request_for
+from cot_transfer.serving.replicas.graders import get_grader
 
 StreamPrefixes = Callable[[PrefixRequest], AsyncIterator[StrongEvent]]
 Complete = Callable[[CompletionRequest], Awaitable[CompletionResult]]

@@ -9,22 +9,16 @@ and the same prefixes. Each (receiver, mode) is analysed on its own with the one
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from cot_transfer.domain.analysis import RunningAnalysis
-from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
 from cot_transfer.domain.receivers import (
-    FORCE_ANSWER,
     FREE,
     ReceiverMode,
-    primary_key,
     receiver_modes,
-    unique_in_order,
 )
 from cot_transfer.domain.requests import CompletionRequest, CotPrefix, FractionResult, Problem, TransferRequest
 from cot_transfer.domain.transfer import ReceiverSummary, RunSummary
-from cot_transfer.serving.config import ServingConfig
-from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 
 def run_receiver_modes(request: TransferRequest) -> tuple[ReceiverMode, ...]:
@@ -83,51 +77,3 @@ class ReceiverAnalyses:
         if len(self._keys) == 1 and not self._keys[0][0]:
             return summary  # a request from before receivers: today's summary, nothing beside it
         return dataclasses.replace(summary, receivers=tuple(blocks))
-
-
-MODE_FROM_PROTO: dict[int, str] = {pb.ANSWER_MODE_FREE: FREE, pb.ANSWER_MODE_FORCE_ANSWER: FORCE_ANSWER}
-MODE_TO_PROTO: dict[str, pb.AnswerMode] = {
-    FREE: pb.ANSWER_MODE_FREE,
-    FORCE_ANSWER: pb.ANSWER_MODE_FORCE_ANSWER,
-}
-
-
-# GetInfo's role of a model that only completes prefixes (``ServingConfig.receivers``).
-RECEIVER_ROLE = "receiver"
-
-
-def served_receivers(config: ServingConfig) -> tuple[str, ...]:
-    """The served names that can complete prefixes: the weak model, the strong model and the
-    configured receiver-only models."""
-    names = (config.weak.engine.name, config.strong.engine.name, *(r.engine.name for r in config.receivers))
-    return unique_in_order(names)
-
-
-def receiver_from_proto(name: str, config: ServingConfig, field: str) -> str:
-    """A receiver named in a request ("" is the weak model); an unknown one is NOT_FOUND."""
-    if not name:
-        return config.weak.engine.name
-    served = served_receivers(config)
-    if name not in served:
-        raise NotFoundError(f"{field}: unknown receiver {name!r}; this service serves {', '.join(served)}")
-    return name
-
-
-def mode_from_proto(value: int, field: str) -> str:
-    """An answer mode; unspecified is free, anything else unknown is INVALID_ARGUMENT."""
-    if value == pb.ANSWER_MODE_UNSPECIFIED:
-        return FREE
-    if value not in MODE_FROM_PROTO:
-        raise InvalidArgumentError(field, f"unknown answer mode {value}; modes: free (1), force_answer (2)")
-    return MODE_FROM_PROTO[value]
-
-
-def run_receivers_from_proto(
-    receivers: Sequence[str], modes: Sequence[int], config: ServingConfig
-) -> tuple[tuple[str, ...], tuple[str, ...], ReceiverMode]:
-    """A RunRequest's receivers, modes (repeats dropped, order kept) and primary (receiver, mode)."""
-    names = unique_in_order(
-        receiver_from_proto(name, config, f"receivers[{index}]") for index, name in enumerate(receivers)
-    ) or (config.weak.engine.name,)
-    asked = unique_in_order(mode_from_proto(value, f"modes[{index}]") for index, value in enumerate(modes)) or (FREE,)
-    return names, asked, primary_key(names, asked, (config.weak.engine.name,))

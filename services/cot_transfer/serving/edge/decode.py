@@ -1,48 +1,33 @@
-"""Protobuf <-> domain conversion: the one place where wire messages become domain types.
+"""Requests in: the one place where wire messages become domain types.
 
-Every field is validated here, with the field's wire name in the error, so the model servers
-behind the edge only ever see well-formed requests.
+Every field is validated here, with the field's wire name in the error, so the data plane and
+the replicas behind the edge only ever see well-formed requests. Responses go out through
+``cot_transfer.serving.edge.encode``.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from cot_transfer.domain.answers import get_grader, grader_names
-from cot_transfer.domain.errors import InvalidArgumentError
+from cot_transfer.domain.answers import get_grader
+from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
+from cot_transfer.domain.receivers import FORCE_ANSWER, FREE, ReceiverMode, primary_key, unique_in_order
 from cot_transfer.domain.requests import (
     CompletionRequest,
-    CompletionResult,
-    CotDelta,
-    CotPrefix,
-    FractionResult,
     PrefixRequest,
     Problem,
-    ProblemError,
-    StrongCot,
-    StrongEvent,
     TransferRequest,
 )
 from cot_transfer.domain.sampling import SamplingParams, check_sample_count, check_text
-from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary, Thresholds
+from cot_transfer.domain.sequential import SamplingPlan
+from cot_transfer.domain.steps import EVERY_STEP_FRACTIONS, CutMode, StepBoundary
+from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import check_fractions, with_baseline
-from cot_transfer.serving.adaptive_wire import samples_per_request, sampling_plan_from_proto
-from cot_transfer.serving.config import LimitsConfig, SamplingDefaults, ServingConfig
-from cot_transfer.serving.cut_wire import (
-    cot_from_proto,
-    cut_options_from_proto,
-    every_step_fractions,
-    kept_answers_to_proto,
-)
-from cot_transfer.serving.receivers import (
-    MODE_TO_PROTO,
-    RECEIVER_ROLE,
-    mode_from_proto,
-    receiver_from_proto,
-    run_receivers_from_proto,
-)
+from cot_transfer.serving.common.serving_config import LimitsConfig, SamplingDefaults, ServingConfig
+from cot_transfer.serving.replicas.reasoning_formats import resolve_format
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 
@@ -194,183 +179,121 @@ def transfer_request_from_proto(message: pb.RunRequest, config: ServingConfig) -
     )
 
 
-def _prefix_to_proto(prefix: CotPrefix) -> pb.Prefix:
-    return pb.Prefix(
-        fraction=prefix.fraction,
-        text=prefix.text,
-        num_tokens=prefix.num_tokens,
-        cot_num_tokens=prefix.cot_num_tokens,
-        token_ids=prefix.token_ids,
-        answer_in_prefix=prefix.answer_in_prefix,  # None leaves the optional field unset
-        num_steps=prefix.num_steps,
-    )
+CUT_FROM_PROTO = {
+    pb.CUT_MODE_UNSPECIFIED: CutMode.TOKEN,
+    pb.CUT_MODE_TOKEN: CutMode.TOKEN,
+    pb.CUT_MODE_STEP: CutMode.STEP,
+    pb.CUT_MODE_EVERY_STEP: CutMode.EVERY_STEP,
+}
+BOUNDARY_FROM_PROTO = {
+    pb.STEP_BOUNDARY_UNSPECIFIED: StepBoundary.LINE,
+    pb.STEP_BOUNDARY_LINE: StepBoundary.LINE,
+    pb.STEP_BOUNDARY_SENTENCE: StepBoundary.SENTENCE,
+}
 
 
-def _sampling_to_proto(defaults: SamplingDefaults) -> pb.SamplingParams:
-    message = pb.SamplingParams(temperature=defaults.temperature, top_p=defaults.top_p, max_tokens=defaults.max_tokens)
-    if defaults.seed is not None:
-        message.seed = defaults.seed
-    return message
-
-
-def _models_to_proto(config: ServingConfig, fingerprints: Mapping[str, str]) -> list[pb.ModelInfo]:
-    """One entry per served name; a model serving both roles is listed once with both."""
-    models: dict[str, pb.ModelInfo] = {}
-    roles = [("strong", config.strong), ("weak", config.weak)]
-    roles += [(RECEIVER_ROLE, receiver) for receiver in config.receivers]
-    for role, deployment in roles:
-        name = deployment.engine.name
-        if name in models:
-            models[name].roles.append(role)
-            continue
-        reasoning = deployment.reasoning_format
-        models[name] = pb.ModelInfo(
-            name=name,
-            roles=[role],
-            reasoning_format=reasoning if isinstance(reasoning, str) else "custom",
-            fingerprint=fingerprints.get(name, ""),
-            max_model_len=deployment.engine.max_model_len or 0,
+def cut_options_from_proto(message: pb.RunRequest, config: ServingConfig) -> dict[str, Any]:
+    """The TransferRequest fields of cut points, imported CoTs and kept answers."""
+    if message.cut not in CUT_FROM_PROTO:
+        raise InvalidArgumentError("cut", f"unknown cut mode {message.cut}; token, step or every_step")
+    if message.step_boundary not in BOUNDARY_FROM_PROTO:
+        raise InvalidArgumentError("step_boundary", f"unknown step boundary {message.step_boundary}; line or sentence")
+    # Imported CoTs are cut on the strong model's replica, with its tokenizer (no generation).
+    if message.cot_tokenizer and message.cot_tokenizer != config.strong.engine.name:
+        served = {config.strong.engine.name, config.weak.engine.name}
+        if message.cot_tokenizer not in served:
+            raise NotFoundError(f"cot_tokenizer: no served model {message.cot_tokenizer!r}")
+        raise InvalidArgumentError(
+            "cot_tokenizer", f"imported CoTs are cut with the strong model's tokenizer ({config.strong.engine.name!r})"
         )
-    return list(models.values())
+    return {
+        "cut": CUT_FROM_PROTO[message.cut],
+        "step_boundary": BOUNDARY_FROM_PROTO[message.step_boundary],
+        "keep_completions": message.keep_completions,
+        "max_cot_chars": config.limits.max_text_chars,
+        "max_steps": config.limits.max_fractions,
+    }
 
 
-def service_info_to_proto(config: ServingConfig, fingerprints: Mapping[str, str] | None = None) -> pb.GetInfoResponse:
-    """``fingerprints``: each served name's model fingerprint (``serving.fingerprint``)."""
-    return pb.GetInfoResponse(
-        strong_model=config.strong.engine.name,
-        weak_model=config.weak.engine.name,
-        graders=grader_names(),
-        default_grader=config.default_grader,
-        max_samples_per_request=config.limits.max_samples_per_request,
-        max_problems_per_run=config.limits.max_problems_per_run,
-        max_fractions=config.limits.max_fractions,
-        max_message_bytes=config.limits.max_message_bytes,
-        max_text_chars=config.limits.max_text_chars,
-        strong_sampling_defaults=_sampling_to_proto(config.strong.sampling),
-        weak_sampling_defaults=_sampling_to_proto(config.weak.sampling),
-        models=_models_to_proto(config, fingerprints or {}),
-    )
+def every_step_fractions(message: pb.RunRequest) -> tuple[float, ...]:
+    """An every-step run's summary fractions (its own ``fractions`` are not used); () otherwise."""
+    return EVERY_STEP_FRACTIONS if message.cut == pb.CUT_MODE_EVERY_STEP else ()
 
 
-def strong_event_to_proto(event: StrongEvent) -> pb.StreamPrefixesResponse:
-    if isinstance(event, CotDelta):
-        return pb.StreamPrefixesResponse(delta=pb.CotDelta(text=event.text))
-    if isinstance(event, CotPrefix):
-        return pb.StreamPrefixesResponse(prefix=_prefix_to_proto(event))
-    return pb.StreamPrefixesResponse(
-        answer=pb.StrongAnswer(
-            cot=event.cot,
-            answer=event.answer or "",
-            cot_num_tokens=event.cot_num_tokens,
-            finish_reason=event.finish_reason,
-            final_text=event.final_text,
-            reasoning_truncated=event.reasoning_truncated,
-        )
-    )
+def cot_from_proto(message: pb.Problem, field: str) -> tuple[str | None, str]:
+    """A problem's imported CoT and its format name. The CoT's length is checked per problem
+    (a long one is its problem's error); an unknown format is the request's."""
+    cot = message.cot if message.HasField("cot") else None
+    name = message.cot_format or "plain"
+    try:
+        resolve_format(name)
+    except ValueError as error:
+        raise InvalidArgumentError(f"{field}.cot_format", str(error)) from None
+    return cot, name
 
 
-def completion_result_to_proto(result: CompletionResult) -> pb.CompleteResponse:
-    return pb.CompleteResponse(
-        completions=[
-            pb.Completion(
-                text=completion.text,
-                extracted_answer=completion.extracted_answer or "",
-                correct=completion.correct,
-                num_tokens=completion.num_tokens,
-                finish_reason=completion.finish_reason,
-            )
-            for completion in result.completions
-        ],
-        num_correct=result.num_correct,
-        potential=result.potential,
-        prompt_num_tokens=result.prompt_num_tokens,
-    )
+def sampling_plan_from_proto(message: pb.RunRequest, config: ServingConfig) -> SamplingPlan | None:
+    """The run's plan, None when it sets none (every row draws ``n``). With a plan, ``n`` is
+    n_max: a request may leave ``n`` at 0 or set it to n_max."""
+    if not message.HasField("sampling_plan"):
+        return None
+    wire = message.sampling_plan
+    plan = SamplingPlan(
+        n_max=wire.n_max,
+        rounds=tuple(wire.rounds) or tuple(config.adaptive.rounds),
+        error_rate=wire.error_rate if wire.HasField("error_rate") else config.adaptive.error_rate,
+        target_width=wire.target_width if wire.HasField("target_width") else None,
+    ).check(config.adaptive.max_n_max, config.adaptive.max_rounds)
+    if message.n not in (0, plan.n_max):
+        raise InvalidArgumentError("n", f"must be 0 or sampling_plan.n_max ({plan.n_max}) with a plan, got {message.n}")
+    for index, size in enumerate(plan.round_sizes()):
+        # Each round is one request to the receiver.
+        check_sample_count(size, config.limits.max_samples_per_request, f"sampling_plan.rounds[{index}]")
+    return plan
 
 
-def _interval_to_proto(interval: Interval | None) -> pb.Interval | None:
-    return None if interval is None else pb.Interval(low=interval.low, high=interval.high)
+def samples_per_request(message: pb.RunRequest, plan: SamplingPlan | None, config: ServingConfig) -> int:
+    """The run's ``n``: n_max with a plan, else the request's n within the per-request cap."""
+    if plan is not None:
+        return plan.n_max
+    return check_sample_count(message.n, config.limits.max_samples_per_request)
 
 
-def fraction_summary_to_proto(stats: FractionSummary) -> pb.FractionSummary:
-    """Undefined rates and intervals stay unset; an unknown answer_in_prefix count reads as 0."""
-    return pb.FractionSummary(
-        fraction=stats.fraction,
-        weak_potential_mean=stats.mean_potential or 0.0,
-        unlocked=stats.unlocked,
-        unlock_rate=stats.unlock_rate,
-        unlock_rate_interval=_interval_to_proto(stats.unlock_rate_interval),
-        unsolved_evaluated=stats.unsolved_evaluated,
-        answer_in_prefix=stats.answer_in_prefix or 0,
-        unlock_rate_without_answer=stats.unlock_rate_without_answer,
-        unlock_rate_without_answer_interval=_interval_to_proto(stats.unlock_rate_without_answer_interval),
-    )
+MODE_FROM_PROTO: dict[int, str] = {pb.ANSWER_MODE_FREE: FREE, pb.ANSWER_MODE_FORCE_ANSWER: FORCE_ANSWER}
 
 
-def transfer_event_to_proto(event: StrongCot | FractionResult | ProblemError | RunSummary) -> pb.RunResponse:
-    if isinstance(event, ProblemError):
-        return pb.RunResponse(
-            problem_error=pb.ProblemError(
-                problem_id=event.problem_id, code=event.code, message=event.message, permanent=event.permanent
-            )
-        )
-    if isinstance(event, StrongCot):
-        return pb.RunResponse(
-            strong_cot=pb.StrongCot(
-                problem_id=event.problem_id,
-                cot=event.cot,
-                answer=event.answer or "",
-                correct=event.correct,
-                cot_num_tokens=event.cot_num_tokens,
-                prefixes=[_prefix_to_proto(prefix) for prefix in event.prefixes],
-                final_text=event.final_text,
-                finish_reason=event.finish_reason,
-                reasoning_truncated=event.reasoning_truncated,
-                imported=event.imported,
-            )
-        )
-    if isinstance(event, FractionResult):
-        return pb.RunResponse(
-            result=pb.FractionResult(
-                problem_id=event.problem_id,
-                fraction=event.fraction,
-                prefix_num_tokens=event.prefix_num_tokens,
-                cot_num_tokens=event.cot_num_tokens,
-                n=event.n,
-                num_correct=event.num_correct,
-                potential=event.potential,
-                answer_in_prefix=event.answer_in_prefix,
-                receiver=event.receiver,
-                mode=MODE_TO_PROTO.get(event.mode, pb.ANSWER_MODE_UNSPECIFIED),
-                rounds=event.rounds,
-                stop_reason=event.stop_reason,
-                **kept_answers_to_proto(event),
-            )
-        )
-    return pb.RunResponse(
-        summary=pb.RunSummary(
-            fractions=list(event.fractions),
-            n_samples=event.n_samples,
-            n_problems=event.n_problems,
-            baseline_unsolved=event.baseline_unsolved,
-            per_fraction=[fraction_summary_to_proto(stats) for stats in event.per_fraction],
-            # The wire's rate is not optional: no known strong correctness reads as 0.
-            strong_solve_rate=event.strong_solve_rate or 0.0,
-            truncated_cots=event.truncated_cots,
-            problem_errors=event.problem_errors,
-            samples_drawn=event.samples_drawn,
-            samples_brute_force=event.samples_brute_force,
-            receivers=[
-                pb.ReceiverSummary(
-                    receiver=block.receiver,
-                    mode=MODE_TO_PROTO[block.mode],
-                    baseline_unsolved=block.baseline_unsolved,
-                    per_fraction=[fraction_summary_to_proto(stats) for stats in block.per_fraction],
-                )
-                for block in event.receivers
-            ],
-            thresholds=pb.Thresholds(
-                baseline_max_potential=event.thresholds.baseline_max_potential,
-                unlock_min_potential=event.thresholds.unlock_min_potential,
-            ),
-        )
-    )
+def served_receivers(config: ServingConfig) -> tuple[str, ...]:
+    """The served names that can complete prefixes: the weak model, the strong model and the
+    configured receiver-only models."""
+    names = (config.weak.engine.name, config.strong.engine.name, *(r.engine.name for r in config.receivers))
+    return unique_in_order(names)
+
+
+def receiver_from_proto(name: str, config: ServingConfig, field: str) -> str:
+    """A receiver named in a request ("" is the weak model); an unknown one is NOT_FOUND."""
+    if not name:
+        return config.weak.engine.name
+    served = served_receivers(config)
+    if name not in served:
+        raise NotFoundError(f"{field}: unknown receiver {name!r}; this service serves {', '.join(served)}")
+    return name
+
+
+def mode_from_proto(value: int, field: str) -> str:
+    """An answer mode; unspecified is free, anything else unknown is INVALID_ARGUMENT."""
+    if value == pb.ANSWER_MODE_UNSPECIFIED:
+        return FREE
+    if value not in MODE_FROM_PROTO:
+        raise InvalidArgumentError(field, f"unknown answer mode {value}; modes: free (1), force_answer (2)")
+    return MODE_FROM_PROTO[value]
+
+
+def run_receivers_from_proto(
+    receivers: Sequence[str], modes: Sequence[int], config: ServingConfig
+) -> tuple[tuple[str, ...], tuple[str, ...], ReceiverMode]:
+    """A RunRequest's receivers, modes (repeats dropped, order kept) and primary (receiver, mode)."""
+    names = unique_in_order(
+        receiver_from_proto(name, config, f"receivers[{index}]") for index, name in enumerate(receivers)
+    ) or (config.weak.engine.name,)
+    asked = unique_in_order(mode_from_proto(value, f"modes[{index}]") for index, value in enumerate(modes)) or (FREE,)
+    return names, asked, primary_key(names, asked, (config.weak.engine.name,))

@@ -18,7 +18,7 @@ from cot_transfer.domain.requests import CotPrefix, PrefixRequest, Problem, Tran
 from cot_transfer.domain.steps import CutMode, StepBoundary, StepCut, snap_down, step_cuts, step_ends
 from cot_transfer.domain.truncation import prefix_token_count
 from cot_transfer.engine.base import PromptTokenizer
-from cot_transfer.serving.reasoning import ReasoningCodec, resolve_format
+from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
 
 
 def cut_prefixes(

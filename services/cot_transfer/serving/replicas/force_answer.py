@@ -16,7 +16,7 @@ receiver's ``force_answer_max_tokens``, not the reasoning budget.
 from __future__ import annotations
 
 from cot_transfer.engine.base import PromptTokenizer
-from cot_transfer.serving.reasoning import ReasoningCodec
+from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec
 
 HARMONY_FINAL_OPENING = "<|end|><|start|>assistant<|channel|>final<|message|>"
 PLAIN_ANSWER_CUE = "\nAnswer:"

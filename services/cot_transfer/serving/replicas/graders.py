@@ -8,8 +8,8 @@ import logging
 
 from cot_transfer.domain import answers
 from cot_transfer.domain.answers import Grader, MathEquivalence
-from cot_transfer.serving.math_equivalence import MathEquivalencePool, Outcome, shared_pool
-from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.replicas.math_equivalence import MathEquivalencePool, Outcome, shared_pool
 
 _logger = logging.getLogger(__name__)
 

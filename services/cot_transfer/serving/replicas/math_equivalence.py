@@ -59,13 +59,13 @@ class Comparison:
 def _start_worker() -> None:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (_WORKER_MEMORY_LIMIT_BYTES, _WORKER_MEMORY_LIMIT_BYTES))
-    from cot_transfer.serving.math_compare import silence_timeouts_disabled_notice
+    from cot_transfer.serving.replicas.math_compare import silence_timeouts_disabled_notice
 
     silence_timeouts_disabled_notice()
 
 
 def _compare_in_worker(extracted: str, reference: str) -> Comparison:
-    from cot_transfer.serving.math_compare import compare_math
+    from cot_transfer.serving.replicas.math_compare import compare_math
 
     return compare_math(extracted, reference)
 
@@ -139,7 +139,7 @@ class MathEquivalencePool:
                     "math-verify workers unavailable (%s); comparing in-process without a time limit", error
                 )
                 self._in_process = True
-                from cot_transfer.serving.math_compare import silence_timeouts_disabled_notice
+                from cot_transfer.serving.replicas.math_compare import silence_timeouts_disabled_notice
 
                 silence_timeouts_disabled_notice()
         return _compare_in_worker(extracted, reference)

@@ -24,7 +24,7 @@ from cot_transfer.domain.reasoning import (
     split_think_block,
 )
 from cot_transfer.engine.base import PromptTokenizer
-from cot_transfer.serving.config import CustomReasoningFormat, ReasoningPreset
+from cot_transfer.serving.common.serving_config import CustomReasoningFormat, ReasoningPreset
 
 _T = TypeVar("_T")
 

@@ -12,12 +12,12 @@ from cot_transfer.domain.errors import UnavailableError
 from cot_transfer.domain.receivers import FORCE_ANSWER
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, GradedCompletion
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest
-from cot_transfer.serving.config import DEFAULT_FORCE_ANSWER_MAX_TOKENS
-from cot_transfer.serving.force_answer import closing_ids, graded_text
-from cot_transfer.serving.graders import get_grader
-from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
-from cot_transfer.serving.reasoning import PLAIN, ReasoningCodec, ReasoningFormat
-from cot_transfer.serving.strong import check_fits_context
+from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.common.serving_config import DEFAULT_FORCE_ANSWER_MAX_TOKENS
+from cot_transfer.serving.replicas.force_answer import closing_ids, graded_text
+from cot_transfer.serving.replicas.graders import get_grader
+from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningCodec, ReasoningFormat
+from cot_transfer.serving.replicas.strong_server import check_fits_context
 
 
 class WeakModelServer:

@@ -11,9 +11,9 @@ from cot_transfer.domain.errors import OutOfRangeError
 from cot_transfer.domain.reasoning import clean_prefix
 from cot_transfer.domain.requests import CotDelta, CotPrefix, PrefixRequest, StrongAnswer, StrongEvent
 from cot_transfer.engine.base import Engine, GenerationRequest, PromptTokenizer
-from cot_transfer.serving.cuts import cut_prefixes, parse_imported_cot
-from cot_transfer.serving.metrics import NO_METRICS, ServiceMetrics
-from cot_transfer.serving.reasoning import PLAIN, ReasoningCodec, ReasoningFormat
+from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.replicas.cuts import cut_prefixes, parse_imported_cot
+from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningCodec, ReasoningFormat
 
 
 def check_fits_context(prompt_tokens: int, new_tokens: int, max_model_len: int, field: str) -> None:

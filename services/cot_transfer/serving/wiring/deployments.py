@@ -27,19 +27,23 @@ from cot_transfer.domain.errors import UnavailableError
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, CotPrefix, PrefixRequest, StrongEvent
 from cot_transfer.engine.base import Engine
 from cot_transfer.engine.config import EngineConfig
-from cot_transfer.serving import edge
-from cot_transfer.serving.admission import call_when_admitted, stream_when_admitted
-from cot_transfer.serving.auth import TokenAuth
-from cot_transfer.serving.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
-from cot_transfer.serving.config import DEFAULT_FORCE_ANSWER_MAX_TOKENS, ModelDeploymentConfig, ServingConfig
-from cot_transfer.serving.fingerprint import model_fingerprint
-from cot_transfer.serving.metrics import FAMILIES, ExperimentSeries, RayServiceMetrics
-from cot_transfer.serving.metrics_endpoint import gather_exposition, node_metric_urls
-from cot_transfer.serving.reasoning import PLAIN, ReasoningFormat, resolve_format
-from cot_transfer.serving.status import status_for
-from cot_transfer.serving.strong import StrongModelServer
-from cot_transfer.serving.transfer import TransferRunner
-from cot_transfer.serving.weak import WeakModelServer
+from cot_transfer.serving.common.metrics import FAMILIES, ExperimentSeries, RayServiceMetrics
+from cot_transfer.serving.common.serving_config import (
+    DEFAULT_FORCE_ANSWER_MAX_TOKENS,
+    ModelDeploymentConfig,
+    ServingConfig,
+)
+from cot_transfer.serving.dataplane.admission import call_when_admitted, stream_when_admitted
+from cot_transfer.serving.dataplane.fanout import TransferRunner
+from cot_transfer.serving.edge import decode, encode
+from cot_transfer.serving.edge.auth import TokenAuth
+from cot_transfer.serving.edge.status import status_for
+from cot_transfer.serving.replicas.fingerprint import model_fingerprint
+from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningFormat, resolve_format
+from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.strong_server import StrongModelServer
+from cot_transfer.serving.wiring.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
+from cot_transfer.serving.wiring.metrics_endpoint import gather_exposition, node_metric_urls
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -268,34 +272,34 @@ class TransferIngress:
         async with self._rpc("StreamPrefixes", grpc_context):
             started = time.monotonic()
             first_prefix = True
-            prefix_request = edge.prefix_request_from_proto(request, self._config)
+            prefix_request = decode.prefix_request_from_proto(request, self._config)
             async for event in self._strong_events(prefix_request):
                 if first_prefix and isinstance(event, CotPrefix):
                     self._metrics.time_to_first_prefix(time.monotonic() - started)
                     first_prefix = False
-                yield edge.strong_event_to_proto(event)
+                yield encode.strong_event_to_proto(event)
 
     async def Complete(  # noqa: N802 - the gRPC method name
         self, request: pb.CompleteRequest, grpc_context: RayServegRPCContext
     ) -> pb.CompleteResponse:
         async with self._rpc("Complete", grpc_context):
-            result = await self._complete(edge.completion_request_from_proto(request, self._config))
-        return edge.completion_result_to_proto(result)
+            result = await self._complete(decode.completion_request_from_proto(request, self._config))
+        return encode.completion_result_to_proto(result)
 
     async def GetInfo(  # noqa: N802 - the gRPC method name
         self, request: pb.GetInfoRequest, grpc_context: RayServegRPCContext
     ) -> pb.GetInfoResponse:
         async with self._rpc("GetInfo", grpc_context):
-            info = edge.service_info_to_proto(self._config, await self._model_fingerprints())
+            info = encode.service_info_to_proto(self._config, await self._model_fingerprints())
         return info
 
     async def Run(  # noqa: N802 - the gRPC method name
         self, request: pb.RunRequest, grpc_context: RayServegRPCContext
     ) -> AsyncIterator[pb.RunResponse]:
         async with self._rpc("Run", grpc_context):
-            transfer_request = edge.transfer_request_from_proto(request, self._config)
+            transfer_request = decode.transfer_request_from_proto(request, self._config)
             async for event in self._runner.run(transfer_request):
-                yield edge.transfer_event_to_proto(event)
+                yield encode.transfer_event_to_proto(event)
 
     async def _serving_status(self, service: str) -> int:
         if service not in HEALTH_SERVICES:
@@ -389,7 +393,7 @@ def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory |
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
-    """Serve's ``import_path`` builder: ``cot_transfer.serving.deployments:build_app``.
+    """Serve's ``import_path`` builder: ``cot_transfer.serving.wiring.deployments:build_app``.
 
     ``args`` holds either ``config`` (the serving config as a mapping, as the Kubernetes
     manifests embed it) or ``config_path`` (a YAML file).

@@ -10,9 +10,14 @@ from typing import Any
 
 import grpc
 
-from cot_transfer.serving.config import PROXY_MAX_MESSAGE_ENV, IngressConfig, ModelDeploymentConfig, ServingConfig
-from cot_transfer.serving.deployments import GRPC_SERVICER_FUNCTIONS, EngineFactory, build_app_from_config
-from cot_transfer.serving.serve_options import cpu_demand
+from cot_transfer.serving.common.serve_options import cpu_demand
+from cot_transfer.serving.common.serving_config import (
+    PROXY_MAX_MESSAGE_ENV,
+    IngressConfig,
+    ModelDeploymentConfig,
+    ServingConfig,
+)
+from cot_transfer.serving.wiring.deployments import GRPC_SERVICER_FUNCTIONS, EngineFactory, build_app_from_config
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cot_transfer.serving.metrics import EXPERIMENT_LABEL, Family
+from cot_transfer.serving.common.metrics import EXPERIMENT_LABEL, Family
 
 RAY_PROCESS_LABELS = frozenset(
     {

@@ -38,7 +38,7 @@ from typing import Any
 from ray.serve._private.request_router import PowerOfTwoChoicesRequestRouter
 from ray.serve.request_router import PendingRequest, RunningReplica
 
-ROUTER_CLASS_PATH = "cot_transfer.serving.routing:ProblemAffinityRouter"
+ROUTER_CLASS_PATH = "cot_transfer.serving.wiring.routing:ProblemAffinityRouter"
 # In requests in flight. Well below a replica's max_ongoing_requests (64 in the CPU configs), so
 # a hot problem spills over before its owner's queue is full, and well above the jitter of the
 # cached queue lengths, so affinity holds in a balanced run.
