@@ -219,16 +219,18 @@ class Problem(_message.Message):
     def __init__(self, id: _Optional[str] = ..., problem: _Optional[str] = ..., answer: _Optional[str] = ..., cot: _Optional[str] = ..., cot_format: _Optional[str] = ...) -> None: ...
 
 class SamplingPlan(_message.Message):
-    __slots__ = ("n_max", "rounds", "error_rate", "target_width")
+    __slots__ = ("n_max", "rounds", "error_rate", "target_width", "rule")
     N_MAX_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     TARGET_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
     n_max: int
     rounds: _containers.RepeatedScalarFieldContainer[int]
     error_rate: float
     target_width: float
-    def __init__(self, n_max: _Optional[int] = ..., rounds: _Optional[_Iterable[int]] = ..., error_rate: _Optional[float] = ..., target_width: _Optional[float] = ...) -> None: ...
+    rule: str
+    def __init__(self, n_max: _Optional[int] = ..., rounds: _Optional[_Iterable[int]] = ..., error_rate: _Optional[float] = ..., target_width: _Optional[float] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class AnswerCount(_message.Message):
     __slots__ = ("answer", "count")
