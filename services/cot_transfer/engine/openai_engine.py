@@ -138,6 +138,7 @@ class OpenAIEngine(Engine):
         tokenizer_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         environ: Mapping[str, str] = os.environ,
+        load_tokenizer: Callable[[str], PromptTokenizer] | None = None,
     ) -> None:
         if config.endpoint is None:
             raise ValueError("OpenAIEngine needs an engine config with an endpoint")
@@ -147,6 +148,7 @@ class OpenAIEngine(Engine):
         self._tokenizer_transport = tokenizer_transport
         self._sleep = sleep
         self._environ = environ
+        self._load_tokenizer = load_tokenizer or _local_tokenizer
         self._client: httpx.AsyncClient | None = None
         self._tokenizer: PromptTokenizer | None = None
         self._max_model_len = 0
@@ -186,7 +188,7 @@ class OpenAIEngine(Engine):
         self._max_model_len = self._context_length(served)
         folder = endpoint.local_tokenizer
         if folder is not None:
-            self._tokenizer = await asyncio.to_thread(_local_tokenizer, folder)
+            self._tokenizer = await asyncio.to_thread(self._load_tokenizer, folder)
         else:
             tokenizer = ServerTokenizer(endpoint, self._config.model, self._headers(), self._tokenizer_transport)
             await asyncio.to_thread(tokenizer.load_special_ids)
