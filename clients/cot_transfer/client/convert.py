@@ -79,7 +79,7 @@ def mode_from_proto(value: int) -> str:
 
 
 def sampling_plan_to_proto(plan: SamplingPlan) -> pb.SamplingPlan:
-    message = pb.SamplingPlan(n_max=plan.n_max, rounds=list(plan.rounds), error_rate=plan.error_rate)
+    message = pb.SamplingPlan(n_max=plan.n_max, rounds=list(plan.rounds), error_rate=plan.error_rate, rule=plan.rule)
     if plan.target_width is not None:
         message.target_width = plan.target_width
     return message
@@ -266,6 +266,8 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             num_steps=result.num_steps,
             rounds=result.rounds,
             stop_reason=result.stop_reason,
+            # An adaptive row's potential is its Rao-Blackwell estimate, computed by the service.
+            rao_blackwell_potential=result.potential if result.rounds > 0 else None,
         )
     if kind == "summary":
         summary = message.summary

@@ -140,6 +140,13 @@ def _strong_row(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _potential(record: Mapping[str, Any]) -> float | None:
+    """FractionResult.potential: an adaptive row's Rao-Blackwell estimate, else num_correct / n."""
+    if record.get("rao_blackwell_potential") is not None:
+        return float(record["rao_blackwell_potential"])
+    return int(record["num_correct"]) / int(record["n"]) if record["n"] else None
+
+
 def results_frame(folder: Path, run: Mapping[str, Any], strong: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
@@ -161,7 +168,7 @@ def results_frame(folder: Path, run: Mapping[str, Any], strong: Mapping[str, Map
                 "num_steps": int(record.get("num_steps", 0)),
                 "n": int(record["n"]),
                 "num_correct": int(record["num_correct"]),
-                "potential": int(record["num_correct"]) / int(record["n"]) if record["n"] else None,
+                "potential": _potential(record),
                 "answer_in_prefix": record.get("answer_in_prefix"),
                 "answer_counts": [{"answer": answer, "count": count} for answer, count in counts],
                 "majority_answer": None if top is None else top.answer,

@@ -160,7 +160,15 @@ def _parse_row(path: Path, number: int, raw: Mapping[str, Any]) -> tuple[str, Fr
         mode=mode,
         rounds=_optional_int(raw.get("rounds")) or 0,
         stop_reason=str(raw.get("stop_reason") or ""),
+        rao_blackwell_potential=_rao_blackwell_potential(raw.get("rao_blackwell_potential")),
     )
+
+
+def _rao_blackwell_potential(value: Any) -> float | None:
+    # An adaptive row's estimate (FractionResult.rao_blackwell_potential); absent in older folders.
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return float(value)
+    return None
 
 
 def _read_settings(run_dir: Path) -> dict[str, Any]:

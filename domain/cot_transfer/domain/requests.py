@@ -219,12 +219,20 @@ class FractionResult:
     # Step boundaries the prefix holds (step cuts only).
     num_steps: int = 0
     # Adaptive sampling: rounds drawn and why sampling stopped (``sequential.STOP_REASONS``);
-    # 0 and "" for a row drawn in one go.
+    # 0 and "" for a row drawn in one go. ``n`` is then the samples the row drew.
     rounds: int = 0
     stop_reason: str = ""
+    # Adaptive rows: the Rao-Blackwell estimate of the potential (``sequential_estimates``), as
+    # k / n at an early stop is biased; None for a row drawn in one go.
+    rao_blackwell_potential: float | None = None
 
     @property
     def potential(self) -> float:
+        """The row's estimate of its potential: num_correct / n, or for an adaptive row its
+        Rao-Blackwell estimate (unbiased under early stopping). Decisions (unsolved, unlocked)
+        read num_correct / n, which is the stopping rule's call on a decided row."""
+        if self.rao_blackwell_potential is not None:
+            return self.rao_blackwell_potential
         return self.num_correct / self.n
 
 
