@@ -8,10 +8,12 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from cot_transfer.domain.errors import (
@@ -28,6 +30,7 @@ from cot_transfer.engine.base import GenerationOutput, GenerationRequest
 from cot_transfer.engine.config import EngineConfig
 from cot_transfer.engine.openai_engine import OpenAIEngine, backoff_s, server_sent_events, special_ids_of
 
+REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-test-7f3a9c1e"
 KEY_ENV = "UPSTREAM_KEY"
 MODEL = "upstream-weak"
@@ -489,3 +492,28 @@ async def test_a_server_without_tokenizer_info_asks_for_a_local_folder() -> None
         InvalidArgumentError, match=r"engine\.endpoint\.tokenizer: 'server' needs .*--enable-tokenizer-info"
     ):
         await engine.start()
+
+
+# -- the serving config ---------------------------------------------------------------------
+
+
+def test_a_serving_config_takes_an_endpoint_as_any_model(tmp_path: Path) -> None:
+    from cot_transfer.serving.common.serving_config import ServingConfig
+    from cot_transfer.serving.wiring.deployments import engine_for
+
+    source = yaml.safe_load((REPO / "configs" / "local-cpu.yaml").read_text())
+    endpoint = {"base_url": BASE, "api_key_env": KEY_ENV, "tokenizer": "../models/testbed/weak"}
+    source["receivers"] = [{"reasoning_format": "qwen3", "engine": {"model": MODEL, "endpoint": endpoint}}]
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "serving.yaml"
+    path.write_text(yaml.safe_dump(source))
+    config = ServingConfig.from_yaml(path)
+    receiver = config.receivers[0].engine
+    assert receiver.model == MODEL and receiver.name == MODEL  # a name on the server, not a path
+    assert receiver.tokenizer_folder == str((tmp_path / "models" / "testbed" / "weak").resolve())
+    assert isinstance(engine_for(receiver), OpenAIEngine)
+    source["receivers"][0]["engine"]["endpoint"]["tokenizer"] = "server"
+    with pytest.raises(ValidationError, match="reasoning_format 'qwen3' needs the model's tokenizer as a local"):
+        ServingConfig.model_validate(source)
+    source["receivers"][0]["reasoning_format"] = "plain"
+    assert ServingConfig.model_validate(source).receivers[0].engine.tokenizer_folder is None

@@ -146,7 +146,9 @@ class CustomReasoningFormat(_Strict):
 
 
 class ModelDeploymentConfig(_Strict):
-    engine: EngineConfig = Field(description="The model and its vLLM engine settings.")
+    engine: EngineConfig = Field(
+        description="The model and its vLLM engine settings, or the OpenAI-compatible server that runs it (endpoint)."
+    )
     reasoning_format: ReasoningPreset | CustomReasoningFormat = Field(
         default="plain",
         description="How the model's output splits into reasoning and final answer, and where a received prefix"
@@ -180,6 +182,16 @@ class ModelDeploymentConfig(_Strict):
     def _serve_options_known(self) -> ModelDeploymentConfig:
         check_deployment_config(self.deployment_config)
         self.serve_options()
+        return self
+
+    @model_validator(mode="after")
+    def _preset_has_a_local_tokenizer(self) -> ModelDeploymentConfig:
+        # The presets find their markers through vLLM's reasoning parsers, which read a local tokenizer.
+        if self.engine.tokenizer_folder is None and self.reasoning_format in ("qwen3", "deepseek_r1", "gpt_oss"):
+            raise ValueError(
+                f"reasoning_format {self.reasoning_format!r} needs the model's tokenizer as a local folder"
+                " (engine.endpoint.tokenizer); with the server's tokenizer use plain or a custom format"
+            )
         return self
 
     def serve_options(self) -> dict[str, Any]:
@@ -359,6 +371,12 @@ class ServingConfig(_Strict):
     def with_models_relative_to(self, base: Path) -> ServingConfig:
         updated = self.model_copy(deep=True)
         for deployment in (updated.strong, updated.weak, *updated.receivers):
+            endpoint = deployment.engine.endpoint
+            if endpoint is not None:
+                # The model is a name on the server; only a local tokenizer folder is a path.
+                if endpoint.local_tokenizer is not None and not Path(endpoint.local_tokenizer).is_absolute():
+                    endpoint.tokenizer = str((base / endpoint.local_tokenizer).resolve())
+                continue
             model_path = Path(deployment.engine.model)
             if not model_path.is_absolute():
                 deployment.engine.model = str((base / model_path).resolve())

@@ -52,7 +52,12 @@ EngineFactory = Callable[[EngineConfig], Engine]
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def vllm_engine_factory(config: EngineConfig) -> Engine:
+def engine_for(config: EngineConfig) -> Engine:
+    """The engine a config names: an OpenAI-compatible server (``engine.endpoint``) or vLLM in the replica."""
+    if config.endpoint is not None:
+        from cot_transfer.engine.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(config)
     from cot_transfer.engine.vllm_engine import VLLMEngine
 
     return VLLMEngine(config)
@@ -61,7 +66,7 @@ def vllm_engine_factory(config: EngineConfig) -> Engine:
 class _ModelReplica:
     async def _start_engine(self, engine_config: EngineConfig, engine_factory: EngineFactory | None) -> Engine:
         self._model_path = engine_config.model
-        self._engine = (engine_factory or vllm_engine_factory)(engine_config)
+        self._engine = (engine_factory or engine_for)(engine_config)
         await self._engine.start()
         return self._engine
 
