@@ -30,6 +30,8 @@ from cot_transfer.domain.errors import InvalidArgumentError
 from cot_transfer.domain.sequential import (
     DEFAULT_ERROR_RATE,
     DEFAULT_ROUNDS,
+    DEFAULT_RULE,
+    RULES,
     SamplingPlan,
     StoppingRule,
     expected_samples,
@@ -49,7 +51,7 @@ class PlanError(ValueError):
 
 
 # The adaptive options change results: `run --resume` takes them from the folder.
-ADAPTIVE_SETTING_OPTIONS = ("adaptive", "error_rate", "target_width", "rounds")
+ADAPTIVE_SETTING_OPTIONS = ("adaptive", "error_rate", "target_width", "rounds", "stopping_rule")
 
 
 def _rounds(text: str) -> tuple[int, ...]:
@@ -79,11 +81,20 @@ def add_adaptive_options(parser: argparse.ArgumentParser) -> None:
         help="adaptive: comma-separated samples per round, the last repeating"
         f" (default {','.join(map(str, DEFAULT_ROUNDS))})",
     )
+    parser.add_argument(
+        "--stopping-rule",
+        choices=RULES,
+        help=f"adaptive: the stopping rule (default {DEFAULT_RULE}; README, Adaptive sampling)",
+    )
 
 
 def sampling_plan_from_args(args: argparse.Namespace, n: int) -> SamplingPlan | None:
     """The plan the adaptive options ask for, with ``n`` as n_max; None without ``--adaptive``."""
-    extras = [name for name in ("error_rate", "target_width", "rounds") if getattr(args, name, None) is not None]
+    extras = [
+        name
+        for name in ("error_rate", "target_width", "rounds", "stopping_rule")
+        if getattr(args, name, None) is not None
+    ]
     if not getattr(args, "adaptive", None):
         if extras:
             raise PlanError(f"--{extras[0].replace('_', '-')} needs --adaptive")
@@ -93,6 +104,7 @@ def sampling_plan_from_args(args: argparse.Namespace, n: int) -> SamplingPlan | 
         rounds=args.rounds or DEFAULT_ROUNDS,
         error_rate=args.error_rate if args.error_rate is not None else DEFAULT_ERROR_RATE,
         target_width=args.target_width,
+        rule=args.stopping_rule or DEFAULT_RULE,
     )
     try:
         # The service checks its own limits; here only that the plan is well formed.
@@ -313,8 +325,9 @@ def plan_command(args: argparse.Namespace) -> int:
     )
     rounds = ",".join(map(str, plan.round_sizes()))
     print(
-        f"adaptive: rounds {rounds}, error rate {plan.error_rate:g}, tau0 {thresholds.baseline_max_potential:g},"
-        f" tau {thresholds.unlock_min_potential:g}; expected samples under {prior}"
+        f"adaptive ({plan.rule}): rounds {rounds}, error rate {plan.error_rate:g},"
+        f" tau0 {thresholds.baseline_max_potential:g}, tau {thresholds.unlock_min_potential:g};"
+        f" expected samples under {prior}"
     )
     print(format_plan([(f"brute force (n = {n})", brute), (f"adaptive (n_max = {n})", adaptive)], strong_tps, weak_tps))
     return 0
