@@ -1,6 +1,6 @@
 """Simulated transfer experiments with known truth, for the statistics tests and the README numbers.
 
-Two simulations, both vectorised with numpy:
+Simulations, vectorised with numpy:
 
 * ``draw_experiments``: many experiments of ``problems`` problems at ``n`` samples per prefix.
   Each problem is hard (weight 0.6; baseline potential ~ Beta(0.5, 8)) or easy (Beta(8, 1)); at
@@ -8,18 +8,25 @@ Two simulations, both vectorised with numpy:
   Beta(8, 2)) or not (Beta(1, 12)), an easy one has Beta(8, 2). The truth is the estimand of the
   README's "Statistics": the unlock rate the experiment's own n measures, P(unlocked | unsolved),
   computed exactly with beta-binomial tails; and the population's mean potential.
+* ``true_rate_populations`` / ``true_rate_coverage``: adversarial populations of true (baseline,
+  fraction) potentials, and the coverage of the true-unlock-rate intervals
+  (``cot_transfer.domain.true_rate``) against the truth computed from the population;
+  ``write_simulated_run`` writes such a population as a results folder for ``cot-transfer report``.
 * ``planted_curves``: potential curves over 11 fractions with a planted event (insight,
   tangent, lucky guess, late spike) or none, for the dynamics labels' precision and recall.
 
 ``python -m tests.simulation`` prints the coverage and width tables of the README, with the
-bootstrap percentile interval that the analysis used before beside the Clopper-Pearson one.
+bootstrap percentile interval that the analysis used before beside the Clopper-Pearson one;
+``python -m tests.simulation true-rate`` the true unlock rate's coverage table.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -342,6 +349,70 @@ def true_rate_coverage(
     )
 
 
+def write_simulated_run(
+    folder: Path,
+    rng: np.random.Generator,
+    baseline: np.ndarray,
+    at_fraction: np.ndarray,
+    n: int,
+    thresholds: Thresholds,
+    answer_from: np.ndarray | None = None,
+) -> Path:
+    """A results folder (run.json, results.jsonl, strong.jsonl) of problems with true baseline
+    potentials ``baseline`` and true potential ``at_fraction`` at every fraction > 0, n samples
+    per row: what ``cot-transfer report`` reads. ``answer_from``: per problem, the first
+    fraction whose prefix states the answer (rows carry answer_in_prefix), None: no flags."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fractions = [0.0, 0.5, 1.0]
+    settings_hash = "5eed5eed"
+    run = {
+        "fractions": fractions,
+        "n_samples": n,
+        "thresholds": thresholds.to_dict(),
+        "grader": "exact",
+        "strong_model": "strong-model",
+        "weak_model": "weak-model",
+        "settings_hash": settings_hash,
+    }
+    (folder / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    lines, strong = [], []
+    for index, (p0, q) in enumerate(zip(baseline, at_fraction, strict=True)):
+        problem_id = f"p{index:04d}"
+        for fraction in fractions:
+            correct = int(rng.binomial(n, p0 if fraction == 0 else q))
+            row: dict[str, object] = {
+                "problem_id": problem_id,
+                "fraction": fraction,
+                "n": n,
+                "num_correct": correct,
+                "potential": correct / n,
+                "prefix_num_tokens": int(fraction * 40),
+                "cot_num_tokens": 40,
+                "settings_hash": settings_hash,
+            }
+            if answer_from is not None:
+                row["answer_in_prefix"] = bool(fraction >= answer_from[index])
+            lines.append(json.dumps(row))
+        strong.append(
+            json.dumps(
+                {
+                    "problem_id": problem_id,
+                    "cot": "reasoning",
+                    "answer": "7",
+                    "correct": True,
+                    "cot_num_tokens": 40,
+                    "prefixes": [
+                        {"fraction": f, "text": "", "num_tokens": int(f * 40), "cot_num_tokens": 40} for f in fractions
+                    ],
+                    "settings_hash": settings_hash,
+                }
+            )
+        )
+    (folder / "results.jsonl").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    (folder / "strong.jsonl").write_text("".join(f"{line}\n" for line in strong), encoding="utf-8")
+    return folder
+
+
 TRUE_RATE_PROBLEMS = (12, 50, 200)
 TRUE_RATE_N = (8, 32, 128)
 TRUE_RATE_TAU0 = (0.0, 0.1)
@@ -460,6 +531,11 @@ def flat_label_rate(rng: np.random.Generator, curves: int, n: int, level: float)
 
 
 def main() -> None:
+    import sys
+
+    if sys.argv[1:] == ["true-rate"]:
+        print_true_rate_table()
+        return
     rng = np.random.default_rng(2026)
     print("unlock-rate intervals, nominal 95%: coverage and mean width (Clopper-Pearson | old bootstrap)")
     columns = ("problems", "n", "rate", "truth", "CP cover", "CP width", "BS cover", "BS width")

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.receivers import ANSWER_MODES, FORCE_ANSWER
-from cot_transfer.experiment.markdown import markdown_table
+from cot_transfer.experiment.markdown_tables import markdown_table
 from cot_transfer.experiment.plots import with_gaps
 from cot_transfer.experiment.results_folder import RunResults
 

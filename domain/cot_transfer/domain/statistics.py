@@ -150,8 +150,9 @@ def exact_bounds(num_correct: ArrayLike, n: ArrayLike, error: float) -> tuple[Fl
     ``low`` with probability at most ``error``, and above ``high`` at most ``error``."""
     counts, totals = np.broadcast_arrays(np.asarray(num_correct, dtype=float), np.asarray(n, dtype=float))
     # Beta quantiles are slow and a run has few distinct (k, n): compute each pair once.
-    pairs, inverse = np.unique(np.stack([counts.ravel(), totals.ravel()]), axis=1, return_inverse=True)
-    k, size = pairs
+    stride = float(totals.max()) + 1 if totals.size else 1.0
+    keys, inverse = np.unique(totals.ravel() * stride + counts.ravel(), return_inverse=True)
+    size, k = np.divmod(keys, stride)
     with np.errstate(invalid="ignore"):
         low = np.where(k > 0, stats.beta.ppf(error, np.maximum(k, 1), size - k + 1), 0.0)
         high = np.where(k < size, stats.beta.ppf(1 - error, k + 1, np.maximum(size - k, 1)), 1.0)
