@@ -18,8 +18,8 @@ Graders:
 * ``choice``: a single option letter A-E ("Answer: (B)", ``\boxed{C}``, "the answer is D"),
   compared case-insensitively with the reference letter.
 
-``states_answer`` tells whether a text (a CoT prefix) already states the reference answer,
-with the grader's own extraction and equivalence over every answer statement in it.
+``states_answer`` tells whether a text (a CoT prefix) already states the reference answer in
+any of its answer statements; ``cot_transfer.domain.leaks`` builds the two leak flags on it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cot_transfer.domain.errors import NotFoundError, UnavailableError
+from cot_transfer.domain.maths_values import MathValue, parse_value, same_value
 
 
 class Grader(Protocol):
@@ -58,16 +59,30 @@ def grade(grader: Grader, text: str, reference: str) -> GradedAnswer:
 
 
 def states_answer(grader: Grader, text: str, reference: str) -> bool:
-    """Whether ``text`` states ``reference`` anywhere: any of its answer statements (each box,
-    each answer line, not only the last) is correct under the grader's own equivalence."""
-    seen: set[str] = set()
-    for statement in grader.statements(text):
-        if statement in seen:
-            continue
-        seen.add(statement)
-        if grader.is_correct(statement, reference):
+    r"""Whether ``text`` states ``reference`` in any of its answer statements (each box, each
+    answer line, each final-answer statement, not only the last).
+
+    A statement counts when its value equals the reference (``maths_values``: "0.5" and
+    ``\frac{1}{2}`` state 1/2 whatever the grader) or when the grader's own equivalence says so;
+    the grader is asked only about its own statements, each distinct one once, and only when the
+    values did not settle it. The math grader without math-verify raises ``UnavailableError``.
+    """
+    own = list(dict.fromkeys(grader.statements(text)))
+    if grader.name != "choice":
+        value = parse_value(reference)
+        readers = [*own, *boxed_contents(text), *answer_lines(text), *final_answer_statements(text)]
+        if any(_statement_value_equals(statement, value) for statement in dict.fromkeys(readers)):
             return True
-    return False
+    return any(grader.is_correct(statement, reference) for statement in own)
+
+
+# Prose after a stated value: "12 apples, which is ...", "0.5 because ...".
+_AFTER_VALUE = re.compile(r",\s|;|\.\s|\s(?:since|because|as|which|so|and)\b", re.IGNORECASE)
+
+
+def _statement_value_equals(statement: str, reference: MathValue) -> bool:
+    head = _AFTER_VALUE.split(statement, maxsplit=1)[0]
+    return any(same_value(parse_value(candidate), reference) for candidate in dict.fromkeys((statement, head)))
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\b")

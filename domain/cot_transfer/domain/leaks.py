@@ -39,13 +39,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cot_transfer.domain.answers import (
-    CHOICE_LETTERS,
-    Grader,
-    answer_lines,
-    boxed_contents,
-    final_answer_statements,
-)
+from cot_transfer.domain.answers import CHOICE_LETTERS, Grader, states_answer
 from cot_transfer.domain.errors import UnavailableError
 from cot_transfer.domain.maths_values import MathValue, parse_value, renderings, same_value
 
@@ -170,7 +164,8 @@ def _standalone(text: str, pattern: re.Pattern[str]) -> Iterator[_Span]:
         if pattern is _NUMBER and start > 0 and (text[start - 1].isdigit() or text[start - 1] == "."):
             continue
         glued, start = _glued_left(text, start)
-        enumeration = _LINE_START.search(text, max(0, start - _CONTEXT_CHARS), start) is not None and re.match(r"[.)]\s", text[end : end + 2])
+        line_start = _LINE_START.search(text, max(0, start - _CONTEXT_CHARS), start) is not None
+        enumeration = line_start and re.match(r"[.)]\s", text[end : end + 2])
         if not glued and not enumeration and not _glued_right(text, end):
             yield _Span(start, end, text[start:end])
 
@@ -206,23 +201,6 @@ def value_spans(text: str) -> list[_Span]:
         group = next(index for index in range(1, 5) if match.group(index) is not None)
         spans.extend(side for side in _split_sides(match.group(group), match.start(group)) if side.text.strip())
     return sorted(spans, key=lambda span: (span.start, -span.end))
-
-
-def _statements(grader: Grader, text: str) -> tuple[list[str], list[str]]:
-    """(the grader's own statements, further statements any grader would read) of ``text``."""
-    own = list(dict.fromkeys(grader.statements(text)))
-    if grader.name == "choice":
-        return own, []
-    others = [*boxed_contents(text), *answer_lines(text), *final_answer_statements(text)]
-    return own, [statement for statement in dict.fromkeys(others) if statement not in own]
-
-
-def _statement_states(statement: str, reference: MathValue) -> bool:
-    """Whether one answer statement ("x = 12 apples", "0.5, since ...") states the reference."""
-    if same_value(parse_value(statement), reference):
-        return True
-    first = next(iter(value_spans(statement)), None)
-    return first is not None and same_value(parse_value(first.text), reference)
 
 
 def _may_become(partial: str, reference: MathValue, reference_text: str, choice: bool) -> bool:
@@ -328,19 +306,11 @@ def judge_prefix(grader: Grader, text: str, reference: str) -> PrefixLeak:
     undecided = False
     stated_form = ""
 
-    own, others = _statements(grader, text)
-    for statement in [*own, *others]:
-        if not choice and _statement_states(statement, value):
+    try:
+        if states_answer(grader, text, reference):
             stated_form = ANSWER_STATEMENT
-            break
-    if not stated_form:
-        for statement in own:
-            try:
-                if grader.is_correct(statement, reference):
-                    stated_form = ANSWER_STATEMENT
-                    break
-            except UnavailableError:
-                undecided = True
+    except UnavailableError:
+        undecided = True
 
     spans = [] if choice else value_spans(text)
     concluded, cut = (False, "") if choice else _concluding(text, value, spans, words)

@@ -46,9 +46,11 @@ class CotPrefix:
     cot_num_tokens: int
     # The strong model's token ids of ``text``: a receiver with the same tokenizer takes them as they are.
     token_ids: tuple[int, ...] = ()
-    # Whether ``text`` already states the reference answer (``answers.states_answer``); None
-    # where not judged (the strong model cuts prefixes without knowing the reference).
+    # Whether ``text`` may already give the reference answer away (the lenient leak flag) and
+    # whether it states it as an answer (the strict one): ``leaks.judge_prefix``. None where not
+    # judged (the strong model cuts prefixes without knowing the reference).
     answer_in_prefix: bool | None = None
+    answer_stated_in_prefix: bool | None = None
     # Step boundaries the prefix holds (step cuts only; 0 for token cuts).
     num_steps: int = 0
 
@@ -207,8 +209,9 @@ class FractionResult:
     cot_num_tokens: int
     n: int
     num_correct: int
-    # Whether the prefix already states the reference answer; None where not judged.
+    # The prefix's leak flags (``CotPrefix``): lenient and strict; None where not judged.
     answer_in_prefix: bool | None = None
+    answer_stated_in_prefix: bool | None = None
     # The served model that completed the prefix ("" in rows from before receivers) and how.
     receiver: str = ""
     mode: str = "free"
