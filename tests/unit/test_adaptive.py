@@ -18,7 +18,8 @@ from cot_transfer.domain.requests import (
     TransferRequest,
 )
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.sequential import DECIDED, N_MAX, SamplingPlan
+from cot_transfer.domain.sequential import DECIDED, MIXTURE_CS, N_MAX, SamplingPlan, StoppingRule
+from cot_transfer.domain.sequential_estimates import rao_blackwell_potential
 from cot_transfer.domain.transfer import RunSummary, Thresholds
 from cot_transfer.serving.dataplane.fanout import TransferRunner
 
@@ -36,8 +37,9 @@ class Weak:
     """Potential by (problem, prefix length): 'hard' is never solved without the CoT, 'easy'
     always; the half prefix is a coin flip (alternate samples correct) for both."""
 
-    def __init__(self) -> None:
+    def __init__(self, half_correct_every: int = 2) -> None:
         self.requests: list[CompletionRequest] = []
+        self.half_correct_every = half_correct_every
 
     async def __call__(self, request: CompletionRequest) -> CompletionResult:
         self.requests.append(request)
@@ -49,7 +51,7 @@ class Weak:
             if kept == 0.0:
                 correct = easy
             elif kept < 0.9:
-                correct = index % 2 == 0
+                correct = index % self.half_correct_every == 0
             else:
                 correct = True
             samples.append(GradedCompletion("", "1" if correct else None, correct, 1, "stop"))
@@ -99,6 +101,31 @@ async def test_rows_stop_once_their_decision_is_settled() -> None:
     assert {request.prefix for request in weak.requests if request.n == 32} == {COT[: len(COT) // 2], ""}
 
 
+async def test_adaptive_rows_report_the_rao_blackwell_potential_and_keep_their_counts() -> None:
+    # The half prefix is 1 correct in 4: 2 of 8 and 4 of 16 leave tau open, 8 of 32 settles it
+    # below. Its potential is the Rao-Blackwell estimate over the looks it was drawn at (8, 16,
+    # 32), not 8 / 32, which early stopping biases; n and num_correct stay the raw counts.
+    rows, summary = await run(transfer_request([Problem("hard", "hard", "1")], PLAN), Weak(half_correct_every=4))
+    half = rows[("hard", 0.5)]
+    assert (half.n, half.num_correct, half.rounds, half.stop_reason) == (32, 8, 3, DECIDED)
+    rule = StoppingRule(PLAN, Thresholds())
+    assert half.rao_blackwell_potential == rao_blackwell_potential(rule, False, 8, (8, 16, 32))
+    assert half.potential == half.rao_blackwell_potential != 8 / 32
+    # The unlock decision reads the counts (the rule's call), not the estimate.
+    assert [stats.unlocked for stats in summary.per_fraction] == [0, 0, 1]
+    # A row stopped after one round: its round's share; the unsolved baseline: 0 of 64.
+    assert rows[("hard", 1.0)].potential == 1.0
+    assert rows[("hard", 0.0)].potential == 0.0
+
+
+async def test_the_plans_rule_stops_the_rows() -> None:
+    # 8 of 32 is settled below tau by the default rule; the mixture sequence holds it open until
+    # the last look (16 of 64).
+    mixture = SamplingPlan(n_max=64, rounds=(8, 8, 16, 32), rule=MIXTURE_CS)
+    rows, _ = await run(transfer_request([Problem("hard", "hard", "1")], mixture), Weak(half_correct_every=4))
+    assert (rows[("hard", 0.5)].n, rows[("hard", 0.5)].num_correct) == (64, 16)
+
+
 async def test_a_problem_solved_at_baseline_stops_every_row_after_the_first_round() -> None:
     rows, summary = await run(transfer_request([Problem("easy", "easy", "1")], PLAN), Weak())
     assert {key: (row.n, row.stop_reason) for key, row in rows.items()} == {
@@ -124,6 +151,7 @@ async def test_without_a_plan_every_row_draws_n_at_once() -> None:
     weak = Weak()
     rows, summary = await run(transfer_request([Problem("hard", "hard", "1")], None), weak)
     assert {(row.n, row.rounds, row.stop_reason) for row in rows.values()} == {(32, 0, "")}
+    assert all(row.rao_blackwell_potential is None for row in rows.values())
     assert len(weak.requests) == 3
     assert summary.samples_drawn == summary.samples_brute_force == 96
 

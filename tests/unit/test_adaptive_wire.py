@@ -40,6 +40,10 @@ def test_the_plan_decodes_with_the_services_defaults_and_n_is_n_max() -> None:
     sent = SamplingPlan(64, (4, 4, 8), error_rate=0.01, target_width=0.2)
     decoded = decode.transfer_request_from_proto(run_request(sampling_plan_to_proto(sent), n=64), CONFIG)
     assert decoded.sampling_plan == sent
+    # The stopping rule travels by name (a resumed folder of the mixture rule keeps it).
+    old_rule = SamplingPlan(64, rule="mixture_cs")
+    decoded = decode.transfer_request_from_proto(run_request(sampling_plan_to_proto(old_rule), n=64), CONFIG)
+    assert decoded.sampling_plan is not None and decoded.sampling_plan.rule == "mixture_cs"
     assert decode.transfer_request_from_proto(run_request(None, n=4), CONFIG).sampling_plan is None
 
 
@@ -52,6 +56,7 @@ def test_the_plan_decodes_with_the_services_defaults_and_n_is_n_max() -> None:
         (pb.SamplingPlan(n_max=64, error_rate=1.5), 0, "sampling_plan.error_rate"),
         (pb.SamplingPlan(n_max=64, target_width=0.0), 0, "sampling_plan.target_width"),
         (pb.SamplingPlan(n_max=64), 32, "n"),
+        (pb.SamplingPlan(n_max=64, rule="sprt"), 0, "sampling_plan.rule"),
         (pb.SamplingPlan(n_max=4096, rounds=[4096]), 0, "sampling_plan.rounds[0]"),
     ],
 )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, TransferRequest
 from cot_transfer.domain.sequential import N_MAX, SamplingPlan, StoppingRule
+from cot_transfer.domain.sequential_estimates import rao_blackwell_potential
 from cot_transfer.domain.transfer import RunSummary
 
 Draw = Callable[[CompletionRequest], Awaitable[CompletionResult]]
@@ -40,6 +41,9 @@ class Drawn:
     result: CompletionResult
     rounds: int
     stop_reason: str
+    # The row's potential, unbiased under its early stop (FractionResult.rao_blackwell_potential);
+    # None for a row drawn in one go.
+    rao_blackwell_potential: float | None = None
 
 
 class _Baseline:
@@ -97,6 +101,7 @@ class ProblemRounds:
         successes = trials = 0
         reason: str | None = None
         asked = 0
+        looks: list[int] = []  # samples drawn after each round: where the rule looked
         try:
             for index, size in enumerate(plan.round_sizes()):
                 state = 0
@@ -110,6 +115,7 @@ class ProblemRounds:
                 results.append(result)
                 successes += result.num_correct
                 trials += len(result.completions)
+                looks.append(trials)
                 if is_baseline:
                     state = int(self._rule.baseline_side(successes, trials))
                     reason = self._rule.stop_reason(True, successes, trials, state)
@@ -127,7 +133,9 @@ class ProblemRounds:
                 await baseline.update(baseline.state, True)
         completions = tuple(completion for result in results for completion in result.completions)
         merged = CompletionResult(completions, results[0].prompt_num_tokens)
-        return Drawn(merged, rounds=len(results), stop_reason=reason)
+        # Counted over the looks as drawn (an engine that returned fewer samples moves them).
+        estimate = rao_blackwell_potential(self._rule, is_baseline, successes, looks) if trials else None
+        return Drawn(merged, rounds=len(results), stop_reason=reason, rao_blackwell_potential=estimate)
 
 
 async def draw_row(

@@ -330,5 +330,6 @@ class TransferRunner:
                 num_steps=prefix.num_steps,
                 rounds=drawn.rounds,
                 stop_reason=drawn.stop_reason,
+                rao_blackwell_potential=drawn.rao_blackwell_potential,
             )
         )

@@ -22,7 +22,7 @@ from cot_transfer.domain.requests import (
     TransferRequest,
 )
 from cot_transfer.domain.sampling import SamplingParams, check_sample_count, check_text
-from cot_transfer.domain.sequential import SamplingPlan
+from cot_transfer.domain.sequential import DEFAULT_RULE, SamplingPlan
 from cot_transfer.domain.steps import EVERY_STEP_FRACTIONS, CutMode, StepBoundary
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import check_fractions, with_baseline
@@ -243,6 +243,7 @@ def sampling_plan_from_proto(message: pb.RunRequest, config: ServingConfig) -> S
         rounds=tuple(wire.rounds) or tuple(config.adaptive.rounds),
         error_rate=wire.error_rate if wire.HasField("error_rate") else config.adaptive.error_rate,
         target_width=wire.target_width if wire.HasField("target_width") else None,
+        rule=wire.rule if wire.HasField("rule") else DEFAULT_RULE,
     ).check(config.adaptive.max_n_max, config.adaptive.max_rounds)
     if message.n not in (0, plan.n_max):
         raise InvalidArgumentError("n", f"must be 0 or sampling_plan.n_max ({plan.n_max}) with a plan, got {message.n}")
