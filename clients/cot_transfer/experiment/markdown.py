@@ -8,19 +8,14 @@ from typing import Any
 from cot_transfer.domain.dynamics import TraceDynamics
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
 from cot_transfer.experiment.groups import groups_markdown
+from cot_transfer.experiment.markdown_tables import bounds, markdown_table
+from cot_transfer.experiment.markdown_tables import percent as _percent
+from cot_transfer.experiment.markdown_tables import rate_with_interval as _rate_with_interval
+from cot_transfer.experiment.receivers_report import receivers_markdown
 from cot_transfer.experiment.sampling_summary import sampling_line
+from cot_transfer.experiment.true_rate_report import headline_rates
 
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _rate_with_interval(rate: float | None, interval: Mapping[str, float] | None) -> str:
-    if rate is None:
-        return "n/a"
-    if interval is None:
-        return _percent(rate)
-    return f"{_percent(rate)} [{_percent(interval['low'])}, {_percent(interval['high'])}]"
+__all__ = ["format_unlock_table", "markdown_table", "report_markdown"]
 
 
 def _unlock_table_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -51,14 +46,6 @@ def format_unlock_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 1) -> list[str]:
-    """The first ``text_columns`` columns left-aligned, the rest (numbers) right-aligned."""
-    alignment = [":---" if column < text_columns else "---:" for column in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return lines
-
-
 DYNAMICS_MEANING = {
     TraceDynamics.MONOTONIC: "no significant step of at least delta",
     TraceDynamics.INSIGHT: "a significant rise of at least delta between consecutive fractions",
@@ -73,9 +60,17 @@ def _answer_cell(stats: Mapping[str, Any]) -> str:
     return "unknown" if stated is None else f"{stated}/{stats['n_problems']}"
 
 
-def report_markdown(summary: Mapping[str, Any], files: Mapping[str, str]) -> str:
+def _caption(files: Mapping[str, str], kind: str) -> list[str]:
+    caption = files.get(f"{kind}_caption")
+    return ["", f"*{caption}*"] if caption else []
+
+
+def report_markdown(
+    summary: Mapping[str, Any], files: Mapping[str, str], settings_rows: Sequence[Sequence[str]] = ()
+) -> str:
     """``report.md``; ``files`` names the plots and data files by kind (``unlock_rate``,
-    ``potential``, ``heatmap``, ``results_csv``, ``summary_json``)."""
+    ``potential``, ``heatmap``, ``results_csv``, ``summary_json``) and a figure's caption as
+    ``<kind>_caption``; ``settings_rows`` are more (setting, value) rows of the settings table."""
     run = summary["run"]
     thresholds = summary["thresholds"]
     level = round(100 * float(summary["confidence"]))
@@ -90,11 +85,11 @@ def report_markdown(summary: Mapping[str, Any], files: Mapping[str, str]) -> str
             *([["samples drawn", line]] if (line := sampling_line(summary)) is not None else []),
             ["unsolved at baseline (tau0)", f"potential at fraction 0 <= {thresholds['baseline_max_potential']}"],
             ["unlocked (tau)", f"potential >= {thresholds['unlock_min_potential']}"],
+            *[list(row) for row in settings_rows],
             ["settings hash", f"`{run.get('settings_hash') or 'n/a'}`"],
         ],
         text_columns=2,
     )
-    final = summary["per_fraction"][-1] if summary["per_fraction"] else None
     lines += [
         "",
         "## Headline",
@@ -104,20 +99,15 @@ def report_markdown(summary: Mapping[str, Any], files: Mapping[str, str]) -> str
         f"{summary.get('problem_errors', 0)} problems that could not be run",
         f"- strong model solve rate: {_percent(summary.get('strong_solve_rate'))}",
     ]
-    if final is not None:
-        without = _rate_with_interval(
-            final.get("unlock_rate_without_answer"), final.get("unlock_rate_without_answer_interval")
-        )
-        lines.append(
-            f"- unlock rate with the full CoT ({_percent(final['fraction'])} of the CoT): "
-            f"{_rate_with_interval(final.get('unlock_rate'), final.get('unlock_rate_interval'))}"
-            f" ({final['unlocked']} of {final['unsolved_evaluated']}); over prefixes that do not state the answer: "
-            f"{without}"
-        )
+    lines += headline_rates(summary)
     header, rows = _unlock_table_rows(summary)
     rows = [
         [
-            *row,
+            _percent(stats["fraction"]),
+            bounds(stats.get("true_unlock_rate_interval")),
+            bounds(stats.get("true_unlock_rate_measured_unsolved_interval")),
+            *row[1:],
+            bounds(stats.get("unlock_rate_band")),
             _answer_cell(stats),
             _rate_with_interval(
                 stats.get("unlock_rate_without_answer"), stats.get("unlock_rate_without_answer_interval")
@@ -128,22 +118,39 @@ def report_markdown(summary: Mapping[str, Any], files: Mapping[str, str]) -> str
     ]
     lines += ["", "## Unlock rate by fraction", ""]
     lines += markdown_table(
-        [*header, "answer in prefix", f"unlock rate without answer [{level}% CI]", f"any correct [{level}% CI]"], rows
+        [
+            header[0],
+            "true unlock rate",
+            "true, of the measured-unsolved",
+            *header[1:],
+            "unlock rate band (all fractions)",
+            "answer in prefix",
+            f"unlock rate without answer [{level}% CI]",
+            f"any correct [{level}% CI]",
+        ],
+        rows,
     )
     lines += [
         "",
-        f"Intervals: {level}% Clopper-Pearson intervals over problems (the rate this experiment's n measures; "
-        "see the README's Statistics section). *Answer in prefix*: results whose prefix already states the "
-        "reference answer; *without answer*: the unlock rate over the baseline-unsolved problems whose prefix "
-        "does not. *Any correct*: share of baseline-unsolved problems with at least one correct sample.",
+        f"*True unlock rate*: {level}% bounds of the share of truly unsolved problems whose true potential reaches"
+        " tau; *of the measured-unsolved*: the same share among the problems counted unsolved at baseline (see"
+        f" the headline). *Unlock rate*: what this run's n measures, with {level}% Clopper-Pearson intervals over"
+        " problems; its *band* holds at every fraction at once (max-statistic bootstrap over problems). See the"
+        " README's Statistics section. *Answer in prefix*: results whose prefix already states the reference"
+        " answer; *without answer*: the unlock rate over the baseline-unsolved problems whose CoT states no"
+        " answer before the last fraction (one set at every fraction). *Any correct*: share of"
+        " baseline-unsolved problems with at least one correct sample.",
         "",
         f"![Unlock rate]({files['unlock_rate']})",
+        *_caption(files, "unlock_rate"),
         "",
         "## Potential",
         "",
         f"![Mean potential]({files['potential']})",
+        *_caption(files, "potential"),
         "",
         f"![Potential per problem]({files['heatmap']})",
+        *_caption(files, "heatmap"),
         "",
         "## Trace dynamics",
         "",
@@ -173,9 +180,6 @@ def report_markdown(summary: Mapping[str, Any], files: Mapping[str, str]) -> str
         "prefix that states the reference answer. Per problem: `summary.json` `problems` (step, fraction, confidence).",
     ]
     if "receivers" in files:
-        # Imported here: the receivers section renders its tables with this module's markdown_table.
-        from cot_transfer.experiment.receivers_report import receivers_markdown
-
         lines += receivers_markdown(summary, files["receivers"])
     lines += groups_markdown(summary.get("groups") or {}, float(summary["confidence"]))
     ignored = summary["ignored"]
