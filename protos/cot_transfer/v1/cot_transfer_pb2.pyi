@@ -77,7 +77,7 @@ class CotDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
 class Prefix(_message.Message):
-    __slots__ = ("fraction", "text", "num_tokens", "cot_num_tokens", "token_ids", "answer_in_prefix", "num_steps")
+    __slots__ = ("fraction", "text", "num_tokens", "cot_num_tokens", "token_ids", "answer_in_prefix", "num_steps", "answer_stated_in_prefix")
     FRACTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class Prefix(_message.Message):
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     ANSWER_IN_PREFIX_FIELD_NUMBER: _ClassVar[int]
     NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_STATED_IN_PREFIX_FIELD_NUMBER: _ClassVar[int]
     fraction: float
     text: str
     num_tokens: int
@@ -92,7 +93,8 @@ class Prefix(_message.Message):
     token_ids: _containers.RepeatedScalarFieldContainer[int]
     answer_in_prefix: bool
     num_steps: int
-    def __init__(self, fraction: _Optional[float] = ..., text: _Optional[str] = ..., num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., answer_in_prefix: _Optional[bool] = ..., num_steps: _Optional[int] = ...) -> None: ...
+    answer_stated_in_prefix: bool
+    def __init__(self, fraction: _Optional[float] = ..., text: _Optional[str] = ..., num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., answer_in_prefix: _Optional[bool] = ..., num_steps: _Optional[int] = ..., answer_stated_in_prefix: _Optional[bool] = ...) -> None: ...
 
 class StrongAnswer(_message.Message):
     __slots__ = ("cot", "answer", "cot_num_tokens", "finish_reason", "final_text", "reasoning_truncated")
@@ -307,7 +309,7 @@ class StrongCot(_message.Message):
     def __init__(self, problem_id: _Optional[str] = ..., cot: _Optional[str] = ..., answer: _Optional[str] = ..., correct: _Optional[bool] = ..., cot_num_tokens: _Optional[int] = ..., prefixes: _Optional[_Iterable[_Union[Prefix, _Mapping]]] = ..., final_text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., reasoning_truncated: _Optional[bool] = ..., imported: _Optional[bool] = ...) -> None: ...
 
 class FractionResult(_message.Message):
-    __slots__ = ("problem_id", "fraction", "prefix_num_tokens", "cot_num_tokens", "n", "num_correct", "potential", "answer_in_prefix", "receiver", "mode", "answer_counts", "completions", "rounds", "stop_reason", "num_steps")
+    __slots__ = ("problem_id", "fraction", "prefix_num_tokens", "cot_num_tokens", "n", "num_correct", "potential", "answer_in_prefix", "receiver", "mode", "answer_counts", "completions", "rounds", "stop_reason", "num_steps", "answer_stated_in_prefix")
     PROBLEM_ID_FIELD_NUMBER: _ClassVar[int]
     FRACTION_FIELD_NUMBER: _ClassVar[int]
     PREFIX_NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +325,7 @@ class FractionResult(_message.Message):
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_STATED_IN_PREFIX_FIELD_NUMBER: _ClassVar[int]
     problem_id: str
     fraction: float
     prefix_num_tokens: int
@@ -338,7 +341,8 @@ class FractionResult(_message.Message):
     rounds: int
     stop_reason: str
     num_steps: int
-    def __init__(self, problem_id: _Optional[str] = ..., fraction: _Optional[float] = ..., prefix_num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., n: _Optional[int] = ..., num_correct: _Optional[int] = ..., potential: _Optional[float] = ..., answer_in_prefix: _Optional[bool] = ..., receiver: _Optional[str] = ..., mode: _Optional[_Union[AnswerMode, str]] = ..., answer_counts: _Optional[_Iterable[_Union[AnswerCount, _Mapping]]] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., rounds: _Optional[int] = ..., stop_reason: _Optional[str] = ..., num_steps: _Optional[int] = ...) -> None: ...
+    answer_stated_in_prefix: bool
+    def __init__(self, problem_id: _Optional[str] = ..., fraction: _Optional[float] = ..., prefix_num_tokens: _Optional[int] = ..., cot_num_tokens: _Optional[int] = ..., n: _Optional[int] = ..., num_correct: _Optional[int] = ..., potential: _Optional[float] = ..., answer_in_prefix: _Optional[bool] = ..., receiver: _Optional[str] = ..., mode: _Optional[_Union[AnswerMode, str]] = ..., answer_counts: _Optional[_Iterable[_Union[AnswerCount, _Mapping]]] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., rounds: _Optional[int] = ..., stop_reason: _Optional[str] = ..., num_steps: _Optional[int] = ..., answer_stated_in_prefix: _Optional[bool] = ...) -> None: ...
 
 class Interval(_message.Message):
     __slots__ = ("low", "high")
