@@ -131,9 +131,9 @@ def strong_event_from_proto(message: pb.StreamPrefixesResponse) -> StrongEvent:
     raise ValueError(f"unexpected StreamPrefixes message: {message!r}")
 
 
-def _answer_in_prefix(message: pb.Prefix | pb.FractionResult) -> bool | None:
-    # Unset by a service from before answer leaks were judged: unknown, not "no leak".
-    return message.answer_in_prefix if message.HasField("answer_in_prefix") else None
+def _leak_flag(message: pb.Prefix | pb.FractionResult, name: str) -> bool | None:
+    # Unset by a service from before leaks were judged (or before the strict flag): unknown, not "no leak".
+    return bool(getattr(message, name)) if message.HasField(name) else None
 
 
 def _prefix_from_proto(prefix: pb.Prefix) -> CotPrefix:
@@ -143,7 +143,8 @@ def _prefix_from_proto(prefix: pb.Prefix) -> CotPrefix:
         prefix.num_tokens,
         prefix.cot_num_tokens,
         token_ids=tuple(prefix.token_ids),
-        answer_in_prefix=_answer_in_prefix(prefix),
+        answer_in_prefix=_leak_flag(prefix, "answer_in_prefix"),
+        answer_stated_in_prefix=_leak_flag(prefix, "answer_stated_in_prefix"),
         num_steps=prefix.num_steps,
     )
 
@@ -258,7 +259,8 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             cot_num_tokens=result.cot_num_tokens,
             n=result.n,
             num_correct=result.num_correct,
-            answer_in_prefix=_answer_in_prefix(result),
+            answer_in_prefix=_leak_flag(result, "answer_in_prefix"),
+            answer_stated_in_prefix=_leak_flag(result, "answer_stated_in_prefix"),
             receiver=result.receiver,
             mode=mode_from_proto(result.mode),
             answer_counts=tuple((count.answer, count.count) for count in result.answer_counts),

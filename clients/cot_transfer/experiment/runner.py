@@ -200,6 +200,7 @@ async def _complete_partial_problems(
                 num_correct=result.num_correct,
                 # The service judged the stored prefix when it wrote the strong CoT.
                 answer_in_prefix=prefix.answer_in_prefix,
+                answer_stated_in_prefix=prefix.answer_stated_in_prefix,
                 receiver=receiver,
                 mode=mode,
                 **kept_answers(result, settings.keep_completions),

@@ -11,9 +11,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED
-from cot_transfer.domain.answers import states_answer
 from cot_transfer.domain.errors import AlreadyExistsError, UnavailableError
 from cot_transfer.domain.kept_answers import count_answers
+from cot_transfer.domain.leaks import judge_prefix
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
@@ -266,9 +266,12 @@ class TransferRunner:
         grader = get_grader(request.grader, self._metrics)
         # Grading may block on a math-verify worker for seconds: off the event loop.
         correct = await asyncio.to_thread(grader.is_correct, answer.answer, problem.answer)
-        leaks = await asyncio.to_thread(lambda: [states_answer(grader, cut.text, problem.answer) for cut in prefixes])
+        leaks = await asyncio.to_thread(lambda: [judge_prefix(grader, cut.text, problem.answer) for cut in prefixes])
         judged = tuple(
-            dataclasses.replace(prefix, answer_in_prefix=leak) for prefix, leak in zip(prefixes, leaks, strict=True)
+            dataclasses.replace(
+                prefix, answer_in_prefix=leak.answer_in_prefix, answer_stated_in_prefix=leak.answer_stated_in_prefix
+            )
+            for prefix, leak in zip(prefixes, leaks, strict=True)
         )
         await events.put(
             StrongCot(
@@ -323,6 +326,7 @@ class TransferRunner:
                 n=len(result.completions),
                 num_correct=result.num_correct,
                 answer_in_prefix=prefix.answer_in_prefix,
+                answer_stated_in_prefix=prefix.answer_stated_in_prefix,
                 receiver=receiver,
                 mode=mode,
                 answer_counts=count_answers(sample.extracted_answer for sample in result.completions),

@@ -37,6 +37,7 @@ def _prefix_to_proto(prefix: CotPrefix) -> pb.Prefix:
         cot_num_tokens=prefix.cot_num_tokens,
         token_ids=prefix.token_ids,
         answer_in_prefix=prefix.answer_in_prefix,  # None leaves the optional field unset
+        answer_stated_in_prefix=prefix.answer_stated_in_prefix,
         num_steps=prefix.num_steps,
     )
 
@@ -174,6 +175,7 @@ def transfer_event_to_proto(event: StrongCot | FractionResult | ProblemError | R
                 num_correct=event.num_correct,
                 potential=event.potential,
                 answer_in_prefix=event.answer_in_prefix,
+                answer_stated_in_prefix=event.answer_stated_in_prefix,
                 receiver=event.receiver,
                 mode=MODE_TO_PROTO.get(event.mode, pb.ANSWER_MODE_UNSPECIFIED),
                 rounds=event.rounds,
