@@ -13,7 +13,9 @@ from cot_transfer.domain.sequential_estimates import (
     operating_characteristics,
     rao_blackwell_potential,
     row_potential,
+    row_potential_intervals,
 )
+from cot_transfer.domain.statistics import potential_intervals
 from cot_transfer.domain.transfer import Thresholds
 
 PLAN = SamplingPlan(n_max=128)  # the default plan: looks after 8, 16, 32, 64, 128 samples
@@ -184,3 +186,18 @@ def test_row_potential_follows_the_schedule_and_falls_back_off_it() -> None:
     assert row_potential(rule, False, 5, 13) == 5 / 13
     with pytest.raises(ValueError, match="no potential"):
         rao_blackwell_potential(rule, False, 9, (8,))
+
+
+def test_row_intervals_are_wilsons_for_fixed_rows_and_anytime_valid_for_adaptive_rows() -> None:
+    successes, trials = np.array([3, 3, 20]), np.array([8, 8, 64])
+    low, high = row_potential_intervals(successes, trials, [False, True, True], 0.95)
+    wilson_low, wilson_high = potential_intervals(successes, trials, 0.95)
+    assert (low[0], high[0]) == (wilson_low[0], wilson_high[0])
+    assert low[1] < wilson_low[1] and high[1] > wilson_high[1]  # wider: it holds at any stop
+    # Rows stopped by either rule (and by a solved baseline): covered at the stopping time.
+    for name in RULES:
+        for p in (0.1, 0.3, 0.5):
+            rows = simulate(rule_named(name), p, seed=int(p * 77), baseline_p=0.02)
+            successes = np.rint(rows["share"] * rows["trials"]).astype(int)
+            low, high = row_potential_intervals(successes, rows["trials"], np.ones(ROWS, dtype=bool), 1 - ALPHA)
+            assert np.mean((low <= p) & (p <= high)) >= 1 - ALPHA

@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import special, stats
 
-from cot_transfer.domain.sequential import LookStop, StoppingRule
+from cot_transfer.domain.sequential import LookStop, StoppingRule, confidence_sequence
+from cot_transfer.domain.statistics import potential_intervals
 
 FloatArray = NDArray[np.float64]
 
@@ -93,6 +94,28 @@ def row_potential(rule: StoppingRule, baseline: bool, successes: int, trials: in
     if trials not in schedule:
         return successes / trials
     return rao_blackwell_potential(rule, baseline, successes, schedule[: schedule.index(trials) + 1])
+
+
+def row_potential_intervals(
+    successes: ArrayLike, trials: ArrayLike, adaptive: ArrayLike, confidence: float
+) -> tuple[FloatArray, FloatArray]:
+    """Each row's interval for its potential, elementwise: Wilson's for a row drawn in one go, and
+    for an adaptive row the mixture confidence sequence at 1 - confidence, which covers the true
+    potential at whatever sample the row stopped, under any stopping rule (a fixed-n interval at a
+    data-chosen n does not). Where the plan is known, ``StoppingRule.interval`` is narrower."""
+    low, high = potential_intervals(successes, trials, confidence)
+    chosen = np.asarray(adaptive, dtype=bool)
+    if not chosen.any():
+        return low, high
+    # The sequence is found by bisection: once per distinct (successes, trials).
+    pairs = np.stack(np.broadcast_arrays(np.asarray(successes), np.asarray(trials)), axis=-1).reshape(-1, 2)
+    distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    sequence_low, sequence_high = confidence_sequence(distinct[:, 0], distinct[:, 1], 1 - confidence)
+    shape = low.shape
+    return (
+        np.where(chosen, sequence_low[inverse.ravel()].reshape(shape), low),
+        np.where(chosen, sequence_high[inverse.ravel()].reshape(shape), high),
+    )
 
 
 def stopping_law(stop: LookStop, p: float, looks: Sequence[int]) -> list[FloatArray]:
