@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import heapq
 import itertools
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED
@@ -30,14 +30,24 @@ from cot_transfer.domain.requests import (
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
 from cot_transfer.serving.dataplane.adaptive_rounds import ProblemRounds, draw_row, with_sample_counts
+from cot_transfer.serving.dataplane.failures import failure_of
 from cot_transfer.serving.dataplane.receiver_analysis import ReceiverAnalyses, completion_request, run_receiver_modes
-from cot_transfer.serving.edge.status import status_for
 from cot_transfer.serving.replicas.cuts import check_step_count, prefix_request_for
 from cot_transfer.serving.replicas.graders import get_grader
 
 StreamPrefixes = Callable[[PrefixRequest], AsyncIterator[StrongEvent]]
 Complete = Callable[[CompletionRequest], Awaitable[CompletionResult]]
 TransferEvent = StrongCot | FractionResult | ProblemError | RunSummary
+RunEvents = Callable[[TransferRequest], AsyncIterator[TransferEvent]]
+
+
+def by_receiver(completes: Mapping[str, Complete], default: Complete) -> Complete:
+    """One ``Complete`` that sends each request to its receiver's (the edge admits served names only)."""
+
+    async def complete(request: CompletionRequest) -> CompletionResult:
+        return await completes.get(request.receiver, default)(request)
+
+    return complete
 
 
 @dataclass(frozen=True)
@@ -116,10 +126,10 @@ def _first_cause(error: BaseException) -> BaseException:
 
 
 def problem_error(problem_id: str, error: BaseException) -> ProblemError:
-    """The per-problem error event for a failure, coded by the one status table (an unexpected
-    error is logged there under an incident id, which is all the message carries)."""
-    code, details = status_for(_first_cause(error))
-    return ProblemError(problem_id=problem_id, code=code.name, message=details)
+    """The per-problem error event for a failure, named once by ``failures.failure_of`` (an
+    unexpected error is logged there under an incident id, which is all the message carries)."""
+    failure = failure_of(_first_cause(error))
+    return ProblemError(problem_id=problem_id, code=failure.code, message=failure.details)
 
 
 class TransferRunner:

@@ -1,30 +1,25 @@
-"""Ray Serve deployments: the strong and weak model replicas and the gRPC ingress.
+"""Ray Serve deployments and the app builder: the strong, weak and receiver-only model replicas
+and the gRPC ingress.
 
-The deployments are thin: each model replica owns an engine (injected, vLLM by default) and
-a data-plane server; the ingress converts protobuf at the edge, calls the model deployments
-through handles, and turns every failure into a status code through ``status.status_for``.
+The deployments are thin: each model replica owns an engine (injected, vLLM by default) and a
+replica server (``replicas``); the ingress is the edge's ``TransferService`` with deployment
+handles for its callables.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import grpc
-from grpc_health.v1 import health_pb2
 from ray import serve
 from ray.serve.exceptions import BackPressureError
-from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from cot_transfer.domain.errors import UnavailableError
-from cot_transfer.domain.requests import CompletionRequest, CompletionResult, CotPrefix, PrefixRequest, StrongEvent
+from cot_transfer.domain.requests import CompletionRequest, CompletionResult, PrefixRequest, StrongEvent
 from cot_transfer.engine.base import Engine
 from cot_transfer.engine.config import EngineConfig
 from cot_transfer.serving.common.metrics import FAMILIES, ExperimentSeries, RayServiceMetrics
@@ -35,16 +30,13 @@ from cot_transfer.serving.common.serving_config import (
 )
 from cot_transfer.serving.dataplane.admission import call_when_admitted, stream_when_admitted
 from cot_transfer.serving.dataplane.fanout import TransferRunner
-from cot_transfer.serving.edge import decode, encode
-from cot_transfer.serving.edge.auth import TokenAuth
-from cot_transfer.serving.edge.status import status_for
+from cot_transfer.serving.edge.rpc import TransferService
 from cot_transfer.serving.replicas.fingerprint import model_fingerprint
 from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningFormat, resolve_format
 from cot_transfer.serving.replicas.receiver_server import WeakModelServer
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from cot_transfer.serving.wiring.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
 from cot_transfer.serving.wiring.metrics_endpoint import gather_exposition, node_metric_urls
-from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
@@ -132,14 +124,6 @@ class WeakModelDeployment(_ModelReplica):
         return await self._server.complete(request)
 
 
-class RpcStatusError(Exception):
-    """Carries a status already set on the gRPC context out of a deployment method."""
-
-
-HEALTH_SERVICES = frozenset(
-    {"", "cot_transfer.v1.StrongModel", "cot_transfer.v1.WeakModel", "cot_transfer.v1.Transfer"}
-)
-HEALTH_PROBE_TIMEOUT_S = 5.0
 STRONG_DEPLOYMENT = "StrongModel"
 WEAK_DEPLOYMENT = "WeakModel"
 # The receiver-only models (ServingConfig.receivers): Receiver0, Receiver1, ...
@@ -147,11 +131,9 @@ RECEIVER_DEPLOYMENT = "Receiver"
 
 
 @serve.deployment
-class TransferIngress:
-    """Serves cot_transfer.v1.StrongModel, WeakModel and Transfer, and grpc.health.v1.Health.
-
-    Method names are the RPC names: Ray Serve's gRPC proxy calls the method named like the RPC.
-    """
+class TransferIngress(TransferService):
+    """The gRPC ingress: ``edge.rpc.TransferService`` over the model deployments' handles, plus
+    Prometheus over HTTP."""
 
     def __init__(
         self,
@@ -168,46 +150,31 @@ class TransferIngress:
             **{model.engine.name: handle for model, handle in zip(config.receivers, receivers or [], strict=True)},
             config.weak.engine.name: weak,  # last: a name both roles share is the weak model's
         }
-        self._config = config
-        self._auth = TokenAuth.from_env(config.auth_token_env)
+        self._backpressure_max_wait_s = config.ingress.backpressure_max_wait_s
         self._experiments = ExperimentSeries(config.ingress.experiment_series_retention_s)
-        self._metrics = RayServiceMetrics(self._experiments)
-        self._fingerprints: dict[str, str] | None = None
+        metrics = RayServiceMetrics(self._experiments)
+        self._ray_metrics = metrics
+        self._model_configs = [(config.strong, strong), (config.weak, weak)]
+        self._model_configs += [(model, self._receivers[model.engine.name]) for model in config.receivers]
+        self._fingerprint_cache: dict[str, str] | None = None
         # A run's own calls wait out a full model queue (RESOURCE_EXHAUSTED is for callers who can
         # retry); the client's deadline or cancellation still ends them.
-        self._runner = TransferRunner(
+        runner = TransferRunner(
             stream_prefixes=self._strong_events_when_admitted,
             complete=self._complete_when_admitted,
             max_concurrent_completions=config.ingress.max_concurrent_completions,
-            metrics=self._metrics,
+            metrics=metrics,
             max_concurrent_cots=config.ingress.max_concurrent_cots,
         )
-        self._draining = False
-        self._in_flight = 0
-
-    @asynccontextmanager
-    async def _rpc(self, method: str, grpc_context: RayServegRPCContext) -> AsyncIterator[None]:
-        """Authenticates, counts and times one RPC, and turns any failure into its status code."""
-        started = time.monotonic()
-        code = grpc.StatusCode.OK
-        self._in_flight += 1
-        try:
-            if self._draining:
-                raise UnavailableError("the service is shutting down; retry on another replica")
-            if self._auth is not None:
-                self._auth.check(grpc_context.invocation_metadata())
-            yield
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception as error:
-            code, details = status_for(error)
-            grpc_context.set_code(code)
-            grpc_context.set_details(details)
-            raise RpcStatusError(details) from None
-        finally:
-            self._in_flight -= 1
-            self._metrics.rpc_finished(method, code.name, time.monotonic() - started)
+        super().__init__(
+            config,
+            strong_events=self._strong_events,
+            complete=self._complete,
+            run_events=runner.run,
+            fingerprints=self._model_fingerprints,
+            models_serving=self._models_serving,
+            metrics=metrics,
+        )
 
     async def __call__(self, request: Request) -> Response:
         """HTTP through Serve's proxy: ``GET {route_prefix}/metrics`` is the service's Prometheus endpoint."""
@@ -233,7 +200,6 @@ class TransferIngress:
                 events.cancel()
 
     async def _complete(self, request: CompletionRequest) -> CompletionResult:
-        # "" is the weak model, as for a client from before receivers.
         receiver = self._receivers.get(request.receiver, self._weak)
         result: CompletionResult = await receiver.complete.remote(request)
         return result
@@ -242,8 +208,8 @@ class TransferIngress:
         return stream_when_admitted(
             lambda: self._strong_events(request),
             BackPressureError,
-            on_retry=lambda: self._metrics.backpressure_retry(STRONG_DEPLOYMENT),
-            max_wait_s=self._config.ingress.backpressure_max_wait_s,
+            on_retry=lambda: self._ray_metrics.backpressure_retry(STRONG_DEPLOYMENT),
+            max_wait_s=self._backpressure_max_wait_s,
             what=f"the {STRONG_DEPLOYMENT} deployment",
         )
 
@@ -251,103 +217,27 @@ class TransferIngress:
         return await call_when_admitted(
             lambda: self._complete(request),
             BackPressureError,
-            on_retry=lambda: self._metrics.backpressure_retry(WEAK_DEPLOYMENT),
-            max_wait_s=self._config.ingress.backpressure_max_wait_s,
+            on_retry=lambda: self._ray_metrics.backpressure_retry(WEAK_DEPLOYMENT),
+            max_wait_s=self._backpressure_max_wait_s,
             what=f"the {WEAK_DEPLOYMENT} deployment",
         )
 
     async def _model_fingerprints(self) -> dict[str, str]:
         """Each served name's fingerprint, read once: the folder here if this node has it, else
         from a replica of the deployment (the ingress may run where the weights are not)."""
-        if self._fingerprints is None:
+        if self._fingerprint_cache is None:
             fingerprints = {}
-            models = [(self._config.strong, self._strong), (self._config.weak, self._weak)]
-            models += [(model, self._receivers[model.engine.name]) for model in self._config.receivers]
-            for deployment, handle in models:
+            for deployment, handle in self._model_configs:
                 fingerprint = await asyncio.to_thread(model_fingerprint, deployment.engine.model)
                 if not fingerprint:
                     fingerprint = await handle.fingerprint.remote()
                 fingerprints[deployment.engine.name] = fingerprint
-            self._fingerprints = fingerprints
-        return self._fingerprints
+            self._fingerprint_cache = fingerprints
+        return self._fingerprint_cache
 
-    async def StreamPrefixes(  # noqa: N802 - the gRPC method name
-        self, request: pb.StreamPrefixesRequest, grpc_context: RayServegRPCContext
-    ) -> AsyncIterator[pb.StreamPrefixesResponse]:
-        async with self._rpc("StreamPrefixes", grpc_context):
-            started = time.monotonic()
-            first_prefix = True
-            prefix_request = decode.prefix_request_from_proto(request, self._config)
-            async for event in self._strong_events(prefix_request):
-                if first_prefix and isinstance(event, CotPrefix):
-                    self._metrics.time_to_first_prefix(time.monotonic() - started)
-                    first_prefix = False
-                yield encode.strong_event_to_proto(event)
-
-    async def Complete(  # noqa: N802 - the gRPC method name
-        self, request: pb.CompleteRequest, grpc_context: RayServegRPCContext
-    ) -> pb.CompleteResponse:
-        async with self._rpc("Complete", grpc_context):
-            result = await self._complete(decode.completion_request_from_proto(request, self._config))
-        return encode.completion_result_to_proto(result)
-
-    async def GetInfo(  # noqa: N802 - the gRPC method name
-        self, request: pb.GetInfoRequest, grpc_context: RayServegRPCContext
-    ) -> pb.GetInfoResponse:
-        async with self._rpc("GetInfo", grpc_context):
-            info = encode.service_info_to_proto(self._config, await self._model_fingerprints())
-        return info
-
-    async def Run(  # noqa: N802 - the gRPC method name
-        self, request: pb.RunRequest, grpc_context: RayServegRPCContext
-    ) -> AsyncIterator[pb.RunResponse]:
-        async with self._rpc("Run", grpc_context):
-            transfer_request = decode.transfer_request_from_proto(request, self._config)
-            async for event in self._runner.run(transfer_request):
-                yield encode.transfer_event_to_proto(event)
-
-    async def _serving_status(self, service: str) -> int:
-        if service not in HEALTH_SERVICES:
-            return int(health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
-        if self._draining:
-            return int(health_pb2.HealthCheckResponse.NOT_SERVING)
-        try:
-            async with asyncio.timeout(HEALTH_PROBE_TIMEOUT_S):
-                running = await asyncio.to_thread(_running_replicas, serve.get_replica_context().app_name)
-        except Exception:
-            logger.warning("health check: Serve's status could not be read", exc_info=True)
-            return int(health_pb2.HealthCheckResponse.NOT_SERVING)
-        if all(running.get(name, 0) > 0 for name in (STRONG_DEPLOYMENT, WEAK_DEPLOYMENT)):
-            return int(health_pb2.HealthCheckResponse.SERVING)
-        return int(health_pb2.HealthCheckResponse.NOT_SERVING)
-
-    async def Check(  # noqa: N802 - grpc.health.v1.Health/Check, for Kubernetes gRPC probes
-        self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
-    ) -> health_pb2.HealthCheckResponse:
-        status = await self._serving_status(request.service)
-        if status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN:
-            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
-            grpc_context.set_details(f"unknown service {request.service!r}")
-            raise RpcStatusError(f"unknown service {request.service!r}")
-        return health_pb2.HealthCheckResponse(status=status)
-
-    async def Watch(  # noqa: N802 - grpc.health.v1.Health/Watch
-        self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
-    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
-        last: int | None = None
-        while True:
-            status = await self._serving_status(request.service)
-            if status != last:
-                yield health_pb2.HealthCheckResponse(status=status)
-                last = status
-            await asyncio.sleep(1.0)
-
-    def start_draining(self) -> None:
-        """Health turns NOT_SERVING and new calls get UNAVAILABLE; calls in flight finish."""
-        self._draining = True
-
-    def in_flight(self) -> int:
-        return self._in_flight
+    async def _models_serving(self) -> bool:
+        running = await asyncio.to_thread(_running_replicas, serve.get_replica_context().app_name)
+        return all(running.get(name, 0) > 0 for name in (STRONG_DEPLOYMENT, WEAK_DEPLOYMENT))
 
 
 def _running_replicas(application: str) -> dict[str, int]:

@@ -1,0 +1,208 @@
+"""The RPC bodies of StrongModel, WeakModel, Transfer and grpc.health.v1.Health.
+
+Each body is a plain async function over injected callables: the strong model's event stream,
+one receiver completion, the transfer fan-out, the model fingerprints. ``TransferService`` binds
+them to one service with auth, drain, per-RPC metrics and the one status table. The Ray ingress
+(``wiring.deployments.TransferIngress``) is a ``TransferService`` whose callables are deployment
+handles; tests serve the same class from a grpc.aio server with the replicas in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from cot_transfer.domain.errors import UnavailableError
+from cot_transfer.domain.requests import CompletionRequest, CompletionResult, CotPrefix, PrefixRequest, StrongEvent
+from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.common.serving_config import ServingConfig
+from cot_transfer.serving.dataplane.fanout import RunEvents
+from cot_transfer.serving.edge import decode, encode
+from cot_transfer.serving.edge.auth import TokenAuth
+from cot_transfer.serving.edge.status import status_for
+from cot_transfer.v1 import cot_transfer_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+StrongEvents = Callable[[PrefixRequest], AsyncIterator[StrongEvent]]
+Complete = Callable[[CompletionRequest], Awaitable[CompletionResult]]
+Fingerprints = Callable[[], Awaitable[Mapping[str, str]]]
+# Whether the model deployments have a replica serving (the health probe's answer).
+ModelsServing = Callable[[], Awaitable[bool]]
+
+HEALTH_SERVICES = frozenset(
+    {"", "cot_transfer.v1.StrongModel", "cot_transfer.v1.WeakModel", "cot_transfer.v1.Transfer"}
+)
+HEALTH_PROBE_TIMEOUT_S = 5.0
+
+
+async def stream_prefixes(
+    request: pb.StreamPrefixesRequest, config: ServingConfig, strong_events: StrongEvents, metrics: ServiceMetrics
+) -> AsyncIterator[pb.StreamPrefixesResponse]:
+    started = time.monotonic()
+    first_prefix = True
+    async for event in strong_events(decode.prefix_request_from_proto(request, config)):
+        if first_prefix and isinstance(event, CotPrefix):
+            metrics.time_to_first_prefix(time.monotonic() - started)
+            first_prefix = False
+        yield encode.strong_event_to_proto(event)
+
+
+async def complete(request: pb.CompleteRequest, config: ServingConfig, complete: Complete) -> pb.CompleteResponse:
+    return encode.completion_result_to_proto(await complete(decode.completion_request_from_proto(request, config)))
+
+
+async def get_info(config: ServingConfig, fingerprints: Fingerprints) -> pb.GetInfoResponse:
+    return encode.service_info_to_proto(config, await fingerprints())
+
+
+async def run(request: pb.RunRequest, config: ServingConfig, run_events: RunEvents) -> AsyncIterator[pb.RunResponse]:
+    async for event in run_events(decode.transfer_request_from_proto(request, config)):
+        yield encode.transfer_event_to_proto(event)
+
+
+async def serving_status(service: str, draining: bool, models_serving: ModelsServing) -> int:
+    if service not in HEALTH_SERVICES:
+        return int(health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+    if draining:
+        return int(health_pb2.HealthCheckResponse.NOT_SERVING)
+    try:
+        async with asyncio.timeout(HEALTH_PROBE_TIMEOUT_S):
+            serving = await models_serving()
+    except Exception:
+        logger.warning("health check: the model deployments' state could not be read", exc_info=True)
+        return int(health_pb2.HealthCheckResponse.NOT_SERVING)
+    return int(health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+class RpcContext(Protocol):
+    """What the bodies need of a call's context: Ray Serve's gRPC context and grpc.aio's both fit."""
+
+    def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]] | None: ...
+
+    def set_code(self, code: grpc.StatusCode) -> None: ...
+
+    def set_details(self, details: str) -> None: ...
+
+
+class RpcStatusError(Exception):
+    """Carries a status already set on the gRPC context out of an RPC method."""
+
+
+async def _fail(context: RpcContext, code: grpc.StatusCode, details: str) -> None:
+    context.set_code(code)
+    context.set_details(details)
+    abort = getattr(context, "abort", None)
+    if abort is not None:
+        await abort(code, details)  # grpc.aio: the status as set, not "Unexpected <error>"
+    # Ray Serve's proxy reads the code and details set on its context.
+    raise RpcStatusError(details)
+
+
+class TransferService:
+    """Serves cot_transfer.v1.StrongModel, WeakModel and Transfer, and grpc.health.v1.Health.
+
+    Method names are the RPC names: Ray Serve's gRPC proxy and grpc.aio both call the method
+    named like the RPC.
+    """
+
+    def __init__(
+        self,
+        config: ServingConfig,
+        *,
+        strong_events: StrongEvents,
+        complete: Complete,
+        run_events: RunEvents,
+        fingerprints: Fingerprints,
+        models_serving: ModelsServing,
+        metrics: ServiceMetrics = NO_METRICS,
+    ) -> None:
+        self._config = config
+        self._strong_events = strong_events
+        self._complete = complete
+        self._run_events = run_events
+        self._fingerprints = fingerprints
+        self._models_serving = models_serving
+        self._metrics = metrics
+        self._auth = TokenAuth.from_env(config.auth_token_env)
+        self._draining = False
+        self._in_flight = 0
+
+    @asynccontextmanager
+    async def _rpc(self, method: str, context: RpcContext) -> AsyncIterator[None]:
+        """Authenticates, counts and times one RPC, and turns any failure into its status code."""
+        started = time.monotonic()
+        code = grpc.StatusCode.OK
+        self._in_flight += 1
+        try:
+            if self._draining:
+                raise UnavailableError("the service is shutting down; retry on another replica")
+            if self._auth is not None:
+                self._auth.check(context.invocation_metadata() or ())
+            yield
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except RpcStatusError:
+            raise
+        except Exception as error:
+            code, details = status_for(error)
+            await _fail(context, code, details)
+        finally:
+            self._in_flight -= 1
+            self._metrics.rpc_finished(method, code.name, time.monotonic() - started)
+
+    async def StreamPrefixes(  # noqa: N802 - the gRPC method name
+        self, request: pb.StreamPrefixesRequest, context: RpcContext
+    ) -> AsyncIterator[pb.StreamPrefixesResponse]:
+        async with self._rpc("StreamPrefixes", context):
+            async for response in stream_prefixes(request, self._config, self._strong_events, self._metrics):
+                yield response
+
+    async def Complete(self, request: pb.CompleteRequest, context: RpcContext) -> pb.CompleteResponse:  # noqa: N802
+        async with self._rpc("Complete", context):
+            response = await complete(request, self._config, self._complete)
+        return response
+
+    async def GetInfo(self, request: pb.GetInfoRequest, context: RpcContext) -> pb.GetInfoResponse:  # noqa: N802
+        async with self._rpc("GetInfo", context):
+            info = await get_info(self._config, self._fingerprints)
+        return info
+
+    async def Run(self, request: pb.RunRequest, context: RpcContext) -> AsyncIterator[pb.RunResponse]:  # noqa: N802
+        async with self._rpc("Run", context):
+            async for response in run(request, self._config, self._run_events):
+                yield response
+
+    async def Check(  # noqa: N802 - grpc.health.v1.Health/Check, for Kubernetes gRPC probes
+        self, request: health_pb2.HealthCheckRequest, context: RpcContext
+    ) -> health_pb2.HealthCheckResponse:
+        status = await serving_status(request.service, self._draining, self._models_serving)
+        if status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN:
+            await _fail(context, grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(  # noqa: N802 - grpc.health.v1.Health/Watch
+        self, request: health_pb2.HealthCheckRequest, context: RpcContext
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        last: int | None = None
+        while True:
+            status = await serving_status(request.service, self._draining, self._models_serving)
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            await asyncio.sleep(1.0)
+
+    def start_draining(self) -> None:
+        """Health turns NOT_SERVING and new calls get UNAVAILABLE; calls in flight finish."""
+        self._draining = True
+
+    def in_flight(self) -> int:
+        return self._in_flight
