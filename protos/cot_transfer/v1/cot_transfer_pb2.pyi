@@ -207,18 +207,32 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., reasoning_format: _Optional[str] = ..., fingerprint: _Optional[str] = ..., max_model_len: _Optional[int] = ...) -> None: ...
 
 class Problem(_message.Message):
-    __slots__ = ("id", "problem", "answer", "cot", "cot_format")
+    __slots__ = ("id", "problem", "answer", "cot", "cot_format", "prefixes", "rows")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     COT_FIELD_NUMBER: _ClassVar[int]
     COT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     id: str
     problem: str
     answer: str
     cot: str
     cot_format: str
-    def __init__(self, id: _Optional[str] = ..., problem: _Optional[str] = ..., answer: _Optional[str] = ..., cot: _Optional[str] = ..., cot_format: _Optional[str] = ...) -> None: ...
+    prefixes: _containers.RepeatedCompositeFieldContainer[Prefix]
+    rows: _containers.RepeatedCompositeFieldContainer[RowKey]
+    def __init__(self, id: _Optional[str] = ..., problem: _Optional[str] = ..., answer: _Optional[str] = ..., cot: _Optional[str] = ..., cot_format: _Optional[str] = ..., prefixes: _Optional[_Iterable[_Union[Prefix, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[RowKey, _Mapping]]] = ...) -> None: ...
+
+class RowKey(_message.Message):
+    __slots__ = ("fraction", "receiver", "mode")
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    fraction: float
+    receiver: str
+    mode: AnswerMode
+    def __init__(self, fraction: _Optional[float] = ..., receiver: _Optional[str] = ..., mode: _Optional[_Union[AnswerMode, str]] = ...) -> None: ...
 
 class SamplingPlan(_message.Message):
     __slots__ = ("n_max", "rounds", "error_rate", "target_width", "rule")
