@@ -436,7 +436,9 @@ class TokenizerServer:
                 json={
                     "tokenizer_class": "PreTrainedTokenizerFast",
                     "eos_token": "<eos>",
-                    "added_tokens_decoder": {"2": {"content": "<think>", "special": False}, "3": {"special": True}},
+                    "bos_token": None,
+                    "added_tokens_decoder": {"1": "<eos>", "2": "<think>"},
+                    "additional_special_tokens": ["<eos>", "ab"],
                 },
             )
         body = json.loads(request.content)
@@ -462,7 +464,7 @@ async def test_the_server_tokenizer_uses_tokenize_and_detokenize_with_a_cache() 
     )
     await engine.start()
     tokenizer = engine.tokenizer
-    assert tokenizer.is_special(1) and tokenizer.is_special(3) and not tokenizer.is_special(2)
+    assert tokenizer.is_special(1) and not tokenizer.is_special(2)  # "ab" is two tokens: not one special
     assert tokenizer.encode("ab") == [97, 98]
     assert tokenizer.decode([97, 1, 98]) == "ab"  # special ids dropped, as the local tokenizer does
     calls = len(tokenizer_server.calls)
@@ -471,9 +473,16 @@ async def test_the_server_tokenizer_uses_tokenize_and_detokenize_with_a_cache() 
     assert tokenizer.render_problem("3+4", {"enable_thinking": True}) == 'U:3+4|A:{"enable_thinking": true}'
 
 
-def test_special_ids_come_from_added_tokens_and_named_tokens() -> None:
-    info = {"added_tokens_decoder": {"5": {"special": True}, "6": {"special": False}}, "bos_token": {"content": "<s>"}}
-    assert special_ids_of(info, lambda text: [9] if text == "<s>" else [1, 2]) == {5, 9}
+def test_special_ids_are_the_named_and_additional_special_tokens() -> None:
+    vocabulary = {"<s>": [9], "</s>": [8], "<tool>": [7], "<pad>": [6]}
+    info = {
+        "bos_token": {"content": "<s>"},
+        "eos_token": "</s>",
+        "pad_token": None,
+        "added_tokens_decoder": {"6": "<pad>"},  # vLLM's shape: no special flag, so not taken
+        "additional_special_tokens": ["<tool>", "not one token"],
+    }
+    assert special_ids_of(info, lambda text: vocabulary.get(text, [1, 2])) == {7, 8, 9}
 
 
 async def test_a_server_without_tokenizer_info_asks_for_a_local_folder() -> None:

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 # Longest server error text quoted in an error message.
 _MAX_QUOTED_CHARS = 300
 _TOKENIZER_CACHE_ENTRIES = 4096
+_NAMED_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
 class _TransientError(Exception):
@@ -553,16 +554,19 @@ class ServerTokenizer:
 
 
 def special_ids_of(info: Mapping[str, Any], encode: Callable[[str], list[int]]) -> set[int]:
-    """Special-token ids from a ``/tokenizer_info`` body (the tokenizer's init kwargs): the added
-    tokens marked special, and the named ones (eos, bos, pad, ...) looked up as single tokens."""
+    """Special-token ids from a ``/tokenizer_info`` body (the tokenizer's init kwargs), as a Hugging
+    Face tokenizer's ``all_special_ids`` has them: the named tokens (eos, bos, pad, ...) and the
+    additional special tokens, each looked up as a single token. (vLLM sends ``added_tokens_decoder``
+    as bare strings, without their special flag, so it cannot say more.)"""
+    texts: list[Any] = [info.get(key) for key in _NAMED_SPECIAL_TOKENS]
+    for key in ("additional_special_tokens", "extra_special_tokens"):
+        listed = info.get(key)
+        if isinstance(listed, Mapping):
+            listed = list(listed.values())
+        if isinstance(listed, list):
+            texts.extend(listed)
     ids: set[int] = set()
-    added = info.get("added_tokens_decoder")
-    if isinstance(added, Mapping):
-        for token_id, token in added.items():
-            if isinstance(token, Mapping) and token.get("special") and str(token_id).isdigit():
-                ids.add(int(token_id))
-    for key in ("bos_token", "eos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token"):
-        text = info.get(key)
+    for text in texts:
         if isinstance(text, Mapping):
             text = text.get("content")
         if isinstance(text, str) and text:
