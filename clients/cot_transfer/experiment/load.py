@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cot_transfer.domain.analysis import fraction_key
 from cot_transfer.domain.kept_answers import majority
 from cot_transfer.domain.step_importance import CutCounts, step_importances
-from cot_transfer.experiment.results_folder import RESULTS_FILE, RUN_FILE, STRONG_FILE
+from cot_transfer.experiment.results_folder import RESULTS_FILE, RUN_FILE, STRONG_FILE, ReportError, load_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +44,7 @@ RESULT_COLUMNS = (
     "num_correct",
     "potential",
     "answer_in_prefix",
+    "answer_stated_in_prefix",
     "answer_counts",
     "majority_answer",
     "agreement",
@@ -151,8 +153,12 @@ def results_frame(folder: Path, run: Mapping[str, Any], strong: Mapping[str, Map
     import pandas as pd
 
     weak_model = str(run.get("weak_model") or "weak")
+    judged = _judged_leak_flags(folder)
+    named = bool(run.get("receivers"))
     rows = []
     for record in _records(folder / RESULTS_FILE, run):
+        key = (record["problem_id"], (record.get("receiver") or "") if named else "", record.get("mode", "free"))
+        lenient, strict = judged.get((*key, fraction_key(record["fraction"])), _stored_leak_flags(record))
         counts = [(str(answer), int(count)) for answer, count in record.get("answer_counts", ())]
         top = majority(counts)
         strong_answer = strong.get(record["problem_id"], {}).get("answer")
@@ -169,7 +175,8 @@ def results_frame(folder: Path, run: Mapping[str, Any], strong: Mapping[str, Map
                 "n": int(record["n"]),
                 "num_correct": int(record["num_correct"]),
                 "potential": _potential(record),
-                "answer_in_prefix": record.get("answer_in_prefix"),
+                "answer_in_prefix": lenient,
+                "answer_stated_in_prefix": strict,
                 "answer_counts": [{"answer": answer, "count": count} for answer, count in counts],
                 "majority_answer": None if top is None else top.answer,
                 "agreement": None if top is None else top.agreement,
@@ -181,6 +188,28 @@ def results_frame(folder: Path, run: Mapping[str, Any], strong: Mapping[str, Map
             }
         )
     return pd.DataFrame(_with_step_importance(rows), columns=list(RESULT_COLUMNS))
+
+
+def _judged_leak_flags(folder: Path) -> dict[tuple[str, str, str, float], tuple[bool | None, bool | None]]:
+    """The weak rows' leak flags as the report reads them: an old folder's judged again from its
+    prefix texts (``results_folder``), so the tables and summary.json agree."""
+    try:
+        run = load_run(folder)
+    except (ReportError, OSError):
+        return {}
+    return {
+        (row.problem_id, row.receiver, row.mode, row.fraction): (row.answer_in_prefix, row.answer_stated_in_prefix)
+        for rows in run.receiver_rows.values()
+        for row in rows
+    }
+
+
+def _stored_leak_flags(record: Mapping[str, Any]) -> tuple[bool | None, bool | None]:
+    """The flags as written; a row from before the strict flag only knows a True (see results_folder)."""
+    lenient = record.get("answer_in_prefix")
+    if "answer_stated_in_prefix" in record:
+        return lenient, record.get("answer_stated_in_prefix")
+    return (True, True) if lenient is True else (None, None)
 
 
 def _with_step_importance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

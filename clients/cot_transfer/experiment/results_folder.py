@@ -3,9 +3,10 @@
 The folder holds what the runner writes:
 
 * ``run.json``: fractions, samples per prefix, thresholds, grader, models, settings hash;
-* ``results.jsonl``: one row per (problem, fraction) with ``n``, ``num_correct`` and (since the
-  answer-leak analysis) ``answer_in_prefix``; rows with ``"role": "strong"`` are the strong
-  model's self-potential, the rest the weak model's;
+* ``results.jsonl``: one row per (problem, fraction) with ``n``, ``num_correct`` and the leak
+  flags ``answer_in_prefix`` (lenient) and ``answer_stated_in_prefix`` (strict,
+  ``cot_transfer.domain.leaks``); rows with ``"role": "strong"`` are the strong model's
+  self-potential, the rest the weak model's;
 * ``strong.jsonl`` (optional): per problem the strong model's CoT, answer, correctness, its
   prefixes and whether the CoT ran out of budget inside its reasoning;
 * ``errors.jsonl`` (optional): the problems that could not be run.
@@ -16,12 +17,14 @@ written twice (a resumed run redoing work) keeps its last row, and rows from oth
 settings (``settings_hash`` differs from ``run.json``'s) are left out. Those lines are
 counted in ``summary.json`` under ``ignored``. A malformed line anywhere else is an error.
 
-Folders written before rows carried ``answer_in_prefix`` are read too: the flag is judged here
-from the stored prefix text with the run's grader (``answers.states_answer``) against the
+Folders written before rows carried both leak flags are read too. Their ``answer_in_prefix``
+read answer statements only, so a True there implies both flags; otherwise both are judged
+here from the stored prefix text with the run's grader (``leaks.judge_prefix``) against the
 reference answer (from the problems file named in ``run.json``, else the strong model's
 answer when it was graded correct). Where neither is at hand, or a prefix states an answer
-that the grader cannot compare here (the math grader's math-verify runs in the service), it
-stays unknown (None); a prefix that states no answer at all is judged not to state it.
+that the grader cannot compare here (the math grader's math-verify runs in the service) and
+nothing else settles it, a flag stays unknown (None), and unknown rows are left out of the
+rate without the answer.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED, fraction_key
-from cot_transfer.domain.answers import get_grader, states_answer
-from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from cot_transfer.domain.answers import get_grader
+from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
+from cot_transfer.domain.leaks import PrefixLeak, judge_prefix
 from cot_transfer.domain.receivers import ANSWER_MODES, FREE, primary_key
 from cot_transfer.domain.requests import FractionResult
 from cot_transfer.domain.transfer import Thresholds
@@ -92,7 +96,7 @@ class RunResults:
     ignored: IgnoredLines
     # Problem id -> why it is left out of the statistics (analysis.REASONING_TRUNCATED, PROBLEM_ERROR).
     excluded: dict[str, str] = field(default_factory=dict, hash=False)
-    # How many weak rows had no answer_in_prefix on disk and had it judged here (old folders).
+    # How many weak rows had no leak flags on disk and had them judged here (old folders).
     answer_in_prefix_judged: int = 0
     # Every receiver's rows by (receiver, mode) (receiver "" in a run that named none);
     # ``weak_rows`` are those of ``primary``, the first weak receiver in free mode.
@@ -145,6 +149,13 @@ def _parse_row(path: Path, number: int, raw: Mapping[str, Any]) -> tuple[str, Fr
     if role not in (WEAK_ROLE, STRONG_ROLE):
         raise fail(f'"role" must be "{WEAK_ROLE}" or "{STRONG_ROLE}", got {role!r}')
     answer_in_prefix = raw.get("answer_in_prefix")
+    answer_in_prefix = answer_in_prefix if isinstance(answer_in_prefix, bool) else None
+    if "answer_stated_in_prefix" in raw:
+        stated = raw["answer_stated_in_prefix"]
+        answer_stated_in_prefix = stated if isinstance(stated, bool) else None
+    else:
+        # A row from before the two flags: its flag read answer statements only (module docstring).
+        answer_in_prefix = answer_stated_in_prefix = True if answer_in_prefix is True else None
     receiver, mode = raw.get("receiver") or "", raw.get("mode") or FREE
     if not isinstance(receiver, str) or mode not in ANSWER_MODES:
         raise fail(f'"receiver" must be a string and "mode" one of {", ".join(ANSWER_MODES)}')
@@ -155,7 +166,8 @@ def _parse_row(path: Path, number: int, raw: Mapping[str, Any]) -> tuple[str, Fr
         cot_num_tokens=_optional_int(raw.get("cot_num_tokens")) or 0,
         n=n,
         num_correct=num_correct,
-        answer_in_prefix=answer_in_prefix if isinstance(answer_in_prefix, bool) else None,
+        answer_in_prefix=answer_in_prefix,
+        answer_stated_in_prefix=answer_stated_in_prefix,
         receiver=receiver,
         mode=mode,
         rounds=_optional_int(raw.get("rounds")) or 0,
@@ -253,8 +265,12 @@ def _references(settings: Mapping[str, Any]) -> dict[str, str]:
 def _judge_answer_in_prefix(
     rows: list[FractionResult], records: Mapping[str, StrongRecord], settings: Mapping[str, Any]
 ) -> tuple[list[FractionResult], int]:
-    """Rows with ``answer_in_prefix`` judged from the stored prefix texts where it is missing."""
-    missing = [index for index, row in enumerate(rows) if row.answer_in_prefix is None]
+    """Rows with the leak flags judged from the stored prefix texts where they are missing."""
+    missing = [
+        index
+        for index, row in enumerate(rows)
+        if row.answer_in_prefix is None or row.answer_stated_in_prefix is None
+    ]
     if not missing:
         return rows, 0
     try:
@@ -274,12 +290,12 @@ def _judge_answer_in_prefix(
             text = ""
         if reference is None or text is None:
             continue
-        try:
-            stated = states_answer(grader, text, reference) if text else False
-        except UnavailableError:
-            # The prefix states some answer but equivalence cannot be decided here.
-            continue
-        rows[index] = replace(row, answer_in_prefix=stated)
+        leak = judge_prefix(grader, text, reference) if text else PrefixLeak(False, False)
+        if leak.answer_in_prefix is None and leak.answer_stated_in_prefix is None:
+            continue  # the prefix states some answer the grader cannot compare here
+        rows[index] = replace(
+            row, answer_in_prefix=leak.answer_in_prefix, answer_stated_in_prefix=leak.answer_stated_in_prefix
+        )
         judged += 1
     return rows, judged
 

@@ -102,6 +102,16 @@ def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def _prefix_from_record(prefix: dict[str, Any]) -> CotPrefix:
+    fields = {**prefix, "token_ids": tuple(prefix.get("token_ids", ()))}
+    if "answer_stated_in_prefix" not in prefix:
+        # Written before the two leak flags: that answer_in_prefix read answer statements only,
+        # so its True implies both flags and its False neither (left to be judged again).
+        known = True if prefix.get("answer_in_prefix") is True else None
+        fields["answer_in_prefix"] = fields["answer_stated_in_prefix"] = known
+    return CotPrefix(**fields)
+
+
 @dataclass
 class RunState:
     """What a results folder already holds for the current settings."""
@@ -172,10 +182,7 @@ class RunFolder:
         named = any(receiver for receiver, _ in receivers)
         for record in _read_complete_lines(self.out_dir / STRONG_FILE):
             if record.get("settings_hash") == run_hash:
-                prefixes = tuple(
-                    CotPrefix(**{**prefix, "token_ids": tuple(prefix.get("token_ids", ()))})
-                    for prefix in record.get("prefixes", ())
-                )
+                prefixes = tuple(_prefix_from_record(prefix) for prefix in record.get("prefixes", ()))
                 state.strong[record["problem_id"]] = StrongCot(
                     problem_id=record["problem_id"],
                     cot=record["cot"],

@@ -12,8 +12,10 @@ from cot_transfer.experiment.results_folder import STRONG_ROLE, WEAK_ROLE, RunRe
 from cot_transfer.experiment.sampling_summary import sampling_summary
 
 ANSWER_IN_PREFIX_SOURCE = (
-    "each results.jsonl row's answer_in_prefix (the run's grader over the exact prefix text); for rows"
-    " written without it, judged when reading from the prefix texts in strong.jsonl"
+    "each results.jsonl row's answer_in_prefix (lenient: the reference stands anywhere in the prefix as a"
+    " number or maths span, or the cut sits inside an answer statement or after its marker) and"
+    " answer_stated_in_prefix (strict: stated as an answer), by cot_transfer.domain.leaks over the exact"
+    " prefix text; for rows written without both, judged when reading from the prefix texts in strong.jsonl"
 )
 
 
@@ -96,6 +98,7 @@ CSV_COLUMNS = (
     "unlocked",
     "p_unlocked",
     "answer_in_prefix",
+    "answer_stated_in_prefix",
     "excluded",
     "dynamics",
     "dynamics_fraction",
@@ -157,4 +160,5 @@ def _base_row(row: Any, role: str, low: float, high: float) -> dict[str, Any]:
         "prefix_num_tokens": row.prefix_num_tokens,
         "cot_num_tokens": row.cot_num_tokens,
         "answer_in_prefix": _cell(row.answer_in_prefix),
+        "answer_stated_in_prefix": _cell(row.answer_stated_in_prefix),
     }
