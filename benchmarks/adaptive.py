@@ -2,6 +2,8 @@
 
     python -m benchmarks.adaptive --n-max 128            # served: starts a stack, two runs
     python -m benchmarks.adaptive --n-max 128 --replay runs/bench/adaptive/brute_force.jsonl
+    python -m benchmarks.adaptive --simulate [--stopping-rule mixture_cs]   # no stack
+    python -m benchmarks.adaptive --operating-characteristics   # exact, both rules, no stack
 
 Served: brute force (n = n_max for every row) and adaptive sampling
 (``SamplingPlan(n_max)``), both on the CoTs of one short run, imported, so both complete the same
@@ -9,6 +11,10 @@ prefixes, with the same weak seed, so a row's adaptive samples are the first of 
 Replay (no stack): each brute-force row's n_max outcomes are shuffled and the stopping rule is
 run on them in order, so the adaptive "run" draws from the same samples (a coupled comparison,
 which agrees at least as often as two independent runs would).
+
+``--operating-characteristics`` prints, exactly over the path tree (``sequential_estimates``), one
+row's bias (Rao-Blackwell potential and k / t at the stop), its interval's coverage at the stopping
+time, expected samples and decided-wrong rate under both stopping rules.
 
 Keys (``benchmarks/results.json``):
 
@@ -33,7 +39,16 @@ from typing import Any
 from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.requests import FractionResult, Problem, StrongCot
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.sequential import N_MAX, SamplingPlan, StoppingRule
+from cot_transfer.domain.sequential import (
+    BONFERRONI_CP,
+    DEFAULT_RULE,
+    MIXTURE_CS,
+    N_MAX,
+    RULES,
+    SamplingPlan,
+    StoppingRule,
+)
+from cot_transfer.domain.sequential_estimates import operating_characteristics, row_potential
 from cot_transfer.domain.transfer import Thresholds
 
 TARGETS = {"adaptive_sample_ratio": 0.25, "adaptive_decision_agreement": 0.98}
@@ -43,6 +58,7 @@ TARGETS = {"adaptive_sample_ratio": 0.25, "adaptive_decision_agreement": 0.98}
 class AdaptiveComparison:
     method: str  # "served" (two runs against the stack) or "replay" (the brute-force samples reshuffled)
     n_max: int
+    rule: str  # the adaptive run's stopping rule (SamplingPlan.rule)
     rows: int
     samples_drawn: int
     adaptive_sample_ratio: float
@@ -67,15 +83,16 @@ class AdaptiveComparison:
 
 
 def _decisions(rows: Sequence[FractionResult], thresholds: Thresholds) -> dict[tuple[str, float], bool]:
-    baseline = {row.problem_id: row.potential for row in rows if row.fraction == 0.0}
+    # Decisions read k / n (on a decided adaptive row, the stopping rule's call), not the row's
+    # Rao-Blackwell potential, which may sit on the other side of tau.
+    baseline = {row.problem_id: row.num_correct / row.n for row in rows if row.fraction == 0.0}
     out = {}
     for row in rows:
         if row.problem_id not in baseline:
             continue
         unsolved = bool(thresholds.unsolved_at_baseline(baseline[row.problem_id]))
-        out[(row.problem_id, row.fraction)] = (
-            unsolved if row.fraction == 0.0 else unsolved and bool(thresholds.reaches_unlock(row.potential))
-        )
+        reaches = bool(thresholds.reaches_unlock(row.num_correct / row.n))
+        out[(row.problem_id, row.fraction)] = unsolved if row.fraction == 0.0 else unsolved and reaches
     return out
 
 
@@ -85,6 +102,7 @@ def compare(
     n_max: int,
     thresholds: Thresholds,
     method: str,
+    rule: str = DEFAULT_RULE,
 ) -> AdaptiveComparison:
     brute_decisions = _decisions(brute, thresholds)
     adaptive_decisions = _decisions(adaptive, thresholds)
@@ -120,6 +138,7 @@ def compare(
     return AdaptiveComparison(
         method=method,
         n_max=n_max,
+        rule=rule,
         rows=len(adaptive),
         samples_drawn=drawn,
         adaptive_sample_ratio=drawn / (n_max * len(adaptive)),
@@ -175,7 +194,18 @@ def replay_adaptive(
                 if stop is not None:
                     reason, drawn = stop, total
                     break
-            out.append(replace(row, n=drawn, num_correct=sum(outcomes[:drawn]), rounds=0, stop_reason=reason))
+            successes = sum(outcomes[:drawn])
+            estimate = row_potential(rule, is_baseline, successes, drawn)
+            out.append(
+                replace(
+                    row,
+                    n=drawn,
+                    num_correct=successes,
+                    rounds=sum(1 for total in schedule if total <= drawn),
+                    stop_reason=reason,
+                    rao_blackwell_potential=estimate,
+                )
+            )
     return out
 
 
@@ -195,18 +225,25 @@ def simulated_rows(
 
 
 def simulated_comparison(
-    problems: int, fractions: Sequence[float], n_max: int, prior: tuple[float, float], repeats: int, seed: int
+    problems: int,
+    fractions: Sequence[float],
+    n_max: int,
+    prior: tuple[float, float],
+    repeats: int,
+    seed: int,
+    rule: str = DEFAULT_RULE,
 ) -> AdaptiveComparison:
     """The comparison on simulated workloads of the standard size: brute force against an
     independent adaptive run, averaged over ``repeats`` workloads (within-CI: all of them)."""
     rng = random.Random(seed)
+    plan = SamplingPlan(n_max, rule=rule)
     runs = []
     repeat_agreement: list[float] = []
     same_agreement: list[float] = []
     for index in range(repeats):
         brute, other = simulated_rows(problems, fractions, n_max, prior, rng)
-        adaptive = replay_adaptive(other, SamplingPlan(n_max), Thresholds(), seed + index)
-        runs.append(compare(brute, adaptive, n_max, Thresholds(), f"simulation, potentials ~ Beta{prior}"))
+        adaptive = replay_adaptive(other, plan, Thresholds(), seed + index)
+        runs.append(compare(brute, adaptive, n_max, Thresholds(), f"simulation, potentials ~ Beta{prior}", rule))
         repeat_agreement.append(compare(brute, other, n_max, Thresholds(), "repeat").adaptive_decision_agreement)
         same_agreement.append(compare(other, adaptive, n_max, Thresholds(), "same").adaptive_decision_agreement)
     last = runs[-1]
@@ -241,6 +278,7 @@ async def served_comparison(
     strong: SamplingParams,
     weak: SamplingParams,
     artifacts: Path,
+    rule: str = DEFAULT_RULE,
 ) -> AdaptiveComparison:
     """Brute force, then adaptive, both on the CoTs of one short run, imported (the same prefixes).
 
@@ -287,17 +325,16 @@ async def served_comparison(
     brute = [event for event in brute_events if isinstance(event, FractionResult)]
     await asyncio.to_thread(_write_rows, artifacts / "brute_force.jsonl", brute)
     try:
-        adaptive_events, adaptive_s = await run(imported, n_max, SamplingPlan(n_max))
+        adaptive_events, adaptive_s = await run(imported, n_max, SamplingPlan(n_max, rule=rule))
     except Exception as error:  # the replay still measures the rule on the brute-force samples
         log(f"warning: the adaptive run failed ({error!r}); replaying the brute-force samples instead")
-        comparison = compare(
-            brute, replay_adaptive(brute, SamplingPlan(n_max), Thresholds(), 0), n_max, Thresholds(), "replay"
-        )
+        replayed = replay_adaptive(brute, SamplingPlan(n_max, rule=rule), Thresholds(), 0)
+        comparison = compare(brute, replayed, n_max, Thresholds(), "replay", rule)
         comparison.seconds_brute_force = brute_s
         return comparison
     adaptive = [event for event in adaptive_events if isinstance(event, FractionResult)]
     await asyncio.to_thread(_write_rows, artifacts / "adaptive.jsonl", adaptive)
-    comparison = compare(brute, adaptive, n_max, Thresholds(), "served")
+    comparison = compare(brute, adaptive, n_max, Thresholds(), "served", rule)
     comparison.seconds_brute_force, comparison.seconds_adaptive = brute_s, adaptive_s
     return comparison
 
@@ -355,7 +392,8 @@ def markdown(comparison: AdaptiveComparison) -> str:
     }.get(comparison.method, comparison.method)
     return "\n".join(
         [
-            f"Adaptive sampling against brute force, n_max = {comparison.n_max}, {comparison.rows} rows ({how}):",
+            f"Adaptive sampling ({comparison.rule}) against brute force, n_max = {comparison.n_max},"
+            f" {comparison.rows} rows ({how}):",
             "",
             "| key | value | target |",
             "|---|---:|---|",
@@ -379,6 +417,57 @@ def markdown(comparison: AdaptiveComparison) -> str:
     )
 
 
+OPERATING_PS = (0.01, 0.1, 0.3, 0.45, 0.5, 0.55, 0.7, 0.9)
+
+
+def operating_tables(n_max: int) -> str:
+    """Markdown: a row above fraction 0 under the default plan's schedule at n_max, each rule,
+    exactly over the path tree (no stop from a solved baseline, which adds no bias: see
+    ``sequential_estimates``)."""
+    thresholds = Thresholds()
+    rules = {name: StoppingRule(SamplingPlan(n_max, rule=name), thresholds) for name in (MIXTURE_CS, BONFERRONI_CP)}
+    table = {(name, p): operating_characteristics(rule, False, p) for name, rule in rules.items() for p in OPERATING_PS}
+    tau = thresholds.unlock_min_potential
+    alpha = rules[BONFERRONI_CP].part_error_rate
+    lines = [
+        f"One row above fraction 0, n_max = {n_max}, schedule {rules[BONFERRONI_CP].plan.schedule()},"
+        f" tau = {tau:g}, error rate {alpha:g}; exact (`sequential_estimates.operating_characteristics`).",
+        "",
+        "| p | E[samples] mixture_cs | E[samples] bonferroni_cp | ratio | decided wrong, mixture_cs"
+        " | decided wrong, bonferroni_cp |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in OPERATING_PS:
+        old, new = table[(MIXTURE_CS, p)], table[(BONFERRONI_CP, p)]
+        wrong = [f"{row.decided_wrong:.4f}" for row in (old, new)]
+        if p == tau:
+            wrong = [f"{row.decided_below:.4f} below, {row.decided_above:.4f} above" for row in (old, new)]
+        lines.append(
+            f"| {p:g} | {old.expected_samples:.1f} | {new.expected_samples:.1f}"
+            f" | {new.expected_samples / old.expected_samples:.3f} | {wrong[0]} | {wrong[1]} |"
+        )
+    lines += [
+        "",
+        f"At p = tau = {tau:g} neither side is wrong in substance; `Thresholds` counts p >= tau as reaching,"
+        ' so "below" is the side the guarantee bounds.',
+        "",
+        "| rule | p | bias of k/t at the stop | bias of the Rao-Blackwell potential | RMSE k/t | RMSE Rao-Blackwell"
+        " | coverage of the row interval |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    # The baseline row (tau0 = 0) stops at its first correct sample under either rule.
+    baseline = {
+        (f"{BONFERRONI_CP}, baseline row", p): operating_characteristics(rules[BONFERRONI_CP], True, p)
+        for p in OPERATING_PS
+    }
+    for (name, p), row in {**table, **baseline}.items():
+        lines.append(
+            f"| {name} | {p:g} | {row.bias_share:+.4f} | {row.bias_rao_blackwell:+.1e} | {row.rmse_share:.4f}"
+            f" | {row.rmse_rao_blackwell:.4f} | {row.interval_coverage:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_OUT, DEFAULT_PROBLEMS, STANDARD, timed
 
@@ -392,17 +481,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--simulate", action="store_true", help="no stack: simulated workloads of the standard size")
     parser.add_argument("--prior", type=float, nargs=2, default=(0.3, 0.3), help="simulate: Beta prior of potentials")
     parser.add_argument("--repeats", type=int, default=20, help="simulate: workloads averaged over")
+    parser.add_argument("--stopping-rule", choices=RULES, default=DEFAULT_RULE, help="the adaptive run's rule")
+    parser.add_argument(
+        "--operating-characteristics",
+        action="store_true",
+        help="no stack, nothing written: one row's exact bias, coverage, samples and wrong decisions, both rules",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON the keys are merged into")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS / "adaptive")
     args = parser.parse_args(argv)
+    if args.operating_characteristics:
+        print(operating_tables(args.n_max))
+        return 0
     if args.simulate:
         comparison = simulated_comparison(
-            args.problems_count, STANDARD.fractions, args.n_max, tuple(args.prior), args.repeats, args.seed
+            args.problems_count,
+            STANDARD.fractions,
+            args.n_max,
+            tuple(args.prior),
+            args.repeats,
+            args.seed,
+            args.stopping_rule,
         )
     elif args.replay is not None:
         brute = _read_rows(args.replay)
-        adaptive = replay_adaptive(brute, SamplingPlan(args.n_max), Thresholds(), args.seed)
-        comparison = compare(brute, adaptive, args.n_max, Thresholds(), "replay")
+        adaptive = replay_adaptive(brute, SamplingPlan(args.n_max, rule=args.stopping_rule), Thresholds(), args.seed)
+        comparison = compare(brute, adaptive, args.n_max, Thresholds(), "replay", args.stopping_rule)
     else:
         from benchmarks.stack import ServedStack, prepare_config
         from cot_transfer.experiment.datasets import load_problems
@@ -422,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     config.strong.sampling.settings(),
                     config.weak.sampling.settings(),
                     args.artifacts,
+                    args.stopping_rule,
                 )
             )
         finally:

@@ -2,12 +2,14 @@
 
 import random
 
-from benchmarks.adaptive import compare, replay_adaptive, simulated_comparison
+from benchmarks.adaptive import compare, operating_tables, replay_adaptive, simulated_comparison
 from cot_transfer.domain.requests import FractionResult
-from cot_transfer.domain.sequential import DECIDED, N_MAX, SamplingPlan
+from cot_transfer.domain.sequential import DECIDED, MIXTURE_CS, N_MAX, SamplingPlan, StoppingRule
+from cot_transfer.domain.sequential_estimates import row_potential
 from cot_transfer.domain.transfer import Thresholds
 
 FRACTIONS = (0.0, 0.5, 1.0)
+PLAN_LOOKS = SamplingPlan(128).schedule()
 
 
 def brute_rows() -> list[FractionResult]:
@@ -39,6 +41,25 @@ def test_the_replay_stops_rows_on_their_own_samples_and_keeps_every_decision() -
     comparison = compare(rows, adaptive, 128, Thresholds(), "replay")
     assert comparison.adaptive_decision_agreement == 1.0
     assert comparison.adaptive_sample_ratio < 0.5
+    # Replayed rows carry what served rows carry: rounds and the Rao-Blackwell potential.
+    rule = StoppingRule(SamplingPlan(128), Thresholds())
+    for row in adaptive:
+        assert row.rounds == PLAN_LOOKS.index(row.n) + 1
+        assert row.potential == row_potential(rule, row.fraction == 0.0, row.num_correct, row.n)
+
+
+def test_the_replay_runs_the_plans_rule() -> None:
+    rows = brute_rows()
+    mixture = replay_adaptive(rows, SamplingPlan(128, rule=MIXTURE_CS), Thresholds(), seed=1)
+    default = replay_adaptive(rows, SamplingPlan(128), Thresholds(), seed=1)
+    assert sum(row.n for row in default) <= sum(row.n for row in mixture)
+    assert compare(rows, mixture, 128, Thresholds(), "replay", MIXTURE_CS).rule == MIXTURE_CS
+
+
+def test_the_operating_tables_show_both_rules_at_every_p() -> None:
+    text = operating_tables(128)
+    assert "| 0.3 | 80.4 | 60.8 | 0.755 |" in text  # expected samples, mixture against Bonferroni
+    assert "0.0211 below, 0.0211 above" in text  # at p = tau the decided rows split evenly
 
 
 def test_the_simulation_reports_the_noise_floor_beside_the_keys() -> None:
