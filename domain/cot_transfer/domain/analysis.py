@@ -22,7 +22,10 @@ run in progress, one group of problems) and on a varying n per row. Definitions 
 * ``p_unlocked`` of a (problem, fraction): for a baseline-unsolved problem, the posterior
   probability that its true potential there reaches tau, under a beta prior fitted to that
   fraction's baseline-unsolved rows (empirical Bayes); None otherwise;
-* dynamics: ``cot_transfer.domain.dynamics``, the answer located by ``answer_in_prefix``.
+* leaks: the rates without the answer read the lenient flag ``answer_in_prefix`` (a problem is
+  answer-free only if no form of the answer appears); the dynamics locate the answer by the
+  strict ``answer_stated_in_prefix`` (``cot_transfer.domain.leaks``);
+* dynamics: ``cot_transfer.domain.dynamics``, the answer located by ``answer_stated_in_prefix``.
 
 Problems in ``excluded_problems`` (a strong CoT cut off inside its reasoning, a per-problem
 error) are left out of every statistic and counted by reason.
@@ -116,7 +119,9 @@ class ProblemPoint:
     potential_high: float
     unlocked: bool
     p_unlocked: float | None
+    # The leak flags (``cot_transfer.domain.leaks``): lenient and strict.
     answer_in_prefix: bool | None
+    answer_stated_in_prefix: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +133,7 @@ class ProblemPoint:
             "unlocked": self.unlocked,
             "p_unlocked": self.p_unlocked,
             "answer_in_prefix": self.answer_in_prefix,
+            "answer_stated_in_prefix": self.answer_stated_in_prefix,
         }
 
 
@@ -240,7 +246,7 @@ class Analysis:
             "intervals": dict(INTERVAL_METHODS),
             "dynamics": {
                 "parameters": self.dynamics_parameters.to_dict(),
-                "answer_fraction": "the first fraction whose prefix states the reference answer (answer_in_prefix)",
+                "answer_fraction": "the first fraction whose prefix states the answer (answer_stated_in_prefix)",
                 "counts": count_labels(problem.dynamics.label for problem in self.problems),
                 "counts_baseline_unsolved": count_labels(
                     problem.dynamics.label for problem in self.problems if problem.baseline_unsolved
@@ -259,8 +265,12 @@ class _Table:
     has: np.ndarray
     k: np.ndarray
     n: np.ndarray
-    # 1: the prefix states the answer, 0: it does not, -1: unknown.
+    # The lenient leak flag (answer_in_prefix), which the rates without the answer read: 1: the
+    # prefix may give the answer away, 0: it does not, -1: unknown.
     answer: np.ndarray
+    # The strict one (answer_stated_in_prefix), which locates the answer for the dynamics: a
+    # number that equals the answer by chance is no reveal (see ``leaks``). Same coding.
+    stated: np.ndarray
 
 
 def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None) -> _Table:
@@ -276,6 +286,7 @@ def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None)
     k = np.zeros(shape, dtype=np.int64)
     n = np.ones(shape, dtype=np.int64)
     answer = np.full(shape, -1, dtype=np.int8)
+    stated = np.full(shape, -1, dtype=np.int8)
     for result in results:
         key = fraction_key(result.fraction)
         if key not in column:
@@ -290,7 +301,11 @@ def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None)
         n[cell] = result.n
         if result.answer_in_prefix is not None:
             answer[cell] = int(result.answer_in_prefix)
-    return _Table(problem_ids, ordered, has, k, n, answer)
+        # A row with the lenient flag only (a simulation, another producer) is located by it.
+        located = result.answer_in_prefix if result.answer_stated_in_prefix is None else result.answer_stated_in_prefix
+        if located is not None:
+            stated[cell] = int(located)
+    return _Table(problem_ids, ordered, has, k, n, answer, stated)
 
 
 def _rate(
@@ -552,10 +567,11 @@ def _problem_rows(
                 unlocked=bool(unlocked[row, column]),
                 p_unlocked=float(p_reach[row, column]) if baseline else None,
                 answer_in_prefix=None if table.answer[row, column] < 0 else bool(table.answer[row, column]),
+                answer_stated_in_prefix=None if table.stated[row, column] < 0 else bool(table.stated[row, column]),
             )
             for column in columns
         )
-        answer_at = answer_fraction([p.fraction for p in points], [p.answer_in_prefix for p in points])
+        answer_at = answer_fraction([p.fraction for p in points], [p.answer_stated_in_prefix for p in points])
         label = (
             classify_points([CurvePoint(p.fraction, p.num_correct, p.n) for p in points], answer_at, parameters)
             if with_dynamics and points
