@@ -271,6 +271,8 @@ class _Table:
     # The strict one (answer_stated_in_prefix), which locates the answer for the dynamics: a
     # number that equals the answer by chance is no reveal (see ``leaks``). Same coding.
     stated: np.ndarray
+    # Rows drawn adaptively (a stop reason): the dynamics tests must hold under their stopping.
+    adaptive: np.ndarray
 
 
 def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None) -> _Table:
@@ -287,6 +289,7 @@ def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None)
     n = np.ones(shape, dtype=np.int64)
     answer = np.full(shape, -1, dtype=np.int8)
     stated = np.full(shape, -1, dtype=np.int8)
+    adaptive = np.zeros(shape, dtype=bool)
     for result in results:
         key = fraction_key(result.fraction)
         if key not in column:
@@ -299,13 +302,14 @@ def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None)
         has[cell] = True
         k[cell] = result.num_correct
         n[cell] = result.n
+        adaptive[cell] = bool(result.stop_reason)
         if result.answer_in_prefix is not None:
             answer[cell] = int(result.answer_in_prefix)
         # A row with the lenient flag only (a simulation, another producer) is located by it.
         located = result.answer_in_prefix if result.answer_stated_in_prefix is None else result.answer_stated_in_prefix
         if located is not None:
             stated[cell] = int(located)
-    return _Table(problem_ids, ordered, has, k, n, answer, stated)
+    return _Table(problem_ids, ordered, has, k, n, answer, stated, adaptive)
 
 
 def _rate(
@@ -573,7 +577,14 @@ def _problem_rows(
         )
         answer_at = answer_fraction([p.fraction for p in points], [p.answer_stated_in_prefix for p in points])
         label = (
-            classify_points([CurvePoint(p.fraction, p.num_correct, p.n) for p in points], answer_at, parameters)
+            classify_points(
+                [
+                    CurvePoint(p.fraction, p.num_correct, p.n, bool(table.adaptive[row, column]))
+                    for p, column in zip(points, columns, strict=True)
+                ],
+                answer_at,
+                parameters,
+            )
             if with_dynamics and points
             else MONOTONIC
         )

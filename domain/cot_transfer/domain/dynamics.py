@@ -2,44 +2,55 @@ r"""Trace dynamics: the shape of one problem's potential curve, decided by tests
 
 A curve is the weak model's (num_correct, n) at each truncation fraction of the strong model's
 CoT, fraction 0 (no CoT) included. The *answer fraction* is the first fraction whose prefix
-states the reference answer (the rows' ``answer_in_prefix``, judged by the grader on the exact
-prefix text); None when no prefix states it or that is unknown. Points before it are
-*pre-answer* points.
+states the reference answer (the rows' ``answer_in_prefix``); None when no prefix states it or
+that is unknown. Points before it are *pre-answer* points. A *step* is the change of the true
+potential between two consecutive measured fractions.
 
-Every label rests on one-sided Fisher exact tests (the hypergeometric tail of scipy) of "the
-potential rose" (or "fell") between two sets of samples:
+Every label is a claim about the true potentials, and is given only when the data show it:
 
-* a rise at a step (``insight``): the pooled samples up to the step against the pooled samples
-  after it;
-* a fall at a step (``tangent``): the point before the step against the pooled samples after it;
-* ``lucky_guess``: the pooled pre-answer samples against the answer fraction's;
-* ``late_spike``: the pooled samples below ``late_fraction`` against each pre-answer point at
-  or above it.
+* a step *rises by more than delta* (default 0.3) when the exact test of H0: p_after - p_before
+  <= delta rejects (``step_tests.rise_p_values``: an exact unconditional test on the two
+  points' counts, which holds its level at a true step of exactly delta, at every n, unequal
+  ones included); it *falls by more than delta* when the same test of the mirrored null
+  rejects. Each step is one hypothesis (its true size lies in [-delta, delta]; no step can
+  both rise and fall by more than delta), with the smaller of its two one-sided p-values.
+  The steps of a curve form one family, adjusted with Holm's step-down method at
+  ``false_positive_rate`` (default 0.05).
+* a point is *near zero* when its one-sided Clopper-Pearson upper bound at 1 -
+  ``false_positive_rate`` is at most ``near_zero`` (default 0.1): an equivalence test of H0:
+  p > near_zero. 0 of 8 (bound 0.31) and 0 of 16 (0.17) are not near zero; it takes 0 of 29.
+  "Every point is near zero" is an intersection-union test: each point at the full level.
 
-All tests of a curve form one family, adjusted with Holm's step-down method at
-``false_positive_rate`` (default 0.05): a curve whose true potential is
-flat gets any label other than ``monotonic`` with probability at most that, at every n
-(Fisher's test is exact, Holm controls the family-wise error under any dependence). Besides
-being significant, an event must be large: its observed step is at least ``delta`` (default
-0.3). The first label, in this order, whose condition holds wins:
+Only the two points of a step carry evidence about it: a curve that rises by delta in one step
+and by less in its neighbours (0.15, ..., 0.15, 0.35, 0.65, 0.85, ..., 0.85) differs from a
+single jump of 0.7 only at those two points, so no test that holds its level on the first can
+pool the plateaus around a step.
 
-1. ``lucky_guess``: the reasoning carries nothing the weak model can use; only seeing the
-   answer helps. Every pre-answer point is near zero (none is significantly above
-   ``near_zero``, default 0.1, by a one-sided binomial test at ``false_positive_rate``), the
-   potential at the answer fraction is at least ``delta`` above their pooled potential, and its
-   test rejects.
+Rows drawn adaptively (``CurvePoint.adaptive``) are stopped once their unlock decision
+settles, so their counts are not binomial at a fixed n; steps touching them use
+``step_tests.anytime_rise_p_values`` and their near-zero test the stopping rule's confidence
+sequence (``step_tests.anytime_below``), both valid under any stopping.
+
+The first label, in this order, whose condition holds wins:
+
+1. ``lucky_guess``: only seeing the answer helps. Every pre-answer point is near zero and the
+   step into the answer fraction rises by more than delta.
 2. ``late_spike``: the help comes only at the very end of the reasoning, before the answer
-   shows. Every point below ``late_fraction`` (default 0.9) is near zero, and some pre-answer
-   point at or above it is at least ``delta`` above their pooled potential, with its test
-   rejecting.
-3. ``tangent``: somewhere the CoT leads the weak model astray: a fall of at least ``delta``
-   between consecutive fractions, with the fall test at that step rejecting.
-4. ``insight``: a single step of the CoT carries a key idea: a rise of at least ``delta``
-   between consecutive fractions, with the rise test at that step rejecting.
-5. ``monotonic``: none of these; changes are gradual or within the sampling noise.
+   shows. Every point below ``late_fraction`` (default 0.9) is near zero, and a step into a
+   pre-answer point at or above it rises by more than delta.
+3. ``tangent``: somewhere the CoT leads the weak model astray: a step falls by more than delta.
+4. ``insight``: a single step of the CoT carries a key idea: a step rises by more than delta.
+5. ``monotonic``: none of these is shown; changes are gradual, smaller than delta, or within
+   the sampling noise.
+
+So a curve with no true step of delta or more gets a label other than ``monotonic`` with
+probability at most ``false_positive_rate`` (Holm over exact tests), whatever its shape (ramps,
+plateaus, several steps just under delta) and n; a real step that starts above near zero is
+never called a lucky guess or late spike more often than that (each near-zero claim is a test at
+that level). Measured in ``tests/unit/test_dynamics_calibration.py``.
 
 Each label comes with its step (from and to fraction, observed size) and its confidence, one
-minus the Holm-adjusted p-value of the test that carries it.
+minus the Holm-adjusted p-value of the step.
 """
 
 from __future__ import annotations
@@ -51,7 +62,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from scipy import stats
+from numpy.typing import ArrayLike
+
+from cot_transfer.domain import step_tests
 
 DEFAULT_JUMP_DELTA = 0.3
 DEFAULT_NEAR_ZERO = 0.1
@@ -106,6 +119,9 @@ class CurvePoint:
     fraction: float
     num_correct: int
     n: int
+    # Drawn adaptively (stopped when its unlock decision settled): its tests must hold under
+    # optional stopping.
+    adaptive: bool = False
 
     @property
     def potential(self) -> float:
@@ -140,32 +156,147 @@ class DynamicsLabel:
 MONOTONIC = DynamicsLabel(TraceDynamics.MONOTONIC)
 
 
+LABEL_CODES = (
+    TraceDynamics.MONOTONIC,
+    TraceDynamics.INSIGHT,
+    TraceDynamics.TANGENT,
+    TraceDynamics.LATE_SPIKE,
+    TraceDynamics.LUCKY_GUESS,
+)
+
+
 @dataclass(frozen=True)
-class _Test:
-    label: TraceDynamics
-    from_fraction: float
-    fraction: float
-    step: float
-    # Observed size and the label's near-zero precondition both hold.
-    large: bool
+class CurveLabels:
+    """Labels of many curves on one fraction grid (``classify_curves``), one entry per curve.
 
+    ``label``: an index into ``LABEL_CODES``; ``step``: the index s of the step from fraction s
+    to s + 1 that carries the label (-1 for monotonic); ``adjusted_p``: its Holm-adjusted
+    p-value (nan for monotonic); ``observed``: its observed potential change.
+    """
 
-def _rise_p_values(before_k: np.ndarray, before_n: np.ndarray, after_k: np.ndarray, after_n: np.ndarray) -> np.ndarray:
-    """One-sided Fisher p-values of "after's potential is higher": P(K >= after_k) for K
-    hypergeometric with the two groups' pooled successes."""
-    total = before_n + after_n
-    successes = before_k + after_k
-    return np.asarray(stats.hypergeom.sf(after_k - 1, total, successes, after_n), dtype=float)
+    label: np.ndarray
+    step: np.ndarray
+    adjusted_p: np.ndarray
+    observed: np.ndarray
+
+    def labels(self) -> list[TraceDynamics]:
+        return [LABEL_CODES[code] for code in self.label]
 
 
 def holm_adjusted(p_values: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values (as statsmodels ``multipletests(method="holm")``,
-    which runs a full garbage collection on every call: 75 ms, per curve)."""
-    order = np.argsort(p_values, kind="stable")
-    ranked = p_values[order] * np.arange(len(p_values), 0, -1)
-    adjusted = np.empty_like(ranked)
-    adjusted[order] = np.minimum(np.maximum.accumulate(ranked), 1.0)
-    return adjusted
+    """Holm's step-down adjusted p-values along the last axis (as statsmodels
+    ``multipletests(method="holm")`` per row, which runs a full garbage collection on every
+    call: 75 ms, per curve)."""
+    values = np.asarray(p_values, dtype=float)
+    count = values.shape[-1]
+    order = np.argsort(values, axis=-1, kind="stable")
+    ranked = np.take_along_axis(values, order, axis=-1) * np.arange(count, 0, -1)
+    adjusted = np.minimum(np.maximum.accumulate(ranked, axis=-1), 1.0)
+    out = np.empty_like(adjusted)
+    np.put_along_axis(out, order, adjusted, axis=-1)
+    return out
+
+
+def _check_counts(k: np.ndarray, n: np.ndarray) -> None:
+    if np.any(n < 1):
+        raise ValueError(f"every point needs n >= 1, got {int(n.min())}")
+    if np.any(k < 0) or np.any(k > n):
+        raise ValueError("every point needs 0 <= num_correct <= n")
+
+
+def classify_curves(
+    fractions: Sequence[float],
+    k: ArrayLike,
+    n: ArrayLike,
+    answer_index: ArrayLike | None = None,
+    parameters: DynamicsParameters = DEFAULT_DYNAMICS_PARAMETERS,
+    adaptive: ArrayLike | None = None,
+) -> CurveLabels:
+    """Labels of curves on one fraction grid, vectorised: ``k`` and ``n`` are (curves, points)
+    arrays in the order of ``fractions`` (increasing); ``answer_index`` is each curve's answer
+    point (-1: none); ``adaptive`` marks the points drawn adaptively. See the module docstring
+    for the rules."""
+    parameters.check()
+    grid = np.asarray(fractions, dtype=float)
+    counts = np.atleast_2d(np.asarray(k, dtype=int))
+    trials = np.broadcast_to(np.atleast_2d(np.asarray(n, dtype=int)), counts.shape)
+    return _classify(grid, counts, trials, answer_index, parameters, adaptive)
+
+
+def _classify(
+    grid: np.ndarray,
+    k: np.ndarray,
+    n: np.ndarray,
+    answer_index: ArrayLike | None,
+    parameters: DynamicsParameters,
+    adaptive: ArrayLike | None,
+) -> CurveLabels:
+    curves, points = k.shape
+    if grid.shape != (points,):
+        raise ValueError(f"{points} points per curve need {points} fractions, got {grid.size}")
+    if points > 1 and np.any(np.diff(grid) <= 0):
+        raise ValueError("fractions must increase")
+    _check_counts(k, n)
+    reveal = np.full(curves, -1) if answer_index is None else np.asarray(answer_index, dtype=int)
+    label = np.zeros(curves, dtype=int)
+    chosen = np.full(curves, -1)
+    adjusted_p = np.full(curves, np.nan)
+    observed = np.full(curves, np.nan)
+    if points < 2:
+        return CurveLabels(label, chosen, adjusted_p, observed)
+
+    alpha = parameters.false_positive_rate
+    stopped = np.zeros(k.shape, dtype=bool) if adaptive is None else np.broadcast_to(adaptive, k.shape)
+    rise = step_tests.rise_p_values(k[:, :-1], n[:, :-1], k[:, 1:], n[:, 1:], parameters.delta)
+    fall = step_tests.rise_p_values(k[:, 1:], n[:, 1:], k[:, :-1], n[:, :-1], parameters.delta)
+    either = stopped[:, :-1] | stopped[:, 1:]
+    if either.any():
+        before_k, before_n, after_k, after_n = k[:, :-1][either], n[:, :-1][either], k[:, 1:][either], n[:, 1:][either]
+        rise[either] = step_tests.anytime_rise_p_values(before_k, before_n, after_k, after_n, parameters.delta)
+        fall[either] = step_tests.anytime_rise_p_values(after_k, after_n, before_k, before_n, parameters.delta)
+    # One hypothesis per step, |true step| <= delta: a step cannot both rise and fall by more
+    # than delta, so the smaller of its two one-sided p-values is its p-value.
+    adjusted = holm_adjusted(np.minimum(rise, fall))
+    significant = adjusted <= alpha
+    rises = significant & (rise <= fall)
+    falls = significant & (fall < rise)
+    changes = k[:, 1:] / n[:, 1:] - k[:, :-1] / n[:, :-1]
+
+    near_zero = np.where(
+        stopped,
+        step_tests.anytime_below(k, n, parameters.near_zero + _STEP_SLACK, alpha),
+        step_tests.upper_bounds(k, n, alpha) <= parameters.near_zero + _STEP_SLACK,
+    )
+    point_index = np.arange(points)
+    step_index = np.arange(points - 1)
+    has_answer = reveal >= 0
+    pre_answer = ~has_answer[:, None] | (point_index[None, :] < reveal[:, None])
+    early = grid < parameters.late_fraction - _FRACTION_SLACK
+
+    lucky = np.zeros((curves, points - 1), dtype=bool)
+    rows = np.flatnonzero(reveal >= 1)
+    all_pre_near_zero = np.all(near_zero | ~pre_answer, axis=1)
+    lucky[rows, reveal[rows] - 1] = rises[rows, reveal[rows] - 1] & all_pre_near_zero[rows]
+    late = (
+        rises
+        & ~early[None, 1:]
+        & pre_answer[:, 1:]
+        & np.all(near_zero[:, early], axis=1, keepdims=True)
+        & bool(early.any())
+    )
+    undecided = np.ones(curves, dtype=bool)
+    for code, events in ((4, lucky), (3, late), (2, falls), (1, rises)):
+        found = undecided & events.any(axis=1)
+        ranked = np.where(events, adjusted, np.inf)
+        best = np.argmin(ranked, axis=1)
+        label[found] = code
+        chosen[found] = step_index[best[found]]
+        undecided &= ~found
+    picked = chosen >= 0
+    rows = np.flatnonzero(picked)
+    adjusted_p[rows] = adjusted[rows, chosen[rows]]
+    observed[rows] = changes[rows, chosen[rows]]
+    return CurveLabels(label, chosen, adjusted_p, observed)
 
 
 def classify_points(
@@ -178,87 +309,31 @@ def classify_points(
     if not points:
         raise ValueError("a curve needs at least one point")
     ordered = sorted(points, key=lambda point: point.fraction)
-    fractions = np.array([point.fraction for point in ordered])
-    k = np.array([point.num_correct for point in ordered], dtype=float)
-    n = np.array([point.n for point in ordered], dtype=float)
-    values = k / n
-    tests: list[_Test] = []
-    p_values: list[np.ndarray] = []
-
-    reveal = None
+    fractions = [point.fraction for point in ordered]
+    reveal = -1
     if answer_fraction is not None:
-        at_or_after = np.flatnonzero(fractions >= answer_fraction - _FRACTION_SLACK)
-        reveal = int(at_or_after[0]) if at_or_after.size else None
-    pre = np.arange(len(ordered)) if reveal is None else np.arange(reveal)
-
-    # "Near zero" is judged against the noise: no point is significantly above near_zero (one
-    # correct sample of 8 is 0.125, yet says nothing against a potential of 0.05).
-    near_zero = stats.binom.sf(k - 1, n, parameters.near_zero) > parameters.false_positive_rate
-
-    if reveal is not None and pre.size:
-        pooled = float(k[pre].sum() / n[pre].sum())
-        step = float(values[reveal]) - pooled
-        tests.append(
-            _Test(
-                TraceDynamics.LUCKY_GUESS,
-                float(fractions[pre[-1]]),
-                float(fractions[reveal]),
-                step,
-                bool(near_zero[pre].all()) and step >= parameters.delta - _STEP_SLACK,
-            )
+        reveal = next(
+            (index for index, fraction in enumerate(fractions) if fraction >= answer_fraction - _FRACTION_SLACK), -1
         )
-        p_values.append(_rise_p_values(k[pre].sum(), n[pre].sum(), k[reveal], n[reveal]).reshape(1))
-
-    early = np.flatnonzero(fractions < parameters.late_fraction - _FRACTION_SLACK)
-    late = pre[fractions[pre] >= parameters.late_fraction - _FRACTION_SLACK]
-    if early.size and late.size:
-        pooled = float(k[early].sum() / n[early].sum())
-        for index in late:
-            step = float(values[index]) - pooled
-            tests.append(
-                _Test(
-                    TraceDynamics.LATE_SPIKE,
-                    float(fractions[early[-1]]),
-                    float(fractions[index]),
-                    step,
-                    bool(near_zero[early].all()) and step >= parameters.delta - _STEP_SLACK,
-                )
-            )
-        p_values.append(_rise_p_values(k[early].sum(), n[early].sum(), k[late], n[late]))
-
-    if len(ordered) > 1:
-        steps = np.diff(values)
-        for index, step in enumerate(steps):
-            before, after = float(fractions[index]), float(fractions[index + 1])
-            tests.append(
-                _Test(TraceDynamics.TANGENT, before, after, float(step), -step >= parameters.delta - _STEP_SLACK)
-            )
-        # Pooled samples carry the power at small n: the point before a drop against every
-        # point after it, and every point up to a rise against every point after it.
-        k_after = np.cumsum(k[::-1])[::-1][1:]
-        n_after = np.cumsum(n[::-1])[::-1][1:]
-        p_values.append(_rise_p_values(k_after, n_after, k[:-1], n[:-1]))
-        for index, step in enumerate(steps):
-            before, after = float(fractions[index]), float(fractions[index + 1])
-            tests.append(
-                _Test(TraceDynamics.INSIGHT, before, after, float(step), step >= parameters.delta - _STEP_SLACK)
-            )
-        p_values.append(_rise_p_values(np.cumsum(k)[:-1], np.cumsum(n)[:-1], k_after, n_after))
-
-    if not tests:
+    result = classify_curves(
+        fractions,
+        np.array([[point.num_correct for point in ordered]]),
+        np.array([[point.n for point in ordered]]),
+        np.array([reveal]),
+        parameters,
+        np.array([[point.adaptive for point in ordered]]),
+    )
+    code = int(result.label[0])
+    if code == 0:
         return MONOTONIC
-    adjusted = holm_adjusted(np.concatenate(p_values))
-    rejected = adjusted <= parameters.false_positive_rate
-    for label in (TraceDynamics.LUCKY_GUESS, TraceDynamics.LATE_SPIKE, TraceDynamics.TANGENT, TraceDynamics.INSIGHT):
-        found = [
-            (float(adjusted[index]), test)
-            for index, test in enumerate(tests)
-            if test.label is label and test.large and rejected[index]
-        ]
-        if found:
-            p_value, test = min(found, key=lambda item: item[0])
-            return DynamicsLabel(label, test.fraction, test.from_fraction, test.step, 1.0 - p_value)
-    return MONOTONIC
+    step = int(result.step[0])
+    return DynamicsLabel(
+        LABEL_CODES[code],
+        float(fractions[step + 1]),
+        float(fractions[step]),
+        float(result.observed[0]),
+        1.0 - float(result.adjusted_p[0]),
+    )
 
 
 def answer_fraction(fractions: Sequence[float], answer_in_prefix: Sequence[bool | None]) -> float | None:
