@@ -38,7 +38,7 @@ from cot_transfer.domain.dynamics import (
     TraceDynamics,
     classify_points,
 )
-from cot_transfer.domain.statistics import rate_intervals
+from cot_transfer.domain.statistics import mean_intervals, rate_intervals
 from cot_transfer.domain.transfer import Thresholds
 
 HARD_WEIGHT = 0.6
@@ -137,19 +137,20 @@ def rate_coverage(count: np.ndarray, total: np.ndarray, truth: float, confidence
 
 def clopper_pearson_coverage(experiments: Experiments, confidence: float = 0.95) -> dict[str, Coverage]:
     total = experiments.unsolved.sum(axis=1)
-    problems = experiments.potential.shape[1]
     return {
         "unlock_rate": rate_coverage(experiments.unlocked.sum(axis=1), total, experiments.true_unlock_rate, confidence),
         "any_correct_rate": rate_coverage(
             experiments.any_correct.sum(axis=1), total, experiments.true_any_correct_rate, confidence
         ),
-        "mean_potential": rate_coverage(
-            experiments.potential.sum(axis=1),
-            np.full(len(total), problems),
-            experiments.true_mean_potential,
-            confidence,
-        ),
+        "mean_potential": mean_coverage(experiments.potential, experiments.true_mean_potential, confidence),
     }
+
+
+def mean_coverage(potentials: np.ndarray, truth: float, confidence: float = 0.95) -> Coverage:
+    """The mean potential's interval (``mean_intervals``: t over problems), one experiment per row."""
+    low, high = mean_intervals(potentials.T, np.ones(potentials.T.shape, dtype=bool), confidence)
+    covered = (low <= truth) & (truth <= high)
+    return Coverage(float(covered.mean()), float((high - low).mean()), 0.0)
 
 
 def bootstrap_coverage(

@@ -5,7 +5,8 @@ group's statistics come from ``analyze`` run on that group's results alone, so a
 mean exactly what the run's numbers mean. For ``summary.json`` (under ``groups``), per field:
 
 * ``values``: per group value, in natural order (``2`` before ``10``): ``n_problems``,
-  ``baseline_unsolved`` and ``per_fraction`` (``FractionSummary.to_dict()`` per fraction:
+  ``baseline_unsolved``, ``few_unsolved`` (fewer than ``MIN_UNSOLVED_PER_GROUP``: flagged in the
+  report) and ``per_fraction`` (``FractionSummary.to_dict()`` per fraction: unlock rate, true
   unlock rate and mean potential with their intervals, and their counts);
 * ``problems_without_value``: problems whose metadata lacks the field (in no group).
 
@@ -34,6 +35,10 @@ from cot_transfer.experiment.results_folder import RunResults
 
 _V = TypeVar("_V")
 
+# A group with fewer baseline-unsolved problems is flagged: one problem moves its unlock rate by
+# more than 10 points, and 0 of 2 still allows [0%, 84%].
+MIN_UNSOLVED_PER_GROUP = 10
+_FEW_MARK = "†"
 # More panels than this make unreadable plots; the table and summary.json still have every group.
 MAX_PLOTTED_GROUPS = 24
 _PANEL_COLUMNS = 4
@@ -110,6 +115,7 @@ def build_groups(
                     "value": value,
                     "n_problems": analysis.n_problems,
                     "baseline_unsolved": analysis.baseline_unsolved,
+                    "few_unsolved": analysis.baseline_unsolved < MIN_UNSOLVED_PER_GROUP,
                     "excluded": dict(analysis.excluded),
                     "per_fraction": [summary.to_dict() for summary in analysis.per_fraction],
                 }
@@ -248,14 +254,20 @@ def groups_markdown(groups: Mapping[str, Any], confidence: float) -> list[str]:
                     else "n/a"
                     for fraction in fractions
                 ]
+                few = group["baseline_unsolved"] < MIN_UNSOLVED_PER_GROUP
+                name = f"{group['value']} {_FEW_MARK}" if few else str(group["value"])
                 lines.append(
-                    "| "
-                    + " | ".join(
-                        [str(group["value"]), str(group["n_problems"]), str(group["baseline_unsolved"]), *cells]
-                    )
-                    + " |"
+                    "| " + " | ".join([name, str(group["n_problems"]), str(group["baseline_unsolved"]), *cells]) + " |"
                 )
             lines.append("")
+        few_groups = [group for group in values if group["baseline_unsolved"] < MIN_UNSOLVED_PER_GROUP]
+        if few_groups:
+            lines += [
+                f"{_FEW_MARK} Fewer than {MIN_UNSOLVED_PER_GROUP} baseline-unsolved problems ({len(few_groups)} of"
+                f" {len(values)} groups): one problem moves the group's unlock rate by more than 10 points and its"
+                " interval is wide; read these rates as counts.",
+                "",
+            ]
         if breakdown["problems_without_value"]:
             lines.append(f"Problems without a `{field}` (in no group): {breakdown['problems_without_value']}.")
         shown = len(values) if len(values) <= MAX_PLOTTED_GROUPS else MAX_PLOTTED_GROUPS

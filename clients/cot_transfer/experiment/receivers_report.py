@@ -15,7 +15,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from cot_transfer.domain.analysis import analyze
+from cot_transfer.domain.analysis import analyze, unlock_statuses
+from cot_transfer.domain.comparison import compare_unlocks
 from cot_transfer.domain.receivers import ANSWER_MODES, FORCE_ANSWER
 from cot_transfer.experiment.markdown_tables import markdown_table
 from cot_transfer.experiment.plots import with_gaps
@@ -35,10 +36,7 @@ def receiver_blocks(run: RunResults, confidence: float) -> dict[str, dict[str, d
     """``summary.json``'s ``receivers``: name -> mode -> that receiver's analysis."""
     strong_model = run.settings.get("strong_model")
     blocks: dict[str, dict[str, dict[str, Any]]] = {}
-    ordered = sorted(
-        run.receiver_rows.items(), key=lambda item: (item[0] != run.primary, ANSWER_MODES.index(item[0][1]))
-    )
-    for (receiver, mode), rows in ordered:
+    for (receiver, mode), rows in _ordered(run):
         analysis = analyze(
             rows,
             thresholds=run.thresholds,
@@ -54,6 +52,77 @@ def receiver_blocks(run: RunResults, confidence: float) -> dict[str, dict[str, d
         block["primary"] = (receiver, mode) == run.primary
         blocks.setdefault(name, {})[mode] = block
     return blocks
+
+
+def _ordered(run: RunResults) -> list[tuple[tuple[str, str], Any]]:
+    return sorted(run.receiver_rows.items(), key=lambda item: (item[0] != run.primary, ANSWER_MODES.index(item[0][1])))
+
+
+def receiver_comparisons(run: RunResults, confidence: float) -> list[dict[str, Any]]:
+    """``summary.json``'s ``receiver_comparisons``: each pair of (receiver, mode) blocks compared
+    on the problems both leave unsolved at baseline (``cot_transfer.domain.comparison``)."""
+    blocks = [
+        (
+            receiver_name(run, receiver),
+            mode,
+            unlock_statuses(rows, thresholds=run.thresholds, fractions=run.fractions, excluded_problems=run.excluded),
+        )
+        for (receiver, mode), rows in _ordered(run)
+    ]
+    comparisons = []
+    for index, (first_name, first_mode, first) in enumerate(blocks):
+        for second_name, second_mode, second in blocks[index + 1 :]:
+            comparisons.append(
+                {
+                    "first": {"receiver": first_name, "mode": first_mode},
+                    "second": {"receiver": second_name, "mode": second_mode},
+                    "per_fraction": [entry.to_dict() for entry in compare_unlocks(first, second, confidence)],
+                }
+            )
+    return comparisons
+
+
+def comparisons_markdown(summary: Mapping[str, Any]) -> list[str]:
+    """The paired comparisons' table: difference [interval], Holm-adjusted p, per fraction."""
+    comparisons = summary.get("receiver_comparisons") or []
+    if not comparisons:
+        return []
+    level = round(100 * float(summary["confidence"]))
+    rows = []
+    for comparison in comparisons:
+        first, second = comparison["first"], comparison["second"]
+        label = f"{first['receiver']} ({first['mode']}) - {second['receiver']} ({second['mode']})"
+        for entry in comparison["per_fraction"]:
+            interval = entry["difference_interval"]
+            rows.append(
+                [
+                    label,
+                    f"{100 * entry['fraction']:.0f}%",
+                    str(entry["problems"]),
+                    f"{entry['unlocked_by_first_only']} / {entry['unlocked_by_second_only']}",
+                    f"{100 * entry['difference']:+.1f} [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]",
+                    f"{entry['p_value_holm']:.3g}",
+                ]
+            )
+    lines = ["", "### Receivers compared on the same problems", ""]
+    lines += markdown_table(
+        [
+            "first - second",
+            "fraction",
+            "paired problems",
+            "unlocked by one only (first / second)",
+            f"difference, points [{level}% CI]",
+            "p (McNemar exact, Holm over fractions)",
+        ],
+        rows,
+    )
+    lines += [
+        "",
+        "Paired problems: unsolved at baseline for both and with a result for both at that fraction. The difference"
+        " is the first's unlock rate minus the second's on those problems (Newcombe's paired interval); the test"
+        " counts the problems only one of them unlocks.",
+    ]
+    return lines
 
 
 def _columns(summary: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
@@ -103,7 +172,7 @@ def receivers_markdown(summary: Mapping[str, Any], plot_file: str) -> list[str]:
         "",
         f"![Potential by receiver]({plot_file})",
     ]
-    return lines
+    return lines + comparisons_markdown(summary)
 
 
 def plot_receivers(summary: Mapping[str, Any], path: Path) -> None:
@@ -126,7 +195,7 @@ def plot_receivers(summary: Mapping[str, Any], path: Path) -> None:
         figure.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     else:
         axes.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=axes.transAxes, color="grey")
-    figure.savefig(path, dpi=_PLOT_DPI, format="png")
+    figure.savefig(path, dpi=_PLOT_DPI)  # the format by the suffix: the report writes PNG, SVG and PDF
 
 
 def receivers_lines(summary: Mapping[str, Any]) -> list[str]:

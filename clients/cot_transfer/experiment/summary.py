@@ -7,7 +7,7 @@ from typing import Any
 from cot_transfer.domain.analysis import Analysis, analyze
 from cot_transfer.domain.dynamics import DEFAULT_DYNAMICS_PARAMETERS, DynamicsParameters
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE, potential_intervals
-from cot_transfer.experiment.receivers_report import receiver_blocks
+from cot_transfer.experiment.receivers_report import receiver_blocks, receiver_comparisons
 from cot_transfer.experiment.results_folder import STRONG_ROLE, WEAK_ROLE, RunResults
 from cot_transfer.experiment.sampling_summary import sampling_summary
 
@@ -70,6 +70,7 @@ def summary_dict(run: RunResults, analysis: Analysis) -> dict[str, Any]:
     summary["run"] = {key: run.settings.get(key) for key in ("grader", "strong_model", "weak_model", "settings_hash")}
     summary["ignored"] = run.ignored.to_dict()
     summary["receivers"] = receiver_blocks(run, analysis.confidence)
+    summary["receiver_comparisons"] = receiver_comparisons(run, analysis.confidence)
     summary["sampling"] = sampling_summary(run.settings, run.weak_rows)
     return summary
 

@@ -604,6 +604,39 @@ def _problem_rows(
     return tuple(rows)
 
 
+@dataclass(frozen=True)
+class UnlockStatuses:
+    """Per (problem, fraction): ``evaluated`` (baseline-unsolved with a result there) and
+    ``unlocked``, for comparisons that pair problems across analyses."""
+
+    problem_ids: tuple[str, ...]
+    fractions: tuple[float, ...]
+    evaluated: np.ndarray
+    unlocked: np.ndarray
+
+
+def unlock_statuses(
+    results: Sequence[FractionResult],
+    *,
+    thresholds: Thresholds,
+    fractions: Sequence[float] | None = None,
+    excluded_problems: Mapping[str, str] | None = None,
+) -> UnlockStatuses:
+    """The unlock rule of ``analyze`` per (problem, fraction), with the same inputs."""
+    thresholds.check()
+    excluded = dict(excluded_problems or {})
+    table = _table([result for result in results if result.problem_id not in excluded], fractions)
+    potentials = np.where(table.has, table.k / table.n, 0.0)
+    unsolved = table.has[:, 0] & thresholds.unsolved_at_baseline(potentials[:, 0])
+    evaluated = unsolved[:, None] & table.has
+    return UnlockStatuses(
+        problem_ids=tuple(table.problem_ids),
+        fractions=table.fractions,
+        evaluated=evaluated,
+        unlocked=evaluated & thresholds.reaches_unlock(potentials),
+    )
+
+
 class RunningAnalysis:
     """The analysis of a run in progress, for the experiment gauges.
 
@@ -673,5 +706,7 @@ __all__ = [
     "RunningAnalysis",
     "Thresholds",
     "TraceDynamics",
+    "UnlockStatuses",
     "analyze",
+    "unlock_statuses",
 ]

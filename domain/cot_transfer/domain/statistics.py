@@ -10,9 +10,11 @@
   (``tests/simulation.py``).
 * A mean potential over problems: Student's t interval of the problems' potentials
   (``mean_intervals``). Each measured potential is one draw of (problem from the population, n
-  samples of it), so their spread holds both stages. Where every potential is the same (all 0,
-  all 1) the t interval has width 0; there the Clopper-Pearson interval of (sum of potentials)
-  out of (problems) is used, which is conservative for any mean of values in [0, 1].
+  samples of it), so their spread holds both stages. Below ``MIN_PROBLEMS_FOR_T`` problems (t
+  covered 0.91-0.93 at 8 problems of a skewed, two-humped population: ``tests/simulation.py``)
+  and where every potential is the same (all 0, all 1: t has width 0) the Clopper-Pearson
+  interval of (sum of potentials) out of (problems) is used instead, which is conservative for
+  any mean of values in [0, 1] (a value in [0, 1] with mean mu has at most Bernoulli variance).
 * One (problem, fraction) potential: Wilson score interval of num_correct out of n.
 * ``exact_bounds``: one-sided Clopper-Pearson bounds of each num_correct of n, for the
   per-problem statuses of ``cot_transfer.domain.true_rate``.
@@ -160,13 +162,16 @@ def exact_bounds(num_correct: ArrayLike, n: ArrayLike, error: float) -> tuple[Fl
     return low[index].reshape(counts.shape), high[index].reshape(counts.shape)
 
 
+MIN_PROBLEMS_FOR_T = 30
+
+
 def mean_intervals(
     values: ArrayLike, mask: ArrayLike, confidence: float = DEFAULT_CONFIDENCE
 ) -> tuple[FloatArray, FloatArray]:
     """Per column of ``values`` (rows: problems), Student's t interval of the mean of the values
-    where ``mask`` holds, clipped to [0, 1]; NaN for an empty column, [0, 1] for a column of one
-    value, the sum's Clopper-Pearson interval where every value is the same (see the module
-    docstring)."""
+    where ``mask`` holds, clipped to [0, 1]; NaN for an empty column, the sum's Clopper-Pearson
+    interval for fewer than ``MIN_PROBLEMS_FOR_T`` values or where every value is the same (see
+    the module docstring)."""
     check_confidence(confidence)
     data = np.asarray(values, dtype=float)
     kept = np.asarray(mask, dtype=bool)
@@ -180,11 +185,9 @@ def mean_intervals(
     low = np.clip(mean - half, 0.0, 1.0)
     high = np.clip(mean + half, 0.0, 1.0)
     exact_low, exact_high = rate_intervals(total, count, confidence)
-    constant = (count > 1) & (variance <= 1e-15)
-    low = np.where(constant, exact_low, low)
-    high = np.where(constant, exact_high, high)
-    low = np.where(count == 1, 0.0, low)
-    high = np.where(count == 1, 1.0, high)
+    exact = (count < MIN_PROBLEMS_FOR_T) | (variance <= 1e-15)
+    low = np.where(exact, exact_low, low)
+    high = np.where(exact, exact_high, high)
     low = np.where(count == 0, np.nan, low)
     high = np.where(count == 0, np.nan, high)
     return low, high
@@ -220,9 +223,11 @@ def simultaneous_rate_band(
     max-statistic bootstrap over problems: each resample draws the problems with replacement,
     and the statistic is the largest, over fractions, of |asin sqrt(rate*) - asin sqrt(rate)|
     times 2 sqrt(problems evaluated there) (the arcsine square root makes each fraction's
-    spread about the same, so no fraction dominates the maximum). Its ``confidence`` quantile c
-    gives each fraction sin^2(asin sqrt(rate) -+ c / (2 sqrt(problems))): the band does not
-    collapse at a rate of 0 or 1. NaN where no problem is evaluated.
+    spread about the same, so no fraction dominates the maximum). Its ``confidence`` quantile c,
+    kept between the pointwise and the Bonferroni normal quantiles, sets the pointwise level
+    2 Phi(c) - 1 of a Clopper-Pearson interval at each fraction: the bootstrap finds how much
+    the fractions move together, the exact interval keeps the band from collapsing at a rate of
+    0 or 1 (where the arcsine scale alone under-covered). NaN where no problem is evaluated.
     """
     check_confidence(confidence)
     hits = np.asarray(successes, dtype=float)
@@ -242,11 +247,13 @@ def simultaneous_rate_band(
     drawn_rate = np.divide(weights @ hits, drawn_total, out=np.zeros_like(drawn_total), where=drawn_total > 0)
     scaled = np.abs(np.arcsin(np.sqrt(drawn_rate)) - angle) * 2 * np.sqrt(np.maximum(total, 1))
     scaled = np.where((drawn_total > 0) & defined, scaled, 0.0)
-    # At least the pointwise normal quantile: a bootstrap of few problems can be degenerate.
-    critical = max(float(np.quantile(scaled.max(axis=1), confidence)), float(stats.norm.ppf(0.5 + confidence / 2)))
-    half = critical / (2 * np.sqrt(np.maximum(total, 1)))
-    low[defined] = np.sin(np.clip(angle - half, 0.0, np.pi / 2))[defined] ** 2
-    high[defined] = np.sin(np.clip(angle + half, 0.0, np.pi / 2))[defined] ** 2
+    # A bootstrap of few problems can be degenerate (below pointwise) or wild (above Bonferroni,
+    # which is valid on its own).
+    pointwise = float(stats.norm.ppf(0.5 + confidence / 2))
+    bonferroni = float(stats.norm.ppf(1 - (1 - confidence) / (2 * int(defined.sum()))))
+    critical = min(max(float(np.quantile(scaled.max(axis=1), confidence)), pointwise), bonferroni)
+    level = min(2 * float(stats.norm.cdf(critical)) - 1, 1 - 1e-12)
+    low[defined], high[defined] = rate_intervals(hits.sum(axis=0)[defined], total[defined], level)
     return low, high
 
 
@@ -265,13 +272,32 @@ class PairedDifference:
     p_value: float
 
 
+def _wilson_corrected(count: int, total: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval with continuity correction of count / total."""
+    p = count / total
+    spread = 2 * (total + z * z)
+    low = (
+        0.0
+        if count == 0
+        else (2 * total * p + z * z - 1 - z * math.sqrt(z * z - 2 - 1 / total + 4 * p * (total * (1 - p) + 1))) / spread
+    )
+    high = (
+        1.0
+        if count == total
+        else (2 * total * p + z * z + 1 + z * math.sqrt(z * z + 2 - 1 / total + 4 * p * (total * (1 - p) - 1))) / spread
+    )
+    return max(0.0, low), min(1.0, high)
+
+
 def paired_difference(a: ArrayLike, b: ArrayLike, confidence: float = DEFAULT_CONFIDENCE) -> PairedDifference | None:
     """Paired comparison of two binary outcomes on the same problems; None without problems.
 
     The test is McNemar's exact test (two-sided binomial test of the discordant problems at
     1/2; statsmodels ``mcnemar(exact=True)``); the interval of the difference is Newcombe's
-    hybrid score interval for paired data (method 10 of Newcombe 1998: the two Wilson intervals
-    combined with the phi correlation of the 2x2 table)."""
+    hybrid score interval for paired data with continuity correction (method 11 of Newcombe
+    1998: the two continuity-corrected Wilson intervals combined with the phi correlation of the
+    2x2 table). Method 10, without the correction, covered 0.93 at nominal 0.95 on 60 correlated
+    pairs (``tests/unit/test_statistics.py``); method 11 covered 0.955-0.999."""
     check_confidence(confidence)
     first = np.asarray(a, dtype=bool)
     second = np.asarray(b, dtype=bool)
@@ -285,11 +311,14 @@ def paired_difference(a: ArrayLike, b: ArrayLike, confidence: float = DEFAULT_CO
     p_value = float(mcnemar([[both, a_only], [b_only, neither]], exact=True).pvalue) if a_only + b_only else 1.0
     p1 = (both + a_only) / total
     p2 = (both + b_only) / total
-    (l1, l2), (u1, u2) = proportion_confint(
-        np.array([both + a_only, both + b_only]), total, alpha=1 - confidence, method="wilson"
-    )
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    l1, u1 = _wilson_corrected(both + a_only, total, z)
+    l2, u2 = _wilson_corrected(both + b_only, total, z)
     margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
-    phi = (both * neither - a_only * b_only) / math.sqrt(margins) if margins > 0 else 0.0
+    association = both * neither - a_only * b_only
+    if association > 0:
+        association = max(association - total / 2, 0.0)
+    phi = association / math.sqrt(margins) if margins > 0 else 0.0
     difference = p1 - p2
     low = difference - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     high = difference + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
