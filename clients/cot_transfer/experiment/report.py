@@ -1,8 +1,9 @@
-"""Report of one run folder: ``report.md``, ``summary.json``, ``results.csv`` and PNG plots.
+"""Report of one run folder: ``report.md``, ``summary.json``, ``results.csv``, the figures (PNG,
+SVG and PDF, each with its ``_data.csv``), ``results.parquet`` and the viewer ``view.html``.
 
 Reading the folder is ``results_folder``, the numbers are ``cot_transfer.domain.analysis``
-(through ``summary``), the text is ``markdown`` and the figures are ``plots``; this module
-writes them, each file atomically.
+(through ``summary``), the text is ``markdown`` and ``answers_report``, the figures are ``plots``
+and the page is ``view``; this module writes them, each file atomically.
 """
 
 from __future__ import annotations
@@ -17,14 +18,23 @@ from typing import Any
 
 from cot_transfer.domain.dynamics import DEFAULT_DYNAMICS_PARAMETERS, DynamicsParameters
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
-from cot_transfer.experiment.answers_report import kept_answers_markdown
+from cot_transfer.experiment.answers_report import report_extras_markdown, sampling_settings_rows
 from cot_transfer.experiment.groups import csv_with_metadata, run_groups, write_group_plots
-from cot_transfer.experiment.load import write_results_parquet
+from cot_transfer.experiment.load import results_frame, strong_records, write_results_parquet
 from cot_transfer.experiment.markdown import format_unlock_table, report_markdown
-from cot_transfer.experiment.plots import plot_heatmap, plot_potential, plot_unlock_rate
+from cot_transfer.experiment.plots import (
+    DATA_SUFFIX,
+    FIGURE_FORMATS,
+    FigureOutput,
+    heatmap_figure,
+    potential_figure,
+    save_figure,
+    unlock_rate_figure,
+)
 from cot_transfer.experiment.receivers_report import plot_receivers
 from cot_transfer.experiment.results_folder import ReportError, RunResults, load_run
 from cot_transfer.experiment.summary import CSV_COLUMNS, analyze_run, build_summary, csv_rows, summary_dict
+from cot_transfer.experiment.view import write_view
 
 __all__ = [
     "ReportError",
@@ -89,6 +99,19 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[
     _write_atomically(path, write)
 
 
+def _write_figure_formats(path: Path, write: Callable[[Path], None]) -> None:
+    """PNG, SVG and PDF of one figure: ``write`` saves in the format its target's suffix names."""
+    for suffix in FIGURE_FORMATS:
+        _write_atomically(path.with_suffix(suffix), write)
+
+
+def _write_figure(path: Path, output: FigureOutput) -> None:
+    """The figure in every format and its plotted values as ``<figure>_data.csv``."""
+    _write_figure_formats(path, lambda target: save_figure(output.figure, target))
+    columns = list(dict.fromkeys(key for row in output.data for key in row))
+    _write_csv(path.with_name(path.stem + DATA_SUFFIX), output.data, columns)
+
+
 def write_report(
     run_dir: str | Path,
     *,
@@ -113,23 +136,29 @@ def write_report(
     summary["groups"] = run_groups(run, confidence=analysis.confidence, group_by=group_by)
     _write_text(files.summary_json, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     _write_csv(files.results_csv, *csv_with_metadata(folder, csv_rows(run, analysis), CSV_COLUMNS))
-    write_group_plots(folder, summary["groups"], analysis.confidence, _write_atomically)
-    _write_atomically(files.unlock_rate_png, lambda target: plot_unlock_rate(summary, target))
-    _write_atomically(files.potential_png, lambda target: plot_potential(summary, target))
-    _write_atomically(
-        files.heatmap_png,
-        lambda target: plot_heatmap(analysis.problems, run.fractions, run.thresholds.unlock_min_potential, target),
-    )
-    names = {
-        "unlock_rate": files.unlock_rate_png.name,
-        "potential": files.potential_png.name,
-        "heatmap": files.heatmap_png.name,
-        "results_csv": files.results_csv.name,
-        "summary_json": files.summary_json.name,
+    write_group_plots(folder, summary["groups"], analysis.confidence, _write_figure_formats)
+    figures = {
+        "unlock_rate": (files.unlock_rate_png, unlock_rate_figure(summary)),
+        "potential": (files.potential_png, potential_figure(summary)),
+        "heatmap": (
+            files.heatmap_png,
+            heatmap_figure(analysis.problems, run.fractions, run.thresholds.unlock_min_potential),
+        ),
     }
+    names = {"results_csv": files.results_csv.name, "summary_json": files.summary_json.name}
+    for kind, (path, output) in figures.items():
+        _write_figure(path, output)
+        names[kind] = path.name
+        names[f"{kind}_caption"] = output.caption
     if len([mode for modes in summary["receivers"].values() for mode in modes]) > 1:
-        _write_atomically(folder / RECEIVERS_PNG, lambda target: plot_receivers(summary, target))
+        _write_figure_formats(folder / RECEIVERS_PNG, lambda target: plot_receivers(summary, target))
         names["receivers"] = RECEIVERS_PNG
-    _write_text(files.report_md, report_markdown(summary, names) + kept_answers_markdown(folder))
+    results = results_frame(folder, run.settings, strong_records(folder, run.settings))
+    _write_text(
+        files.report_md,
+        report_markdown(summary, names, settings_rows=sampling_settings_rows(run.settings))
+        + report_extras_markdown(summary, results),
+    )
     write_results_parquet(folder)
+    write_view(folder)
     return files
