@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
@@ -18,7 +19,14 @@ from cot_transfer.domain.requests import (
     TransferRequest,
 )
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.sequential import DECIDED, MIXTURE_CS, N_MAX, SamplingPlan, StoppingRule
+from cot_transfer.domain.sequential import (
+    DECIDED,
+    MIXTURE_CS,
+    N_MAX,
+    SamplingPlan,
+    StoppingRule,
+    confidence_sequence,
+)
 from cot_transfer.domain.sequential_estimates import rao_blackwell_potential
 from cot_transfer.domain.transfer import RunSummary, Thresholds
 from cot_transfer.serving.dataplane.fanout import TransferRunner
@@ -116,6 +124,12 @@ async def test_adaptive_rows_report_the_rao_blackwell_potential_and_keep_their_c
     # A row stopped after one round: its round's share; the unsolved baseline: 0 of 64.
     assert rows[("hard", 1.0)].potential == 1.0
     assert rows[("hard", 0.0)].potential == 0.0
+    # The analysis averages the estimates and gives adaptive rows the anytime-valid interval.
+    assert summary.per_fraction[1].mean_potential == pytest.approx(half.rao_blackwell_potential)
+    point = analyze(list(rows.values()), thresholds=Thresholds()).problems[0].points[1]
+    assert point.potential == half.rao_blackwell_potential
+    low, high = confidence_sequence(8, 32, 0.05)
+    assert (point.potential_low, point.potential_high) == (float(low), float(high))
 
 
 async def test_the_plans_rule_stops_the_rows() -> None:

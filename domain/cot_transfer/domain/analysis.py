@@ -53,6 +53,7 @@ from cot_transfer.domain.dynamics import (
     count_labels,
 )
 from cot_transfer.domain.requests import FractionResult
+from cot_transfer.domain.sequential_estimates import row_potential_intervals
 from cot_transfer.domain.statistics import (
     DEFAULT_CONFIDENCE,
     beta_prior,
@@ -60,7 +61,6 @@ from cot_transfer.domain.statistics import (
     mean_intervals,
     posterior_at_least,
     posterior_mean,
-    potential_intervals,
     rate_intervals,
     ratio,
     simultaneous_rate_band,
@@ -91,7 +91,8 @@ INTERVAL_METHODS = {
     "unlock_rate_band": "max-statistic bootstrap over problems (arcsine square root scale): holds at every fraction"
     " at once",
     "mean_potential": "Student's t over problems (the sum's Clopper-Pearson where every potential is the same)",
-    "potential": "Wilson score interval of num_correct of n",
+    "potential": "Wilson score interval of num_correct of n; adaptive rows: the mixture confidence sequence, which"
+    " covers at the sample the row stopped at",
     "p_unlocked": "posterior P(true potential >= tau) under a beta prior fitted to the fraction's baseline-unsolved"
     " rows (empirical Bayes, method of moments; Jeffreys for fewer than 5 rows)",
 }
@@ -273,6 +274,9 @@ class _Table:
     stated: np.ndarray
     # Rows drawn adaptively (a stop reason): the dynamics tests must hold under their stopping.
     adaptive: np.ndarray
+    # Each row's potential (FractionResult.potential: an adaptive row's Rao-Blackwell estimate,
+    # unbiased under early stopping), which means and curves read; decisions read k / n.
+    estimate: np.ndarray
 
 
 def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None) -> _Table:
@@ -290,6 +294,7 @@ def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None)
     answer = np.full(shape, -1, dtype=np.int8)
     stated = np.full(shape, -1, dtype=np.int8)
     adaptive = np.zeros(shape, dtype=bool)
+    estimate = np.zeros(shape)
     for result in results:
         key = fraction_key(result.fraction)
         if key not in column:
@@ -303,13 +308,14 @@ def _table(results: Sequence[FractionResult], fractions: Sequence[float] | None)
         k[cell] = result.num_correct
         n[cell] = result.n
         adaptive[cell] = bool(result.stop_reason)
+        estimate[cell] = result.potential
         if result.answer_in_prefix is not None:
             answer[cell] = int(result.answer_in_prefix)
         # A row with the lenient flag only (a simulation, another producer) is located by it.
         located = result.answer_in_prefix if result.answer_stated_in_prefix is None else result.answer_stated_in_prefix
         if located is not None:
             stated[cell] = int(located)
-    return _Table(problem_ids, ordered, has, k, n, answer, stated, adaptive)
+    return _Table(problem_ids, ordered, has, k, n, answer, stated, adaptive, estimate)
 
 
 def _rate(
@@ -355,8 +361,9 @@ def analyze(
     without_answer = evaluated & answer_free[:, None]
 
     n_with_result = table.has.sum(axis=0)
-    potential_sum = potentials.sum(axis=0)
-    mean_low, mean_high = mean_intervals(potentials, table.has, confidence)
+    estimates = np.where(table.has, table.estimate, 0.0)
+    potential_sum = estimates.sum(axis=0)
+    mean_low, mean_high = mean_intervals(estimates, table.has, confidence)
     unlock_rates, unlock_bounds = _rate(unlocked.sum(axis=0), evaluated.sum(axis=0), confidence)
     any_rates, any_bounds = _rate(any_correct.sum(axis=0), evaluated.sum(axis=0), confidence)
     free_rates, free_bounds = _rate((unlocked & without_answer).sum(axis=0), without_answer.sum(axis=0), confidence)
@@ -409,7 +416,7 @@ def analyze(
     problems = (
         _problem_rows(
             table,
-            potentials,
+            estimates,
             unsolved,
             unlocked,
             true.p_unlocked,
@@ -545,7 +552,7 @@ def _samples_to_decide(
 
 def _problem_rows(
     table: _Table,
-    potentials: np.ndarray,
+    estimates: np.ndarray,
     unsolved: np.ndarray,
     unlocked: np.ndarray,
     p_reach: np.ndarray,
@@ -555,7 +562,7 @@ def _problem_rows(
     parameters: DynamicsParameters,
     with_dynamics: bool,
 ) -> tuple[ProblemAnalysis, ...]:
-    low, high = potential_intervals(table.k, table.n, confidence)
+    low, high = row_potential_intervals(table.k, table.n, table.adaptive, confidence)
     rows = []
     for row, problem_id in enumerate(table.problem_ids):
         columns = np.flatnonzero(table.has[row])
@@ -565,7 +572,7 @@ def _problem_rows(
                 fraction=table.fractions[column],
                 n=int(table.n[row, column]),
                 num_correct=int(table.k[row, column]),
-                potential=float(potentials[row, column]),
+                potential=float(estimates[row, column]),
                 potential_low=float(low[row, column]),
                 potential_high=float(high[row, column]),
                 unlocked=bool(unlocked[row, column]),
@@ -593,7 +600,8 @@ def _problem_rows(
                 problem_id=problem_id,
                 baseline_unsolved=baseline,
                 first_unlock_fraction=next(
-                    (p.fraction for p in points if p.fraction > 0.0 and thresholds.reaches_unlock(p.potential)), None
+                    (p.fraction for p in points if p.fraction > 0.0 and thresholds.reaches_unlock(p.num_correct / p.n)),
+                    None,
                 ),
                 answer_fraction=answer_at,
                 dynamics=label,
