@@ -343,7 +343,8 @@ def analyze(
     ``fractions`` defaults to every fraction in ``results``; 0 is always included. Results at
     other fractions are ignored; a repeated (problem, fraction) is an error.
     ``with_dynamics=False`` labels every curve monotonic and ``with_problems=False`` leaves the
-    per-problem rows out (``problems`` is empty): both for cheap running updates.
+    per-problem rows, the unlock-rate band and ``samples_to_decide`` out: both for cheap running
+    updates.
     """
     thresholds.check()
     check_confidence(confidence)
@@ -373,7 +374,13 @@ def analyze(
     stated = (table.has & (table.answer == 1)).sum(axis=0)
     unknown = (table.has & (table.answer == -1)).sum(axis=0)
     true = _true_rates(table, evaluated, without_answer, thresholds, confidence)
-    band_low, band_high = simultaneous_rate_band(unlocked[unsolved], evaluated[unsolved], confidence)
+    # The band's bootstrap is the costliest statistic: only for full analyses (the report), not
+    # for the running gauges and the served summary, which do not carry it.
+    band_low, band_high = (
+        simultaneous_rate_band(unlocked[unsolved], evaluated[unsolved], confidence)
+        if with_problems
+        else (np.full(len(table.fractions), np.nan), np.full(len(table.fractions), np.nan))
+    )
 
     per_fraction = []
     for index, fraction in enumerate(table.fractions):

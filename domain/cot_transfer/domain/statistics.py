@@ -315,7 +315,7 @@ def paired_difference(a: ArrayLike, b: ArrayLike, confidence: float = DEFAULT_CO
     l1, u1 = _wilson_corrected(both + a_only, total, z)
     l2, u2 = _wilson_corrected(both + b_only, total, z)
     margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
-    association = both * neither - a_only * b_only
+    association = float(both * neither - a_only * b_only)
     if association > 0:
         association = max(association - total / 2, 0.0)
     phi = association / math.sqrt(margins) if margins > 0 else 0.0
