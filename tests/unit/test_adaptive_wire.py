@@ -67,8 +67,10 @@ def test_a_bad_plan_is_invalid_argument_naming_the_field(plan: pb.SamplingPlan, 
 
 
 def test_rounds_and_samples_round_trip_the_wire() -> None:
-    row = FractionResult("a", 0.5, 3, 6, 16, 9, rounds=2, stop_reason="decided")
+    row = FractionResult("a", 0.5, 3, 6, 16, 9, rounds=2, stop_reason="decided", rao_blackwell_potential=0.6)
     assert transfer_event_from_proto(encode.transfer_event_to_proto(row)) == row
+    # The wire's potential is the row's estimate; the raw counts travel beside it.
+    assert encode.transfer_event_to_proto(row).result.potential == 0.6
     summary = RunSummary((0.0,), 128, 1, 1, (), None, Thresholds(), samples_drawn=40, samples_brute_force=128)
     decoded = transfer_event_from_proto(encode.transfer_event_to_proto(summary))
     assert isinstance(decoded, RunSummary)
@@ -89,6 +91,14 @@ def test_adaptive_flags_make_the_plan_of_the_run_settings() -> None:
     brute = inputs_from_args(build_parser().parse_args(run_args("--n", "128")), None)[1]
     # A brute-force run keeps the settings (and their hash) it always had.
     assert "sampling_plan" not in brute.to_json() and brute.sampling_plan is None
+    # The stopping rule is a setting: bonferroni_cp by default, the old rule by name.
+    assert stored["sampling_plan"]["rule"] == "bonferroni_cp"
+    old = build_parser().parse_args(run_args("--n", "128", "--adaptive", "--stopping-rule", "mixture_cs"))
+    old_settings = inputs_from_args(old, None)[1]
+    assert old_settings.sampling_plan is not None and old_settings.sampling_plan.rule == "mixture_cs"
+    assert ExperimentSettings.from_json(old_settings.to_json()) == old_settings
+    with pytest.raises(UsageError, match="--stopping-rule needs --adaptive"):
+        inputs_from_args(build_parser().parse_args(run_args("--stopping-rule", "mixture_cs")), None)
 
 
 def test_plan_options_need_adaptive_and_resume_refuses_them(tmp_path: Path) -> None:
