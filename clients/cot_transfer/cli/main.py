@@ -29,6 +29,7 @@ from cot_transfer.domain.receivers import ANSWER_MODES
 from cot_transfer.experiment.datasets import DatasetError, add_dataset_arguments
 from cot_transfer.experiment.report import ReportError
 from cot_transfer.experiment.runner import RequestTooLargeError, RunFolderError
+from cot_transfer.experiment.view import ViewError, view_command
 
 # The command bodies live in cli/run.py and cli/serve.py; these names stay importable from here.
 _run = run_command
@@ -173,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path, help="results folder")
     add_dataset_arguments(report, reading=False)
 
+    view = commands.add_parser(
+        "view", help="write the run's view.html (one self-contained page, no network) and optionally serve it"
+    )
+    view.add_argument("run_dir", type=Path, help="results folder")
+    view.add_argument("--serve", action="store_true", help="serve the folder on 127.0.0.1 until interrupted")
+    view.add_argument("--port", type=int, default=0, help="with --serve: the port (default: a free one)")
+
     render = commands.add_parser(
         "render", help="print the exact prompt a model would receive, and its token count (loads the tokenizer only)"
     )
@@ -199,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             return report_command(args.run_dir, args.group_by or ())
         if args.command == "render":
             return render_command(args.config, args.model, args.problem, args.prefix)
+        if args.command == "view":
+            return view_command(args.run_dir, serve=args.serve, port=args.port)
         return demo_command(args)
     except RpcFailedError as error:
         print(f"cot-transfer: the service answered {error.code.name}: {error.details}", file=sys.stderr)
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         PlanError,
         ServerNotInstalledError,
         FileNotFoundError,
+        ViewError,
     ) as error:
         print(f"cot-transfer: {error}", file=sys.stderr)
         return 2

@@ -132,6 +132,7 @@ async def run_command(
         again = "final, kept on --resume" if failed["permanent"] else "--resume runs it again"
         print(f"problem {failed['problem_id']!r} could not be run: {failed['code']} {failed['message']} ({again})")
     print(f"results: {out_dir.resolve()} (report.md, summary.json, results.parquet, plots)")
+    print(f"viewer: {(out_dir / 'view.html').resolve()} (or: cot-transfer view {out_dir} --serve)")
 
 
 def report_command(run_dir: Path, group_by: tuple[str, ...] = ()) -> int:
