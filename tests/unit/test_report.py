@@ -87,7 +87,8 @@ def write_run_folder(
     cots = strong_cots or {}
     strong_lines = []
     for pid in weak:
-        cot = cots.get(pid, "Some reasoning. The answer is \\boxed{7}.")
+        # The answer statement fills the last 10% of the text: no earlier prefix is cut inside it.
+        cot = cots.get(pid, "Some reasoning. " * 15 + "The answer is \\boxed{7}.")
         # The landed runner's strong.jsonl: asdict(StrongCot) with every prefix, no reasoning fields.
         prefixes = [
             {"fraction": f, "text": cot[: int(f * len(cot))], "num_tokens": int(f * 40), "cot_num_tokens": 40}
@@ -268,7 +269,17 @@ def test_old_folder_answers_the_summary_fields(full_report: tuple[Path, dict[str
 
 
 def test_math_grader_leaves_old_answer_flags_unknown(tmp_path: Path) -> None:
-    run = load_run(write_run_folder(tmp_path, {"p": weak_counts(*[0] * 11)}, grader="math"))
+    # Without math-verify, \sqrt{8} against 2\sqrt{2} cannot be decided on a client.
+    cot = "Some reasoning. " * 15 + "The answer is \\boxed{\\sqrt{8}}."
+    run = load_run(
+        write_run_folder(
+            tmp_path,
+            {"p": weak_counts(*[0] * 11)},
+            grader="math",
+            strong_cots={"p": cot},
+            strong_extra={"p": {"answer": "2\\sqrt{2}"}},
+        )
+    )
     # Prefixes that state no answer do not state it; those with an answer statement need math-verify.
     texts = run.strong_records["p"].prefixes
     expected = [None if "answer is" in texts[row.fraction] else False for row in run.weak_rows]
@@ -279,7 +290,10 @@ def test_math_grader_leaves_old_answer_flags_unknown(tmp_path: Path) -> None:
 
 def test_new_rows_keep_their_answer_flag_and_excluded_problems_are_counted(tmp_path: Path) -> None:
     weak = {"u1": WEAK["u1"], "u2": WEAK["u2"], "u3": WEAK["u3"]}
-    lines = [json.dumps(result_row("n1", fraction, 0, answer_in_prefix=fraction >= 0.5)) for fraction in FRACTIONS]
+    lines = [
+        json.dumps(result_row("n1", fraction, 0, answer_in_prefix=fraction >= 0.5, answer_stated_in_prefix=False))
+        for fraction in FRACTIONS
+    ]
     folder = write_run_folder(
         tmp_path, weak, extra_result_lines=lines, strong_extra={"u3": {"reasoning_truncated": True}}
     )

@@ -238,14 +238,27 @@ def _cut_in_answer(text: str, reference: MathValue, reference_text: str, choice:
             if depth > 0 and _may_become(opened[1:], reference, reference_text, choice):
                 return CUT_INSIDE_ANSWER
     last_line_start = text.rfind("\n", 0, len(text.rstrip())) + 1
-    for marker in reversed(list(_ANSWER_MARKER.finditer(text, last_line_start))):
-        rest = text[marker.end() :]
-        if _MARKUP_ONLY.fullmatch(rest):
-            return CUT_AFTER_MARKER
-        if "\n" not in rest and len(rest) <= _MAX_PARTIAL_CHARS:
-            return CUT_INSIDE_ANSWER if _may_become(rest, reference, reference_text, choice) else ""
+    markers = list(_ANSWER_MARKER.finditer(text, last_line_start))
+    if not markers:
         return ""
-    return ""
+    rest = text[markers[-1].end() :]
+    if _MARKUP_ONLY.fullmatch(rest):
+        return CUT_AFTER_MARKER
+    if "\n" in rest or len(rest) > _MAX_PARTIAL_CHARS or _finished(rest):
+        return ""
+    return CUT_INSIDE_ANSWER if _may_become(rest, reference, reference_text, choice) else ""
+
+
+def _finished(statement: str) -> bool:
+    """Whether an answer statement at the end of a prefix is complete: followed by a space, ended
+    by a full stop (not a decimal point: "0." may become "0.5"), or by its closed box or formula."""
+    stripped = statement.rstrip()
+    if stripped != statement:
+        return True
+    if stripped.endswith(("!", "?")) or (stripped.endswith(".") and not stripped[-2:-1].isdigit()):
+        return True
+    balanced = stripped.count("{") == stripped.count("}") and stripped.count("$") % 2 == 0
+    return balanced and stripped.endswith(("}", "$", ")", "\\)", "\\]"))
 
 
 def _concluding(text: str, reference: MathValue, spans: list[_Span], reference_words: str | None) -> tuple[bool, str]:
