@@ -13,7 +13,7 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 PROTO := protos/cot_transfer/v1/cot_transfer.proto
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo real-demo test unit integration packaging lint protos serve bench models clean manifests promtool fuzz
+.PHONY: help setup demo real-demo gpu-pair test unit integration packaging lint protos serve bench models clean manifests promtool fuzz
 
 help:
 	@echo "make demo   set up, start the local stack (CPU, tiny models) and run the demo experiment"
@@ -80,6 +80,15 @@ demo: $(STAMP)
 # self-potential and the transfer of written solutions (datasets/word-problems.jsonl). Writes runs/real-demo/.
 real-demo: $(STAMP)
 	$(BIN)/python -m tools.real_demo
+
+# The GPU path (README "The GPU path"), for a node with the GPU install (pip install -e ".[serve,gpu]" in
+# $(VENV)): Qwen3-0.6B on both sides from a local folder, `make gpu-pair MODEL=/path/to/Qwen3-0.6B`; or the
+# published pair, `make gpu-pair GPU_CONFIG=configs/qwen3-32b-to-qwen3-0.6b.yaml` (its own model paths).
+# The experiments and figures of `make real-demo` on all 47 problems, 11 fractions, n = 16. Writes runs/gpu-pair/.
+GPU_CONFIG ?= configs/qwen3-0.6b-gpu.yaml
+gpu-pair:
+	$(BIN)/python -m tools.real_demo --config $(GPU_CONFIG) $(if $(MODEL),--model $(MODEL)) --n 16 \
+		--fractions 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1 --self-limit 47 --transfer-limit 47 --out runs/gpu-pair
 
 serve: $(STAMP)
 	$(BIN)/cot-transfer serve --config configs/local-cpu.yaml

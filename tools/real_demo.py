@@ -36,7 +36,7 @@ from cot_transfer.experiment.datasets import dataset_options_from_args
 from cot_transfer.experiment.receivers_report import receivers_lines
 from cot_transfer.experiment.report import format_unlock_table
 from cot_transfer.experiment.runner import run_experiment
-from tools.real_checkpoint import DEFAULT_CACHE, ConversionError, ensure_model
+from tools.real_checkpoint import DEFAULT_CACHE, ConversionError, ensure_model, model_folder
 
 DEFAULT_CONFIG = Path("configs/smollm2-cpu.yaml")
 DEFAULT_PROBLEMS = Path("datasets/word-problems.jsonl")
@@ -55,9 +55,11 @@ class Experiment:
     run_args: list[str]
 
 
-def experiments(args: argparse.Namespace, strong_model: str) -> list[Experiment]:
-    common = ["--n", str(args.n), "--fractions", args.fractions, "--seed", str(args.seed), "--grader", "exact"]
-    return [
+def experiments(args: argparse.Namespace, strong_model: str, weak_model: str, pair: bool) -> list[Experiment]:
+    """The runs: self-potential and the transfer of written solutions; with two different models
+    (``pair``) also the strong model's CoTs received by the weak one."""
+    common = ["--n", str(args.n), "--fractions", args.fractions, "--seed", str(args.seed), "--grader", args.grader]
+    runs = [
         Experiment(
             "self",
             f"self-potential: {strong_model} writes the CoT and completes its own prefixes",
@@ -65,10 +67,19 @@ def experiments(args: argparse.Namespace, strong_model: str) -> list[Experiment]
         ),
         Experiment(
             "transfer",
-            "transfer from written solutions: the worked solutions imported as CoTs, SmolLM2 receives them",
+            f"transfer from written solutions: the worked solutions imported as CoTs, {weak_model} receives them",
             ["--cots", str(args.problems), "--limit", str(args.transfer_limit), *common],
         ),
     ]
+    if pair:
+        runs.append(
+            Experiment(
+                "pair",
+                f"transfer: {strong_model} writes the CoT, {weak_model} receives it",
+                ["--problems", str(args.problems), "--limit", str(args.self_limit), *common],
+            )
+        )
+    return runs
 
 
 async def run_all(
@@ -131,30 +142,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--self-limit", type=int, default=DEFAULT_SELF_LIMIT, help="problems in the self run")
     parser.add_argument("--transfer-limit", type=int, default=DEFAULT_TRANSFER_LIMIT, help="problems in the transfer")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--grader", help="answer grader (default: the config's default_grader)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a local model folder for both roles (e.g. Qwen3-0.6B with configs/qwen3-0.6b-gpu.yaml)",
+    )
     args = parser.parse_args(argv)
 
     from cot_transfer.serving.common.serving_config import ServingConfig
     from cot_transfer.serving.wiring.local import start_local
 
     started = time.monotonic()
+    config = ServingConfig.from_yaml(args.config)
+    if args.model is not None:
+        for deployment in (config.strong, config.weak):
+            deployment.engine.model = str(args.model.resolve())
+    args.grader = args.grader or config.default_grader
+    folders = {Path(deployment.engine.model) for deployment in (config.strong, config.weak)}
     try:
-        ensure_model(args.cache)
+        # SmolLM2 is fetched and converted when the config names its cache folder (make real-demo).
+        if model_folder(args.cache).resolve() in folders:
+            ensure_model(args.cache)
     except ConversionError as error:
         print(f"real-demo: {error}", file=sys.stderr)
         return 1
-    config = ServingConfig.from_yaml(args.config)
-    missing = [d.engine.model for d in (config.strong, config.weak) if not Path(d.engine.model).is_dir()]
+    missing = sorted(str(folder) for folder in folders if not folder.is_dir())
     if missing:
-        print(f"real-demo: no model folder at {', '.join(missing)} (see {args.config})", file=sys.stderr)
+        print(f"real-demo: no model folder at {', '.join(missing)} (see {args.config}, --model)", file=sys.stderr)
         return 2
     converted_at = time.monotonic()
-    print(
-        "starting Ray Serve with two vLLM engines of SmolLM2 on CPU (a minute or two)...", file=sys.stderr, flush=True
-    )
+    print(f"starting Ray Serve and two vLLM engines ({args.config})...", file=sys.stderr, flush=True)
     stack = start_local(config)
     stack_at = time.monotonic()
     try:
-        runs = experiments(args, config.strong.engine.name)
+        runs = experiments(args, config.strong.engine.name, config.weak.engine.name, pair=len(folders) > 1)
         summaries = asyncio.run(run_all(stack.grpc_address, stack.application, runs, args.out))
     finally:
         stack.shutdown()
