@@ -104,8 +104,11 @@ def test_markdown_table_has_a_row_per_group_and_a_column_per_fraction() -> None:
     text = "\n".join(groups_markdown(groups, 0.95))
     assert "## By level" in text
     assert "| level | problems | unsolved at 0% | 0.0% | 50.0% | 100.0% |" in text
-    assert "| 1 | 2 | 2 | 0.0% [" in text
-    assert "| 10 | 3 | 2 | 0.0% [" in text and "| 50.0% [" in text
+    # Every group here has fewer than 10 baseline-unsolved problems: flagged, with the note.
+    assert "| 1 † | 2 | 2 | 0.0% [" in text
+    assert "| 10 † | 3 | 2 | 0.0% [" in text and "| 50.0% [" in text
+    assert "† Fewer than 10 baseline-unsolved problems (2 of 2 groups)" in text
+    assert all(group["few_unsolved"] for group in groups["level"]["values"])
     assert "Problems without a `level` (in no group): 1." in text
     assert f"]({plot_file_name('level')})" in text
 
