@@ -30,19 +30,12 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+from scipy import stats
 
 from cot_transfer.domain.sequential import LookStop, StoppingRule, confidence_sequence
 from cot_transfer.domain.statistics import potential_intervals
 
 FloatArray = NDArray[np.float64]
-
-RAO_BLACKWELL = "rao_blackwell"
-# The estimate a row's ``potential`` is, by how it was drawn.
-ESTIMATES = {
-    "brute_force": "num_correct / n (every row draws n)",
-    "adaptive": "Rao-Blackwell: E[first round's share | successes, samples, path not stopped earlier]",
-}
 
 
 def first_round_shares(stop: LookStop, looks: Sequence[int]) -> list[FloatArray]:
@@ -51,15 +44,15 @@ def first_round_shares(stop: LookStop, looks: Sequence[int]) -> list[FloatArray]
     average over the uniform law of such paths; NaN where no such path exists."""
     shares: list[FloatArray] = []
     first = looks[0]
-    paths = special.comb(first, np.arange(first + 1))  # paths reaching s
+    # Path counts, each scaled by 2^-t (binomial weights at 1/2) so that they fit a float: only
+    # their ratios at one look matter.
+    paths = _halves(first)  # paths reaching s
     first_sum = np.arange(first + 1) * paths  # their first-round successes, summed
     for index, total in enumerate(looks):
         if index > 0:
-            size = total - looks[index - 1]
-            steps = special.comb(size, np.arange(size + 1))
-            paths = np.convolve(paths, steps)
-            first_sum = np.convolve(first_sum, steps)
-            # Counts grow like 2^t; only their ratios matter, so rescale at every look.
+            steps = _halves(total - looks[index - 1])
+            paths = np.asarray(np.convolve(paths, steps), dtype=float)
+            first_sum = np.asarray(np.convolve(first_sum, steps), dtype=float)
             scale = paths.max() if paths.max() > 0 else 1.0
             paths, first_sum = paths / scale, first_sum / scale
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -70,6 +63,10 @@ def first_round_shares(stop: LookStop, looks: Sequence[int]) -> list[FloatArray]
     return shares
 
 
+def _halves(size: int) -> FloatArray:
+    return np.asarray(stats.binom.pmf(np.arange(size + 1), size, 0.5), dtype=float)
+
+
 @lru_cache(maxsize=256)
 def _shares(rule: StoppingRule, baseline: bool, looks: tuple[int, ...]) -> tuple[FloatArray, ...]:
     return tuple(first_round_shares(rule.own_stop(baseline), looks))
@@ -78,8 +75,8 @@ def _shares(rule: StoppingRule, baseline: bool, looks: tuple[int, ...]) -> tuple
 def rao_blackwell_potential(rule: StoppingRule, baseline: bool, successes: int, looks: Sequence[int]) -> float:
     """The Rao-Blackwell potential of a row that looked after ``looks`` samples (cumulative, the
     last its total) and stopped with ``successes``; ``baseline``: the row is fraction 0. Falls back
-    to successes / samples where the path could not have happened under the rule (a row whose
-    samples were not drawn as the rule says)."""
+    to successes / samples where no path of the rule leads there (a row whose samples were not
+    drawn as the rule says) or, at thousands of samples, where the path count underflows."""
     looks = tuple(int(value) for value in looks)
     if not looks or looks[-1] < 1 or not 0 <= successes <= looks[-1]:
         raise ValueError(f"no potential for {successes} successes after looks {looks}")
