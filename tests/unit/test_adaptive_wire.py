@@ -121,6 +121,8 @@ def test_summary_and_report_show_samples_drawn_against_brute_force() -> None:
     assert sampling["stop_reasons"] == {"n_max": 1, "decided": 1}
     line = sampling_line({"sampling": sampling})
     assert line is not None and line.startswith("72 of 128 brute force (56.2%)")
+    assert (sampling["rule"], sampling["potential_estimate"]) == ("bonferroni_cp", "rao_blackwell")
+    assert "rule bonferroni_cp" in line and "Rao-Blackwell" in line
     assert "| samples drawn |" in "\n".join(markdown_table(["setting", "value"], [["samples drawn", line]]))
     assert sampling_line({"sampling": sampling_summary(ExperimentSettings((0.0,), 8).to_json(), rows)}) is None
 

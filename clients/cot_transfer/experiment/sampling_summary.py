@@ -20,6 +20,9 @@ def sampling_summary(settings: Mapping[str, Any], rows: Sequence[FractionResult]
     return {
         "adaptive": plan is not None,
         "plan": plan.to_dict() if plan is not None else None,
+        "rule": plan.rule if plan is not None else None,
+        # What each row's ``potential`` is (FractionResult.potential); num_correct and n stay raw.
+        "potential_estimate": "rao_blackwell" if plan is not None else "num_correct / n",
         "rows": len(rows),
         "samples_drawn": drawn,
         "samples_brute_force": brute_force,
@@ -39,5 +42,6 @@ def sampling_line(summary: Mapping[str, Any]) -> str | None:
     plan = sampling["plan"]
     return (
         f"{sampling['samples_drawn']} of {sampling['samples_brute_force']} brute force{share};"
-        f" adaptive n_max {plan['n_max']}, error rate {plan['error_rate']:g}; rows stopped: {reasons or 'none'}"
+        f" adaptive n_max {plan['n_max']}, rule {sampling.get('rule') or 'mixture_cs'}, error rate"
+        f" {plan['error_rate']:g}; rows stopped: {reasons or 'none'}; row potentials: Rao-Blackwell estimates"
     )
