@@ -235,6 +235,8 @@ def _cut_in_answer(text: str, reference: MathValue, reference_text: str, choice:
                 depth += {"{": 1, "}": -1}.get(char, 0)
                 if depth == 0:
                     break
+            if depth > 0 and not opened[1:].strip():
+                return CUT_AFTER_MARKER
             if depth > 0 and _may_become(opened[1:], reference, reference_text, choice):
                 return CUT_INSIDE_ANSWER
     last_line_start = text.rfind("\n", 0, len(text.rstrip())) + 1
