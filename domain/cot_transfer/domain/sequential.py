@@ -44,7 +44,8 @@ at ``error_rate / 2``, with tau0 = 0 the own part gets the whole ``error_rate``,
 the wrong side being "below" for p >= tau and "reaches" for p < tau (``Thresholds`` counts p = tau
 as reaching). It is not a bound on the share of *decided* rows that are wrong: near tau few rows
 are decided, and those split about evenly between the two sides. A row that reaches n_max is called
-on its n_max samples, like brute force. Simulated exactly in ``tests/unit/test_sequential.py``.
+on its n_max samples, like brute force. Simulated in ``tests/unit/test_sequential.py`` and computed
+exactly over the path tree in ``tests/unit/test_sequential_estimates.py``.
 What a stopped row's potential and interval estimate: ``cot_transfer.domain.sequential_estimates``.
 """
 
