@@ -5,6 +5,7 @@ and how both travel from the service to the client and through results folders."
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -281,7 +282,7 @@ def test_the_results_folder_keeps_the_judgement_and_reads_old_folders(tmp_path: 
     ]
 
 
-def _old_folder(folder: Path, cot: str, rows: list[dict[str, object]]) -> Path:
+def _old_folder(folder: Path, cot: str, rows: Sequence[Mapping[str, object]]) -> Path:
     """A results folder as the runner wrote it before the strict flag (one problem, four cuts)."""
     folder.mkdir()
     fractions = [0.0, 0.25, 0.5, 1.0]
