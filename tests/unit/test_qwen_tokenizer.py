@@ -25,21 +25,11 @@ from cot_transfer.serving.replicas.cuts import cut_prefixes, parse_imported_cot
 from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
 from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
-from tests.qwen_tokenizer import NUM_RANKS, TOKEN_IDS, save_qwen3_tokenizer
+from tests.real_tokenizers import COTS, NUM_RANKS, TOKEN_IDS, save_qwen3_tokenizer
 from tests.reasoning_models import TextEngine
 
 THINK, END_THINK, IM_END = TOKEN_IDS["<think>"], TOKEN_IDS["</think>"], TOKEN_IDS["<|im_end|>"]
 PROBLEM = "A café sells 3 croissants at €2.50 each. What is the total, in euros?"
-# CoTs whose characters span several byte-level tokens: a raw cut can end inside one.
-COTS = {
-    "cjk": "先算单价：2.50欧元。三个就是 3 × 2.50 = 7.50。龘靐鱻只是装饰。所以总共7.5欧元，答案是7.5。",
-    "emoji": "Three 🥐🥐🥐 at 2.50 each 💶: 👩🏽‍🍳 says 3×2.50 = 7.50 🇫🇷, so 7.5 ✅",
-    "rare": "Let 𝔸 = 2.50 and 𝔹 = 3; 𝔸·𝔹 = 7.50. 𠀋𠜎𓀀𐍈 are just decoration; the total is 7.5.",
-    # Marks with no precomposed form stay decomposed under NFC: several tokens per character.
-    "combining": "Cafe prices: q\u0307 x\u0323\u0301 \u1ec7 \u0928\u092e\u0938\u094d\u0924\u0947"
-    " \u0e01\u0e34\u0e4a, so 3 × 2.50 = 7.50.",
-    "latex": r"We need $\sum_{i=1}^{3} 2.50 = 3 \cdot \frac{5}{2} = \frac{15}{2}$, i.e. $7.5$; thus \boxed{7.5}",
-}
 FRACTIONS = tuple(step / 100 for step in range(101))
 SAMPLING = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=512, seed=None)
 
