@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from cot_transfer.domain.analysis import fraction_key
 from cot_transfer.domain.kept_answers import majority
-from cot_transfer.domain.step_importance import CutCounts, step_importances
+from cot_transfer.domain.step_importance import CutCounts, curve_steps, step_importances_of
 from cot_transfer.experiment.results_folder import RESULTS_FILE, RUN_FILE, STRONG_FILE, ReportError, load_run
 
 if TYPE_CHECKING:
@@ -214,12 +214,12 @@ def _stored_leak_flags(record: Mapping[str, Any]) -> tuple[bool | None, bool | N
 
 def _with_step_importance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each row with the importance of the step that ends at its cut, per problem, receiver and mode."""
-    curves: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    curves: dict[tuple[str, str, str], dict[float, dict[str, Any]]] = {}
     for row in rows:
         row.update(dict.fromkeys(RESULT_COLUMNS[RESULT_COLUMNS.index("step_from_fraction") :]))
-        curves.setdefault((row["problem_id"], row["receiver"], row["mode"]), []).append(row)
-    for curve in curves.values():
-        by_fraction = {row["fraction"]: row for row in curve}
+        curves.setdefault((row["problem_id"], row["receiver"], row["mode"]), {})[row["fraction"]] = row
+    pairs = []
+    for by_fraction in curves.values():
         cuts = [
             CutCounts(
                 fraction=row["fraction"],
@@ -228,16 +228,18 @@ def _with_step_importance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 num_steps=row["num_steps"],
                 answer_counts=tuple((item["answer"], item["count"]) for item in row["answer_counts"]),
             )
-            for row in curve
+            for row in by_fraction.values()
         ]
-        for step in step_importances(cuts):
-            by_fraction[step.to_fraction].update(
-                step_from_fraction=step.from_fraction,
-                step_importance=step.importance,
-                step_importance_low=step.importance_low,
-                step_importance_high=step.importance_high,
-                answer_shift=step.answer_shift,
-            )
+        pairs += [(by_fraction, before, after) for before, after in curve_steps(cuts)]
+    steps = step_importances_of([(0, before, after) for _, before, after in pairs])
+    for (by_fraction, _, _), step in zip(pairs, steps, strict=True):
+        by_fraction[step.to_fraction].update(
+            step_from_fraction=step.from_fraction,
+            step_importance=step.importance,
+            step_importance_low=step.importance_low,
+            step_importance_high=step.importance_high,
+            answer_shift=step.answer_shift,
+        )
     return rows
 
 

@@ -25,12 +25,15 @@ receiver:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import ArrayLike
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE, check_confidence
+from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE, FloatArray, check_confidence
 
 
 @dataclass(frozen=True)
@@ -79,37 +82,54 @@ def total_variation(before: Sequence[tuple[str, int]], after: Sequence[tuple[str
     return 0.5 * sum(abs(p - q) for p, q in shares.values())
 
 
-def importance_interval(
-    before: CutCounts, after: CutCounts, confidence: float = DEFAULT_CONFIDENCE
-) -> tuple[float, float]:
-    """Newcombe's hybrid score interval of potential(after) - potential(before)."""
+def importance_intervals(
+    after_correct: ArrayLike,
+    after_n: ArrayLike,
+    before_correct: ArrayLike,
+    before_n: ArrayLike,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> tuple[FloatArray, FloatArray]:
+    """Newcombe's hybrid score interval of potential(after) - potential(before), elementwise."""
     check_confidence(confidence)
     low, high = confint_proportions_2indep(
-        after.num_correct,
-        after.n,
-        before.num_correct,
-        before.n,
+        np.asarray(after_correct, dtype=float),
+        np.asarray(after_n, dtype=float),
+        np.asarray(before_correct, dtype=float),
+        np.asarray(before_n, dtype=float),
         method="newcomb",
         compare="diff",
         alpha=1 - confidence,
     )
-    return max(-1.0, float(low)), min(1.0, float(high))
+    return np.clip(np.asarray(low, dtype=float), -1.0, 1.0), np.clip(np.asarray(high, dtype=float), -1.0, 1.0)
 
 
-def step_importances(cuts: Sequence[CutCounts], confidence: float = DEFAULT_CONFIDENCE) -> list[StepImportance]:
-    """One entry per pair of adjacent cuts (by fraction) of one problem and receiver.
-
-    Cuts with no samples (n = 0) are skipped, so a step then spans the missing cut.
-    """
+def curve_steps(cuts: Sequence[CutCounts]) -> list[tuple[CutCounts, CutCounts]]:
+    """The (before, after) pairs of adjacent cuts by fraction; cuts with no samples are skipped."""
     ordered = sorted((cut for cut in cuts if cut.n > 0), key=lambda cut: cut.fraction)
-    steps: list[StepImportance] = []
-    for index, (before, after) in enumerate(zip(ordered, ordered[1:], strict=False), start=1):
+    return list(itertools.pairwise(ordered))
+
+
+def step_importances_of(
+    pairs: Sequence[tuple[int, CutCounts, CutCounts]], confidence: float = DEFAULT_CONFIDENCE
+) -> list[StepImportance]:
+    """``step_importances`` over many curves at once: (step number, before, after) per step, with
+    every interval computed in one vectorised call."""
+    if not pairs:
+        return []
+    low, high = importance_intervals(
+        [after.num_correct for _, _, after in pairs],
+        [after.n for _, _, after in pairs],
+        [before.num_correct for _, before, _ in pairs],
+        [before.n for _, before, _ in pairs],
+        confidence,
+    )
+    steps = []
+    for (number, before, after), step_low, step_high in zip(pairs, low, high, strict=True):
         p_before = before.num_correct / before.n
         p_after = after.num_correct / after.n
-        low, high = importance_interval(before, after, confidence)
         steps.append(
             StepImportance(
-                step=index,
+                step=number,
                 from_fraction=before.fraction,
                 to_fraction=after.fraction,
                 from_steps=before.num_steps,
@@ -117,9 +137,18 @@ def step_importances(cuts: Sequence[CutCounts], confidence: float = DEFAULT_CONF
                 potential_before=p_before,
                 potential_after=p_after,
                 importance=p_after - p_before,
-                importance_low=low,
-                importance_high=high,
+                importance_low=float(step_low),
+                importance_high=float(step_high),
                 answer_shift=total_variation(before.answer_counts, after.answer_counts),
             )
         )
     return steps
+
+
+def step_importances(cuts: Sequence[CutCounts], confidence: float = DEFAULT_CONFIDENCE) -> list[StepImportance]:
+    """One entry per pair of adjacent cuts (by fraction) of one problem and receiver.
+
+    Cuts with no samples (n = 0) are skipped, so a step then spans the missing cut.
+    """
+    pairs = [(number, before, after) for number, (before, after) in enumerate(curve_steps(cuts), start=1)]
+    return step_importances_of(pairs, confidence)
