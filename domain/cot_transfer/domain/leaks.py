@@ -129,6 +129,7 @@ _PLAIN_PARTIAL = re.compile(r"[+-]?[\d.,/]*%?")
 _WORD_ANSWER = re.compile(r"[a-z][a-z '\-]*[a-z]")
 _MAX_PARTIAL_CHARS = 60
 _CONTEXT_CHARS = 40
+_CURRENCY_BEFORE = re.compile(r"(?<![$\\])[$€£¥]$")
 
 
 def _glued_left(text: str, start: int) -> tuple[bool, int]:
@@ -139,6 +140,8 @@ def _glued_left(text: str, start: int) -> tuple[bool, int]:
     before = text[max(0, start - _CONTEXT_CHARS) : start]
     if before and (before[-1].isalnum() or before[-1] in "._^/{\\:"):
         return True, start
+    # A currency sign stands between an operator and its operand: "$12 + $2".
+    before = _CURRENCY_BEFORE.sub("", before)
     stripped = before.rstrip()
     if stripped and stripped[-1] in "-+−":
         if _OPERAND_END.search(stripped[:-1]):
