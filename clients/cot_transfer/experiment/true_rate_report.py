@@ -76,7 +76,6 @@ def headline_rates(summary: Mapping[str, Any]) -> list[str]:
             f"- measured at this run's n (it varies by row): {measured} ({counted}), the share counted unlocked"
             " among those counted unsolved; it moves with n."
         )
-    undecided = final.get("true_unlock_undecided", 0)
     more = decide.get("unlock_status_n")
     if decide:
         sentence = (
@@ -92,7 +91,8 @@ def headline_rates(summary: Mapping[str, Any]) -> list[str]:
             else f"the baseline side needs n >= {baseline_n} at fraction 0"
         )
         lines.append(
-            f"- samples: {undecided} problems' status is undecided at the current n; {sentence}; {baseline}."
+            f"- samples: at n = {decide['n']}, {decide['unlock_undecided']} of the {decide['measured_unsolved']}"
+            f" measured-unsolved problems have an undecided unlock status; {sentence}; {baseline}."
             " More problems narrow the part of the bounds that is sampling of problems."
         )
     free = final.get("true_unlock_rate_without_answer_interval")

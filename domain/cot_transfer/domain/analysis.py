@@ -501,7 +501,16 @@ def _true_rates(
     table: _Table, evaluated: np.ndarray, without_answer: np.ndarray, thresholds: Thresholds, confidence: float
 ) -> _TrueRates:
     # Problems are the last axis of the bounds: fractions x problems.
-    transposed = statuses(table.k[:, :1].T, table.n[:, :1].T, table.k.T, table.n.T, thresholds, STATUS_ERROR)
+    transposed = statuses(
+        table.k[:, :1].T,
+        table.n[:, :1].T,
+        table.k.T,
+        table.n.T,
+        thresholds,
+        STATUS_ERROR,
+        baseline_anytime=table.adaptive[:, :1].T,
+        anytime=table.adaptive.T,
+    )
     with_baseline = table.has & table.has[:, :1]
     low, high = true_rate_bounds(transposed, with_baseline.T, confidence)
     free_low, free_high = true_rate_bounds(transposed, (with_baseline & _answer_free(table)[:, None]).T, confidence)
@@ -548,9 +557,20 @@ def _samples_to_decide(
         return {}
     n_now = int(np.median(table.n[rows, column]))
     means = posterior_mean(table.k[rows, column], table.n[rows, column], priors[column])
+    status = statuses(
+        0,
+        1,
+        table.k[rows, column],
+        table.n[rows, column],
+        thresholds,
+        STATUS_ERROR,
+        anytime=table.adaptive[rows, column],
+    )
     return {
         "fraction": table.fractions[column],
         "n": n_now,
+        "measured_unsolved": int(rows.sum()),
+        "unlock_undecided": int((~status.reaches_in & ~status.reaches_out).sum()),
         "unlock_status_n": samples_to_decide(means, n_now, thresholds),
         "undecided_share_target": 0.1,
         "baseline_n": baseline_samples_to_decide(thresholds),
