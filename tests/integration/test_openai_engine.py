@@ -19,15 +19,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
 from scipy import stats
 
 from cot_transfer.domain.errors import CotTransferError, UnavailableError
+from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.engine.base import GenerationOutput, GenerationRequest
 from cot_transfer.engine.config import EngineConfig
 from cot_transfer.engine.openai_engine import OpenAIEngine
 from cot_transfer.serving.edge.status import status_for
@@ -123,10 +125,11 @@ class Upstream:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """Started, not waited for: the stack starts meanwhile, and its endpoint receiver waits for the
+    server as a replica would for a server still loading its model."""
     server = Upstream(free_port(), tmp_path_factory.mktemp("upstream") / "vllm-serve.log")
     server.start()
     try:
-        server.wait_ready()
         yield server
     finally:
         server.kill()
@@ -157,6 +160,7 @@ def endpoint_receiver(upstream: Upstream) -> dict[str, Any]:
 def stack(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
     overrides = {"receivers": [endpoint_receiver(upstream)]}
     with serve_stack(tmp_path_factory.mktemp("stack"), overrides, env={KEY_ENV: KEY}) as running:
+        upstream.wait_ready()
         yield running.service
 
 
@@ -292,9 +296,12 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -
 # -- bad endpoint input, on the engine itself (no stack needed) ------------------------------
 
 
-def engine(upstream: Upstream, key: str = KEY, model: str = ENDPOINT, **endpoint: Any) -> OpenAIEngine:
+def engine(
+    upstream: Upstream, key: str = KEY, model: str = ENDPOINT, start_timeout_s: float = 60, **endpoint: Any
+) -> OpenAIEngine:
+    upstream.wait_ready()
     settings = {"base_url": upstream.base_url, "api_key_env": KEY_ENV, "tokenizer": str(WEAK_FOLDER), **endpoint}
-    config = EngineConfig.model_validate({"model": model, "endpoint": settings})
+    config = EngineConfig.model_validate({"model": model, "start_timeout_s": start_timeout_s, "endpoint": settings})
     return OpenAIEngine(config, environ={KEY_ENV: key})
 
 
@@ -325,10 +332,11 @@ async def test_each_bad_endpoint_input_gets_its_status_and_a_clear_message(upstr
     )
 
     port = free_port()  # nothing listens there
-    unreachable = engine(upstream, base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
+    unreachable = engine(upstream, start_timeout_s=1, base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
     code, message = await started_error(unreachable)
     assert code == grpc.StatusCode.UNAVAILABLE.name
     assert f"the server at http://127.0.0.1:{port}/v1 is unreachable (ConnectError" in message
+    assert "gave up after engine.start_timeout_s (1 s)" in message
 
 
 async def test_the_server_tokenizer_matches_the_local_one(upstream: Upstream) -> None:
@@ -351,3 +359,48 @@ async def test_the_server_tokenizer_matches_the_local_one(upstream: Upstream) ->
     finally:
         await local.shutdown()
         await remote.shutdown()
+
+
+def aborted_requests(upstream: Upstream) -> float:
+    """vLLM's count of requests that ended because their client went away."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{upstream.port}/metrics", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vllm:request_success_total{") and 'finished_reason="abort"' in line
+    )
+
+
+async def test_a_stream_matches_the_whole_completion_and_closing_it_aborts_upstream(upstream: Upstream) -> None:
+    model = engine(upstream)
+    await model.start()
+    try:
+        tokenizer = model.tokenizer
+        prompt = tokenizer.encode(tokenizer.render_problem("4-8+2×7△7+9", {"enable_thinking": True}) + "<think>\n")
+        greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=200)
+        [whole] = [output async for output in model.generate(GenerationRequest(prompt, 1, greedy), "whole")]
+        deltas = [
+            output async for output in model.generate(GenerationRequest(prompt, 1, greedy, stream_deltas=True), "s")
+        ]
+        assert len(deltas) > 2 and deltas[-1].finished and not deltas[0].finished
+        assert [t for output in deltas for t in output.samples[0].token_ids] == list(whole.samples[0].token_ids)
+        assert "".join(output.samples[0].text for output in deltas) == whole.samples[0].text
+        assert deltas[-1].samples[0].finish_reason == whole.samples[0].finish_reason
+        # A long, hot stream closed after its first delta: the server aborts it.
+        before = await asyncio.to_thread(aborted_requests, upstream)
+        hot = SamplingParams(temperature=2.0, top_p=1.0, max_tokens=400)
+        stream = cast(
+            AsyncGenerator[GenerationOutput, None],
+            model.generate(GenerationRequest(prompt, 1, hot, stream_deltas=True), "closed"),
+        )
+        first = await stream.__anext__()
+        assert not first.finished
+        await stream.aclose()
+        await wait_for(lambda: aborted_requests(upstream) > before, 15, "abort on the server")
+        assert aborted_requests(upstream) == before + 1
+    finally:
+        await model.shutdown()

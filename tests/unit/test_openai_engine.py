@@ -330,6 +330,30 @@ def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
     assert backoff_s(3, 0.5, 8.0, lambda: 0.25) == 1.0
 
 
+async def test_a_start_waits_for_a_server_still_loading_up_to_the_start_timeout() -> None:
+    server = FakeServer()
+    sleeps: list[float] = []
+    server.failures = [refuse_connection] * 3
+    engine = await started(server, sleeps, max_retries=0, retry_max_backoff_s=2.0)
+    assert engine.max_model_len == 512 and sleeps == [2.0, 2.0, 2.0]
+    down = FakeServer()
+    down.failures = [refuse_connection] * 100
+    never = OpenAIEngine(
+        EngineConfig.model_validate(
+            {
+                "model": MODEL,
+                "start_timeout_s": 5,
+                "endpoint": {"base_url": BASE, "max_retries": 0, "retry_max_backoff_s": 2.0, "tokenizer": "/unused"},
+            }
+        ),
+        transport=httpx.MockTransport(down),
+        sleep=lambda delay: asyncio.sleep(0),
+    )
+    with pytest.raises(UnavailableError, match=r"unreachable .*; gave up after engine\.start_timeout_s \(5 s\)"):
+        await never.start()
+    assert len(down.requests) == 4  # at 0, 2, 4 and 5 s
+
+
 async def test_a_model_the_server_does_not_have_fails_the_start_naming_what_it_serves() -> None:
     server = FakeServer()
     engine = OpenAIEngine(

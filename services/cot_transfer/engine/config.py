@@ -143,7 +143,8 @@ class EngineConfig(BaseModel):
         default=3600.0,
         gt=0.0,
         description="Longest the engine may take to start (weights, KV-cache profiling, compilation) before"
-        " the start fails; Ray Serve LLM's engine start timeout has the same default.",
+        " the start fails; Ray Serve LLM's engine start timeout has the same default. With an endpoint: how long"
+        " a start waits for an unreachable or failing server to answer.",
     )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Further vLLM AsyncEngineArgs fields, passed through as they are."

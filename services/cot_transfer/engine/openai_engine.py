@@ -185,7 +185,7 @@ class OpenAIEngine(Engine):
             limits=httpx.Limits(max_connections=endpoint.max_connections),
             transport=self._transport,
         )
-        served = await self._served_model()
+        served = await self._wait_for_server()
         self._max_model_len = self._context_length(served)
         folder = endpoint.local_tokenizer
         if folder is not None:
@@ -201,6 +201,27 @@ class OpenAIEngine(Engine):
             self._max_model_len,
             folder or "from the server",
         )
+
+    async def _wait_for_server(self) -> dict[str, Any]:
+        """The model's entry, once the server answers: a server still loading its model (or restarting)
+        is waited for up to ``engine.start_timeout_s``; a refused key or an unknown model fail at once."""
+        timeout_s = self._config.start_timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        waited = 0.0
+        while True:
+            try:
+                return await self._served_model()
+            except (UnavailableError, OverloadedError) as error:
+                # The clock or the sleeps, whichever says the time is up first.
+                left = min(deadline - asyncio.get_running_loop().time(), timeout_s - waited)
+                if left <= 0:
+                    raise UnavailableError(
+                        f"{error.message}; gave up after engine.start_timeout_s ({timeout_s:g} s)"
+                    ) from None
+                logger.warning("waiting for the server to start: %s", error.message)
+                delay = min(left, self._endpoint.retry_max_backoff_s)
+                waited += delay
+                await self._sleep(delay)
 
     async def _served_model(self) -> dict[str, Any]:
         """The server's ``/v1/models`` entry of this model; NotFoundError naming the served ones."""
