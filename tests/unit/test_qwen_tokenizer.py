@@ -203,3 +203,10 @@ def test_the_strong_models_real_ids_pass_through_to_a_receiver_sharing_the_token
     shifted = tuple(token + 1 for token in tokenizer.encode(text))
     asyncio.run(server.complete(_weak_request(text, shifted)))
     assert list(engine.requests[-1].prompt_token_ids[len(head) :]) == tokenizer.encode(text)
+    # Special tokens decode to nothing: ids with an end of turn hidden inside match the text, but
+    # the receiver's reasoning block must never hold one, so such ids are re-tokenised too.
+    own = tokenizer.encode(text)
+    hidden = (*own[:3], IM_END, TOKEN_IDS["<|endoftext|>"], *own[3:])
+    assert tokenizer.decode(hidden) == text
+    asyncio.run(server.complete(_weak_request(text, hidden)))
+    assert list(engine.requests[-1].prompt_token_ids[len(head) :]) == own

@@ -236,9 +236,11 @@ class ReasoningCodec:
 
         With a shared tokenizer they decode to the prefix exactly and go in as they are: no
         re-tokenisation seam. With another tokenizer they decode to something else (or not at
-        all), and None says to tokenise the text instead.
+        all), and None says to tokenise the text instead. Ids holding a special token are never
+        taken: decoding drops it, so the text would match while the prompt got an end-of-turn
+        (Qwen3's <|im_end|>) or other control token inside the reasoning block.
         """
-        if not strong_ids:
+        if not strong_ids or any(self._tokenizer.is_special(token) for token in strong_ids):
             return None
         try:
             same = self._tokenizer.decode(strong_ids) == prefix
