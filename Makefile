@@ -13,7 +13,7 @@ PROMTOOL := .tools/prometheus/usr/bin/promtool
 PROTO := protos/cot_transfer/v1/cot_transfer.proto
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo real-demo gpu-pair test unit integration packaging lint protos serve bench models clean manifests promtool fuzz
+.PHONY: help setup demo real-demo gpu-pair test unit integration packaging lint protos serve bench models clean manifests promtool browser fuzz
 
 help:
 	@echo "make demo   set up, start the local stack (CPU, tiny models) and run the demo experiment"
@@ -57,14 +57,14 @@ TEST_PATH := $(CURDIR)/.tools/prometheus/usr/bin:$(PATH)
 unit: $(STAMP) $(PROMTOOL)
 	PATH=$(TEST_PATH) $(BIN)/pytest tests -m "not integration" $(PYTEST_ARGS)
 
-integration: $(STAMP) $(PROMTOOL)
+integration: $(STAMP) $(PROMTOOL) browser
 	PATH=$(TEST_PATH) $(BIN)/pytest tests -m integration $(PYTEST_ARGS)
 
 # The client-only install (`pip install .`, no extras) in a fresh venv; also part of `make test`.
 packaging: $(STAMP)
 	$(BIN)/pytest tests -m packaging $(PYTEST_ARGS)
 
-test: lint $(PROMTOOL)
+test: lint $(PROMTOOL) browser
 	PATH=$(TEST_PATH) $(BIN)/pytest tests $(PYTEST_ARGS)
 
 # The full fuzz run of RELIABILITY.md: 10,000 generated requests against the real stack.
@@ -123,3 +123,10 @@ $(PROMTOOL):
 	test -x $(PROMTOOL)
 
 promtool: $(PROMTOOL)
+
+# Headless Chromium and its WebDriver (Debian's chromium, chromium-driver) for the viewer's browser
+# test (tests/integration/test_viewer_browser.py); installed once, when missing. Needs root.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		apt-get install -y -qq chromium chromium-driver 2>/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }; }
