@@ -17,7 +17,7 @@ service's own ``StoppingRule`` (so their n differs along a curve and k/n is bias
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -112,11 +112,15 @@ def detection_rate(k: np.ndarray, n: np.ndarray, adaptive: bool = False, at: int
     return float(hits.mean())
 
 
-def write_curves_folder(folder: Path, k: np.ndarray, n: np.ndarray, adaptive: bool = False) -> Path:
+def write_curves_folder(
+    folder: Path, problem_ids: Sequence[str], k: np.ndarray, n: np.ndarray, adaptive: np.ndarray | None = None
+) -> Path:
     """A results folder (run.json, results.jsonl, strong.jsonl) with one problem per measured
     curve (rows of ``k`` and ``n`` over ``FRACTIONS``), the answer stated from 1.0 on: what
-    ``cot-transfer report`` reads. Adaptive rows carry a stop reason, as the runner writes them."""
+    ``cot-transfer report`` reads. Rows of the curves marked ``adaptive`` carry a stop reason and
+    their rounds, as the runner writes adaptive rows."""
     folder.mkdir(parents=True, exist_ok=True)
+    stopped = np.zeros(len(k), dtype=bool) if adaptive is None else adaptive
     settings_hash = "d1a6d1a6"
     run = {
         "fractions": list(FRACTIONS),
@@ -128,9 +132,9 @@ def write_curves_folder(folder: Path, k: np.ndarray, n: np.ndarray, adaptive: bo
         "settings_hash": settings_hash,
     }
     (folder / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    prefixes = [{"fraction": f, "text": "", "num_tokens": round(f * 40), "cot_num_tokens": 40} for f in FRACTIONS]
     results, strong = [], []
-    for index in range(len(k)):
-        problem_id = f"c{index:05d}"
+    for index, problem_id in enumerate(problem_ids):
         for column, fraction in enumerate(FRACTIONS):
             stated = column >= ANSWER_INDEX
             row: dict[str, object] = {
@@ -144,24 +148,20 @@ def write_curves_folder(folder: Path, k: np.ndarray, n: np.ndarray, adaptive: bo
                 "answer_stated_in_prefix": stated,
                 "settings_hash": settings_hash,
             }
-            if adaptive:
+            if stopped[index]:
                 row["stop_reason"] = "decided"
                 row["rounds"] = 1
             results.append(json.dumps(row))
-        prefixes = [{"fraction": f, "text": "", "num_tokens": round(f * 40), "cot_num_tokens": 40} for f in FRACTIONS]
-        strong.append(
-            json.dumps(
-                {
-                    "problem_id": problem_id,
-                    "cot": "",
-                    "answer": "7",
-                    "correct": True,
-                    "cot_num_tokens": 40,
-                    "prefixes": prefixes,
-                    "settings_hash": settings_hash,
-                }
-            )
-        )
+        record = {
+            "problem_id": problem_id,
+            "cot": "",
+            "answer": "7",
+            "correct": True,
+            "cot_num_tokens": 40,
+            "prefixes": prefixes,
+            "settings_hash": settings_hash,
+        }
+        strong.append(json.dumps(record))
     (folder / "results.jsonl").write_text("".join(f"{line}\n" for line in results), encoding="utf-8")
     (folder / "strong.jsonl").write_text("".join(f"{line}\n" for line in strong), encoding="utf-8")
     return folder

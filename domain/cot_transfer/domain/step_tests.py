@@ -59,9 +59,9 @@ def restricted_before(before_k: ArrayLike, before_n: int, after_k: ArrayLike, af
     """The maximum-likelihood p_before on the null boundary p_after = p_before + delta, elementwise.
 
     The log-likelihood along the boundary is a sum of logs of affine functions of p_before, so
-    it is concave on [0, 1 - delta] and its derivative can be bisected. (The closed-form cubic
-    that statsmodels uses leaves the boundary's ends: 8 of 16 before and 16 of 16 after has its
-    maximum at p_before = 0.7, where the cubic gives a statistic of 1.33 instead of 1.75.)
+    it is concave on [0, 1 - delta] and its derivative can be bisected, ends included (8 of 16
+    before and 16 of 16 after has its maximum at the end p_before = 0.7, statistic 1.75, where
+    statsmodels' ``score_test_proportions_2indep`` gives 1.33).
     """
     bk = np.asarray(before_k, dtype=float)
     ak = np.asarray(after_k, dtype=float)
