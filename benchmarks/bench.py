@@ -13,7 +13,7 @@ Phases, in this order, against one ``cot-transfer serve`` started on free ports:
 2. offline comparison (GPU configs, or ``--offline-compare``): the same weak prompts through
    ``WeakModel.Complete``, for weak completions per second.
 3. overhead: the same ``Complete`` call through gRPC + Ray Serve and straight into an in-process
-   ``WeakModelServer`` on a ``VLLMEngine`` with the same engine config, interleaved.
+   ``ReceiverServer`` on a ``VLLMEngine`` with the same engine config, interleaved.
 4. locust: ``WeakModel.Complete`` only, for a fixed time.
 5. (stack stopped) offline ``LLM.generate`` on the weak prompts, when enabled.
 6. naive: transformers ``generate`` one prefix after another on a spread subset of the problems,

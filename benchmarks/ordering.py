@@ -2,7 +2,7 @@
 
     python -m benchmarks.ordering [--quick] [--reps 2] [--set weak.engine.engine_kwargs.block_size=32]
 
-Both engines run in this process (``VLLMEngine`` + ``StrongModelServer`` / ``WeakModelServer``,
+Both engines run in this process (``VLLMEngine`` + ``StrongModelServer`` / ``ReceiverServer``,
 no Ray, no gRPC), so each order runs the same workload on the same warm engines, the orders
 alternate, and the prefix caches are reset before every run. Strong and weak sampling are
 seeded, so every run gets the same CoTs and the same work; one untimed run warms the engines
@@ -61,7 +61,7 @@ def weak_counters(model_name: str) -> PrefixCacheCounters:
 
 async def compare(args: argparse.Namespace) -> dict[str, Any]:
     from cot_transfer.engine.vllm_engine import VLLMEngine
-    from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+    from cot_transfer.serving.replicas.receiver_server import ReceiverServer
     from cot_transfer.serving.replicas.strong_server import StrongModelServer
 
     workload = QUICK if args.quick else STANDARD
@@ -75,7 +75,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
     weak_engine = VLLMEngine(config.weak.engine)
     await weak_engine.start()
     strong = StrongModelServer(strong_engine, config.strong.engine.name)
-    weak = WeakModelServer(weak_engine, config.weak.engine.name)
+    weak = ReceiverServer(weak_engine, config.weak.engine.name)
     request = TransferRequest(
         problems=problems,
         fractions=workload.fractions,

@@ -1,5 +1,5 @@
 """The serving-overhead phase: one ``Complete`` call through gRPC + Ray Serve and straight into an
-in-process ``WeakModelServer`` on an engine with the same config, interleaved in pairs."""
+in-process ``ReceiverServer`` on an engine with the same config, interleaved in pairs."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ async def serving_overhead(
 ) -> Overhead:
     """Paired latencies of one Complete call served vs in-process; the differences are the overhead."""
     from cot_transfer.engine.vllm_engine import VLLMEngine
-    from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+    from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 
     weak = config.weak.sampling
     # A fixed seed: both engines (same weights, same config) generate the same tokens.
@@ -59,7 +59,7 @@ async def serving_overhead(
     start_s = time.perf_counter() - started
     block_size = int(engine.llm.vllm_config.cache_config.block_size)
     max_num_seqs = int(engine.llm.vllm_config.scheduler_config.max_num_seqs)
-    server = WeakModelServer(engine, config.weak.engine.name)
+    server = ReceiverServer(engine, config.weak.engine.name)
     served_ms: list[float] = []
     direct_ms: list[float] = []
     same_tokens = 0

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real stack, started once per session through `cot-transfer serve`."""
+"""Shared fixtures: the real stack, started once per session through `cot-transfer serve`, and the
+service's own RPC bodies in process (``InProcessService``)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any, TypeVar
 
+import grpc
 import pytest
 import yaml
 
 from cot_transfer.client import CotTransferClient
+from cot_transfer.domain.requests import CompletionRequest, CompletionResult, TransferRequest
+from cot_transfer.engine.base import Engine
+from cot_transfer.serving.common.serving_config import DEFAULT_FORCE_ANSWER_MAX_TOKENS, ServingConfig
+from cot_transfer.serving.dataplane.fanout import TransferEvent, TransferRunner, by_receiver
+from cot_transfer.serving.edge.rpc import TransferService
+from cot_transfer.serving.replicas.receiver_server import ReceiverServer
+from cot_transfer.serving.replicas.strong_server import StrongModelServer
+from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
+from tests.fakes import ScriptedEngine
 
 T = TypeVar("T")
 
@@ -36,6 +48,100 @@ FAST_AUTOSCALING_ENV = {
     "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
 }
+
+
+LOCAL_CONFIG = ServingConfig.from_yaml(REPO / "configs" / "local-cpu.yaml")
+# The scripted models of the default in-process service: the strong one reasons to 3, the weak one answers 3.
+IN_PROCESS_MAX_MODEL_LEN = 512
+
+
+class InProcessService:
+    """The service without Ray: its own ``TransferService`` (the RPC bodies, edge.rpc) over its
+    fan-out and replica servers on scripted engines, served by a grpc.aio server in this process.
+
+    ``receiver_engines``: served name -> the engine that completes its prefixes (the weak model's
+    name at least; the strong model's engine under its name measures self-potential)."""
+
+    def __init__(
+        self,
+        strong_engine: Engine,
+        receiver_engines: Mapping[str, Engine],
+        config: ServingConfig = LOCAL_CONFIG,
+        force_answer_max_tokens: Mapping[str, int] | None = None,
+    ) -> None:
+        self.strong = StrongModelServer(strong_engine, config.strong.engine.name)
+        limits = force_answer_max_tokens or {}
+        self.receivers = {
+            name: ReceiverServer(
+                engine, name, force_answer_max_tokens=limits.get(name, DEFAULT_FORCE_ANSWER_MAX_TOKENS)
+            )
+            for name, engine in receiver_engines.items()
+        }
+        self._names = (config.strong.engine.name, *receiver_engines)
+        # What the service was asked: every Run (as the fan-out got it) and every completion a
+        # receiver drew, through Complete or a run.
+        self.runs: list[TransferRequest] = []
+        self.completions: list[CompletionRequest] = []
+        self._complete = by_receiver(
+            {name: server.complete for name, server in self.receivers.items()},
+            self.receivers[config.weak.engine.name].complete,
+        )
+        self.runner = TransferRunner(self.strong.stream_prefixes, self._recorded_complete, max_concurrent_completions=8)
+        self.servicer = TransferService(
+            config,
+            strong_events=self.strong.stream_prefixes,
+            complete=self._recorded_complete,
+            run_events=self._recorded_run,
+            fingerprints=self._fingerprints,
+            models_serving=self._serving,
+        )
+        self._server: grpc.aio.Server | None = None
+        self.address = ""
+
+    @property
+    def run_problems(self) -> list[list[str]]:
+        """The problem ids of each Run, in order."""
+        return [[problem.id for problem in run.problems] for run in self.runs]
+
+    async def _recorded_complete(self, request: CompletionRequest) -> CompletionResult:
+        self.completions.append(request)
+        return await self._complete(request)
+
+    def _recorded_run(self, request: TransferRequest) -> AsyncIterator[TransferEvent]:
+        self.runs.append(request)
+        return self.runner.run(request)
+
+    async def _fingerprints(self) -> dict[str, str]:
+        return {name: f"f-{name}" for name in self._names}
+
+    async def _serving(self) -> bool:
+        return True
+
+    async def __aenter__(self) -> InProcessService:
+        self._server = grpc.aio.server()
+        pb_grpc.add_StrongModelServicer_to_server(self.servicer, self._server)
+        pb_grpc.add_WeakModelServicer_to_server(self.servicer, self._server)
+        pb_grpc.add_TransferServicer_to_server(self.servicer, self._server)
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+        self.address = f"127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            await self._server.stop(None)
+
+
+@pytest.fixture
+async def in_process_service() -> AsyncIterator[InProcessService]:
+    """The default in-process service: the strong model writes "1+2 makes 3. Answer: 3", the weak
+    model answers 3."""
+    strong = ScriptedEngine(["1+2 makes 3. Answer: 3"], max_model_len=IN_PROCESS_MAX_MODEL_LEN)
+    weak = ScriptedEngine(["Answer: 3"], max_model_len=IN_PROCESS_MAX_MODEL_LEN)
+    async with InProcessService(strong, {LOCAL_CONFIG.weak.engine.name: weak}) as service:
+        yield service
 
 
 @dataclass(frozen=True)

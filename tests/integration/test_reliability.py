@@ -140,15 +140,15 @@ def _weak_replica_fault(replica: object, on: bool) -> bool:
     from cot_transfer.serving.replicas import receiver_server as weak
 
     if on:
-        original = weak.WeakModelServer.complete
+        original = weak.ReceiverServer.complete
 
         async def broken(self: object, request: object) -> None:
             raise RuntimeError("injected fault: /secret/path and other internals")
 
         weak._original_complete = original  # type: ignore[attr-defined]
-        weak.WeakModelServer.complete = broken  # type: ignore[method-assign,assignment]
+        weak.ReceiverServer.complete = broken  # type: ignore[method-assign,assignment]
     elif hasattr(weak, "_original_complete"):
-        weak.WeakModelServer.complete = weak._original_complete  # type: ignore[method-assign]
+        weak.ReceiverServer.complete = weak._original_complete  # type: ignore[method-assign]
     return True
 
 

@@ -6,40 +6,25 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import grpc
-import pytest
 
 from cot_transfer.client import CotTransferClient, RetryPolicy
 from cot_transfer.experiment.datasets import RUN_PROBLEMS_FILE, DatasetOptions, load_problems
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
-from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
-from tests.unit.test_problem_isolation import InProcessService
+from tests.conftest import InProcessService
 
 SAMPLES = Path(__file__).resolve().parents[2] / "datasets" / "formats"
 FAST = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
 SETTINGS = ExperimentSettings(fractions=(0.5, 1.0), n=2)
 
 
-@pytest.fixture
-async def address() -> AsyncIterator[str]:
-    servicer = InProcessService()
-    server = grpc.aio.server()
-    pb_grpc.add_TransferServicer_to_server(servicer, server)
-    pb_grpc.add_WeakModelServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield f"127.0.0.1:{port}"
-    await server.stop(None)
-
-
-async def test_a_math500_run_keeps_metadata_and_breaks_down_by_level(address: str, tmp_path: Path) -> None:
+async def test_a_math500_run_keeps_metadata_and_breaks_down_by_level(
+    in_process_service: InProcessService, tmp_path: Path
+) -> None:
     source = SAMPLES / "math500.parquet"
     problems = load_problems(source)
     out = tmp_path / "run"
-    async with CotTransferClient(address, retry=FAST) as client:
+    async with CotTransferClient(in_process_service.address, retry=FAST) as client:
         summary = await run_experiment(
             client, problems, SETTINGS, out, problems_path=source, dataset=DatasetOptions(), retry=FAST
         )
@@ -62,6 +47,6 @@ async def test_a_math500_run_keeps_metadata_and_breaks_down_by_level(address: st
 
     resumed, _, _ = resume_inputs(out)
     assert resumed == problems
-    async with CotTransferClient(address, retry=FAST) as client:
+    async with CotTransferClient(in_process_service.address, retry=FAST) as client:
         again = await run_experiment(client, resumed, SETTINGS, out, resume=True, retry=FAST)
     assert again["groups"] == summary["groups"]

@@ -7,10 +7,8 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pyarrow.parquet as pq
 import pytest
 
@@ -26,23 +24,11 @@ from cot_transfer.experiment.load import PARQUET_FILE
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
 from cot_transfer.serving.edge import decode
 from cot_transfer.v1 import cot_transfer_pb2 as pb
-from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
-from tests.unit.test_problem_isolation import CONFIG, InProcessService
+from tests.conftest import LOCAL_CONFIG as CONFIG
+from tests.conftest import InProcessService
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "self_potential_vs_transfer.py"
 COT = "Add one and two.\nThat makes three.\nAnswer: 3\n"
-
-
-@pytest.fixture
-async def service() -> AsyncIterator[tuple[InProcessService, str]]:
-    servicer = InProcessService()
-    server = grpc.aio.server()
-    pb_grpc.add_TransferServicer_to_server(servicer, server)
-    pb_grpc.add_WeakModelServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield servicer, f"127.0.0.1:{port}"
-    await server.stop(None)
 
 
 def write_cots(path: Path) -> Path:
@@ -55,9 +41,9 @@ def write_cots(path: Path) -> Path:
 
 
 async def test_imported_cots_cut_at_every_step_load_as_dataframes(
-    service: tuple[InProcessService, str], tmp_path: Path
+    in_process_service: InProcessService, tmp_path: Path
 ) -> None:
-    servicer, address = service
+    servicer, address = in_process_service, in_process_service.address
     problems = load_cots(write_cots(tmp_path / "cots.jsonl"))
     assert [problem.metadata for problem in problems] == [{"level": 1}, {}]
     settings = ExperimentSettings(fractions=(0.5,), n=3, cut="every_step", keep_completions=True)
@@ -98,8 +84,8 @@ async def test_imported_cots_cut_at_every_step_load_as_dataframes(
     assert resumed_settings.cut == "every_step" and resumed_settings.keep_completions
 
 
-async def test_step_cut_rows_snap_to_line_ends(service: tuple[InProcessService, str], tmp_path: Path) -> None:
-    _, address = service
+async def test_step_cut_rows_snap_to_line_ends(in_process_service: InProcessService, tmp_path: Path) -> None:
+    address = in_process_service.address
     problems = [Problem("a", "1+2", "3", cot=COT)]
     out = tmp_path / "run"
     async with CotTransferClient(address) as client:
@@ -146,9 +132,9 @@ def test_every_step_needs_no_fractions_and_summarises_baseline_and_whole_cot() -
 
 
 async def test_the_report_lists_majority_answers_and_flags_the_strong_answer(
-    service: tuple[InProcessService, str], tmp_path: Path
+    in_process_service: InProcessService, tmp_path: Path
 ) -> None:
-    _, address = service
+    address = in_process_service.address
     problems = [Problem("a", "1+2", "3", cot=COT), Problem("b", "2+2", "4", cot="Four.\nAnswer: 4")]
     out = tmp_path / "run"
     async with CotTransferClient(address) as client:
@@ -163,9 +149,9 @@ async def test_the_report_lists_majority_answers_and_flags_the_strong_answer(
 
 
 async def test_the_example_plots_self_potential_against_transfer(
-    service: tuple[InProcessService, str], tmp_path: Path
+    in_process_service: InProcessService, tmp_path: Path
 ) -> None:
-    _, address = service
+    address = in_process_service.address
     receivers = (CONFIG.strong.engine.name, CONFIG.weak.engine.name)
     out = tmp_path / "run"
     settings = ExperimentSettings(fractions=(0.5, 1.0), n=2, receivers=receivers, cut="step")
@@ -185,9 +171,9 @@ async def test_the_example_plots_self_potential_against_transfer(
 
 
 async def test_a_resumed_every_step_run_completes_the_missing_step_rows(
-    service: tuple[InProcessService, str], tmp_path: Path
+    in_process_service: InProcessService, tmp_path: Path
 ) -> None:
-    servicer, address = service
+    servicer, address = in_process_service, in_process_service.address
     settings = ExperimentSettings(fractions=(0.5,), n=2, cut="every_step")
     problems = [Problem("a", "1+2", "3", cot=COT)]
     out = tmp_path / "run"
@@ -197,8 +183,13 @@ async def test_a_resumed_every_step_run_completes_the_missing_step_rows(
         rows = results.read_text().splitlines(keepends=True)
         kept = [row for row in rows if json.loads(row)["num_steps"] not in (1, 2)]
         results.write_text("".join(kept))
+        drawn = len(servicer.completions)
         await run_experiment(client, problems, settings, out, resume=True)
-    assert servicer.completes == 2  # the two missing rows, completed on their stored prefixes
+    # The two missing rows, through the one fan-out on their stored prefixes: no new CoT is cut.
+    assert len(servicer.completions) - drawn == 2
+    assert {row[0] for row in servicer.runs[-1].resumed["a"].rows} == {
+        prefix.fraction for prefix in servicer.runs[-1].resumed["a"].prefixes
+    }
     resumed = cot_transfer.experiment.load(out).results.sort_values("num_steps")
     assert resumed.num_steps.tolist() == [0, 1, 2, 3]
     assert all(counts == [{"answer": "3", "count": 2}] for counts in resumed.answer_counts)

@@ -7,7 +7,7 @@ import pytest
 from cot_transfer.domain.errors import NotFoundError, OutOfRangeError
 from cot_transfer.domain.requests import CompletionRequest, CotDelta, CotPrefix, PrefixRequest, StrongAnswer
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from tests.fakes import ScriptedEngine
 
@@ -75,7 +75,7 @@ def completion_request(prefix: str, n: int = 3, max_tokens: int = 40) -> Complet
 
 async def test_weak_prompt_is_rendered_problem_then_prefix_and_budget_counts_the_prefix() -> None:
     engine = ScriptedEngine([" 3*3=9. Answer: 9", " 3*3=6. Answer: 6"])
-    result = await WeakModelServer(engine).complete(completion_request("1+2=3;", n=4))
+    result = await ReceiverServer(engine).complete(completion_request("1+2=3;", n=4))
     (request,) = engine.requests
     tokenizer = engine.tokenizer
     assert tokenizer.decode(request.prompt_token_ids) == "Q: 1+2*3\nA: 1+2=3;"
@@ -90,26 +90,26 @@ async def test_weak_prompt_is_rendered_problem_then_prefix_and_budget_counts_the
 async def test_weak_grades_its_completion_not_the_received_prefix() -> None:
     # The prefix states the answer; a completion that adds none is not credited with it.
     engine = ScriptedEngine([""])
-    result = await WeakModelServer(engine).complete(completion_request(COT, n=2))
+    result = await ReceiverServer(engine).complete(completion_request(COT, n=2))
     assert result.potential == 0.0
 
 
 async def test_weak_keeps_one_token_when_the_prefix_used_the_whole_budget() -> None:
     engine = ScriptedEngine(["x"])
-    await WeakModelServer(engine).complete(completion_request(COT, max_tokens=len(COT)))
+    await ReceiverServer(engine).complete(completion_request(COT, max_tokens=len(COT)))
     assert engine.requests[0].sampling.max_tokens == 1
 
 
 async def test_weak_rejects_prompt_past_the_context_naming_the_prefix() -> None:
     engine = ScriptedEngine(["x"], max_model_len=30)
     with pytest.raises(OutOfRangeError) as caught:
-        await WeakModelServer(engine).complete(completion_request(COT * 2, max_tokens=500))
+        await ReceiverServer(engine).complete(completion_request(COT * 2, max_tokens=500))
     assert caught.value.field == "prefix"
 
 
 async def test_weak_aborts_the_engine_request_when_cancelled() -> None:
     engine = ScriptedEngine(["x"], delay_s=5)
-    task = asyncio.create_task(WeakModelServer(engine).complete(completion_request("")))
+    task = asyncio.create_task(ReceiverServer(engine).complete(completion_request("")))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

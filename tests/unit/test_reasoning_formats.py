@@ -18,7 +18,7 @@ from cot_transfer.domain.requests import CompletionRequest, CotPrefix, PrefixReq
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.serving.common.serving_config import CustomReasoningFormat
 from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
-from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from tests.reasoning_models import TEMPLATES, TextEngine, load_tokenizer, save_model_folder
 
@@ -163,7 +163,7 @@ def test_the_weak_model_is_graded_on_its_own_final_answer(preset: str, folders: 
     tokenizer = load_tokenizer(folders[preset])
     # The prefix states the answer; the receiver closes its reasoning and answers wrongly.
     engine = TextEngine(tokenizer, " so 13.</think>\n\n\\boxed{13}<|im_end|>")
-    server = WeakModelServer(engine, reasoning_format=resolve_format(preset))
+    server = ReceiverServer(engine, reasoning_format=resolve_format(preset))
     result = asyncio.run(server.complete(_weak_request("3×4 → \\boxed{12}")))
     assert result.num_correct == 0
     engine.output = " so 12.</think>\n\n\\boxed{12}<|im_end|>"
@@ -173,7 +173,7 @@ def test_the_weak_model_is_graded_on_its_own_final_answer(preset: str, folders: 
 def test_the_weak_prompt_places_the_prefix_in_the_harmony_analysis_channel(folders: dict[str, Path]) -> None:
     tokenizer = load_tokenizer(folders["gpt_oss"])
     engine = TextEngine(tokenizer, " 12.<|end|><|start|>assistant<|channel|>final<|message|>\\boxed{12}<|return|>")
-    server = WeakModelServer(engine, reasoning_format=resolve_format("gpt_oss"))
+    server = ReceiverServer(engine, reasoning_format=resolve_format("gpt_oss"))
     result = asyncio.run(server.complete(_weak_request(PREFIX)))
     assert result.num_correct == 2
     prompt = tokenizer.decode(engine.requests[0].prompt_token_ids)
@@ -185,7 +185,7 @@ def test_the_weak_prompt_places_the_prefix_in_the_harmony_analysis_channel(folde
 def test_shared_tokenizer_token_ids_pass_through_as_they_are(folders: dict[str, Path]) -> None:
     tokenizer = load_tokenizer(folders["qwen3"])
     engine = TextEngine(tokenizer, "</think>\\boxed{12}<|im_end|>")
-    server = WeakModelServer(engine, reasoning_format=resolve_format("qwen3"))
+    server = ReceiverServer(engine, reasoning_format=resolve_format("qwen3"))
     # A tokenisation of the prefix other than the one encode() gives: byte by byte, as a
     # strong model may have sampled it.
     byte_ids = tuple(token for char in PREFIX for token in tokenizer.encode(char))
@@ -201,7 +201,7 @@ def test_shared_tokenizer_token_ids_pass_through_as_they_are(folders: dict[str, 
 def test_the_budget_counts_the_prefix_tokens_once(folders: dict[str, Path]) -> None:
     tokenizer = load_tokenizer(folders["qwen3"])
     engine = TextEngine(tokenizer, "</think>\\boxed{12}<|im_end|>")
-    asyncio.run(WeakModelServer(engine, reasoning_format=resolve_format("qwen3")).complete(_weak_request(PREFIX)))
+    asyncio.run(ReceiverServer(engine, reasoning_format=resolve_format("qwen3")).complete(_weak_request(PREFIX)))
     assert engine.requests[0].sampling.max_tokens == SAMPLING.max_tokens - len(tokenizer.encode(PREFIX))
 
 

@@ -29,7 +29,7 @@ from cot_transfer.serving.dataplane.fanout import TransferRunner
 from cot_transfer.serving.edge import decode, encode
 from cot_transfer.serving.replicas.force_answer import PLAIN_ANSWER_CUE, closing_ids, graded_text
 from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
-from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from tests.fakes import CharTokenizer, ScriptedEngine
 
@@ -198,7 +198,7 @@ def completion(mode: str, prefix: str = "abc") -> CompletionRequest:
 
 async def test_force_answer_closes_the_prefix_and_answers_with_its_own_short_budget() -> None:
     engine = ScriptedEngine([" 3\nmore reasoning that the budget cuts off"])
-    server = WeakModelServer(engine, force_answer_max_tokens=4)
+    server = ReceiverServer(engine, force_answer_max_tokens=4)
     result = await server.complete(completion(FORCE_ANSWER))
     sent = engine.requests[-1]
     prompt = engine.tokenizer.decode(sent.prompt_token_ids)
@@ -211,7 +211,7 @@ async def test_force_answer_closes_the_prefix_and_answers_with_its_own_short_bud
 
 async def test_free_mode_continues_the_reasoning_with_the_reasoning_budget() -> None:
     engine = ScriptedEngine([" 3"])
-    server = WeakModelServer(engine, force_answer_max_tokens=4)
+    server = ReceiverServer(engine, force_answer_max_tokens=4)
     result = await server.complete(completion(FREE))
     sent = engine.requests[-1]
     assert engine.tokenizer.decode(sent.prompt_token_ids).endswith("abc")

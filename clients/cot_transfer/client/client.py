@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
 
 from cot_transfer.client.convert import (
-    CUT_TO_PROTO,
-    STEP_BOUNDARY_TO_PROTO,
     Sampling,
     completion_result_from_proto,
     mode_to_proto,
-    problems_to_proto,
+    problem_to_proto,
     sampling_plan_to_proto,
     service_info_from_proto,
     strong_event_from_proto,
@@ -28,6 +26,7 @@ from cot_transfer.domain.requests import (
     FractionResult,
     Problem,
     ProblemError,
+    ResumedProblem,
     ServiceInfo,
     StrongCot,
     StrongEvent,
@@ -37,6 +36,7 @@ from cot_transfer.domain.steps import CutMode, StepBoundary
 from cot_transfer.domain.transfer import RunSummary, Thresholds
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
+from cot_transfer.wire.messages import CUT_TO_PROTO, STEP_BOUNDARY_TO_PROTO
 
 __all__ = ["MAX_MESSAGE_BYTES", "RETRYABLE_CODES", "CotTransferClient", "RetryPolicy", "RpcFailedError"]
 
@@ -186,13 +186,16 @@ class CotTransferClient:
         keep_completions: bool = False,
         cot_tokenizer: str = "",
         sampling_plan: SamplingPlan | None = None,
+        resumed: Mapping[str, ResumedProblem] | None = None,
     ) -> AsyncIterator[StrongCot | FractionResult | ProblemError | RunSummary]:
         """``receivers``: the served models that complete every prefix (none: the weak model);
         ``modes``: ``free`` and/or ``force_answer`` (none: free). ``cut`` and ``step_boundary``:
         where the CoTs are cut (``cot_transfer.domain.steps``); problems with a ``cot`` bring
-        their CoT and the strong model is not called for them."""
+        their CoT and the strong model is not called for them. ``resumed``: problem id -> the
+        prefixes an earlier run returned and the rows still missing; those problems are completed
+        on their stored prefixes, only those rows, drawn as any other row of the run."""
         request = pb.RunRequest(
-            problems=problems_to_proto(problems),
+            problems=[problem_to_proto(problem, (resumed or {}).get(problem.id)) for problem in problems],
             fractions=list(fractions),
             n=n,
             strong_sampling=(strong_sampling or Sampling()).to_proto(),

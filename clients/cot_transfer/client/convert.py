@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cot_transfer.domain.receivers import FORCE_ANSWER, FREE
+from cot_transfer.domain.receivers import FREE
 from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
-    CotPrefix,
     FractionResult,
-    GradedCompletion,
     ModelInfo,
     Problem,
     ProblemError,
+    ResumedProblem,
     ServiceInfo,
     StrongAnswer,
     StrongCot,
@@ -22,9 +20,16 @@ from cot_transfer.domain.requests import (
 )
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.sampling_plan import SamplingPlan
-from cot_transfer.domain.steps import CutMode, StepBoundary
 from cot_transfer.domain.transfer import FractionSummary, Interval, ReceiverSummary, RunSummary, Thresholds
 from cot_transfer.v1 import cot_transfer_pb2 as pb
+from cot_transfer.wire.messages import (
+    MODE_FROM_PROTO,
+    MODE_TO_PROTO,
+    completion_from_proto,
+    leak_flag,
+    prefix_from_proto,
+    prefix_to_proto,
+)
 
 
 @dataclass(frozen=True)
@@ -53,29 +58,15 @@ class Sampling:
         return message
 
 
-# Answer modes by name (``cot_transfer.domain.receivers``) and on the wire.
-MODES_TO_PROTO = {FREE: pb.ANSWER_MODE_FREE, FORCE_ANSWER: pb.ANSWER_MODE_FORCE_ANSWER}
-MODES_FROM_PROTO: dict[int, str] = {value: name for name, value in MODES_TO_PROTO.items()}
-
-
-# Cut points by name (``cot_transfer.domain.steps``) and on the wire.
-CUT_TO_PROTO = {
-    CutMode.TOKEN: pb.CUT_MODE_TOKEN,
-    CutMode.STEP: pb.CUT_MODE_STEP,
-    CutMode.EVERY_STEP: pb.CUT_MODE_EVERY_STEP,
-}
-STEP_BOUNDARY_TO_PROTO = {StepBoundary.LINE: pb.STEP_BOUNDARY_LINE, StepBoundary.SENTENCE: pb.STEP_BOUNDARY_SENTENCE}
-
-
 def mode_to_proto(mode: str) -> pb.AnswerMode:
-    if mode not in MODES_TO_PROTO:
-        raise ValueError(f"unknown answer mode {mode!r}; modes: {', '.join(MODES_TO_PROTO)}")
-    return MODES_TO_PROTO[mode]
+    if mode not in MODE_TO_PROTO:
+        raise ValueError(f"unknown answer mode {mode!r}; modes: {', '.join(MODE_TO_PROTO)}")
+    return MODE_TO_PROTO[mode]
 
 
 def mode_from_proto(value: int) -> str:
     # Unspecified: a service from before answer modes, which completes freely.
-    return MODES_FROM_PROTO.get(value, FREE)
+    return MODE_FROM_PROTO.get(value, FREE)
 
 
 def sampling_plan_to_proto(plan: SamplingPlan) -> pb.SamplingPlan:
@@ -94,22 +85,23 @@ def thresholds_to_proto(thresholds: Thresholds | None) -> pb.Thresholds:
     )
 
 
-def problems_to_proto(problems: Sequence[Problem]) -> list[pb.Problem]:
-    return [
-        pb.Problem(
-            id=problem.id,
-            problem=problem.problem,
-            answer=problem.answer,
-            cot=problem.cot,
-            cot_format=problem.cot_format,
+def problem_to_proto(problem: Problem, resumed: ResumedProblem | None = None) -> pb.Problem:
+    """``resumed``: the problem's stored prefixes and the rows still to draw on them."""
+    message = pb.Problem(
+        id=problem.id, problem=problem.problem, answer=problem.answer, cot=problem.cot, cot_format=problem.cot_format
+    )
+    if resumed is not None:
+        message.prefixes.extend(prefix_to_proto(prefix) for prefix in resumed.prefixes)
+        message.rows.extend(
+            pb.RowKey(fraction=fraction, receiver=receiver, mode=mode_to_proto(mode))
+            for fraction, receiver, mode in sorted(resumed.rows)
         )
-        for problem in problems
-    ]
+    return message
 
 
-def problem_wire_bytes(problem: Problem) -> int:
+def problem_wire_bytes(problem: Problem, resumed: ResumedProblem | None = None) -> int:
     """What one problem adds to a serialized ``RunRequest`` (its field tag and length included)."""
-    return pb.RunRequest(problems=problems_to_proto([problem])).ByteSize()
+    return pb.RunRequest(problems=[problem_to_proto(problem, resumed)]).ByteSize()
 
 
 def strong_event_from_proto(message: pb.StreamPrefixesResponse) -> StrongEvent:
@@ -117,7 +109,7 @@ def strong_event_from_proto(message: pb.StreamPrefixesResponse) -> StrongEvent:
     if kind == "delta":
         return CotDelta(message.delta.text)
     if kind == "prefix":
-        return _prefix_from_proto(message.prefix)
+        return prefix_from_proto(message.prefix)
     if kind == "answer":
         answer = message.answer
         return StrongAnswer(
@@ -129,24 +121,6 @@ def strong_event_from_proto(message: pb.StreamPrefixesResponse) -> StrongEvent:
             reasoning_truncated=answer.reasoning_truncated,
         )
     raise ValueError(f"unexpected StreamPrefixes message: {message!r}")
-
-
-def _leak_flag(message: pb.Prefix | pb.FractionResult, name: str) -> bool | None:
-    # Unset by a service from before leaks were judged (or before the strict flag): unknown, not "no leak".
-    return bool(getattr(message, name)) if message.HasField(name) else None
-
-
-def _prefix_from_proto(prefix: pb.Prefix) -> CotPrefix:
-    return CotPrefix(
-        prefix.fraction,
-        prefix.text,
-        prefix.num_tokens,
-        prefix.cot_num_tokens,
-        token_ids=tuple(prefix.token_ids),
-        answer_in_prefix=_leak_flag(prefix, "answer_in_prefix"),
-        answer_stated_in_prefix=_leak_flag(prefix, "answer_stated_in_prefix"),
-        num_steps=prefix.num_steps,
-    )
 
 
 def _sampling_defaults_from_proto(message: pb.GetInfoResponse, field: str) -> SamplingParams | None:
@@ -187,19 +161,9 @@ def service_info_from_proto(message: pb.GetInfoResponse) -> ServiceInfo:
     )
 
 
-def _completion_from_proto(completion: pb.Completion) -> GradedCompletion:
-    return GradedCompletion(
-        text=completion.text,
-        extracted_answer=completion.extracted_answer or None,
-        correct=completion.correct,
-        num_tokens=completion.num_tokens,
-        finish_reason=completion.finish_reason,
-    )
-
-
 def completion_result_from_proto(message: pb.CompleteResponse) -> CompletionResult:
     return CompletionResult(
-        completions=[_completion_from_proto(completion) for completion in message.completions],
+        completions=[completion_from_proto(completion) for completion in message.completions],
         prompt_num_tokens=message.prompt_num_tokens,
     )
 
@@ -244,7 +208,7 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             cot.answer or None,
             cot.correct,
             cot.cot_num_tokens,
-            tuple(_prefix_from_proto(prefix) for prefix in cot.prefixes),
+            tuple(prefix_from_proto(prefix) for prefix in cot.prefixes),
             final_text=cot.final_text,
             finish_reason=cot.finish_reason,
             reasoning_truncated=cot.reasoning_truncated,
@@ -259,12 +223,12 @@ def transfer_event_from_proto(message: pb.RunResponse) -> StrongCot | FractionRe
             cot_num_tokens=result.cot_num_tokens,
             n=result.n,
             num_correct=result.num_correct,
-            answer_in_prefix=_leak_flag(result, "answer_in_prefix"),
-            answer_stated_in_prefix=_leak_flag(result, "answer_stated_in_prefix"),
+            answer_in_prefix=leak_flag(result, "answer_in_prefix"),
+            answer_stated_in_prefix=leak_flag(result, "answer_stated_in_prefix"),
             receiver=result.receiver,
             mode=mode_from_proto(result.mode),
             answer_counts=tuple((count.answer, count.count) for count in result.answer_counts),
-            completions=tuple(_completion_from_proto(completion) for completion in result.completions),
+            completions=tuple(completion_from_proto(completion) for completion in result.completions),
             num_steps=result.num_steps,
             rounds=result.rounds,
             stop_reason=result.stop_reason,

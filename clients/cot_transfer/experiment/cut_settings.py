@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cot_transfer.domain.kept_answers import count_answers
-from cot_transfer.domain.requests import CompletionResult, StrongCot
+from cot_transfer.domain.requests import StrongCot
 from cot_transfer.domain.steps import CutMode, parse_cut_mode, parse_step_boundary
 
 # Completion texts a row keeps (``--keep-completions``): a few by default, chosen so that each
@@ -69,12 +68,3 @@ def resume_fractions(cut: str, record: StrongCot, fractions: Sequence[float]) ->
     if cut == CutMode.EVERY_STEP.value:
         return [prefix.fraction for prefix in record.prefixes]
     return fractions
-
-
-def kept_answers(result: CompletionResult, keep_completions: int) -> dict[str, Any]:
-    """The kept-answer fields of a row completed by the client itself (a resume), as the service
-    fills them in a run."""
-    return {
-        "answer_counts": count_answers(completion.extracted_answer for completion in result.completions),
-        "completions": tuple(result.completions) if keep_completions != 0 else (),
-    }

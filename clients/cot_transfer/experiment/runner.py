@@ -6,10 +6,11 @@ A results folder holds ``run.json`` (the settings, the models and their hash),
 ``results.jsonl`` (one row per (problem, fraction)), ``errors.jsonl`` (one row per problem that
 could not be run) and, once the run ends, the report: ``summary.json``, ``report.md``,
 ``results.csv`` and the plots. Rows are appended, flushed and synced one at a time, so a crash
-loses at most the row being written, and a resumed run redoes only what is missing: problems
-without a strong CoT go through ``Transfer.Run`` again; fractions missing for a problem whose CoT
-is on disk are completed with ``WeakModel.Complete`` on the stored prefix, so every row of a
-problem comes from the same CoT. A problem with a permanent error is final and not run again.
+loses at most the row being written, and a resumed run redoes only what is missing, always through
+the service's one fan-out (``Transfer.Run``) with the run's own sampling (its ``n`` or its adaptive
+plan): problems without a strong CoT are run again; a problem whose CoT is on disk is sent with its
+stored prefixes and only its missing rows, so every row of a problem comes from the same CoT and
+every row is drawn the same way. A problem with a permanent error is final and not run again.
 
 The settings hash covers what changes results: the settings, the problems, and the service
 behind them (each model's fingerprint and the sampling the server's defaults make effective), so
@@ -23,15 +24,15 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError
 from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
-from cot_transfer.domain.requests import CotPrefix, FractionResult, Problem, ProblemError, ServiceInfo, StrongCot
-from cot_transfer.experiment.cut_settings import cut_run_options, kept_answers, resume_fractions
+from cot_transfer.domain.requests import FractionResult, Problem, ProblemError, ResumedProblem, ServiceInfo, StrongCot
+from cot_transfer.experiment.cut_settings import cut_run_options, resume_fractions
 from cot_transfer.experiment.datasets import (
     RUN_PROBLEMS_FILE,
     DatasetOptions,
@@ -76,7 +77,6 @@ async def run_experiment(
     resume: bool = False,
     on_row: Callable[[FractionResult], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
-    max_concurrent_completions: int = 16,
     retry: RetryPolicy | None = None,
 ) -> dict[str, Any]:
     """Runs (or resumes) the experiment into ``out_dir`` and returns ``summary.json``'s content.
@@ -113,17 +113,14 @@ async def run_experiment(
             writer = _RowWriter(out_dir, run_hash, on_row, kept_completions=settings.keep_completions)
             last_attempt = attempt + 1 == retry.max_attempts
             try:
-                try:
-                    await _complete_partial_problems(
-                        client, problems, settings, fractions, state, writer, max_concurrent_completions
-                    )
-                except ExceptionGroup as failures:  # the completions' task group
-                    raise _first_leaf(failures) from None
-                fresh = [
-                    problem for problem in problems if problem.id not in state.strong and not state.is_final(problem.id)
+                resumed = missing_rows(problems, settings, fractions, state)
+                todo = [
+                    problem
+                    for problem in problems
+                    if problem.id in resumed or (problem.id not in state.strong and not state.is_final(problem.id))
                 ]
-                if fresh:
-                    await _run_fresh_problems(client, fresh, settings, writer, experiment_id(out_dir), info)
+                if todo:
+                    await _run_problems(client, todo, resumed, settings, writer, experiment_id(out_dir), info)
                 retryable = [error for error in writer.new_errors if error.code in RETRYABLE_CODE_NAMES]
                 if not retryable or last_attempt:
                     break
@@ -147,82 +144,37 @@ async def run_experiment(
     }
 
 
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 def _write_report_and_read_summary(out_dir: Path) -> dict[str, Any]:
     write_report(out_dir)
     summary: dict[str, Any] = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     return summary
 
 
-async def _complete_partial_problems(
-    client: CotTransferClient,
-    problems: Sequence[Problem],
-    settings: ExperimentSettings,
-    fractions: Sequence[float],
-    state: RunState,
-    writer: _RowWriter,
-    max_concurrency: int,
-) -> None:
-    slots = asyncio.Semaphore(max_concurrency)
-
-    async def complete_one(problem: Problem, prefix: CotPrefix, receiver: str, mode: str) -> None:
-        try:
-            async with slots:
-                result = await client.complete(
-                    problem.problem,
-                    prefix=prefix.text,
-                    prefix_token_ids=prefix.token_ids,
-                    reference_answer=problem.answer,
-                    n=settings.n,
-                    sampling=settings.weak_sampling,
-                    grader=settings.grader,
-                    receiver=receiver,
-                    mode=mode,
-                )
-        except RpcFailedError as error:
-            if error.retryable:
-                raise  # the service is down or full: the whole run backs off and continues
-            # This problem cannot be completed (its prompt is past the context, ...): the others go on.
-            writer.add_error(ProblemError(problem.id, error.code.name, error.details))
-            return
-        writer.add_result(
-            FractionResult(
-                problem_id=problem.id,
-                fraction=prefix.fraction,
-                prefix_num_tokens=prefix.num_tokens,
-                cot_num_tokens=prefix.cot_num_tokens,
-                n=len(result.completions),
-                num_correct=result.num_correct,
-                # The service judged the stored prefix when it wrote the strong CoT.
-                answer_in_prefix=prefix.answer_in_prefix,
-                answer_stated_in_prefix=prefix.answer_stated_in_prefix,
-                receiver=receiver,
-                mode=mode,
-                **kept_answers(result, settings.keep_completions),
-                num_steps=prefix.num_steps,
-            )
-        )
-
-    async with asyncio.TaskGroup() as group:
-        for problem in problems:
-            record = state.strong.get(problem.id)
-            if record is None or state.is_final(problem.id):
-                continue
-            prefixes = {prefix.fraction: prefix for prefix in record.prefixes}
-            for fraction in resume_fractions(settings.cut, record, fractions):
-                # Only the (receiver, mode) rows missing at this fraction, each on the stored prefix.
-                missing = [key for key in settings.receiver_modes() if (problem.id, fraction, *key) not in state.done]
-                if not missing:
-                    continue
-                if fraction not in prefixes:
-                    raise RunFolderError(f"{STRONG_FILE} has no prefix at fraction {fraction} for {problem.id!r}")
-                for receiver, mode in missing:
-                    group.create_task(complete_one(problem, prefixes[fraction], receiver, mode))
+def missing_rows(
+    problems: Sequence[Problem], settings: ExperimentSettings, fractions: Sequence[float], state: RunState
+) -> dict[str, ResumedProblem]:
+    """Each problem whose CoT is on disk but whose rows are not all there: the stored prefixes of
+    its missing rows, and those rows (receiver "" is the weak model, as the run names it)."""
+    resumed = {}
+    for problem in problems:
+        record = state.strong.get(problem.id)
+        if record is None or state.is_final(problem.id):
+            continue
+        prefixes = {prefix.fraction: prefix for prefix in record.prefixes}
+        rows = {
+            (fraction, receiver, mode)
+            for fraction in resume_fractions(settings.cut, record, fractions)
+            for receiver, mode in settings.receiver_modes()
+            if (problem.id, fraction, receiver, mode) not in state.done
+        }
+        if not rows:
+            continue
+        needed = sorted({fraction for fraction, _, _ in rows})
+        lacking = [fraction for fraction in needed if fraction not in prefixes]
+        if lacking:
+            raise RunFolderError(f"{STRONG_FILE} has no prefix at fraction {lacking[0]} for {problem.id!r}")
+        resumed[problem.id] = ResumedProblem(prefixes=tuple(prefixes[f] for f in needed), rows=frozenset(rows))
+    return resumed
 
 
 def experiment_id(out_dir: Path) -> str:
@@ -269,20 +221,27 @@ def problem_batches(
     return batches
 
 
-async def _run_fresh_problems(
+async def _run_problems(
     client: CotTransferClient,
     problems: Sequence[Problem],
+    resumed: Mapping[str, ResumedProblem],
     settings: ExperimentSettings,
     writer: _RowWriter,
     experiment: str,
     info: ServiceInfo,
 ) -> None:
+    """Runs ``problems`` through ``Transfer.Run``: fresh ones whole, ``resumed`` ones on their
+    stored prefixes, only their missing rows."""
     specs = [
         Problem(problem.id, problem.problem, problem.answer, cot=problem.cot, cot_format=problem.cot_format)
         for problem in problems
     ]
+
+    def wire_bytes(problem: Problem) -> int:
+        return problem_wire_bytes(problem, resumed.get(problem.id))
+
     # One call per batch the service's limits allow; results land on disk the same way.
-    for batch in problem_batches(specs, info.max_problems_per_run, info.max_message_bytes, problem_wire_bytes):
+    for batch in problem_batches(specs, info.max_problems_per_run, info.max_message_bytes, wire_bytes):
         async for event in client.run_transfer(
             batch,
             settings.measured_fractions(),
@@ -295,6 +254,7 @@ async def _run_fresh_problems(
             receivers=settings.receivers,
             modes=settings.modes,
             sampling_plan=settings.sampling_plan,
+            resumed={problem.id: resumed[problem.id] for problem in batch if problem.id in resumed},
             **cut_run_options(settings.cut, settings.step_boundary, settings.keep_completions),
         ):
             if isinstance(event, StrongCot):

@@ -157,6 +157,20 @@ class Problem:
     cot_format: str = ""
 
 
+# One row of a run: (fraction, receiver, mode).
+RowKey = tuple[float, str, str]
+
+
+@dataclass(frozen=True)
+class ResumedProblem:
+    """A problem resumed on the CoT an earlier run of it returned: its rows are completed on
+    exactly ``prefixes`` (the strong model is not called; none: it writes a new CoT), and only
+    ``rows`` of them (none: every row of the run)."""
+
+    prefixes: tuple[CotPrefix, ...] = ()
+    rows: frozenset[RowKey] = frozenset()
+
+
 @dataclass(frozen=True)
 class TransferRequest:
     problems: Sequence[Problem]
@@ -183,6 +197,8 @@ class TransferRequest:
     max_steps: int = 0
     # Adaptive sampling (``cot_transfer.domain.sequential``); None draws ``n`` for every row.
     sampling_plan: SamplingPlan | None = None
+    # Problem id -> its stored prefixes and missing rows, for the problems a resume completes.
+    resumed: Mapping[str, ResumedProblem] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from cot_transfer.domain.requests import (
     PrefixRequest,
     Problem,
     ProblemError,
+    ResumedProblem,
     StrongAnswer,
     StrongCot,
     StrongEvent,
@@ -132,6 +133,24 @@ def problem_error(problem_id: str, error: BaseException) -> ProblemError:
     return ProblemError(problem_id=problem_id, code=failure.code, message=failure.details)
 
 
+def expected_rows(request: TransferRequest) -> int:
+    """The rows a run sends: every (fraction, receiver, mode) of each problem, a resumed problem's
+    own rows (or every row of its stored prefixes)."""
+    per_problem = len(request.fractions) * len(run_receiver_modes(request))
+    total = 0
+    for problem in request.problems:
+        resumed = request.resumed.get(problem.id)
+        if resumed is None:
+            total += per_problem
+        elif resumed.rows:
+            total += len(resumed.rows)
+        elif resumed.prefixes:
+            total += len(resumed.prefixes) * len(run_receiver_modes(request))
+        else:
+            total += per_problem
+    return total
+
+
 class TransferRunner:
     """Runs one experiment against a strong and a weak model given as two callables.
 
@@ -182,7 +201,7 @@ class TransferRunner:
         # One analysis path: the gauges rerun the summary's analysis, at most once a second.
         # One per (receiver, mode); the gauges follow the primary one.
         running = ReceiverAnalyses(request)
-        rows_expected = len(request.problems) * len(request.fractions) * len(run_receiver_modes(request))
+        rows_expected = expected_rows(request)
         self._experiments.add(request.experiment_id)
         self._running += 1
         self._metrics.experiments_running(self._running)
@@ -252,20 +271,14 @@ class TransferRunner:
         except Exception as error:  # a task group of the problem's fractions included
             await events.put(problem_error(problem.id, error))
 
-    async def _run_problem(
-        self,
-        request: TransferRequest,
-        problem: Problem,
-        position: tuple[int, int],
-        events: asyncio.Queue[object],
-    ) -> None:
-        """``position``: (run number, problem index), the order in which CoTs get written."""
-        run_number = position[0]
+    async def _strong_cot(
+        self, request: TransferRequest, problem: Problem, position: tuple[int, int]
+    ) -> tuple[list[CotPrefix], StrongAnswer]:
+        """The problem's CoT from the strong model (or cut from its imported CoT) and its prefixes."""
         prefixes: list[CotPrefix] = []
         answer: StrongAnswer | None = None
-        prefix_request = prefix_request_for(request, problem)
         async with self._cot_slots.hold((float(position[0]), float(position[1]))):
-            async for event in self._stream_prefixes(prefix_request):
+            async for event in self._stream_prefixes(prefix_request_for(request, problem)):
                 if isinstance(event, CotPrefix):
                     prefixes.append(event)
                 elif isinstance(event, StrongAnswer):
@@ -273,9 +286,26 @@ class TransferRunner:
         if answer is None:
             raise UnavailableError(f"the strong model ended problem {problem.id!r} without an answer")
         check_step_count(request, prefixes)
+        return prefixes, answer
+
+    async def _run_problem(
+        self,
+        request: TransferRequest,
+        problem: Problem,
+        position: tuple[int, int],
+        events: asyncio.Queue[object],
+    ) -> None:
+        """``position``: (run number, problem index), the order in which CoTs get written. A
+        resumed problem with stored prefixes is completed on them: no CoT is written or sent."""
+        run_number = position[0]
+        resumed = request.resumed.get(problem.id, ResumedProblem())
+        answer: StrongAnswer | None = None
+        if resumed.prefixes:
+            prefixes = list(resumed.prefixes)
+        else:
+            prefixes, answer = await self._strong_cot(request, problem, position)
         grader = get_grader(request.grader, self._metrics)
         # Grading may block on a math-verify worker for seconds: off the event loop.
-        correct = await asyncio.to_thread(grader.is_correct, answer.answer, problem.answer)
         leaks = await asyncio.to_thread(lambda: [judge_prefix(grader, cut.text, problem.answer) for cut in prefixes])
         judged = tuple(
             dataclasses.replace(
@@ -283,29 +313,43 @@ class TransferRunner:
             )
             for prefix, leak in zip(prefixes, leaks, strict=True)
         )
-        await events.put(
-            StrongCot(
-                problem_id=problem.id,
-                cot=answer.cot,
-                answer=answer.answer,
-                correct=correct,
-                cot_num_tokens=answer.cot_num_tokens,
-                prefixes=judged,
-                final_text=answer.final_text,
-                finish_reason=answer.finish_reason,
-                reasoning_truncated=answer.reasoning_truncated,
-                imported=answer.imported,
+        if answer is not None:
+            correct = await asyncio.to_thread(grader.is_correct, answer.answer, problem.answer)
+            await events.put(
+                StrongCot(
+                    problem_id=problem.id,
+                    cot=answer.cot,
+                    answer=answer.answer,
+                    correct=correct,
+                    cot_num_tokens=answer.cot_num_tokens,
+                    prefixes=judged,
+                    final_text=answer.final_text,
+                    finish_reason=answer.finish_reason,
+                    reasoning_truncated=answer.reasoning_truncated,
+                    imported=answer.imported,
+                )
             )
-        )
-        # Adaptive sampling: the problem's rows share its baseline's state.
-        rounds = ProblemRounds(request, [cut.fraction for cut in judged]) if request.sampling_plan else None
+        # Every receiver, in every mode, completes the same prefix (a resume: the rows it lacks).
+        rows = [
+            (prefix, receiver, mode)
+            for prefix in judged
+            for receiver, mode in run_receiver_modes(request)
+            if not resumed.rows or (prefix.fraction, receiver, mode) in resumed.rows
+        ]
+        # Adaptive sampling: the rows of one (receiver, mode) share its baseline's state, where
+        # the baseline row is drawn in this run (a resumed row whose baseline is on disk does not wait).
+        rounds: dict[tuple[str, str], ProblemRounds] = {}
+        if request.sampling_plan is not None:
+            for key in run_receiver_modes(request):
+                fractions = [prefix.fraction for prefix, receiver, mode in rows if (receiver, mode) == key]
+                rounds[key] = ProblemRounds(request, fractions)
         async with asyncio.TaskGroup() as group:
-            for prefix in judged:
-                # Every receiver, in every mode, completes the same prefix.
-                for receiver, mode in run_receiver_modes(request):
-                    group.create_task(
-                        self._run_fraction(request, problem, prefix, run_number, events, receiver, mode, rounds)
+            for prefix, receiver, mode in rows:
+                group.create_task(
+                    self._run_fraction(
+                        request, problem, prefix, run_number, events, receiver, mode, rounds.get((receiver, mode))
                     )
+                )
 
     async def _run_fraction(
         self,

@@ -14,21 +14,24 @@ from typing import Any
 
 from cot_transfer.domain.answers import get_grader
 from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
-from cot_transfer.domain.receivers import FORCE_ANSWER, FREE, ReceiverMode, primary_key, unique_in_order
+from cot_transfer.domain.receivers import FREE, ReceiverMode, primary_key, receiver_modes, unique_in_order
 from cot_transfer.domain.requests import (
     CompletionRequest,
+    CotPrefix,
     PrefixRequest,
     Problem,
+    ResumedProblem,
     TransferRequest,
 )
 from cot_transfer.domain.sampling import SamplingParams, check_sample_count, check_text
 from cot_transfer.domain.sequential import DEFAULT_RULE, SamplingPlan
-from cot_transfer.domain.steps import EVERY_STEP_FRACTIONS, CutMode, StepBoundary
+from cot_transfer.domain.steps import EVERY_STEP_FRACTIONS
 from cot_transfer.domain.transfer import Thresholds
-from cot_transfer.domain.truncation import check_fractions, with_baseline
+from cot_transfer.domain.truncation import check_fraction, check_fractions, with_baseline
 from cot_transfer.serving.common.serving_config import LimitsConfig, SamplingDefaults, ServingConfig
 from cot_transfer.serving.replicas.reasoning_formats import resolve_format
 from cot_transfer.v1 import cot_transfer_pb2 as pb
+from cot_transfer.wire.messages import CUT_FROM_PROTO, MODE_FROM_PROTO, STEP_BOUNDARY_FROM_PROTO
 
 
 def sampling_from_proto(message: pb.SamplingParams, defaults: SamplingDefaults, field: str, n: int) -> SamplingParams:
@@ -157,14 +160,71 @@ def _experiment_id(value: str) -> str:
     return value
 
 
+def _stored_prefix(message: pb.Prefix, field: str, limits: LimitsConfig) -> CotPrefix:
+    if message.num_tokens < 0 or message.cot_num_tokens < message.num_tokens:
+        raise InvalidArgumentError(
+            field, f"needs 0 <= num_tokens <= cot_num_tokens, got {message.num_tokens} and {message.cot_num_tokens}"
+        )
+    if len(message.token_ids) > limits.max_text_chars:
+        raise InvalidArgumentError(f"{field}.token_ids", f"at most {limits.max_text_chars} ids (limits.max_text_chars)")
+    return CotPrefix(
+        fraction=check_fraction(message.fraction, f"{field}.fraction"),
+        text=capped_text(message.text, f"{field}.text", limits, required=False),
+        num_tokens=message.num_tokens,
+        cot_num_tokens=message.cot_num_tokens,
+        token_ids=_token_ids(message.token_ids, f"{field}.token_ids"),
+        num_steps=max(message.num_steps, 0),
+    )
+
+
+def _resumed(
+    messages: Sequence[pb.Problem],
+    fractions: Sequence[float],
+    row_keys: Sequence[ReceiverMode],
+    config: ServingConfig,
+) -> dict[str, ResumedProblem]:
+    """The resumed problems of a run: their stored prefixes and the rows still to draw. A row
+    names a fraction of its problem's prefixes (of the run without them) and a (receiver, mode)
+    of the run."""
+    resumed = {}
+    for index, message in enumerate(messages):
+        if not message.prefixes and not message.rows:
+            continue
+        field = f"problems[{index}]"
+        if len(message.prefixes) > config.limits.max_fractions + 2:  # every-step: the steps, 0 and 1
+            raise InvalidArgumentError(f"{field}.prefixes", f"at most {config.limits.max_fractions + 2} prefixes")
+        prefixes = tuple(
+            _stored_prefix(prefix, f"{field}.prefixes[{position}]", config.limits)
+            for position, prefix in enumerate(message.prefixes)
+        )
+        if len({prefix.fraction for prefix in prefixes}) < len(prefixes):
+            raise InvalidArgumentError(f"{field}.prefixes", "one prefix per fraction")
+        known = {prefix.fraction for prefix in prefixes} if prefixes else set(fractions)
+        rows = set()
+        for position, row in enumerate(message.rows):
+            row_field = f"{field}.rows[{position}]"
+            key = (
+                receiver_from_proto(row.receiver, config, f"{row_field}.receiver"),
+                mode_from_proto(row.mode, f"{row_field}.mode"),
+            )
+            if key not in row_keys:
+                raise InvalidArgumentError(row_field, f"(receiver, mode) {key} is not one of the run's")
+            if row.fraction not in known:
+                raise InvalidArgumentError(f"{row_field}.fraction", f"{row.fraction} is not a fraction of the problem")
+            rows.add((row.fraction, *key))
+        resumed[message.id] = ResumedProblem(prefixes=prefixes, rows=frozenset(rows))
+    return resumed
+
+
 def transfer_request_from_proto(message: pb.RunRequest, config: ServingConfig) -> TransferRequest:
     problems = _problems(list(message.problems), config.limits)  # the sizes first, as for Complete
     plan = sampling_plan_from_proto(message, config)
     n = samples_per_request(message, plan, config)
     receivers, modes, primary = run_receivers_from_proto(message.receivers, message.modes, config)
+    fractions = every_step_fractions(message) or with_baseline(_fractions(list(message.fractions), config.limits))
     return TransferRequest(
         problems=problems,
-        fractions=every_step_fractions(message) or with_baseline(_fractions(list(message.fractions), config.limits)),
+        fractions=fractions,
         n=n,
         strong_sampling=sampling_from_proto(message.strong_sampling, config.strong.sampling, "strong_sampling", n=1),
         weak_sampling=sampling_from_proto(message.weak_sampling, config.weak.sampling, "weak_sampling", n=n),
@@ -175,28 +235,16 @@ def transfer_request_from_proto(message: pb.RunRequest, config: ServingConfig) -
         modes=modes,
         primary=primary,
         sampling_plan=plan,
+        resumed=_resumed(message.problems, fractions, receiver_modes(receivers, modes), config),
         **cut_options_from_proto(message, config),
     )
-
-
-CUT_FROM_PROTO = {
-    pb.CUT_MODE_UNSPECIFIED: CutMode.TOKEN,
-    pb.CUT_MODE_TOKEN: CutMode.TOKEN,
-    pb.CUT_MODE_STEP: CutMode.STEP,
-    pb.CUT_MODE_EVERY_STEP: CutMode.EVERY_STEP,
-}
-BOUNDARY_FROM_PROTO = {
-    pb.STEP_BOUNDARY_UNSPECIFIED: StepBoundary.LINE,
-    pb.STEP_BOUNDARY_LINE: StepBoundary.LINE,
-    pb.STEP_BOUNDARY_SENTENCE: StepBoundary.SENTENCE,
-}
 
 
 def cut_options_from_proto(message: pb.RunRequest, config: ServingConfig) -> dict[str, Any]:
     """The TransferRequest fields of cut points, imported CoTs and kept answers."""
     if message.cut not in CUT_FROM_PROTO:
         raise InvalidArgumentError("cut", f"unknown cut mode {message.cut}; token, step or every_step")
-    if message.step_boundary not in BOUNDARY_FROM_PROTO:
+    if message.step_boundary not in STEP_BOUNDARY_FROM_PROTO:
         raise InvalidArgumentError("step_boundary", f"unknown step boundary {message.step_boundary}; line or sentence")
     # Imported CoTs are cut on the strong model's replica, with its tokenizer (no generation).
     if message.cot_tokenizer and message.cot_tokenizer != config.strong.engine.name:
@@ -208,7 +256,7 @@ def cut_options_from_proto(message: pb.RunRequest, config: ServingConfig) -> dic
         )
     return {
         "cut": CUT_FROM_PROTO[message.cut],
-        "step_boundary": BOUNDARY_FROM_PROTO[message.step_boundary],
+        "step_boundary": STEP_BOUNDARY_FROM_PROTO[message.step_boundary],
         "keep_completions": message.keep_completions,
         "max_cot_chars": config.limits.max_text_chars,
         "max_steps": config.limits.max_fractions,
@@ -258,9 +306,6 @@ def samples_per_request(message: pb.RunRequest, plan: SamplingPlan | None, confi
     if plan is not None:
         return plan.n_max
     return check_sample_count(message.n, config.limits.max_samples_per_request)
-
-
-MODE_FROM_PROTO: dict[int, str] = {pb.ANSWER_MODE_FREE: FREE, pb.ANSWER_MODE_FORCE_ANSWER: FORCE_ANSWER}
 
 
 def served_receivers(config: ServingConfig) -> tuple[str, ...]:

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from cot_transfer.domain.answers import grader_names
-from cot_transfer.domain.receivers import FORCE_ANSWER, FREE
 from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
@@ -19,27 +18,10 @@ from cot_transfer.domain.requests import (
 from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary
 from cot_transfer.serving.common.serving_config import SamplingDefaults, ServingConfig
 from cot_transfer.v1 import cot_transfer_pb2 as pb
-
-MODE_TO_PROTO: dict[str, pb.AnswerMode] = {
-    FREE: pb.ANSWER_MODE_FREE,
-    FORCE_ANSWER: pb.ANSWER_MODE_FORCE_ANSWER,
-}
+from cot_transfer.wire.messages import MODE_TO_PROTO, completion_to_proto, prefix_to_proto
 
 # GetInfo's role of a model that only completes prefixes (``ServingConfig.receivers``).
 RECEIVER_ROLE = "receiver"
-
-
-def _prefix_to_proto(prefix: CotPrefix) -> pb.Prefix:
-    return pb.Prefix(
-        fraction=prefix.fraction,
-        text=prefix.text,
-        num_tokens=prefix.num_tokens,
-        cot_num_tokens=prefix.cot_num_tokens,
-        token_ids=prefix.token_ids,
-        answer_in_prefix=prefix.answer_in_prefix,  # None leaves the optional field unset
-        answer_stated_in_prefix=prefix.answer_stated_in_prefix,
-        num_steps=prefix.num_steps,
-    )
 
 
 def _sampling_to_proto(defaults: SamplingDefaults) -> pb.SamplingParams:
@@ -92,7 +74,7 @@ def strong_event_to_proto(event: StrongEvent) -> pb.StreamPrefixesResponse:
     if isinstance(event, CotDelta):
         return pb.StreamPrefixesResponse(delta=pb.CotDelta(text=event.text))
     if isinstance(event, CotPrefix):
-        return pb.StreamPrefixesResponse(prefix=_prefix_to_proto(event))
+        return pb.StreamPrefixesResponse(prefix=prefix_to_proto(event))
     return pb.StreamPrefixesResponse(
         answer=pb.StrongAnswer(
             cot=event.cot,
@@ -107,16 +89,7 @@ def strong_event_to_proto(event: StrongEvent) -> pb.StreamPrefixesResponse:
 
 def completion_result_to_proto(result: CompletionResult) -> pb.CompleteResponse:
     return pb.CompleteResponse(
-        completions=[
-            pb.Completion(
-                text=completion.text,
-                extracted_answer=completion.extracted_answer or "",
-                correct=completion.correct,
-                num_tokens=completion.num_tokens,
-                finish_reason=completion.finish_reason,
-            )
-            for completion in result.completions
-        ],
+        completions=[completion_to_proto(completion) for completion in result.completions],
         num_correct=result.num_correct,
         potential=result.potential,
         prompt_num_tokens=result.prompt_num_tokens,
@@ -157,7 +130,7 @@ def transfer_event_to_proto(event: StrongCot | FractionResult | ProblemError | R
                 answer=event.answer or "",
                 correct=event.correct,
                 cot_num_tokens=event.cot_num_tokens,
-                prefixes=[_prefix_to_proto(prefix) for prefix in event.prefixes],
+                prefixes=[prefix_to_proto(prefix) for prefix in event.prefixes],
                 final_text=event.final_text,
                 finish_reason=event.finish_reason,
                 reasoning_truncated=event.reasoning_truncated,
@@ -218,14 +191,5 @@ def kept_answers_to_proto(result: FractionResult) -> dict[str, Any]:
     return {
         "num_steps": result.num_steps,
         "answer_counts": [pb.AnswerCount(answer=answer, count=count) for answer, count in result.answer_counts],
-        "completions": [
-            pb.Completion(
-                text=completion.text,
-                extracted_answer=completion.extracted_answer or "",
-                correct=completion.correct,
-                num_tokens=completion.num_tokens,
-                finish_reason=completion.finish_reason,
-            )
-            for completion in result.completions
-        ],
+        "completions": [completion_to_proto(completion) for completion in result.completions],
     }

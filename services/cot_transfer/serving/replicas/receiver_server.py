@@ -1,4 +1,7 @@
-"""The weak model's data plane: complete a prefix n times and grade every completion."""
+"""A receiver's replica server: complete a prefix n times and grade every completion.
+
+Every served model that completes prefixes runs one: the weak model, the strong model (its
+self-potential) and the receiver-only models."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningCode
 from cot_transfer.serving.replicas.strong_server import check_fits_context
 
 
-class WeakModelServer:
+class ReceiverServer:
     def __init__(
         self,
         engine: Engine,

@@ -33,7 +33,7 @@ from cot_transfer.serving.dataplane.fanout import TransferRunner
 from cot_transfer.serving.edge.rpc import TransferService
 from cot_transfer.serving.replicas.fingerprint import model_fingerprint
 from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningFormat, resolve_format
-from cot_transfer.serving.replicas.receiver_server import WeakModelServer
+from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from cot_transfer.serving.wiring.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
 from cot_transfer.serving.wiring.metrics_endpoint import gather_exposition, node_metric_urls
@@ -96,7 +96,7 @@ class StrongModelDeployment(_ModelReplica):
         metrics = RayServiceMetrics()
         self._server = StrongModelServer(engine, engine_config.name, metrics, reasoning_format)
         # The same engine completes prefixes as a receiver: the strong model's self-potential.
-        self._receiver = WeakModelServer(engine, engine_config.name, metrics, reasoning_format, force_answer_max_tokens)
+        self._receiver = ReceiverServer(engine, engine_config.name, metrics, reasoning_format, force_answer_max_tokens)
 
     async def stream_prefixes(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
         async for event in self._server.stream_prefixes(request):
@@ -107,7 +107,7 @@ class StrongModelDeployment(_ModelReplica):
 
 
 @serve.deployment
-class WeakModelDeployment(_ModelReplica):
+class ReceiverDeployment(_ModelReplica):
     async def __init__(  # type: ignore[misc]
         self,
         engine_config: EngineConfig,
@@ -116,7 +116,7 @@ class WeakModelDeployment(_ModelReplica):
         force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
     ) -> None:
         engine = await self._start_engine(engine_config, engine_factory)
-        self._server = WeakModelServer(
+        self._server = ReceiverServer(
             engine, engine_config.name, RayServiceMetrics(), reasoning_format, force_answer_max_tokens
         )
 
@@ -265,14 +265,14 @@ def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory |
         config.strong.force_answer_max_tokens,
     )
     weak_options = _model_deployment_options(WEAK_DEPLOYMENT, config.weak)
-    weak = WeakModelDeployment.options(**weak_options).bind(  # type: ignore[attr-defined]
+    weak = ReceiverDeployment.options(**weak_options).bind(  # type: ignore[attr-defined]
         config.weak.engine,
         engine_factory,
         resolve_format(config.weak.reasoning_format),
         config.weak.force_answer_max_tokens,
     )
     receivers = [
-        WeakModelDeployment.options(  # type: ignore[attr-defined]
+        ReceiverDeployment.options(  # type: ignore[attr-defined]
             **_model_deployment_options(f"{RECEIVER_DEPLOYMENT}{index}", receiver)
         ).bind(
             receiver.engine,
