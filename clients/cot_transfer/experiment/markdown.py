@@ -47,11 +47,13 @@ def format_unlock_table(summary: Mapping[str, Any]) -> str:
 
 
 DYNAMICS_MEANING = {
-    TraceDynamics.MONOTONIC: "no significant step of at least delta",
-    TraceDynamics.INSIGHT: "a significant rise of at least delta between consecutive fractions",
-    TraceDynamics.TANGENT: "a significant drop of at least delta between consecutive fractions",
-    TraceDynamics.LATE_SPIKE: "near zero below the late fraction, then a significant rise before the answer shows",
-    TraceDynamics.LUCKY_GUESS: "near zero until the prefix states the reference answer, then a significant rise",
+    TraceDynamics.MONOTONIC: "no step shown to exceed delta (gradual, smaller, or within the noise)",
+    TraceDynamics.INSIGHT: "the true potential rises by more than delta between two consecutive fractions",
+    TraceDynamics.TANGENT: "the true potential falls by more than delta between two consecutive fractions",
+    TraceDynamics.LATE_SPIKE: "every point below the late fraction shown <= near zero, then a rise of more than delta "
+    "into a later point before the answer shows",
+    TraceDynamics.LUCKY_GUESS: "every point before the answer shown <= near zero, then a rise of more than delta "
+    "where the prefix states the reference answer",
 }
 
 
@@ -172,10 +174,13 @@ def report_markdown(
     )
     lines += [
         "",
-        f"Each label is a one-sided Fisher exact test on the counts, Holm-adjusted over all tests of a curve at a "
-        f"false-positive rate of {parameters['false_positive_rate']} (a flat curve gets a label at most that often), "
-        f"and needs an observed step of at least delta = {parameters['delta']}; near zero = potential <= "
-        f"{parameters['near_zero']}, late fraction = {parameters['late_fraction']}. Labels are tried in the order "
+        f"A step is labelled only when an exact test shows its true size above delta = {parameters['delta']} "
+        f"(the null: a step of at most delta), Holm-adjusted over the steps of a curve at a false-positive rate of "
+        f"{parameters['false_positive_rate']}: a curve with no true step of delta or more (ramps, plateaus, steps "
+        f"just under delta) gets a label at most that often. Near zero = the potential's upper confidence bound is "
+        f"<= {parameters['near_zero']} (it takes 29 samples at 0 correct); late fraction = "
+        f"{parameters['late_fraction']}. Adaptive rows use tests that hold under their stopping. Labels are tried "
+        "in the order "
         "lucky guess, late spike, tangent, insight; the first that holds wins. The answer fraction is the first "
         "prefix that states the reference answer. Per problem: `summary.json` `problems` (step, fraction, confidence).",
     ]
