@@ -1,6 +1,10 @@
 """Scores the report's trace-dynamics labels against the testbed's ground truth.
 
     python -m testbed.score_dynamics runs/demo --data datasets/testbed-demo.jsonl
+    python -m testbed.score_dynamics evaluation.json --data datasets/testbed-hard.jsonl
+
+The first argument is a results folder (its ``summary.json``) or the ``--output`` file of
+``testbed.evaluate`` (its ``summary``: the same analysis).
 
 Each testbed problem records where its events sit in the strong model's reasoning
 (``metadata.positions``, as token fractions). The truth of a label, per problem:
@@ -83,6 +87,13 @@ def score(summary: Mapping[str, Any], truth: Mapping[str, Mapping[str, Any]]) ->
     return [LabelScore(label, *counts[label]) for label in LABELS]
 
 
+def read_summary(path: Path) -> dict[str, Any]:
+    """The analysis of a results folder (summary.json) or of testbed.evaluate's output file."""
+    if path.is_dir():
+        return dict(json.loads((path / "summary.json").read_text(encoding="utf-8")))
+    return dict(json.loads(path.read_text(encoding="utf-8"))["summary"])
+
+
 def _read_truth(path: Path) -> dict[str, dict[str, Any]]:
     with path.open(encoding="utf-8") as file:
         records = [json.loads(line) for line in file if line.strip()]
@@ -109,10 +120,10 @@ def format_scores(scores: Sequence[LabelScore]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="results folder (its summary.json)")
+    parser.add_argument("run", type=Path, help="results folder (its summary.json) or testbed.evaluate's --output file")
     parser.add_argument("--data", type=Path, required=True, help="the testbed dataset the run used")
     args = parser.parse_args(argv)
-    summary = json.loads((args.run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = read_summary(args.run)
     print(format_scores(score(summary, _read_truth(args.data))))
     return 0
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from testbed.score_dynamics import format_scores, score, true_labels
+from testbed.score_dynamics import format_scores, read_summary, score, true_labels
 
 FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -57,3 +59,13 @@ def test_scores_count_hits_misses_and_where_the_insight_was_found() -> None:
     assert scores["lucky_guess"].true == 1 and scores["lucky_guess"].hits == 0
     table = format_scores(list(scores.values()))
     assert "| insight | 3 | 3 | 2 | 0.67 | 0.67 | 1/2 |" in table
+
+
+def test_reads_a_results_folder_or_an_evaluation_file(tmp_path: Path) -> None:
+    summary = {"dynamics": {"parameters": {"late_fraction": 0.9}}, "problems": []}
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    evaluation = tmp_path / "evaluation.json"
+    evaluation.write_text(json.dumps({"summary": summary, "problems": []}), encoding="utf-8")
+    assert read_summary(folder) == summary == read_summary(evaluation)
