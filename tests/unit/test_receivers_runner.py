@@ -63,6 +63,12 @@ async def test_a_run_keys_rows_by_receiver_and_mode_and_reports_them_side_by_sid
     assert blocks[WEAK][FREE]["primary"] is True
     assert summary["weak_potential_mean"] == blocks[WEAK][FREE]["weak_potential_mean"]
     assert summary["unlock_rate"] == blocks[WEAK][FREE]["unlock_rate"]
+    # Every pair of the four (receiver, mode) blocks, compared on the problems both leave unsolved.
+    pairs = {
+        ((entry["first"]["receiver"], entry["first"]["mode"]), (entry["second"]["receiver"], entry["second"]["mode"]))
+        for entry in summary["receiver_comparisons"]
+    }
+    assert len(pairs) == 6 and all(first != second for first, second in pairs)
     report = (out / "report.md").read_text()
     assert "## Receivers side by side" in report
     assert f"{STRONG} (self-potential, force_answer)" in report and f"{WEAK} (transfer, free)" in report
