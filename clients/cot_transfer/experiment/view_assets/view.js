@@ -527,7 +527,7 @@
           el("span", { text: `${count} (${pct(count / total)})${isRef ? " ✓" : ""}` }));
       }
       box.append(el("div", { class: "muted", text: row.a.length ? "answers of the samples (green: the reference answer, compared as text)" : "no answer counts kept" }), answers);
-      box.append(el("div", { class: "muted", text: `kept completions: ${row.c.length} of ${point[0]} (distinct texts, one per answer first)` }));
+      box.append(el("div", { class: "muted", text: `kept completions: ${row.c.length} of ${point[0]} samples` }));
       for (const [text, answer, correct, tokens, finish] of row.c) {
         box.append(el("div", { class: "completion" },
           el("span", { class: correct ? "ok" : "bad", text: correct ? "✓ correct" : "✗ wrong" }),
