@@ -109,6 +109,8 @@ def build_groups(
                 excluded_problems=None if excluded_problems is None else _restricted(excluded_problems, ids),
                 confidence=confidence,
                 with_dynamics=False,
+                # Per-fraction statistics only: the per-problem rows and the band are the run's.
+                with_problems=False,
             )
             values.append(
                 {
