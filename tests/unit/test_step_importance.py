@@ -46,8 +46,8 @@ def test_total_variation_bounds() -> None:
 
 def test_interval_coverage_against_known_potentials() -> None:
     """Exact coverage (every count pair weighted by its binomial probability) over a grid of true
-    potentials at n = 8: Newcombe's interval is near nominal on average and never far below it
-    (its minimum, 0.88, sits where both potentials are near 0.5 and the counts are coarse)."""
+    potentials at n = 8: Newcombe's interval is near nominal on average (0.952) and never far below
+    it (minimum 0.912: the counts of n = 8 are coarse)."""
     n = 8
     bounds = {
         (after, before): step_importances([CutCounts(0.0, n, before), CutCounts(1.0, n, after)])[0]
@@ -66,4 +66,4 @@ def test_interval_coverage_against_known_potentials() -> None:
                 )
             )
     assert float(np.mean(coverages)) >= 0.945
-    assert min(coverages) >= 0.87
+    assert min(coverages) >= 0.90
