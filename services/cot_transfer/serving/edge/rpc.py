@@ -110,7 +110,8 @@ class TransferService:
     """Serves cot_transfer.v1.StrongModel, WeakModel and Transfer, and grpc.health.v1.Health.
 
     Method names are the RPC names: Ray Serve's gRPC proxy and grpc.aio both call the method
-    named like the RPC.
+    named like the RPC. The context parameter must be named ``grpc_context``: Ray Serve passes the
+    call's context only to a parameter of that name.
     """
 
     def __init__(
@@ -136,7 +137,7 @@ class TransferService:
         self._in_flight = 0
 
     @asynccontextmanager
-    async def _rpc(self, method: str, context: RpcContext) -> AsyncIterator[None]:
+    async def _rpc(self, method: str, grpc_context: RpcContext) -> AsyncIterator[None]:
         """Authenticates, counts and times one RPC, and turns any failure into its status code."""
         started = time.monotonic()
         code = grpc.StatusCode.OK
@@ -145,7 +146,7 @@ class TransferService:
             if self._draining:
                 raise UnavailableError("the service is shutting down; retry on another replica")
             if self._auth is not None:
-                self._auth.check(context.invocation_metadata() or ())
+                self._auth.check(grpc_context.invocation_metadata() or ())
             yield
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -154,43 +155,43 @@ class TransferService:
             raise
         except Exception as error:
             code, details = status_for(error)
-            await _fail(context, code, details)
+            await _fail(grpc_context, code, details)
         finally:
             self._in_flight -= 1
             self._metrics.rpc_finished(method, code.name, time.monotonic() - started)
 
     async def StreamPrefixes(  # noqa: N802 - the gRPC method name
-        self, request: pb.StreamPrefixesRequest, context: RpcContext
+        self, request: pb.StreamPrefixesRequest, grpc_context: RpcContext
     ) -> AsyncIterator[pb.StreamPrefixesResponse]:
-        async with self._rpc("StreamPrefixes", context):
+        async with self._rpc("StreamPrefixes", grpc_context):
             async for response in stream_prefixes(request, self._config, self._strong_events, self._metrics):
                 yield response
 
-    async def Complete(self, request: pb.CompleteRequest, context: RpcContext) -> pb.CompleteResponse:  # noqa: N802
-        async with self._rpc("Complete", context):
+    async def Complete(self, request: pb.CompleteRequest, grpc_context: RpcContext) -> pb.CompleteResponse:  # noqa: N802
+        async with self._rpc("Complete", grpc_context):
             response = await complete(request, self._config, self._complete)
         return response
 
-    async def GetInfo(self, request: pb.GetInfoRequest, context: RpcContext) -> pb.GetInfoResponse:  # noqa: N802
-        async with self._rpc("GetInfo", context):
+    async def GetInfo(self, request: pb.GetInfoRequest, grpc_context: RpcContext) -> pb.GetInfoResponse:  # noqa: N802
+        async with self._rpc("GetInfo", grpc_context):
             info = await get_info(self._config, self._fingerprints)
         return info
 
-    async def Run(self, request: pb.RunRequest, context: RpcContext) -> AsyncIterator[pb.RunResponse]:  # noqa: N802
-        async with self._rpc("Run", context):
+    async def Run(self, request: pb.RunRequest, grpc_context: RpcContext) -> AsyncIterator[pb.RunResponse]:  # noqa: N802
+        async with self._rpc("Run", grpc_context):
             async for response in run(request, self._config, self._run_events):
                 yield response
 
     async def Check(  # noqa: N802 - grpc.health.v1.Health/Check, for Kubernetes gRPC probes
-        self, request: health_pb2.HealthCheckRequest, context: RpcContext
+        self, request: health_pb2.HealthCheckRequest, grpc_context: RpcContext
     ) -> health_pb2.HealthCheckResponse:
         status = await serving_status(request.service, self._draining, self._models_serving)
         if status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN:
-            await _fail(context, grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            await _fail(grpc_context, grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(  # noqa: N802 - grpc.health.v1.Health/Watch
-        self, request: health_pb2.HealthCheckRequest, context: RpcContext
+        self, request: health_pb2.HealthCheckRequest, grpc_context: RpcContext
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         last: int | None = None
         while True:
