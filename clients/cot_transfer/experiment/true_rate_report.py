@@ -78,12 +78,16 @@ def headline_rates(summary: Mapping[str, Any]) -> list[str]:
         )
     more = decide.get("unlock_status_n")
     if decide:
-        sentence = (
-            f"n = {more} samples per prefix would leave at most {percent(decide['undecided_share_target'])} of the"
-            " measured-unsolved problems undecided (projected from their posterior means)"
-            if more
-            else "no n up to 4096 would decide them all (their potentials sit at tau)"
-        )
+        target = percent(decide["undecided_share_target"])
+        if more is None:
+            sentence = f"no n up to 4096 would bring that under {target} (their potentials sit at tau)"
+        elif more <= decide["n"]:
+            sentence = f"this n already keeps it under {target}, so more problems, not more samples, narrow the bounds"
+        else:
+            sentence = (
+                f"n = {more} samples per prefix would bring it under {target} (projected from their posterior means;"
+                " more problems narrow the rest)"
+            )
         baseline_n = decide.get("baseline_n")
         baseline = (
             "no n decides the baseline side at tau0 = 0"
@@ -93,7 +97,6 @@ def headline_rates(summary: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"- samples: at n = {decide['n']}, {decide['unlock_undecided']} of the {decide['measured_unsolved']}"
             f" measured-unsolved problems have an undecided unlock status; {sentence}; {baseline}."
-            " More problems narrow the part of the bounds that is sampling of problems."
         )
     free = final.get("true_unlock_rate_without_answer_interval")
     free_measured = rate_with_interval(
