@@ -49,6 +49,7 @@ protos: $(STAMP)
 lint: $(STAMP) $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BUF) lint protos
 
 # Prometheus and promtool (Debian's package, unpacked under .tools) for the metrics tests.

@@ -22,6 +22,7 @@ from typing import IO, Any, TypeVar
 import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2_grpc
 
 from cot_transfer.client import CotTransferClient
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, TransferRequest
@@ -122,6 +123,7 @@ class InProcessService:
         pb_grpc.add_StrongModelServicer_to_server(self.servicer, self._server)
         pb_grpc.add_WeakModelServicer_to_server(self.servicer, self._server)
         pb_grpc.add_TransferServicer_to_server(self.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self._server)
         port = self._server.add_insecure_port("127.0.0.1:0")
         await self._server.start()
         self.address = f"127.0.0.1:{port}"

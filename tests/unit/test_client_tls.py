@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cot_transfer.cli.run import connection_options
+from cot_transfer.cli.connection import connection_options
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError
 from cot_transfer.serving.common.serving_config import ServingConfig
 from cot_transfer.serving.edge import encode

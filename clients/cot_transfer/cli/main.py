@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from cot_transfer.cli.connection import connection_options as _connection
 from cot_transfer.cli.cut_options import add_cut_arguments
 from cot_transfer.cli.plan import PlanError, add_adaptive_options, add_plan_parser, plan_command
 from cot_transfer.cli.render import render_command
@@ -19,7 +20,6 @@ from cot_transfer.cli.run import (
     report_command,
     run_command,
 )
-from cot_transfer.cli.run import connection_options as _connection
 from cot_transfer.cli.run import headline as _headline
 from cot_transfer.cli.run import inputs_from_args as _inputs
 from cot_transfer.cli.run import settings_from_args as _settings
@@ -123,7 +123,7 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     """The bearer token and TLS options of a command that talks to a service (read by
-    ``cot_transfer.cli.run.connection_options``)."""
+    ``cot_transfer.cli.connection.connection_options``)."""
     parser.add_argument(
         "--token-env",
         default="COT_TRANSFER_TOKEN",

@@ -216,7 +216,7 @@ async def measure_throughput(args: argparse.Namespace, problem: str, answer: str
     service: ``--measure-requests`` concurrent strong CoTs, then as many concurrent weak requests
     of 8 samples on the half-way prefix of one. Concurrent, because a run keeps both engines
     batching: one stream alone measures latency, not the throughput a run gets."""
-    from cot_transfer.cli.run import connection_options
+    from cot_transfer.cli.connection import connection_options
     from cot_transfer.client import CotTransferClient
     from cot_transfer.domain.requests import CotPrefix, StrongAnswer
 

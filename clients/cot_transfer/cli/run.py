@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
-
+from cot_transfer.cli.connection import connection_options
 from cot_transfer.cli.cut_options import CUT_SETTING_OPTIONS, kept_completions_of
 from cot_transfer.cli.plan import ADAPTIVE_SETTING_OPTIONS, PlanError, sampling_plan_from_args
 from cot_transfer.client import CotTransferClient, Sampling
@@ -140,20 +138,6 @@ def report_command(run_dir: Path, group_by: tuple[str, ...] = ()) -> int:
     print(format_unlock_table(json.loads((run_dir / "summary.json").read_text())))
     print(f"report: {(run_dir / 'report.md').resolve()}")
     return 0
-
-
-def connection_options(args: argparse.Namespace) -> dict[str, Any]:
-    """TLS credentials and the bearer token for `run`; the local demo needs neither."""
-    options: dict[str, Any] = {}
-    if getattr(args, "tls", False) or getattr(args, "ca_cert", None) is not None:
-        root = args.ca_cert.read_bytes() if args.ca_cert is not None else None
-        options["credentials"] = grpc.ssl_channel_credentials(root_certificates=root)
-    token_env = getattr(args, "token_env", None)
-    if token_env and os.environ.get(token_env):
-        options["token"] = os.environ[token_env]
-    if getattr(args, "deadline", None) is not None:
-        options["timeout_s"] = args.deadline
-    return options
 
 
 def headline(summary: dict[str, Any]) -> str:

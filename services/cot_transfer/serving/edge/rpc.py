@@ -190,6 +190,15 @@ class TransferService:
             await _fail(grpc_context, grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)
 
+    async def List(  # noqa: N802 - grpc.health.v1.Health/List
+        self, request: health_pb2.HealthListRequest, grpc_context: RpcContext
+    ) -> health_pb2.HealthListResponse:
+        statuses = {}
+        for service in sorted(HEALTH_SERVICES - {""}):
+            status = await serving_status(service, self._draining, self._models_serving)
+            statuses[service] = health_pb2.HealthCheckResponse(status=status)
+        return health_pb2.HealthListResponse(statuses=statuses)
+
     async def Watch(  # noqa: N802 - grpc.health.v1.Health/Watch
         self, request: health_pb2.HealthCheckRequest, grpc_context: RpcContext
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:

@@ -20,10 +20,10 @@ import resource
 import threading
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from dataclasses import dataclass
-from enum import StrEnum
 
 import pebble
+
+from cot_transfer.serving.replicas.comparison import Comparison, Outcome
 
 DEFAULT_MATH_TIMEOUT_SECONDS = 5.0
 # A spawned worker imports sympy and math-verify before its first comparison; a task's own
@@ -33,27 +33,6 @@ _WORKER_STARTUP_SECONDS = 60.0
 _WORKER_MEMORY_LIMIT_BYTES = 4 * 1024**3
 
 _logger = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    EQUIVALENT = "equivalent"
-    DIFFERENT = "different"
-    # A guard refused an expression whose comparison would run unbounded.
-    REFUSED = "refused"
-    # math-verify raised; the answer was not compared.
-    ERROR = "error"
-    # The comparison overran its time limit (set by the worker pool).
-    TIMEOUT = "timeout"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    outcome: Outcome
-    detail: str = ""
-
-    @property
-    def equivalent(self) -> bool:
-        return self.outcome is Outcome.EQUIVALENT
 
 
 def _start_worker() -> None:
