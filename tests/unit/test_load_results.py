@@ -22,6 +22,7 @@ from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS
 from cot_transfer.experiment.imported_cots import load_cots
 from cot_transfer.experiment.load import PARQUET_FILE
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
+from cot_transfer.experiment.view import view_data
 from cot_transfer.serving.edge import decode
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from tests.conftest import LOCAL_CONFIG as CONFIG
@@ -140,12 +141,12 @@ async def test_the_report_lists_majority_answers_and_flags_the_strong_answer(
     async with CotTransferClient(address) as client:
         await run_experiment(client, problems, ExperimentSettings(fractions=(1.0,), n=2), out)
     report = (out / "report.md").read_text()
-    section = report[report.index("## Kept answers") :]
     # The weak engine always answers 3: it agrees with the strong answer of "a" only.
-    assert "2 of 4 rows" in section
-    lines = [line for line in section.splitlines() if line.startswith("| ") and "`3`" in line]
-    assert len(lines) == 4 and all("100%" in line for line in lines)
-    assert sum(line.rstrip(" |").endswith("yes") for line in lines) == 2
+    assert "Kept answers: in 2 of 4 rows the receiver's majority answer is the strong model's own" in report
+    # The rows themselves are in the viewer: every cut's answer distribution.
+    _, details = view_data(out)
+    rows = [row for detail in details for row in detail["receivers"][0]["rows"] if row is not None]
+    assert len(rows) == 4 and all(row["a"] == [["3", 2]] for row in rows)
 
 
 async def test_the_example_plots_self_potential_against_transfer(
