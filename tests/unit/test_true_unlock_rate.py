@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+from scipy import stats
 
+from cot_transfer.cli.main import main
 from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.requests import FractionResult
 from cot_transfer.domain.transfer import Thresholds
@@ -28,7 +31,7 @@ from cot_transfer.domain.true_rate import (
     true_rate_bounds,
 )
 from cot_transfer.experiment.markdown import report_markdown
-from cot_transfer.experiment.report import build_summary, load_run, write_report
+from cot_transfer.experiment.report import build_summary, load_run
 from tests.simulation import true_rate_coverage, true_rate_populations, write_simulated_run
 
 SIZES = ((12, 8), (12, 128), (50, 32), (200, 8), (200, 128))
@@ -106,25 +109,26 @@ def test_analysis_fields_match_the_domain_functions() -> None:
     assert final.true_unlock_rate is not None and 0.4 < final.true_unlock_rate < 0.8
 
 
-def test_report_leads_with_the_true_rate_on_a_simulated_run(tmp_path: Path) -> None:
-    """Through ``cot-transfer report``'s writer: tau0 = 0.1 and n = 128 identify the rate;
-    truth 0.4 of the truly unsolved."""
+def test_report_leads_with_the_true_rate_on_a_simulated_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through ``cot-transfer report``: tau0 = 0.1 and n = 128 identify the rate; the truth is
+    0.4 P(Beta(20, 4) >= 0.5) + 0.6 P(Beta(1, 20) >= 0.5) = 0.400 of the truly unsolved."""
     rng = np.random.default_rng(9)
     problems = 150
     unsolved = rng.random(problems) < 0.6
     baseline = np.where(unsolved, rng.uniform(0.0, 0.02, problems), rng.uniform(0.4, 1.0, problems))
     helped = rng.random(problems) < 0.4
     at_fraction = np.where(helped, rng.beta(20, 4, problems), rng.beta(1, 20, problems))
-    truth = float(((at_fraction >= 0.5) & unsolved).sum() / unsolved.sum())
+    truth = 0.4 * stats.beta.sf(0.5, 20, 4) + 0.6 * stats.beta.sf(0.5, 1, 20)
     folder = write_simulated_run(tmp_path / "run", rng, baseline, at_fraction, 128, Thresholds(0.1, 0.5))
-    files = write_report(folder)
-    summary = json.loads(files.summary_json.read_text(encoding="utf-8"))
+    assert main(["report", str(folder)]) == 0
+    assert "unlock rate" in capsys.readouterr().out
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     final = summary["per_fraction"][-1]
     interval = final["true_unlock_rate_interval"]
     assert interval["low"] <= truth <= interval["high"]
     assert interval["high"] - interval["low"] < 0.45
     assert summary["true_unlock_rate_interval"][-1] == [interval["low"], interval["high"]]
-    report = files.report_md.read_text(encoding="utf-8")
+    report = (folder / "report.md").read_text(encoding="utf-8")
     headline = report.split("## Headline", 1)[1]
     assert headline.index("true unlock rate") < headline.index("measured at n = 128")
     assert "samples" in headline
