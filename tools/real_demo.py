@@ -44,7 +44,7 @@ DEFAULT_OUT = Path("runs/real-demo")
 # Sized to finish within 15 minutes on 2 shared cores after the install (README, "A real checkpoint on CPU").
 DEFAULT_N = 4
 DEFAULT_FRACTIONS = "0,0.25,0.5,0.75,1"
-DEFAULT_SELF_LIMIT = 24
+DEFAULT_SELF_LIMIT = 20
 DEFAULT_TRANSFER_LIMIT = 47
 
 
