@@ -19,7 +19,7 @@ from cot_transfer.domain.answers import grade
 from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.serving.common.serving_config import ServingConfig
-from cot_transfer.serving.replicas.graders import get_grader
+from cot_transfer.serving.replicas.graders import service_grader
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def time_weak(
     model: HuggingFaceModel, jobs: Sequence[WeakJob], n: int, sampling: SamplingParams, grader_name: str = "exact"
 ) -> NaiveTiming:
     """Every job one after another: encode, ``generate`` n samples, decode, grade."""
-    grader = get_grader(grader_name)
+    grader = service_grader(grader_name)
     timing = NaiveTiming()
     for job in jobs:
         started = time.perf_counter()

@@ -26,7 +26,7 @@ from cot_transfer.domain.requests import CotPrefix, FractionResult, StrongCot
 from cot_transfer.experiment.results_folder import load_run
 from cot_transfer.experiment.run_folder import RESULTS_FILE, STRONG_FILE, RunFolder, _RowWriter
 from cot_transfer.serving.edge.encode import strong_event_to_proto, transfer_event_to_proto
-from cot_transfer.serving.replicas.graders import get_grader as serving_grader
+from cot_transfer.serving.replicas.graders import service_grader as serving_grader
 
 
 def never_equal(extracted: str, reference: str) -> bool:

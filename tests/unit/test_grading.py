@@ -26,7 +26,7 @@ from cot_transfer.domain.answers import (
     normalize_answer,
 )
 from cot_transfer.domain.errors import NotFoundError, UnavailableError
-from cot_transfer.serving.replicas.graders import get_grader as serving_grader
+from cot_transfer.serving.replicas.graders import service_grader as serving_grader
 
 # (completion text, reference, grader, expected correct)
 GRADING_TABLE = [

@@ -17,7 +17,7 @@ from cot_transfer.domain.answers import grade
 from cot_transfer.serving.common.metrics import NO_METRICS
 from cot_transfer.serving.replicas import math_compare
 from cot_transfer.serving.replicas.comparison import Comparison, Outcome
-from cot_transfer.serving.replicas.graders import get_grader
+from cot_transfer.serving.replicas.graders import service_grader
 from cot_transfer.serving.replicas.math_compare import compare_math
 from cot_transfer.serving.replicas.math_equivalence import MathEquivalencePool
 
@@ -59,13 +59,13 @@ def fast_pool() -> Iterator[MathEquivalencePool]:
 )
 def test_math_grader_never_raises_or_hangs_on_hostile_answers(answer: str) -> None:
     started = time.monotonic()
-    assert get_grader("math").is_correct(answer, "5") is False
+    assert service_grader("math").is_correct(answer, "5") is False
     assert time.monotonic() - started < 5
 
 
 def test_a_runaway_comparison_is_cut_off_counted_and_the_pool_recovers(fast_pool: MathEquivalencePool) -> None:
     metrics = _RecordingMetrics()
-    grader = get_grader("math", metrics, fast_pool)  # type: ignore[arg-type]
+    grader = service_grader("math", metrics, fast_pool)  # type: ignore[arg-type]
     assert grader.is_correct(r"\frac{1}{2}", "0.5") is True  # the worker is up before the clock starts
     started = time.monotonic()
     # Neither guard catches this binomial; sympy would compute it for hours.
@@ -84,7 +84,7 @@ def test_a_math_verify_exception_is_logged_counted_and_graded_not_correct(
     monkeypatch.setattr(math_compare, "verify", failing_verify)
     metrics = _RecordingMetrics()
     # In-process, so the patched verify is the one that runs.
-    grader = get_grader("math", metrics, MathEquivalencePool(max_workers=1, in_process=True))  # type: ignore[arg-type]
+    grader = service_grader("math", metrics, MathEquivalencePool(max_workers=1, in_process=True))  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="cot_transfer.serving.replicas.graders"):
         assert grader.is_correct(r"\frac{1}{2}", "0.5") is False
     assert metrics.grader_errors == [("math", "error")]
@@ -93,14 +93,14 @@ def test_a_math_verify_exception_is_logged_counted_and_graded_not_correct(
 
 def test_a_refused_expression_is_counted() -> None:
     metrics = _RecordingMetrics()
-    grader = get_grader("math", metrics, MathEquivalencePool(max_workers=1, in_process=True))  # type: ignore[arg-type]
+    grader = service_grader("math", metrics, MathEquivalencePool(max_workers=1, in_process=True))  # type: ignore[arg-type]
     assert grader.is_correct(r"10^{10^{10}}", "5") is False
     assert metrics.grader_errors == [("math", "refused")]
 
 
 def test_a_comparison_that_differs_is_no_error() -> None:
     metrics = _RecordingMetrics()
-    grader = get_grader("math", metrics, MathEquivalencePool(max_workers=1, in_process=True))  # type: ignore[arg-type]
+    grader = service_grader("math", metrics, MathEquivalencePool(max_workers=1, in_process=True))  # type: ignore[arg-type]
     assert grade(grader, r"\boxed{\frac{1}{3}}", "0.5").correct is False
     assert metrics.grader_errors == []
 
@@ -121,7 +121,7 @@ def test_pool_settings_are_checked() -> None:
 
 def test_math_grader_works_off_the_main_thread() -> None:
     # math-verify's default signal-based timeouts raise outside the main thread.
-    grader = get_grader("math")
+    grader = service_grader("math")
 
     def grade_in_worker(answer: str) -> tuple[bool, bool]:
         return threading.current_thread() is threading.main_thread(), grader.is_correct(answer, "0.5")
@@ -135,8 +135,8 @@ def test_math_grader_works_off_the_main_thread() -> None:
 def test_the_serving_process_does_not_import_sympy_to_compare() -> None:
     code = (
         "import sys\n"
-        "from cot_transfer.serving.replicas.graders import get_grader\n"
-        "assert get_grader('math').is_correct('1/2', '0.5')\n"
+        "from cot_transfer.serving.replicas.graders import service_grader\n"
+        "assert service_grader('math').is_correct('1/2', '0.5')\n"
         "assert 'sympy' not in sys.modules, 'the comparison ran in this process'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

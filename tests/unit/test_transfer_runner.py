@@ -298,7 +298,7 @@ async def test_the_strong_answer_and_the_prefixes_are_graded_off_the_event_loop(
             grading_threads.append(threading.get_ident())
             return super().is_correct(extracted, reference)
 
-    monkeypatch.setattr(transfer, "get_grader", lambda name, metrics=None: RecordingGrader())
+    monkeypatch.setattr(transfer, "service_grader", lambda name, metrics=None: RecordingGrader())
     runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
     events = [event async for event in runner.run(transfer_request())]
     assert {cot.problem_id: cot.correct for cot in events if isinstance(cot, StrongCot)} == {"p1": True, "p2": False}

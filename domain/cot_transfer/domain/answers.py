@@ -270,7 +270,7 @@ class MathGrader:
         if self._equivalence is None:
             raise UnavailableError(
                 "the math grader compares answers with math-verify, which runs in the service"
-                " (install cot-transfer[serve] and use cot_transfer.serving.replicas.graders.get_grader)"
+                " (install cot-transfer[serve] and use cot_transfer.serving.replicas.graders.service_grader)"
             )
         return self._equivalence(extracted, reference)
 

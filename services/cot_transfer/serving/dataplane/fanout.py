@@ -34,7 +34,7 @@ from cot_transfer.serving.dataplane.adaptive_rounds import ProblemRounds, draw_r
 from cot_transfer.serving.dataplane.failures import failure_of
 from cot_transfer.serving.dataplane.receiver_analysis import ReceiverAnalyses, completion_request, run_receiver_modes
 from cot_transfer.serving.replicas.cuts import check_step_count, prefix_request_for
-from cot_transfer.serving.replicas.graders import get_grader
+from cot_transfer.serving.replicas.graders import service_grader
 
 StreamPrefixes = Callable[[PrefixRequest], AsyncIterator[StrongEvent]]
 Complete = Callable[[CompletionRequest], Awaitable[CompletionResult]]
@@ -190,7 +190,7 @@ class TransferRunner:
         """Streams each problem's StrongCot and FractionResults, a ProblemError for each problem
         that could not be run (its rows so far stay valid but it is left out of the summary),
         and last the summary."""
-        get_grader(request.grader)  # an unknown grader fails the run before any model work
+        service_grader(request.grader)  # an unknown grader fails the run before any model work
         if request.experiment_id and request.experiment_id in self._experiments:
             # Two runs under one id would write each other's progress and unlock-rate series.
             raise AlreadyExistsError(
@@ -304,7 +304,7 @@ class TransferRunner:
             prefixes = list(resumed.prefixes)
         else:
             prefixes, answer = await self._strong_cot(request, problem, position)
-        grader = get_grader(request.grader, self._metrics)
+        grader = service_grader(request.grader, self._metrics)
         # Grading may block on a math-verify worker for seconds: off the event loop.
         leaks = await asyncio.to_thread(lambda: [judge_prefix(grader, cut.text, problem.answer) for cut in prefixes])
         judged = tuple(

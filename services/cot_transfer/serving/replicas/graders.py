@@ -32,7 +32,7 @@ def math_equivalence(pool: MathEquivalencePool, metrics: ServiceMetrics = NO_MET
     return equivalent
 
 
-def get_grader(name: str, metrics: ServiceMetrics = NO_METRICS, pool: MathEquivalencePool | None = None) -> Grader:
+def service_grader(name: str, metrics: ServiceMetrics = NO_METRICS, pool: MathEquivalencePool | None = None) -> Grader:
     """The grader called ``name``; the math grader compares in ``pool`` (the process's own by
     default, started on the first comparison)."""
     if (name or answers.DEFAULT_GRADER) != "math":

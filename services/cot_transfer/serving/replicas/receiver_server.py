@@ -18,7 +18,7 @@ from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
 from cot_transfer.serving.common.serving_config import DEFAULT_FORCE_ANSWER_MAX_TOKENS
 from cot_transfer.serving.replicas.force_answer import closing_ids, graded_text
-from cot_transfer.serving.replicas.graders import get_grader
+from cot_transfer.serving.replicas.graders import service_grader
 from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningCodec, ReasoningFormat
 from cot_transfer.serving.replicas.strong_server import check_fits_context
 
@@ -47,7 +47,7 @@ class ReceiverServer:
         return self._codec
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
-        grader = get_grader(request.grader, self._metrics)
+        grader = service_grader(request.grader, self._metrics)
         codec = self.codec
         # The weak model continues the strong model's reasoning inside its own reasoning block
         # (its answer turn for the plain format), so the prefix goes after the rendered prompt.
