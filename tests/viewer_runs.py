@@ -91,7 +91,7 @@ def write_synthetic_run(
                 potential = (0.85 if fraction >= jump else 0.05) if index == 0 else (0.6 if fraction >= 0.5 else 0.1)
                 correct = int(rng.binomial(n, potential))
                 wrong = str((position + 1) % 97)
-                counts = [[answer, correct], [wrong, n - correct]] if correct < n else [[answer, n]]
+                counts: list[tuple[str, int]] = [(answer, correct), (wrong, n - correct)]
                 completions = [
                     {
                         "text": f"[{receiver} {fraction} #{k}] "
@@ -112,7 +112,7 @@ def write_synthetic_run(
                         "prefix_num_tokens": int(fraction * 200),
                         "cot_num_tokens": 200,
                         "answer_in_prefix": fraction == 1.0,
-                        "answer_counts": [pair for pair in counts if pair[1] > 0],
+                        "answer_counts": [[text, count] for text, count in counts if count > 0],
                         "completions": completions,
                         "receiver": receiver,
                         "mode": "free",
@@ -122,3 +122,60 @@ def write_synthetic_run(
     for name, records in (("problems.jsonl", problems), ("strong.jsonl", strong), ("results.jsonl", results)):
         (folder / name).write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     return folder
+
+
+def measure_page(page: Path, opens: int = 5) -> dict[str, float]:
+    """Load and interaction times of ``page`` in headless Chromium (milliseconds), and its size."""
+    from tests.browser import console_errors, headless_chromium
+
+    with headless_chromium() as driver:
+        driver.get(page.resolve().as_uri())
+        timing = driver.execute_script(
+            "const t = performance.timing; return {dom: t.domContentLoadedEventEnd - t.navigationStart,"
+            " load: t.loadEventEnd - t.navigationStart, script: window.__viewTimings.first_render_ms,"
+            " index: window.__viewTimings.index_parse_ms};"
+        )
+        sort = driver.execute_script(
+            "const th = document.querySelector('th[data-sort=\"fu\"]'); const t0 = performance.now();"
+            " th.click(); return performance.now() - t0;"
+        )
+        opened = []
+        for position in range(opens):
+            opened.append(
+                driver.execute_script(
+                    "const row = document.querySelectorAll('#problem-table tbody tr')[arguments[0]];"
+                    " row.click(); return window.__viewTimings.last_problem_ms;",
+                    position * 97,
+                )
+            )
+        errors = console_errors(driver)
+    if errors:
+        raise AssertionError(f"console errors: {errors}")
+    return {
+        "page_bytes": float(page.stat().st_size),
+        "dom_content_loaded_ms": float(timing["dom"]),
+        "load_ms": float(timing["load"]),
+        "script_render_ms": float(timing["script"]),
+        "index_parse_ms": float(timing["index"]),
+        "sort_ms": float(sort),
+        "open_problem_ms_max": float(max(opened)),
+    }
+
+
+if __name__ == "__main__":
+    # python -m tests.viewer_runs OUT [PROBLEMS]: a synthetic run of PROBLEMS (default 500) x 11
+    # fractions, its report and page, and the page's load times in headless Chromium.
+    import sys
+    import time
+
+    from cot_transfer.experiment.report import write_report
+
+    out = Path(sys.argv[1])
+    count = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    if not (out / "summary.json").is_file():
+        write_synthetic_run(out, count)
+        started = time.perf_counter()
+        write_report(out)
+        print(f"report: {time.perf_counter() - started:.1f} s")
+    for name, value in measure_page(out / "view.html").items():
+        print(f"{name}: {value:,.1f}")

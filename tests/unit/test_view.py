@@ -8,10 +8,12 @@ import itertools
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 from matplotlib.colors import to_hex
+from matplotlib.patches import Rectangle
 
 import cot_transfer.experiment
 from cot_transfer.cli.main import main
@@ -66,11 +68,7 @@ def test_equal_curves_both_show_and_legend_swatches_match(run: Path) -> None:
     }
     for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
         # Each entry's swatch is its own curve's colour: the band under the line, or the error bars.
-        swatch = (
-            handle.get_facecolor()
-            if hasattr(handle, "get_facecolor") and len(handle.get_facecolor()) == 4
-            else handle.get_color()[0]
-        )
+        swatch: Any = handle.get_facecolor() if isinstance(handle, Rectangle) else handle.get_color()[0]  # type: ignore[union-attr]
         (colour,) = [colour for start, colour in expected.items() if text.get_text().startswith(start)]
         assert to_hex(swatch, keep_alpha=False) == to_hex(colour), text.get_text()
 
