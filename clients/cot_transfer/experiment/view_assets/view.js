@@ -86,7 +86,7 @@
     const legend = el("div", { class: "legend" });
     for (const series of options.series) {
       if (series.band && series.band !== "none" && series.bands) {
-        let fill = series.color, opacity = 0.18;
+        let fill = series.color, opacity = series.opacity || 0.18;
         if (series.band === "hatch") {
           const patternId = `${id}-h${defs.childNodes.length}`;
           const pattern = svg("pattern", { id: patternId, width: 6, height: 6, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" });
@@ -175,7 +175,7 @@
       const s = block.series;
       const series = [];
       const hasTrue = (s.true_unlock_rate_interval || []).some((pair) => pair && isNum(pair[0]));
-      if (hasTrue) series.push({ name: "true unlock rate", legend: `true unlock rate, ${level}% interval`, color: "#17becf", xs: s.fractions, bands: s.true_unlock_rate_interval, band: "fill" });
+      if (hasTrue) series.push({ name: "true unlock rate", legend: `true unlock rate, ${level}% interval`, color: "#17becf", opacity: 0.1, xs: s.fractions, bands: s.true_unlock_rate_interval, band: "fill" });
       // Drawn bottom to top: any correct, the unlock rate, then the dashed curve without answer
       // leaks, so that where the curves coincide each one still shows.
       series.push({ name: "any correct", legend: "any sample correct (interval: hover / summary.json)", color: "#ff7f0e", dash: "2 3", marker: "square", filled: false, xs: s.fractions, ys: s.any_correct_rate,
