@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from cot_transfer.domain.analysis import unlock_statuses
@@ -12,7 +14,7 @@ from cot_transfer.domain.transfer import Thresholds
 THRESHOLDS = Thresholds()
 
 
-def rows(table: dict[str, tuple[int, ...]], fractions: tuple[float, ...] = (0.0, 0.5, 1.0)) -> list[FractionResult]:
+def rows(table: Mapping[str, tuple[int, ...]], fractions: tuple[float, ...] = (0.0, 0.5, 1.0)) -> list[FractionResult]:
     return [
         FractionResult(problem_id, fraction, 0, 10, 8, correct)
         for problem_id, counts in table.items()
