@@ -98,6 +98,10 @@ def test_page_data_marks_cuts_where_javascript_counts_them(run: Path) -> None:
         assert len(weak["pts"]) == len(FRACTIONS) and len(weak["steps"]) == len(FRACTIONS) - 1
         assert all(len(row["c"]) == 4 for row in weak["rows"])
     assert run_level["problems"][0]["aip"] == 1.0
+    for problem in run_level["problems"]:
+        for start, unlocked_at in zip(problem["p0"], problem["fu"], strict=True):
+            # Only a problem unsolved at 0% can be unlocked, for every receiver.
+            assert unlocked_at is None or start <= run_level["tau0"]
     settings = dict(run_level["settings"])
     assert settings["weak sampling"].startswith("temperature 0.6")
 

@@ -257,8 +257,10 @@ def view_data(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
                 cut_of.get(to),
                 _number(dynamics.get("confidence")),
             ]
-        if primary in key_index and listed.get("first_unlock_fraction") is not None:
-            first_unlock[key_index[primary]] = _number(listed["first_unlock_fraction"])
+        if primary in key_index and listed.get("baseline_unsolved") is not None:
+            # The analysis's own call for the primary receiver (it also leaves out excluded problems).
+            unlocked_at = listed.get("first_unlock_fraction") if listed["baseline_unsolved"] else None
+            first_unlock[key_index[primary]] = _number(unlocked_at)
         metadata = problems[problem_id].metadata if problem_id in problems else {}
         aip_cuts = [cut_of[f] for f, stated in aip_of.items() if stated and f in cut_of]
         index.append(
