@@ -285,7 +285,14 @@ def _classify(
         & bool(early.any())
     )
     undecided = np.ones(curves, dtype=bool)
-    for code, events in ((4, lucky), (3, late), (2, falls), (1, rises)):
+    order = (
+        (TraceDynamics.LUCKY_GUESS, lucky),
+        (TraceDynamics.LATE_SPIKE, late),
+        (TraceDynamics.TANGENT, falls),
+        (TraceDynamics.INSIGHT, rises),
+    )
+    for name, events in order:
+        code = LABEL_CODES.index(name)
         found = undecided & events.any(axis=1)
         ranked = np.where(events, adjusted, np.inf)
         best = np.argmin(ranked, axis=1)
