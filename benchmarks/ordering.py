@@ -81,7 +81,7 @@ async def compare(args: argparse.Namespace) -> dict[str, Any]:
         fractions=workload.fractions,
         n=workload.n,
         strong_sampling=replace(config.strong.sampling.settings(), seed=11),
-        weak_sampling=replace(config.weak.sampling.settings(), seed=12),
+        receiver_sampling=replace(config.weak.sampling.settings(), seed=12),
         thresholds=Thresholds(),
         grader=config.default_grader,
     )

@@ -72,7 +72,7 @@ def transfer_request(problems: list[Problem], plan: SamplingPlan | None, seed: i
         fractions=(0.0, 0.5, 1.0),
         n=plan.n_max if plan else 32,
         strong_sampling=SamplingParams(0.6, 0.95, 50),
-        weak_sampling=SamplingParams(0.6, 0.95, 50, seed=seed),
+        receiver_sampling=SamplingParams(0.6, 0.95, 50, seed=seed),
         thresholds=Thresholds(),
         grader="exact",
         sampling_plan=plan,

@@ -102,7 +102,7 @@ def run_request(problems: list[Problem], **options: object) -> TransferRequest:
         fractions=(0.0, 1.0),
         n=4,
         strong_sampling=SAMPLING,
-        weak_sampling=SAMPLING,
+        receiver_sampling=SAMPLING,
         thresholds=Thresholds(),
         grader="exact",
         max_cot_chars=200,

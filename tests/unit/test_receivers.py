@@ -64,7 +64,7 @@ def request(receivers: tuple[str, ...], modes: tuple[str, ...]) -> TransferReque
         fractions=(0.0, 0.5, 1.0),
         n=2,
         strong_sampling=SamplingParams(0.6, 0.95, 50),
-        weak_sampling=SamplingParams(0.6, 0.95, 50),
+        receiver_sampling=SamplingParams(0.6, 0.95, 50),
         thresholds=Thresholds(),
         grader="exact",
         receivers=receivers,

@@ -48,7 +48,7 @@ def transfer_request(problems: int, fractions: tuple[float, ...] = FRACTIONS) ->
         fractions=fractions,
         n=2,
         strong_sampling=SamplingParams(0.6, 0.95, 50),
-        weak_sampling=SamplingParams(0.6, 0.95, 50),
+        receiver_sampling=SamplingParams(0.6, 0.95, 50),
         thresholds=Thresholds(),
         grader="exact",
     )

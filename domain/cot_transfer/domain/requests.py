@@ -178,7 +178,8 @@ class TransferRequest:
     fractions: Sequence[float]
     n: int
     strong_sampling: SamplingParams
-    weak_sampling: SamplingParams
+    # The sampling of every receiver's completions (the wire's RunRequest.weak_sampling).
+    receiver_sampling: SamplingParams
     thresholds: Thresholds
     grader: str
     experiment_id: str = ""

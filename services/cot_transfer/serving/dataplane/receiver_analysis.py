@@ -34,7 +34,7 @@ def completion_request(
         prefix=prefix.text,
         prefix_token_ids=prefix.token_ids,
         n=request.n,
-        sampling=request.weak_sampling,
+        sampling=request.receiver_sampling,
         reference_answer=problem.answer,
         grader=request.grader,
         receiver=receiver,

@@ -227,7 +227,7 @@ def transfer_request_from_proto(message: pb.RunRequest, config: ServingConfig) -
         fractions=fractions,
         n=n,
         strong_sampling=sampling_from_proto(message.strong_sampling, config.strong.sampling, "strong_sampling", n=1),
-        weak_sampling=sampling_from_proto(message.weak_sampling, config.weak.sampling, "weak_sampling", n=n),
+        receiver_sampling=sampling_from_proto(message.weak_sampling, config.weak.sampling, "weak_sampling", n=n),
         thresholds=_thresholds(message.thresholds, config),
         grader=_grader(message.grader, config.default_grader),
         experiment_id=_experiment_id(message.experiment_id),
