@@ -12,7 +12,7 @@ from cot_transfer.experiment.cut_settings import DEFAULT_KEPT_COMPLETIONS, kept_
 CUT_SETTING_OPTIONS = ("cots", "cut", "step_boundary", "keep_completions")
 
 
-def add_cut_arguments(parser: argparse.ArgumentParser) -> None:
+def add_cut_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     # Every default is None, so that `--resume` can tell an option given from one left out.
     parser.add_argument(
         "--cots",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cot_transfer.cli.connection import connection_options as _connection
 from cot_transfer.cli.cut_options import add_cut_arguments
+from cot_transfer.cli.experiment_config import RUN_EXAMPLES, ConfigError, given_options, resolve_run_arguments
 from cot_transfer.cli.plan import PlanError, add_adaptive_options, add_plan_parser, plan_command
 from cot_transfer.cli.render import render_command
 from cot_transfer.cli.run import (
@@ -25,8 +26,10 @@ from cot_transfer.cli.run import inputs_from_args as _inputs
 from cot_transfer.cli.run import settings_from_args as _settings
 from cot_transfer.cli.serve import DEFAULT_CONFIG, DEMO_PROBLEMS, ServerNotInstalledError, demo_command, serve_command
 from cot_transfer.client import RpcFailedError
+from cot_transfer.domain.answers import grader_names
 from cot_transfer.domain.receivers import ANSWER_MODES
 from cot_transfer.experiment.datasets import DatasetError, add_dataset_arguments
+from cot_transfer.experiment.provenance import tool_version
 from cot_transfer.experiment.report import ReportError
 from cot_transfer.experiment.runner import RequestTooLargeError, RunFolderError
 from cot_transfer.experiment.view import ViewError, view_command
@@ -74,40 +77,45 @@ def _modes(text: str) -> tuple[str, ...]:
 
 
 def _add_experiment_options(parser: argparse.ArgumentParser, *, n_default: int) -> None:
-    parser.add_argument(
+    # Grouped by topic in --help; the sections of an experiment config file (`run --config`).
+    problems = parser.add_argument_group("problems")
+    sampling = parser.add_argument_group("sampling")
+    grading = parser.add_argument_group("grading")
+    receivers = parser.add_argument_group("receivers")
+    problems.add_argument(
         "--problems",
         type=Path,
         help="problems: a JSONL, JSON, CSV, parquet or Arrow file, or a datasets save_to_disk folder",
     )
-    parser.add_argument("--limit", type=int, help="use only the first LIMIT problems")
-    parser.add_argument(
+    problems.add_argument("--limit", type=int, help="use only the first LIMIT problems")
+    sampling.add_argument(
         "--fractions",
         type=_fractions,
         help="comma-separated truncation fractions in [0, 1] (0 is always measured); default 0,0.1,...,1",
     )
-    parser.add_argument("--n", type=int, help=f"weak-model samples per prefix (default {n_default})")
-    parser.add_argument("--temperature", type=float, help="sampling temperature of both models (service default)")
-    parser.add_argument("--top-p", type=float, help="nucleus mass of both models (service default)")
-    parser.add_argument("--max-tokens", type=int, help="generation budget, the prefix included (service default)")
-    parser.add_argument("--seed", type=int, help="sampling seed (unseeded by default)")
-    parser.add_argument("--grader", help="answer grader: exact, math or choice (default exact)")
-    parser.add_argument("--tau0", type=float, help="unsolved at baseline when potential <= tau0 (default 0)")
-    parser.add_argument("--tau", type=float, help="unlocked when potential >= tau (default 0.5)")
-    parser.add_argument(
+    sampling.add_argument("--n", type=int, help=f"weak-model samples per prefix (default {n_default})")
+    sampling.add_argument("--temperature", type=float, help="sampling temperature of both models (service default)")
+    sampling.add_argument("--top-p", type=float, help="nucleus mass of both models (service default)")
+    sampling.add_argument("--max-tokens", type=int, help="generation budget, the prefix included (service default)")
+    sampling.add_argument("--seed", type=int, help="sampling seed (unseeded by default)")
+    grading.add_argument("--grader", choices=grader_names(), help="answer grader (default exact)")
+    grading.add_argument("--tau0", type=float, help="unsolved at baseline when potential <= tau0 (default 0)")
+    grading.add_argument("--tau", type=float, help="unlocked when potential >= tau (default 0.5)")
+    receivers.add_argument(
         "--receivers",
         type=_names,
         help="comma-separated served models that complete the prefixes, e.g. testbed-strong,testbed-weak"
         " (the strong model measures its self-potential); default: the weak model",
     )
-    parser.add_argument(
+    receivers.add_argument(
         "--modes",
         type=_modes,
         help="comma-separated answer modes: free (continue the reasoning) and/or force_answer (close the prefix,"
         " answer at once); default free",
     )
-    add_cut_arguments(parser)
-    add_adaptive_options(parser)
-    add_dataset_arguments(parser)
+    add_dataset_arguments(problems)
+    add_cut_arguments(parser.add_argument_group("cuts and imported CoTs"))
+    add_adaptive_options(parser.add_argument_group("adaptive sampling"))
     parser.set_defaults(n_default=n_default)
 
 
@@ -121,7 +129,7 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
+def add_connection_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The bearer token and TLS options of a command that talks to a service (read by
     ``cot_transfer.cli.connection.connection_options``)."""
     parser.add_argument(
@@ -133,9 +141,16 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-cert", type=Path, help="PEM file of the CA that signed the server's certificate")
 
 
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    # Suppressed default: given after the subcommand it sets the flag, left out it keeps the
+    # value from before the subcommand.
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at INFO level")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cot-transfer", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser(
@@ -143,20 +158,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(serve)
 
-    run = commands.add_parser("run", help="run a transfer experiment against a service")
-    run.add_argument("--address", required=True, help="gRPC address HOST:PORT of the service")
-    run.add_argument("--application", default="cot_transfer", help="Ray Serve application name")
-    add_connection_options(run)
-    run.add_argument(
+    run = commands.add_parser(
+        "run",
+        help="run a transfer experiment against a service",
+        description="Run a transfer experiment against a service into a results folder. Settings come from"
+        " the flags, from an experiment config (--config) or from an earlier run (--from); a flag given on"
+        " the command line overrides both.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    experiment = run.add_argument_group("experiment")
+    experiment.add_argument(
+        "--config",
+        dest="experiment_config",
+        type=Path,
+        metavar="FILE",
+        help="experiment config (YAML): every setting below by topic, e.g. examples/experiment.yaml",
+    )
+    experiment.add_argument(
+        "--from",
+        dest="from_run",
+        type=Path,
+        metavar="DIR",
+        help="repeat the run in DIR (its run.json and problems) into a new --out",
+    )
+    target = experiment.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, help="results folder of a new run")
+    target.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR with its own settings")
+    service = run.add_argument_group("service")
+    service.add_argument("--address", help="gRPC address HOST:PORT of the service (required)")
+    service.add_argument("--application", default="cot_transfer", help="Ray Serve application name")
+    add_connection_options(service)
+    service.add_argument(
         "--deadline",
         type=float,
         metavar="SECONDS",
         help="deadline of every call (a Transfer.Run stream included); the service aborts the call's engine work"
         " when it passes and the run stops with DEADLINE_EXCEEDED, to be continued with --resume (default none)",
     )
-    target = run.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", type=Path, help="results folder of a new run")
-    target.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR with its own settings")
     _add_experiment_options(run, n_default=16)
 
     demo = commands.add_parser(
@@ -188,10 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--model", choices=("strong", "weak"), required=True, help="which model's prompt")
     render.add_argument("--problem", required=True, help="the problem text")
     render.add_argument("--prefix", help="a received reasoning prefix (the weak model's prompt with it)")
+    for subparser in commands.choices.values():
+        _add_verbose(subparser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -199,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return serve_command(args.config, "INFO" if args.verbose else "WARNING")
         if args.command == "run":
+            resolve_run_arguments(args, given_options(build_parser(), argv))
             asyncio.run(run_command(args.address, args.application, args))
             return 0
         if args.command == "plan":
@@ -223,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         ServerNotInstalledError,
         FileNotFoundError,
         ViewError,
+        ConfigError,
     ) as error:
         print(f"cot-transfer: {error}", file=sys.stderr)
         return 2

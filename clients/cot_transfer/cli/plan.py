@@ -58,7 +58,7 @@ def _rounds(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
 
-def add_adaptive_options(parser: argparse.ArgumentParser) -> None:
+def add_adaptive_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--adaptive`` and its plan: for `run`, `demo` and `plan`. Absent options stay None, so
     `run --resume` can tell that none was given."""
     parser.add_argument(

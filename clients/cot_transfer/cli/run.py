@@ -85,6 +85,12 @@ def inputs_from_args(
             raise UsageError(f"--resume takes the settings from the run folder; drop {' '.join(given)}")
         return resume_inputs(args.resume)
     cots = getattr(args, "cots", None)
+    from_run = getattr(args, "from_run", None)
+    if from_run is not None and cots is None and args.problems is None:
+        # `--from DIR`: the problems DIR's run used, as the folder keeps them.
+        kept, _, kept_path = resume_inputs(from_run)
+        kept = kept[: args.limit] if args.limit is not None else kept
+        return kept, settings_from_args(args), kept_path.resolve()
     if cots is not None:
         if args.problems is not None:
             raise UsageError("--cots brings its own problems; drop --problems")

@@ -175,7 +175,7 @@ def _field_names(text: str) -> tuple[str, ...]:
     return names
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser, *, reading: bool = True) -> None:
+def add_dataset_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, reading: bool = True) -> None:
     """``--format`` and the field names of a dataset (``reading``), and ``--group-by``."""
     if reading:
         parser.add_argument(
