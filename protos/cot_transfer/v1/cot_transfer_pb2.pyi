@@ -165,7 +165,14 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes", "models", "max_text_chars", "strong_sampling_defaults", "weak_sampling_defaults")
+    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes", "models", "max_text_chars", "strong_sampling_defaults", "weak_sampling_defaults", "versions")
+    class VersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     STRONG_MODEL_FIELD_NUMBER: _ClassVar[int]
     WEAK_MODEL_FIELD_NUMBER: _ClassVar[int]
     GRADERS_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +185,7 @@ class GetInfoResponse(_message.Message):
     MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     STRONG_SAMPLING_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     WEAK_SAMPLING_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     strong_model: str
     weak_model: str
     graders: _containers.RepeatedScalarFieldContainer[str]
@@ -190,7 +198,8 @@ class GetInfoResponse(_message.Message):
     max_text_chars: int
     strong_sampling_defaults: SamplingParams
     weak_sampling_defaults: SamplingParams
-    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ..., strong_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ...) -> None: ...
+    versions: _containers.ScalarMap[str, str]
+    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ..., strong_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "roles", "reasoning_format", "fingerprint", "max_model_len")
