@@ -58,8 +58,12 @@ DYNAMICS_MEANING = {
 
 
 def _answer_cell(stats: Mapping[str, Any]) -> str:
-    stated = stats.get("answer_in_prefix")
-    return "unknown" if stated is None else f"{stated}/{stats['n_problems']}"
+    """The lenient leak count, with the strict one in brackets where it differs."""
+    lenient, strict = stats.get("answer_in_prefix"), stats.get("answer_stated_in_prefix")
+    if lenient is None:
+        return "unknown"
+    stated = "" if strict is None or strict == lenient else f" ({strict} stated)"
+    return f"{lenient}/{stats['n_problems']}{stated}"
 
 
 def _caption(files: Mapping[str, str], kind: str) -> list[str]:
@@ -138,9 +142,11 @@ def report_markdown(
         " tau; *of the measured-unsolved*: the same share among the problems counted unsolved at baseline (see"
         f" the headline). *Unlock rate*: what this run's n measures, with {level}% Clopper-Pearson intervals over"
         " problems; its *band* holds at every fraction at once (max-statistic bootstrap over problems). See the"
-        " README's Statistics section. *Answer in prefix*: results whose prefix already states the reference"
-        " answer; *without answer*: the unlock rate over the baseline-unsolved problems whose CoT states no"
-        " answer before the last fraction (one set at every fraction). *Any correct*: share of"
+        " README's Statistics section. *Answer in prefix*: results whose prefix may give the reference answer"
+        " away (the lenient leak flag: it stands there as a number or maths span, or the cut is inside or right"
+        " after an answer statement), *stated* those that state it as an answer (strict); *without answer*: the"
+        " unlock rate over the baseline-unsolved problems whose CoT gives no answer away before the last fraction"
+        " (one set at every fraction). *Any correct*: share of"
         " baseline-unsolved problems with at least one correct sample.",
         "",
         f"![Unlock rate]({files['unlock_rate']})",

@@ -373,6 +373,8 @@ def analyze(
     )
     stated = (table.has & (table.answer == 1)).sum(axis=0)
     unknown = (table.has & (table.answer == -1)).sum(axis=0)
+    stated_as_answer = (table.has & (table.stated == 1)).sum(axis=0)
+    stated_unknown = (table.has & (table.stated == -1)).sum(axis=0)
     true = _true_rates(table, evaluated, without_answer, thresholds, confidence)
     # The band's bootstrap is the costliest statistic: only for full analyses (the report), not
     # for the running gauges and the served summary, which do not carry it.
@@ -400,6 +402,9 @@ def analyze(
                 any_correct_rate_interval=to_interval(*any_bounds[index]),
                 answer_in_prefix=None if count and unknown[index] == count else int(stated[index]),
                 answer_in_prefix_unknown=int(unknown[index]),
+                answer_stated_in_prefix=(
+                    None if count and stated_unknown[index] == count else int(stated_as_answer[index])
+                ),
                 unsolved_without_answer=int(without_answer[:, index].sum()),
                 unlocked_without_answer=int((unlocked & without_answer)[:, index].sum()),
                 unlock_rate_without_answer=free_rates[index],

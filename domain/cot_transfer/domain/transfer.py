@@ -85,8 +85,10 @@ class FractionSummary:
 
     ``unsolved_evaluated`` (baseline-unsolved problems with a result here) is the unlock
     rate's denominator; rates and their intervals are None when their denominator is 0.
-    ``answer_in_prefix`` counts the results here whose prefix states the reference answer
-    (None when that is unknown for every result); ``unlock_rate_without_answer`` is the unlock
+    ``answer_in_prefix`` counts the results here whose prefix may give the reference answer
+    away (the lenient leak flag, ``cot_transfer.domain.leaks``; None when that is unknown for
+    every result), ``answer_stated_in_prefix`` those whose prefix states it as an answer (the
+    strict flag); ``unlock_rate_without_answer`` is the unlock
     rate over one fixed set of baseline-unsolved problems: those whose CoT is known to state no
     answer before the last fraction (``*_prefix_without_answer``: the per-fraction variant, over
     the problems whose prefix at this fraction does not state it). ``true_*``: the true unlock
@@ -107,6 +109,7 @@ class FractionSummary:
     any_correct_rate_interval: Interval | None = None
     answer_in_prefix: int | None = None
     answer_in_prefix_unknown: int = 0
+    answer_stated_in_prefix: int | None = None
     unsolved_without_answer: int = 0
     unlocked_without_answer: int = 0
     unlock_rate_without_answer: float | None = None
@@ -139,6 +142,7 @@ class FractionSummary:
             "any_correct_rate_interval": interval_dict(self.any_correct_rate_interval),
             "answer_in_prefix": self.answer_in_prefix,
             "answer_in_prefix_unknown": self.answer_in_prefix_unknown,
+            "answer_stated_in_prefix": self.answer_stated_in_prefix,
             "unsolved_without_answer": self.unsolved_without_answer,
             "unlocked_without_answer": self.unlocked_without_answer,
             "unlock_rate_without_answer": self.unlock_rate_without_answer,
