@@ -158,6 +158,7 @@ def service_info_from_proto(message: pb.GetInfoResponse) -> ServiceInfo:
         ),
         strong_sampling_defaults=_sampling_defaults_from_proto(message, "strong_sampling_defaults"),
         weak_sampling_defaults=_sampling_defaults_from_proto(message, "weak_sampling_defaults"),
+        versions=dict(message.versions),
     )
 
 

@@ -102,6 +102,9 @@ class ServiceInfo:
     # The sampling a request gets for the fields it leaves unset; None when the service does not say.
     strong_sampling_defaults: SamplingParams | None = None
     weak_sampling_defaults: SamplingParams | None = None
+    # The serving software's versions by distribution name, and "python"; empty when the
+    # service does not say.
+    versions: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from cot_transfer.domain.requests import (
 )
 from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary
 from cot_transfer.serving.common.serving_config import SamplingDefaults, ServingConfig
+from cot_transfer.serving.common.versions import serving_versions
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.wire.messages import MODE_TO_PROTO, completion_to_proto, prefix_to_proto
 
@@ -67,6 +68,7 @@ def service_info_to_proto(config: ServingConfig, fingerprints: Mapping[str, str]
         strong_sampling_defaults=_sampling_to_proto(config.strong.sampling),
         weak_sampling_defaults=_sampling_to_proto(config.weak.sampling),
         models=_models_to_proto(config, fingerprints or {}),
+        versions=serving_versions(),
     )
 
 
