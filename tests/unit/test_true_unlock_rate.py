@@ -24,6 +24,7 @@ from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.requests import FractionResult
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.true_rate import (
+    baseline_error_for,
     baseline_samples_to_decide,
     measured_unsolved_bounds,
     samples_to_decide,
@@ -88,8 +89,12 @@ def test_tau0_zero_cannot_identify_the_unsolved_set() -> None:
     m_low, m_high = measured_unsolved_bounds(status, np.ones(100, dtype=bool))
     assert 0.3 < float(m_low) < 0.5 < float(m_high) < 0.7
     assert baseline_samples_to_decide(thresholds) is None
-    # 0 of n is below 0.1 with error 0.005 from n = 51 on (0.9^51 = 0.0046).
-    assert baseline_samples_to_decide(Thresholds(0.1, 0.5)) == 51
+    # 0 of n is surely below 0.1 at a baseline error of at most 0.05 from n = 29 on (0.9^29 = 0.047).
+    assert baseline_samples_to_decide(Thresholds(0.1, 0.5)) == 29
+    assert baseline_error_for(Thresholds(0.1, 0.5), 32) == pytest.approx(0.9**32)
+    assert baseline_error_for(Thresholds(0.1, 0.5), 8) == baseline_error_for(thresholds, 32) == 0.005
+    assert statuses(0, 32, 0, 32, Thresholds(0.1, 0.5)).unsolved_in
+    assert not statuses(0, 28, 0, 28, Thresholds(0.1, 0.5)).unsolved_in
 
 
 def test_samples_to_decide_grows_near_tau() -> None:

@@ -46,7 +46,7 @@ def headline_rates(summary: Mapping[str, Any]) -> list[str]:
             "  It is **not identified** at tau0 = 0: a problem whose true baseline potential is 0.001 gives 0 of n"
             " correct at any affordable n, exactly like one at 0, so no problem is surely unsolved and the data"
             " allow any rate. Set a baseline threshold above 0 to identify it (0 of n is then surely below"
-            " tau0 = 0.05 from n = 104 samples at baseline, below 0.1 from n = 51)."
+            " tau0 = 0.05 from n = 59 samples at baseline, below 0.1 from n = 29)."
         )
     elif _full_range(interval):
         baseline_n = decide.get("baseline_n")

@@ -10,7 +10,8 @@ It is a ratio of two population shares, both unknown: which problems are truly u
 uncertain as which are truly unlocked.
 
 Two stages. (1) Per problem, one-sided Clopper-Pearson bounds at the per-problem error ``e``
-(``STATUS_ERROR``) decide its baseline status (surely unsolved: upper bound <= tau0; surely not:
+(``STATUS_ERROR``; the baseline's may be raised up to 0.05 where that makes 0 of the run's n
+decidable: ``baseline_error_for``) decide its baseline status (surely unsolved: upper bound <= tau0; surely not:
 lower bound > tau0) and its unlock status (surely reaches tau: lower bound >= tau; surely not:
 upper bound < tau); the rest is *undecided*. A "surely" is wrong with probability at most ``e``
 for every true potential (an adaptive row, which stopped by looking at its own samples, uses
@@ -20,7 +21,10 @@ counts out of the N problems with a baseline and a result at f:
 * S: surely unsolved and surely reaching tau; its share's mean is at most A + e (1 - A);
 * C+: possibly unsolved and possibly not reaching tau; its mean is at least C (1 - 2 e);
 * A+: possibly unsolved and possibly reaching tau; its mean is at least A (1 - 2 e);
-* C-: surely unsolved and surely not reaching tau; its mean is at most C + e (1 - C).
+* C-: surely unsolved and surely not reaching tau; its mean is at most C + e (1 - C)
+
+(with two errors, e is the larger where one wrong call suffices and 2 e their sum where either
+of two misses does).
 
 Each count is binomial over problems (problems are drawn independently, and a problem's
 statuses depend only on its own samples), so one-sided Clopper-Pearson bounds at (1 - level)/4
@@ -72,6 +76,9 @@ STATUS_ERROR = 0.005
 _SLACK = 1e-9
 # The report's "how many samples would shrink the interval": doublings of n up to this.
 MAX_PROJECTED_N = 4096
+# The baseline calls may spend up to this error where it makes 0 correct decidable (see
+# ``baseline_error_for``).
+MAX_BASELINE_ERROR = 0.05
 TARGET_UNDECIDED_SHARE = 0.1
 
 
@@ -83,6 +90,9 @@ class Statuses:
     unsolved_out: NDArray[np.bool_]
     reaches_in: NDArray[np.bool_]
     reaches_out: NDArray[np.bool_]
+    # The per-call errors of the two statuses (the bounds remove them from the counts).
+    baseline_error: float = STATUS_ERROR
+    unlock_error: float = STATUS_ERROR
 
 
 def _bounds(k: Any, n: Any, anytime: Any, error: float) -> tuple[FloatArray, FloatArray]:
@@ -99,6 +109,20 @@ def _bounds(k: Any, n: Any, anytime: Any, error: float) -> tuple[FloatArray, Flo
     return low, high
 
 
+def baseline_error_for(thresholds: Thresholds, baseline_n: Any, status_error: float = STATUS_ERROR) -> float:
+    """The baseline calls' error: ``status_error``, raised (up to ``MAX_BASELINE_ERROR``) to the
+    error at which 0 correct of the run's typical baseline n is just surely <= tau0, where that
+    makes a problem decidable at all. Without it, tau0 = 0.1 needs n >= 51 at baseline; with it,
+    n >= 29 (the bounds then remove the larger error from the counts). It depends on n only (the
+    design), never on the counts, so the bounds stay valid."""
+    tau0 = thresholds.baseline_max_potential
+    sizes = np.asarray(baseline_n, dtype=float)
+    if tau0 <= 0.0 or sizes.size == 0:
+        return status_error
+    needed = float((1 - tau0) ** float(np.median(sizes)))
+    return needed if status_error < needed <= MAX_BASELINE_ERROR else status_error
+
+
 def statuses(
     baseline_k: Any,
     baseline_n: Any,
@@ -107,12 +131,15 @@ def statuses(
     thresholds: Thresholds,
     status_error: float = STATUS_ERROR,
     *,
+    baseline_error: float | None = None,
     baseline_anytime: Any = False,
     anytime: Any = False,
 ) -> Statuses:
     """Baseline and unlock statuses of each problem from its counts (broadcasting arrays);
-    ``*anytime`` marks adaptive rows (see ``_bounds``)."""
-    base_low, base_high = _bounds(baseline_k, baseline_n, baseline_anytime, status_error)
+    ``*anytime`` marks adaptive rows (see ``_bounds``); ``baseline_error`` defaults to
+    ``baseline_error_for``."""
+    base_error = baseline_error_for(thresholds, baseline_n, status_error) if baseline_error is None else baseline_error
+    base_low, base_high = _bounds(baseline_k, baseline_n, baseline_anytime, base_error)
     low, high = _bounds(k, n, anytime, status_error)
     tau0 = thresholds.baseline_max_potential
     tau = thresholds.unlock_min_potential
@@ -121,6 +148,8 @@ def statuses(
         unsolved_out=base_low > tau0 + _SLACK,
         reaches_in=low >= tau - _SLACK,
         reaches_out=high < tau - _SLACK,
+        baseline_error=base_error,
+        unlock_error=status_error,
     )
 
 
@@ -156,7 +185,7 @@ def _ratio(a: FloatArray, c: FloatArray, empty: float) -> FloatArray:
 
 
 def true_rate_bounds(
-    status: Statuses, mask: Any, confidence: float = DEFAULT_CONFIDENCE, status_error: float = STATUS_ERROR
+    status: Statuses, mask: Any, confidence: float = DEFAULT_CONFIDENCE
 ) -> tuple[FloatArray, FloatArray]:
     """Bounds of R over the last axis (problems) where ``mask`` holds; NaN where no problem is."""
     check_confidence(confidence)
@@ -165,14 +194,13 @@ def true_rate_bounds(
     possibly_unsolved = kept & ~status.unsolved_out
     surely_unsolved = kept & status.unsolved_in
     tail = (1 - confidence) / 4
-    a_low = _share_at_least(_lower((surely_unsolved & status.reaches_in).sum(axis=-1), total, tail), status_error)
-    c_high = _share_at_most(
-        _upper((possibly_unsolved & ~status.reaches_in).sum(axis=-1), total, tail), 2 * status_error
-    )
-    a_high = _share_at_most(
-        _upper((possibly_unsolved & ~status.reaches_out).sum(axis=-1), total, tail), 2 * status_error
-    )
-    c_low = _share_at_least(_lower((surely_unsolved & status.reaches_out).sum(axis=-1), total, tail), status_error)
+    # A wrong "surely in" needs one wrong call (either one's error); a miss, either of two.
+    one = max(status.baseline_error, status.unlock_error)
+    either = status.baseline_error + status.unlock_error
+    a_low = _share_at_least(_lower((surely_unsolved & status.reaches_in).sum(axis=-1), total, tail), one)
+    c_high = _share_at_most(_upper((possibly_unsolved & ~status.reaches_in).sum(axis=-1), total, tail), either)
+    a_high = _share_at_most(_upper((possibly_unsolved & ~status.reaches_out).sum(axis=-1), total, tail), either)
+    c_low = _share_at_least(_lower((surely_unsolved & status.reaches_out).sum(axis=-1), total, tail), one)
     low = _ratio(a_low, c_high, 0.0)
     high = _ratio(a_high, c_low, 1.0)
     undefined = total == 0
@@ -180,7 +208,7 @@ def true_rate_bounds(
 
 
 def measured_unsolved_bounds(
-    status: Statuses, mask: Any, confidence: float = DEFAULT_CONFIDENCE, status_error: float = STATUS_ERROR
+    status: Statuses, mask: Any, confidence: float = DEFAULT_CONFIDENCE
 ) -> tuple[FloatArray, FloatArray]:
     """Bounds of R_m over the last axis, ``mask`` marking the measured-unsolved problems with a
     result at f; NaN where there is none."""
@@ -188,8 +216,8 @@ def measured_unsolved_bounds(
     kept = np.asarray(mask, dtype=bool)
     total = kept.sum(axis=-1)
     tail = (1 - confidence) / 2
-    low = _share_at_least(_lower((kept & status.reaches_in).sum(axis=-1), total, tail), status_error)
-    high = _share_at_most(_upper((kept & ~status.reaches_out).sum(axis=-1), total, tail), status_error)
+    low = _share_at_least(_lower((kept & status.reaches_in).sum(axis=-1), total, tail), status.unlock_error)
+    high = _share_at_most(_upper((kept & ~status.reaches_out).sum(axis=-1), total, tail), status.unlock_error)
     undefined = total == 0
     return np.where(undefined, np.nan, low), np.where(undefined, np.nan, high)
 
@@ -201,15 +229,16 @@ def undecided(status: Statuses, mask: Any) -> NDArray[np.bool_]:
     return kept & ~decided
 
 
-def baseline_samples_to_decide(thresholds: Thresholds, status_error: float = STATUS_ERROR) -> int | None:
-    """The smallest n at which 0 of n correct makes a problem *surely* unsolved; None at tau0 = 0
-    (no n tells a true baseline potential of 0 from a small positive one)."""
+def baseline_samples_to_decide(thresholds: Thresholds) -> int | None:
+    """The smallest baseline n at which 0 of n correct makes a problem *surely* unsolved (at the
+    largest baseline error ``baseline_error_for`` spends); None at tau0 = 0 (no n tells a true
+    baseline potential of 0 from a small positive one)."""
     tau0 = thresholds.baseline_max_potential
     if tau0 <= 0.0:
         return None
     if tau0 >= 1.0:
         return 1
-    return max(1, math.ceil(math.log(status_error) / math.log(1 - tau0)))
+    return max(1, math.ceil(math.log(MAX_BASELINE_ERROR) / math.log(1 - tau0) - 1e-9))
 
 
 def projected_undecided_share(
