@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -59,7 +60,8 @@ def sampling_settings_rows(run: Mapping[str, Any]) -> list[list[str]]:
 
 
 def _view_link(problem_id: str) -> str:
-    return f"[`{problem_id}`]({VIEW_FILE}#problem={problem_id})"
+    # Encoded: dataset ids hold slashes, spaces and brackets (MATH's "test/precalculus/807.json").
+    return f"[`{problem_id}`]({VIEW_FILE}#problem={quote(problem_id, safe='')})"
 
 
 def reading_list_markdown(summary: Mapping[str, Any], results: pd.DataFrame) -> list[str]:
