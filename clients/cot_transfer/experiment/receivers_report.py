@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from cot_transfer.domain.analysis import analyze, unlock_statuses
 from cot_transfer.domain.comparison import compare_unlocks
 from cot_transfer.domain.receivers import ANSWER_MODES, FORCE_ANSWER
-from cot_transfer.experiment.markdown_tables import markdown_table
+from cot_transfer.experiment.markdown_tables import bounds, markdown_table
 from cot_transfer.experiment.plots import with_gaps
 from cot_transfer.experiment.results_folder import RunResults
 
@@ -131,6 +131,15 @@ def _columns(summary: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, An
     ]
 
 
+def _true_cells(block: Mapping[str, Any]) -> list[str]:
+    """The true unlock rate's bounds at the block's last fraction (``cot_transfer.domain.true_rate``)."""
+    final = block["per_fraction"][-1] if block["per_fraction"] else {}
+    return [
+        bounds(final.get("true_unlock_rate_interval")),
+        bounds(final.get("true_unlock_rate_measured_unsolved_interval")),
+    ]
+
+
 def _cell(stats: Mapping[str, Any]) -> str:
     mean = stats.get("mean_potential")
     rate = stats.get("unlock_rate")
@@ -154,9 +163,24 @@ def receivers_markdown(summary: Mapping[str, Any], plot_file: str) -> list[str]:
         rows.append(cells)
     lines = ["", "## Receivers side by side", ""]
     lines += markdown_table(
-        ["receiver", "measures", "mode", "problems", "unsolved at baseline"],
         [
-            [name, block["measures"], mode, str(block["n_problems"]), str(block["baseline_unsolved"])]
+            "receiver",
+            "measures",
+            "mode",
+            "problems",
+            "unsolved at baseline",
+            "true unlock rate, full CoT",
+            "true, of its measured-unsolved",
+        ],
+        [
+            [
+                name,
+                block["measures"],
+                mode,
+                str(block["n_problems"]),
+                str(block["baseline_unsolved"]),
+                *_true_cells(block),
+            ]
             for name, mode, block in columns
         ],
         text_columns=3,
