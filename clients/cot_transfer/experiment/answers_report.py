@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import pandas as pd
 
 from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS, kept_completions_from_json
 from cot_transfer.experiment.markdown import markdown_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # How many of the biggest jumps report.md lists; the viewer sorts them all.
 MAX_LISTED_JUMPS = 10

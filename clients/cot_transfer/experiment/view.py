@@ -25,8 +25,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE, potential_intervals
 from cot_transfer.experiment.answers_report import primary_of, sampling_settings_rows
 from cot_transfer.experiment.datasets import load_run_problems
@@ -154,6 +152,8 @@ def _completion(completion: Mapping[str, Any]) -> list[Any]:
 def view_data(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The page's index (run level and one small record per problem) and each problem's details,
     in the index's order."""
+    import pandas as pd  # here, not at import: the CLI imports this module for every command
+
     folder = Path(run_dir)
     if not (folder / RUN_FILE).is_file():
         raise ViewError(f"{folder} is not a results folder: it has no {RUN_FILE}")
