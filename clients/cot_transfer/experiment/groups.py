@@ -241,17 +241,26 @@ def groups_markdown(groups: Mapping[str, Any], confidence: float) -> list[str]:
         fractions = [stats["fraction"] for stats in values[0]["per_fraction"]]
         header = [field, "problems", "unsolved at 0%", *(_percent(fraction) for fraction in fractions)]
         alignment = [":---", "---:", "---:", *("---:" for _ in fractions)]
-        for title, key, as_percent in (
-            (f"Unlock rate [{level}% CI] of each group's baseline-unsolved problems", "unlock_rate", True),
-            (f"Mean potential [{level}% CI]", "mean_potential", False),
+        for title, key, interval_key, as_percent in (
+            (
+                f"True unlock rate of each group's measured-unsolved problems: estimate [{level}% bounds]",
+                "true_unlock_rate",
+                "true_unlock_rate_measured_unsolved_interval",
+                True,
+            ),
+            (
+                f"Unlock rate [{level}% CI] of each group's baseline-unsolved problems (what this run's n measures)",
+                "unlock_rate",
+                "unlock_rate_interval",
+                True,
+            ),
+            (f"Mean potential [{level}% CI]", "mean_potential", "mean_potential_interval", False),
         ):
             lines += [f"{title}:", "", "| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
             for group in values:
                 by_fraction = {stats["fraction"]: stats for stats in group["per_fraction"]}
                 cells = [
-                    _with_interval(
-                        by_fraction[fraction].get(key), by_fraction[fraction].get(f"{key}_interval"), as_percent
-                    )
+                    _with_interval(by_fraction[fraction].get(key), by_fraction[fraction].get(interval_key), as_percent)
                     if fraction in by_fraction
                     else "n/a"
                     for fraction in fractions
