@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import os
-import queue
 import secrets
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
 from benchmarks.workload import REPO
+from cot_transfer.cli.serve import read_start_lines
 from cot_transfer.client import CotTransferClient
 from cot_transfer.serving.common.serve_options import gpu_per_replica
 from cot_transfer.serving.common.serving_config import ServingConfig
@@ -118,30 +116,8 @@ class ServedStack:
         return {self.token_env: self.token, "COT_LOAD_TOKEN_ENV": self.token_env}
 
     def _read_start_lines(self, keys: tuple[str, ...]) -> dict[str, str]:
-        assert self.process is not None and self.process.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-
-        def pump(stream: IO[str]) -> None:
-            for line in stream:
-                lines.put(line)
-
-        threading.Thread(target=pump, args=(self.process.stdout,), daemon=True).start()
-        printed: dict[str, str] = {}
-        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
-        while time.monotonic() < deadline and not set(keys) <= set(printed):
-            if self.process.poll() is not None and lines.empty():
-                raise RuntimeError(f"cot-transfer serve exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                key, _, value = lines.get(timeout=1.0).partition(": ")
-            except queue.Empty:
-                continue
-            if key in keys:
-                printed[key] = value.strip()
-        if not set(keys) <= set(printed):
-            raise TimeoutError(
-                f"cot-transfer serve printed no {keys} in {SERVE_START_TIMEOUT_S} s; see {self.log_path}"
-            )
-        return printed
+        assert self.process is not None
+        return read_start_lines(self.process, keys, SERVE_START_TIMEOUT_S, lambda: f"see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

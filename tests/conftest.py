@@ -5,25 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import secrets
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2_grpc
 
+from cot_transfer.cli.serve import read_start_lines
 from cot_transfer.client import CotTransferClient
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, TransferRequest
 from cot_transfer.engine.base import Engine
@@ -286,7 +285,9 @@ def serve_stack(
             env={**os.environ, **FAST_AUTOSCALING_ENV, TOKEN_ENV: TEST_TOKEN, **(env or {})},
         )
         try:
-            printed = _wait_for_start_lines(process, log_path, ("grpc", "metrics"))
+            printed = read_start_lines(
+                process, ("grpc", "metrics"), SERVE_START_TIMEOUT_S, lambda: "\n" + _tail(log_path)
+            )
             metrics_port = yaml.safe_load(config_path.read_text())["metrics_port"]
             service = RunningService(
                 address=printed["grpc"],
@@ -313,33 +314,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests with a stack of their own run first: two local Ray clusters at once would starve a
     2-core machine, and the shared stack starts lazily, with the first test that needs it."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("own_stack") else 1)
-
-
-def _wait_for_start_lines(process: subprocess.Popen[str], log_path: Path, keys: tuple[str, ...]) -> dict[str, str]:
-    """Reads `KEY: VALUE` lines from the serve command's stdout until every key was printed."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump(stream: IO[str]) -> None:
-        # A thread, not select(): select cannot see lines already sitting in the reader's buffer.
-        for line in stream:
-            lines.put(line)
-
-    assert process.stdout is not None
-    threading.Thread(target=pump, args=(process.stdout,), daemon=True).start()
-    printed: dict[str, str] = {}
-    deadline = time.monotonic() + SERVE_START_TIMEOUT_S
-    while time.monotonic() < deadline and not set(keys) <= set(printed):
-        if process.poll() is not None and lines.empty():
-            raise RuntimeError(f"cot-transfer serve exited with {process.returncode}:\n{_tail(log_path)}")
-        try:
-            key, _, value = lines.get(timeout=1.0).partition(": ")
-        except queue.Empty:
-            continue
-        if key in keys:
-            printed[key] = value.strip()
-    if not set(keys) <= set(printed):
-        raise TimeoutError(f"cot-transfer serve did not print {keys} in {SERVE_START_TIMEOUT_S} s:\n{_tail(log_path)}")
-    return printed
 
 
 def _tail(path: Path, lines: int = 60) -> str:

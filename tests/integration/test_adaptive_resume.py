@@ -7,15 +7,12 @@ service caps a request at 1024 samples, which other tests use.)"""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, RunningService
-from tests.integration.test_durability import PROBLEMS, complete_rows, run_command, start, wait_for_rows
+from tests.conftest import RunningService
+from tests.integration.test_durability import PROBLEMS, kill_mid_run_and_resume
 
 pytestmark = pytest.mark.integration
 
@@ -30,24 +27,8 @@ def test_a_killed_adaptive_run_resumes_with_every_row_drawn_by_the_plan(
 ) -> None:
     out = tmp_path / "run"
     settings = ("--problems", str(PROBLEMS), "--limit", str(PROBLEM_COUNT), "--fractions", FRACTIONS)
-    process = start(service, *settings, "--n", str(N_MAX), "--adaptive", "--out", str(out))
-    wait_for_rows(out / "results.jsonl", 5, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = complete_rows(out / "results.jsonl")
+    before, after = kill_mid_run_and_resume(service, out, *settings, "--n", str(N_MAX), "--adaptive")
     assert 5 <= len(before) < ROWS, "the kill should land mid-run"
-
-    resumed = subprocess.run(
-        run_command(service, "--resume", str(out)),
-        cwd=REPO,
-        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    after = complete_rows(out / "results.jsonl")
-    assert after[: len(before)] == before, "rows written before the kill changed"
     rows = [json.loads(line) for line in after]
     keys = [(row["problem_id"], row["fraction"]) for row in rows]
     assert len(keys) == len(set(keys)) == ROWS

@@ -55,29 +55,28 @@ def keys(rows: list[str]) -> list[tuple[str, float]]:
     return [(row["problem_id"], row["fraction"]) for row in map(json.loads, rows)]
 
 
-def test_a_run_killed_with_sigkill_resumes_without_missing_or_duplicated_rows(
-    service: RunningService, tmp_path: Path
-) -> None:
-    out = tmp_path / "run"
-    settings = ("--problems", str(PROBLEMS), "--limit", "6", "--n", "4", "--fractions", "0.3,0.6,1")
+def kill_mid_run_and_resume(service: RunningService, out: Path, *settings: str) -> tuple[list[str], list[str]]:
+    """Starts `run SETTINGS --out OUT`, kills it with SIGKILL once 5 rows are on disk, and resumes
+    it: the rows written before the kill and those after the resume."""
     process = start(service, *settings, "--out", str(out))
     wait_for_rows(out / "results.jsonl", 5, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before_kill = complete_rows(out / "results.jsonl")
-    assert 5 <= len(before_kill) < 6 * 4, "the kill should land mid-run"
-
-    resumed = subprocess.run(
-        run_command(service, "--resume", str(out)),
-        cwd=REPO,
-        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    resumed = service.cli("run", "--resume", str(out), timeout_s=900)
     assert resumed.returncode == 0, resumed.stderr
     after = complete_rows(out / "results.jsonl")
     assert after[: len(before_kill)] == before_kill, "rows written before the kill changed"
+    return before_kill, after
+
+
+def test_a_run_killed_with_sigkill_resumes_without_missing_or_duplicated_rows(
+    service: RunningService, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    settings = ("--problems", str(PROBLEMS), "--limit", "6", "--n", "4", "--fractions", "0.3,0.6,1")
+    before_kill, after = kill_mid_run_and_resume(service, out, *settings)
+    assert 5 <= len(before_kill) < 6 * 4, "the kill should land mid-run"
     expected = sorted(
         (f"testbed-demo-{index:04d}", fraction) for index in range(6) for fraction in (0.0, 0.3, 0.6, 1.0)
     )
@@ -87,15 +86,8 @@ def test_a_run_killed_with_sigkill_resumes_without_missing_or_duplicated_rows(
 
 def test_resume_refuses_changed_settings(service: RunningService, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = subprocess.run(
-        run_command(
-            service, "--problems", str(PROBLEMS), "--limit", "1", "--n", "2", "--fractions", "1", "--out", str(out)
-        ),
-        cwd=REPO,
-        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    first = service.cli(
+        "run", "--problems", str(PROBLEMS), "--limit", "1", "--n", "2", "--fractions", "1", "--out", str(out)
     )
     assert first.returncode == 0, first.stderr
     changed = subprocess.run(
@@ -103,14 +95,7 @@ def test_resume_refuses_changed_settings(service: RunningService, tmp_path: Path
     )
     assert changed.returncode == 2
     assert "--resume takes the settings from the run folder" in changed.stderr
-    again = subprocess.run(
-        run_command(service, "--problems", str(PROBLEMS), "--limit", "1", "--out", str(out)),
-        cwd=REPO,
-        env={**os.environ, "COT_TRANSFER_TOKEN": service.token},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = service.cli("run", "--problems", str(PROBLEMS), "--limit", "1", "--out", str(out), timeout_s=60)
     assert again.returncode == 2
     assert "already holds a run" in again.stderr
 

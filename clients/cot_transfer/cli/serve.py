@@ -10,12 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import queue
 import shutil
 import signal
+import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import IO
 
 from cot_transfer.cli.run import run_command
 
@@ -55,6 +60,37 @@ def _config_path(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no serving config at {path} (relative to {Path.cwd()}); pass --config FILE")
     return path
+
+
+def read_start_lines(
+    process: subprocess.Popen[str], keys: tuple[str, ...], timeout_s: float, log_hint: Callable[[], str] = str
+) -> dict[str, str]:
+    """The ``KEY: VALUE`` lines a `cot-transfer serve` started as ``process`` prints once it is up
+    (``grpc``, ``metrics``, ...), read from its stdout until every key in ``keys`` was printed.
+    ``log_hint`` adds where to look to the error when it exits or stays silent."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump(stream: IO[str]) -> None:
+        # A thread, not select(): select cannot see lines already sitting in the reader's buffer.
+        for line in stream:
+            lines.put(line)
+
+    assert process.stdout is not None
+    threading.Thread(target=pump, args=(process.stdout,), daemon=True).start()
+    printed: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not set(keys) <= set(printed):
+        if process.poll() is not None and lines.empty():
+            raise RuntimeError(f"cot-transfer serve exited with {process.returncode}: {log_hint()}")
+        try:
+            key, _, value = lines.get(timeout=1.0).partition(": ")
+        except queue.Empty:
+            continue
+        if key in keys:
+            printed[key] = value.strip()
+    if not set(keys) <= set(printed):
+        raise TimeoutError(f"cot-transfer serve did not print {keys} in {timeout_s:g} s: {log_hint()}")
+    return printed
 
 
 def serve_command(config_path: Path, log_level: str) -> int:

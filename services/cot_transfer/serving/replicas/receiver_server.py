@@ -17,34 +17,25 @@ from cot_transfer.domain.requests import CompletionRequest, CompletionResult, Gr
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
 from cot_transfer.serving.common.serving_config import DEFAULT_FORCE_ANSWER_MAX_TOKENS
+from cot_transfer.serving.replicas.engine_server import EngineServer, check_fits_context
 from cot_transfer.serving.replicas.force_answer import closing_ids, graded_text
 from cot_transfer.serving.replicas.graders import service_grader
-from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningCodec, ReasoningFormat
-from cot_transfer.serving.replicas.strong_server import check_fits_context
+from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningFormat
 
 
-class ReceiverServer:
+class ReceiverServer(EngineServer):
+    default_name = "weak"
+
     def __init__(
         self,
         engine: Engine,
-        model_name: str = "weak",
+        model_name: str | None = None,
         metrics: ServiceMetrics = NO_METRICS,
         reasoning_format: ReasoningFormat = PLAIN,
         force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
     ) -> None:
-        self._engine = engine
+        super().__init__(engine, model_name, metrics, reasoning_format)
         self._force_answer_max_tokens = force_answer_max_tokens
-        self._model_name = model_name
-        self._metrics = metrics
-        self._format = reasoning_format
-        self._codec: ReasoningCodec | None = None
-
-    @property
-    def codec(self) -> ReasoningCodec:
-        # The tokenizer exists only once the engine has started.
-        if self._codec is None:
-            self._codec = ReasoningCodec(self._format, self._engine.tokenizer)
-        return self._codec
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         grader = service_grader(request.grader, self._metrics)

@@ -1,4 +1,4 @@
-"""The strong model's data plane: generate a CoT and cut it into prefixes."""
+"""The strong model's replica server: generate a CoT and cut it into prefixes."""
 
 from __future__ import annotations
 
@@ -7,44 +7,15 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 
 from cot_transfer.domain.answers import Grader, get_grader
-from cot_transfer.domain.errors import OutOfRangeError
 from cot_transfer.domain.reasoning import clean_prefix
 from cot_transfer.domain.requests import CotDelta, CotPrefix, PrefixRequest, StrongAnswer, StrongEvent
-from cot_transfer.engine.base import Engine, GenerationRequest, PromptTokenizer
-from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.engine.base import GenerationRequest, PromptTokenizer
 from cot_transfer.serving.replicas.cuts import cut_prefixes, parse_imported_cot
-from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningCodec, ReasoningFormat
+from cot_transfer.serving.replicas.engine_server import EngineServer, check_fits_context
 
 
-def check_fits_context(prompt_tokens: int, new_tokens: int, max_model_len: int, field: str) -> None:
-    if prompt_tokens + new_tokens > max_model_len:
-        raise OutOfRangeError(
-            field,
-            f"prompt of {prompt_tokens} tokens plus a budget of {new_tokens} new tokens exceeds the model's"
-            f" context of {max_model_len} tokens",
-        )
-
-
-class StrongModelServer:
-    def __init__(
-        self,
-        engine: Engine,
-        model_name: str = "strong",
-        metrics: ServiceMetrics = NO_METRICS,
-        reasoning_format: ReasoningFormat = PLAIN,
-    ) -> None:
-        self._engine = engine
-        self._model_name = model_name
-        self._metrics = metrics
-        self._format = reasoning_format
-        self._codec: ReasoningCodec | None = None
-
-    @property
-    def codec(self) -> ReasoningCodec:
-        # The tokenizer exists only once the engine has started.
-        if self._codec is None:
-            self._codec = ReasoningCodec(self._format, self._engine.tokenizer)
-        return self._codec
+class StrongModelServer(EngineServer):
+    default_name = "strong"
 
     async def stream_prefixes(self, request: PrefixRequest) -> AsyncGenerator[StrongEvent, None]:
         grader = get_grader(request.grader)

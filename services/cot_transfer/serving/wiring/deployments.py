@@ -56,11 +56,29 @@ def engine_for(config: EngineConfig) -> Engine:
 
 
 class _ModelReplica:
-    async def _start_engine(self, engine_config: EngineConfig, engine_factory: EngineFactory | None) -> Engine:
+    """A model deployment's replica: its engine and the receiver server on it (every served model
+    completes prefixes; the strong model's own completions measure its self-potential)."""
+
+    # Ray actors may have an async constructor; type checkers insist __init__ returns None.
+    async def __init__(  # type: ignore[misc]
+        self,
+        engine_config: EngineConfig,
+        engine_factory: EngineFactory | None = None,
+        reasoning_format: ReasoningFormat = PLAIN,
+        force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
+    ) -> None:
         self._model_path = engine_config.model
         self._engine = (engine_factory or engine_for)(engine_config)
         await self._engine.start()
-        return self._engine
+        self._name = engine_config.name
+        self._metrics = RayServiceMetrics()
+        self._format = reasoning_format
+        self._receiver = ReceiverServer(
+            self._engine, self._name, self._metrics, reasoning_format, force_answer_max_tokens
+        )
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        return await self._receiver.complete(request)
 
     async def fingerprint(self) -> str:
         """The fingerprint of the model folder this replica serves (``serving.fingerprint``)."""
@@ -84,44 +102,19 @@ class _ModelReplica:
 
 @serve.deployment
 class StrongModelDeployment(_ModelReplica):
-    # Ray actors may have an async constructor; type checkers insist __init__ returns None.
-    async def __init__(  # type: ignore[misc]
-        self,
-        engine_config: EngineConfig,
-        engine_factory: EngineFactory | None = None,
-        reasoning_format: ReasoningFormat = PLAIN,
-        force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
-    ) -> None:
-        engine = await self._start_engine(engine_config, engine_factory)
-        metrics = RayServiceMetrics()
-        self._server = StrongModelServer(engine, engine_config.name, metrics, reasoning_format)
-        # The same engine completes prefixes as a receiver: the strong model's self-potential.
-        self._receiver = ReceiverServer(engine, engine_config.name, metrics, reasoning_format, force_answer_max_tokens)
+    # Built on the first CoT (not a cached_property: Serve pickles the class, and its lock cannot be).
+    _strong: StrongModelServer | None = None
 
     async def stream_prefixes(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
-        async for event in self._server.stream_prefixes(request):
+        if self._strong is None:
+            self._strong = StrongModelServer(self._engine, self._name, self._metrics, self._format)
+        async for event in self._strong.stream_prefixes(request):
             yield event
-
-    async def complete(self, request: CompletionRequest) -> CompletionResult:
-        return await self._receiver.complete(request)
 
 
 @serve.deployment
 class ReceiverDeployment(_ModelReplica):
-    async def __init__(  # type: ignore[misc]
-        self,
-        engine_config: EngineConfig,
-        engine_factory: EngineFactory | None = None,
-        reasoning_format: ReasoningFormat = PLAIN,
-        force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
-    ) -> None:
-        engine = await self._start_engine(engine_config, engine_factory)
-        self._server = ReceiverServer(
-            engine, engine_config.name, RayServiceMetrics(), reasoning_format, force_answer_max_tokens
-        )
-
-    async def complete(self, request: CompletionRequest) -> CompletionResult:
-        return await self._server.complete(request)
+    """The weak model's and each receiver-only model's deployment."""
 
 
 STRONG_DEPLOYMENT = "StrongModel"
