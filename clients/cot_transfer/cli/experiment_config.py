@@ -340,3 +340,13 @@ def resolve_run_arguments(args: argparse.Namespace, given: set[str]) -> None:
         raise ConfigError("--address is required (or service.address in --config)")
     if args.out is None and args.resume is None:
         raise ConfigError("--out (a new results folder) or --resume DIR is required")
+
+
+def run_origin(args: argparse.Namespace) -> dict[str, Any]:
+    """Where a run's settings came from, for its provenance: the config file or the run repeated."""
+    origin: dict[str, Any] = {"interface": "cli"}
+    if getattr(args, "experiment_config", None) is not None:
+        origin["config"] = str(args.experiment_config.resolve())
+    if getattr(args, "from_run", None) is not None:
+        origin["from_run"] = str(args.from_run.resolve())
+    return origin

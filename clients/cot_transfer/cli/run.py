@@ -13,6 +13,7 @@ from typing import Any
 
 from cot_transfer.cli.connection import connection_options
 from cot_transfer.cli.cut_options import CUT_SETTING_OPTIONS, kept_completions_of
+from cot_transfer.cli.experiment_config import run_origin
 from cot_transfer.cli.plan import ADAPTIVE_SETTING_OPTIONS, PlanError, sampling_plan_from_args
 from cot_transfer.client import CotTransferClient, Sampling
 from cot_transfer.domain.requests import Problem
@@ -127,6 +128,7 @@ async def run_command(
                 resume=getattr(args, "resume", None) is not None,
                 on_row=lambda row: progress.update(1),
                 on_resume=progress.update,
+                origin=run_origin(args),
             )
     print(headline(summary))
     print(format_unlock_table(summary))

@@ -22,6 +22,7 @@ from cot_transfer.domain.receivers import FREE
 from cot_transfer.domain.requests import CotPrefix, FractionResult, ProblemError, StrongCot
 from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS
 from cot_transfer.experiment.problem_errors import ERRORS_FILE, error_record, load_problem_errors
+from cot_transfer.experiment.provenance import Tally
 from cot_transfer.experiment.settings import ExperimentSettings, service_changes
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,10 @@ class RunFolder:
         data: dict[str, Any] = json.loads(self.run_file.read_text(encoding="utf-8"))
         return data
 
+    def update_run(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Rewrites ``run.json`` as ``change`` makes it (the provenance; never the settings)."""
+        write_json_atomically(self.run_file, change(self.read_run()))
+
     def refuse_used(self) -> None:
         if self.run_file.exists():
             raise RunFolderError(f"{self.out_dir} already holds a run: resume it with --resume or use another --out")
@@ -219,8 +224,10 @@ class _RowWriter:
         on_row: Callable[[FractionResult], None] | None,
         *,
         kept_completions: int = ALL_COMPLETIONS,
+        tally: Tally | None = None,
     ) -> None:
         self._hash = run_hash
+        self._tally = tally
         self._kept_completions = kept_completions
         self._strong_log = _DurableJsonl(out_dir / STRONG_FILE)
         self._results_log = _DurableJsonl(out_dir / RESULTS_FILE)
@@ -229,9 +236,13 @@ class _RowWriter:
         self.new_errors: list[ProblemError] = []
 
     def add_strong(self, record: StrongCot) -> None:
+        if self._tally is not None:
+            self._tally.add_strong(record)
         self._strong_log.append({**asdict(record), "settings_hash": self._hash})
 
     def add_result(self, record: FractionResult) -> None:
+        if self._tally is not None:  # before the completions the folder does not keep are dropped
+            self._tally.add_result(record)
         if self._kept_completions != ALL_COMPLETIONS and record.completions:
             # The service sends every completion of a row; the folder keeps a chosen few.
             record = replace(record, completions=tuple(chosen_completions(record.completions, self._kept_completions)))

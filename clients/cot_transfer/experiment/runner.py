@@ -41,6 +41,7 @@ from cot_transfer.experiment.datasets import (
     save_run_problems,
 )
 from cot_transfer.experiment.imported_cots import lift_cots
+from cot_transfer.experiment.provenance import Session, Tally
 from cot_transfer.experiment.report import write_report
 from cot_transfer.experiment.run_folder import (
     RUN_FILE,
@@ -78,8 +79,12 @@ async def run_experiment(
     on_row: Callable[[FractionResult], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
     retry: RetryPolicy | None = None,
+    origin: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Runs (or resumes) the experiment into ``out_dir`` and returns ``summary.json``'s content.
+
+    ``run.json`` records the session's provenance (``provenance``: times, tool, server, samples and
+    tokens), with ``origin`` (e.g. the config file the settings came from) beside it.
 
     ``on_resume`` is told how many (problem, fraction) rows were already done. When the
     service fails transiently (UNAVAILABLE or RESOURCE_EXHAUSTED: a replica died, overload),
@@ -106,11 +111,16 @@ async def run_experiment(
     fractions = settings.measured_fractions()
     with folder_lock(out_dir):
         state = await asyncio.to_thread(folder.start, run, resume)
+        imported = [problem.id for problem in problems if problem.cot is not None]
+        session = Session(info, Tally(info.strong_model, info.weak_model, imported), resumed=resume, origin=origin)
+        await asyncio.to_thread(folder.update_run, session.opened)
         await asyncio.to_thread(save_run_problems, out_dir, problems)
         if on_resume is not None:
             on_resume(len(state.done))
         for attempt in range(retry.max_attempts):
-            writer = _RowWriter(out_dir, run_hash, on_row, kept_completions=settings.keep_completions)
+            writer = _RowWriter(
+                out_dir, run_hash, on_row, kept_completions=settings.keep_completions, tally=session.tally
+            )
             last_attempt = attempt + 1 == retry.max_attempts
             try:
                 resumed = missing_rows(problems, settings, fractions, state)
@@ -135,6 +145,7 @@ async def run_experiment(
             state = await asyncio.to_thread(folder.load_state, run_hash, fractions, settings.receiver_modes())
         standing = (await asyncio.to_thread(folder.load_state, run_hash, fractions, settings.receiver_modes())).errors
         summary = await asyncio.to_thread(_write_report_and_read_summary, out_dir)
+        await asyncio.to_thread(folder.update_run, lambda run: session.closed(run, "completed"))
     return {
         **summary,
         "failed_problems": [
