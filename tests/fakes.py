@@ -6,9 +6,12 @@ It is never used by the demo or the integration tests, which run vLLM.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from cot_transfer.domain.requests import CotDelta, CotPrefix, Problem, StrongAnswer, StrongEvent, TransferRequest
+from cot_transfer.domain.sampling import SamplingParams
+from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
 
 EOS = 0
@@ -98,3 +101,36 @@ class ScriptedEngine(Engine):
 
 def _finish(sample: list[int], request: GenerationRequest) -> str:
     return "stop" if sample and sample[-1] == EOS else "length"
+
+
+# The sampling the data-plane tests run with (a temperature above 0, as n > 1 requires).
+SAMPLING = SamplingParams(0.6, 0.95, 50)
+
+
+def transfer_request(
+    problems: Sequence[Problem], fractions: Sequence[float] = (0.0, 0.5, 1.0), n: int = 2, **options: Any
+) -> TransferRequest:
+    """A run of ``problems`` with the tests' sampling, default thresholds and the exact grader;
+    ``options`` set any other TransferRequest field."""
+    return TransferRequest(
+        problems=list(problems),
+        fractions=fractions,
+        n=n,
+        strong_sampling=options.pop("strong_sampling", SAMPLING),
+        receiver_sampling=options.pop("receiver_sampling", SAMPLING),
+        thresholds=options.pop("thresholds", Thresholds()),
+        grader=options.pop("grader", "exact"),
+        **options,
+    )
+
+
+async def cot_events(
+    cot: str, fractions: Sequence[float], answer: str, prefix_text: Callable[[str], str] = str
+) -> AsyncIterator[StrongEvent]:
+    """What a strong model that writes ``cot`` and answers ``answer`` streams: the CoT, then the
+    prefix of each fraction (its first floor(f × len) characters, one token each), then the answer."""
+    yield CotDelta(cot)
+    for fraction in fractions:
+        kept = int(fraction * len(cot))
+        yield CotPrefix(fraction, prefix_text(cot[:kept]), kept, len(cot))
+    yield StrongAnswer(cot, answer, len(cot), "stop")

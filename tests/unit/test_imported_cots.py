@@ -24,11 +24,10 @@ from cot_transfer.domain.requests import (
 )
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.steps import CutMode, StepBoundary, step_cuts, step_ends
-from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.serving.dataplane.fanout import TransferRunner
 from cot_transfer.serving.replicas.cuts import cot_step_cuts, parse_imported_cot
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
-from tests.fakes import ScriptedEngine
+from tests.fakes import ScriptedEngine, transfer_request
 from tests.reasoning_models import load_tokenizer, save_model_folder
 
 SAMPLING = SamplingParams(0.6, 0.95, 100)
@@ -97,17 +96,8 @@ class _Weak:
 
 
 def run_request(problems: list[Problem], **options: object) -> TransferRequest:
-    return TransferRequest(
-        problems=problems,
-        fractions=(0.0, 1.0),
-        n=4,
-        strong_sampling=SAMPLING,
-        receiver_sampling=SAMPLING,
-        thresholds=Thresholds(),
-        grader="exact",
-        max_cot_chars=200,
-        **options,  # type: ignore[arg-type]
-    )
+    sampling = {"strong_sampling": SAMPLING, "receiver_sampling": SAMPLING}
+    return transfer_request(problems, (0.0, 1.0), n=4, max_cot_chars=200, **sampling, **options)
 
 
 async def test_a_run_of_imported_cots_keeps_answers_and_isolates_bad_cots() -> None:

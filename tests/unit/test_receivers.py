@@ -12,18 +12,15 @@ from cot_transfer.domain.receivers import FORCE_ANSWER, FREE, primary_key
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
-    CotDelta,
-    CotPrefix,
     FractionResult,
     GradedCompletion,
     PrefixRequest,
     Problem,
-    StrongAnswer,
     StrongEvent,
     TransferRequest,
 )
 from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.transfer import RunSummary, Thresholds
+from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.common.serving_config import CustomReasoningFormat, ServingConfig
 from cot_transfer.serving.dataplane.fanout import TransferRunner
 from cot_transfer.serving.edge import decode, encode
@@ -31,19 +28,15 @@ from cot_transfer.serving.replicas.force_answer import PLAIN_ANSWER_CUE, closing
 from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
 from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.v1 import cot_transfer_pb2 as pb
-from tests.fakes import CharTokenizer, ScriptedEngine
+from tests.fakes import CharTokenizer, ScriptedEngine, cot_events, transfer_request
 
 CONFIG = ServingConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "local-cpu.yaml")
 STRONG, WEAK = CONFIG.strong.engine.name, CONFIG.weak.engine.name
 COT = "abcdefghij Answer: 1"
 
 
-async def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
-    yield CotDelta(COT)
-    for fraction in request.fractions:
-        kept = int(fraction * len(COT))
-        yield CotPrefix(fraction, COT[:kept], kept, len(COT))
-    yield StrongAnswer(COT, "1", len(COT), "stop")
+def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+    return cot_events(COT, request.fractions, "1")
 
 
 def scripted_complete(calls: list[CompletionRequest]):  # type: ignore[no-untyped-def]
@@ -59,18 +52,8 @@ def scripted_complete(calls: list[CompletionRequest]):  # type: ignore[no-untype
 
 
 def request(receivers: tuple[str, ...], modes: tuple[str, ...]) -> TransferRequest:
-    return TransferRequest(
-        problems=[Problem("p1", "problem one", "1")],
-        fractions=(0.0, 0.5, 1.0),
-        n=2,
-        strong_sampling=SamplingParams(0.6, 0.95, 50),
-        receiver_sampling=SamplingParams(0.6, 0.95, 50),
-        thresholds=Thresholds(),
-        grader="exact",
-        receivers=receivers,
-        modes=modes,
-        primary=primary_key(receivers, modes, (WEAK,)),
-    )
+    primary = primary_key(receivers, modes, (WEAK,))
+    return transfer_request([Problem("p1", "problem one", "1")], receivers=receivers, modes=modes, primary=primary)
 
 
 async def test_every_receiver_completes_the_same_prefixes_in_every_mode() -> None:

@@ -9,20 +9,17 @@ from benchmarks.ordering import arrival_order, longest_prefix_first
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
-    CotDelta,
     CotPrefix,
     FractionResult,
     GradedCompletion,
     PrefixRequest,
     Problem,
-    StrongAnswer,
     StrongCot,
     StrongEvent,
     TransferRequest,
 )
-from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.serving.dataplane.fanout import PrioritySlots, TransferRunner, longest_generation_first
+from tests.fakes import cot_events, transfer_request
 
 COT = "0123456789abcdefghij"
 FRACTIONS = (0.0, 0.1, 0.5, 0.9, 1.0)
@@ -32,26 +29,14 @@ def prefix(fraction: float, kept: int, total: int = len(COT)) -> CotPrefix:
     return CotPrefix(fraction, COT[:kept], kept, total)
 
 
-async def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
     # Problem "problem K" gets a CoT of 10 * (K + 1) tokens, so problems differ in length.
     cot = COT * (int(request.problem.split()[-1]) + 1)
-    yield CotDelta(cot)
-    for fraction in request.fractions:
-        kept = int(fraction * len(cot))
-        yield CotPrefix(fraction, f"{request.problem}:{cot[:kept]}", kept, len(cot))
-    yield StrongAnswer(cot, "1", len(cot), "stop")
+    return cot_events(cot, request.fractions, "1", lambda text: f"{request.problem}:{text}")
 
 
-def transfer_request(problems: int, fractions: tuple[float, ...] = FRACTIONS) -> TransferRequest:
-    return TransferRequest(
-        problems=[Problem(f"p{index}", f"problem {index}", "1") for index in range(problems)],
-        fractions=fractions,
-        n=2,
-        strong_sampling=SamplingParams(0.6, 0.95, 50),
-        receiver_sampling=SamplingParams(0.6, 0.95, 50),
-        thresholds=Thresholds(),
-        grader="exact",
-    )
+def numbered_problems(problems: int, fractions: tuple[float, ...] = FRACTIONS) -> TransferRequest:
+    return transfer_request([Problem(f"p{index}", f"problem {index}", "1") for index in range(problems)], fractions)
 
 
 class RecordingWeakModel:
@@ -80,7 +65,7 @@ def test_scheduling_keys() -> None:
 async def test_waiting_requests_go_out_with_the_most_cot_left_first() -> None:
     weak = RecordingWeakModel()
     runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=1)
-    events = [event async for event in runner.run(transfer_request(problems=3))]
+    events = [event async for event in runner.run(numbered_problems(problems=3))]
     remaining = [left for _, left in weak.calls]
     # The first request takes the free slot at once; every later one waited and went by key.
     assert remaining[1:] == sorted(remaining[1:], reverse=True)
@@ -94,7 +79,7 @@ async def test_waiting_requests_go_out_with_the_most_cot_left_first() -> None:
 async def test_the_arrival_order_key_keeps_request_order() -> None:
     weak = RecordingWeakModel()
     runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=1, scheduling_key=arrival_order)
-    [event async for event in runner.run(transfer_request(problems=1))]
+    [event async for event in runner.run(numbered_problems(problems=1))]
     # Fractions arrive sorted ascending, so the remaining CoT shrinks call by call.
     assert [left for _, left in weak.calls] == [20, 18, 10, 2, 0]
 
@@ -102,8 +87,8 @@ async def test_the_arrival_order_key_keeps_request_order() -> None:
 async def test_an_earlier_run_keeps_its_place_before_a_later_one() -> None:
     weak = RecordingWeakModel()
     runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=1)
-    first = runner.run(transfer_request(problems=1))
-    second = runner.run(transfer_request(problems=3, fractions=(0.0, 1.0)))
+    first = runner.run(numbered_problems(problems=1))
+    second = runner.run(numbered_problems(problems=3, fractions=(0.0, 1.0)))
 
     async def drain(stream: AsyncIterator[object]) -> None:
         async for _ in stream:
@@ -117,7 +102,7 @@ async def test_an_earlier_run_keeps_its_place_before_a_later_one() -> None:
 
 async def test_strong_record_keeps_prefixes_in_request_order() -> None:
     runner = TransferRunner(stream_prefixes, RecordingWeakModel(), max_concurrent_completions=4)
-    events = [event async for event in runner.run(transfer_request(problems=1))]
+    events = [event async for event in runner.run(numbered_problems(problems=1))]
     [record] = [event for event in events if isinstance(event, StrongCot)]
     assert [p.fraction for p in record.prefixes] == list(FRACTIONS)
 

@@ -12,8 +12,6 @@ from cot_transfer.domain.errors import AlreadyExistsError, InvalidArgumentError,
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
-    CotDelta,
-    CotPrefix,
     FractionResult,
     GradedCompletion,
     PrefixRequest,
@@ -24,22 +22,18 @@ from cot_transfer.domain.requests import (
     StrongEvent,
     TransferRequest,
 )
-from cot_transfer.domain.sampling import SamplingParams
-from cot_transfer.domain.transfer import RunSummary, Thresholds
+from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.dataplane.admission import call_when_admitted
 from cot_transfer.serving.dataplane.fanout import TransferRunner
+from tests.fakes import cot_events, transfer_request
 
 COTS = {"p1": "abcdefghij Answer: 1", "p2": "klmnopqrst Answer: 2"}
 PROBLEMS = {"problem one": "p1", "problem two": "p2"}
 
 
-async def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
     cot = COTS[PROBLEMS[request.problem]]
-    yield CotDelta(cot)
-    for fraction in request.fractions:
-        kept = int(fraction * len(cot))
-        yield CotPrefix(fraction, cot[:kept], kept, len(cot))
-    yield StrongAnswer(cot, cot.rsplit(" ", 1)[-1], len(cot), "stop")
+    return cot_events(cot, request.fractions, cot.rsplit(" ", 1)[-1])
 
 
 async def complete(request: CompletionRequest) -> CompletionResult:
@@ -50,21 +44,13 @@ async def complete(request: CompletionRequest) -> CompletionResult:
     )
 
 
-def transfer_request(grader: str = "exact") -> TransferRequest:
-    return TransferRequest(
-        problems=[Problem("p1", "problem one", "1"), Problem("p2", "problem two", "3")],
-        fractions=(0.0, 0.5, 1.0),
-        n=2,
-        strong_sampling=SamplingParams(0.6, 0.95, 50),
-        receiver_sampling=SamplingParams(0.6, 0.95, 50),
-        thresholds=Thresholds(),
-        grader=grader,
-    )
+def two_problems(grader: str = "exact") -> TransferRequest:
+    return transfer_request([Problem("p1", "problem one", "1"), Problem("p2", "problem two", "3")], grader=grader)
 
 
 async def test_run_streams_every_result_then_a_summary() -> None:
     runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     strong = [event for event in events if isinstance(event, StrongCot)]
     rows = [event for event in events if isinstance(event, FractionResult)]
     summary = events[-1]
@@ -96,7 +82,7 @@ async def test_concurrency_of_completions_is_bounded() -> None:
         return await complete(request)
 
     runner = TransferRunner(stream_prefixes, slow_complete, max_concurrent_completions=2)
-    [event async for event in runner.run(transfer_request())]
+    [event async for event in runner.run(two_problems())]
     assert peak == 2
 
 
@@ -107,7 +93,7 @@ async def test_a_failing_completion_becomes_its_problems_error_and_the_run_goes_
         return await complete(request)
 
     runner = TransferRunner(stream_prefixes, failing_for_p2, max_concurrent_completions=2)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     errors = [event for event in events if isinstance(event, ProblemError)]
     assert errors == [ProblemError("p2", "INVALID_ARGUMENT", "prefix: too long")]
     assert errors[0].permanent
@@ -128,7 +114,7 @@ async def test_a_prompt_past_the_context_is_a_permanent_problem_error() -> None:
             yield event
 
     runner = TransferRunner(too_long_for_p1, complete, max_concurrent_completions=2)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     errors = [event for event in events if isinstance(event, ProblemError)]
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [("p1", "OUT_OF_RANGE", True)]
     assert "900 tokens" in errors[0].message
@@ -145,7 +131,7 @@ async def test_a_strong_stream_without_an_answer_is_a_transient_problem_error() 
             yield event
 
     runner = TransferRunner(no_answer_for_p2, complete, max_concurrent_completions=2)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     errors = [event for event in events if isinstance(event, ProblemError)]
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [("p2", "UNAVAILABLE", False)]
     assert "without an answer" in errors[0].message
@@ -156,7 +142,7 @@ async def test_an_unexpected_error_is_internal_with_an_incident_id_and_no_except
         raise RuntimeError("secret internals /home/x")
 
     runner = TransferRunner(stream_prefixes, broken, max_concurrent_completions=2)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     errors = [event for event in events if isinstance(event, ProblemError)]
     assert {error.problem_id for error in errors} == {"p1", "p2"}
     for error in errors:
@@ -180,7 +166,7 @@ async def test_a_full_queue_past_the_wait_limit_is_a_resource_exhausted_problem_
         return await call_when_admitted(always_full, QueueFullError, backoff=lambda attempt: 0.01, max_wait_s=0.05)
 
     runner = TransferRunner(stream_prefixes, complete_when_admitted, max_concurrent_completions=4)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     errors = [event for event in events if isinstance(event, ProblemError)]
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [
         ("p2", "RESOURCE_EXHAUSTED", False)
@@ -196,7 +182,7 @@ async def test_a_second_concurrent_run_with_the_same_experiment_id_is_refused() 
         return await complete(request)
 
     runner = TransferRunner(stream_prefixes, held, max_concurrent_completions=4)
-    request = dataclasses.replace(transfer_request(), experiment_id="exp-1")
+    request = dataclasses.replace(two_problems(), experiment_id="exp-1")
     first = runner.run(request)
     assert isinstance(await anext(first), StrongCot)
     assert runner.running_experiments() == {"exp-1"}
@@ -220,7 +206,7 @@ async def test_unknown_grader_fails_before_any_model_call() -> None:
 
     runner = TransferRunner(recording, complete, max_concurrent_completions=2)
     with pytest.raises(NotFoundError):
-        [event async for event in runner.run(transfer_request(grader="nope"))]
+        [event async for event in runner.run(two_problems(grader="nope"))]
     assert calls == []
 
 
@@ -236,7 +222,7 @@ async def test_closing_the_stream_cancels_outstanding_work() -> None:
         raise AssertionError("unreachable")
 
     runner = TransferRunner(stream_prefixes, hanging, max_concurrent_completions=2)
-    stream = runner.run(transfer_request())
+    stream = runner.run(two_problems())
     first = await anext(stream)
     assert isinstance(first, StrongCot)
     await stream.aclose()
@@ -259,7 +245,7 @@ async def test_strong_cots_are_written_a_bounded_number_at_a_time_in_problem_ord
         open_streams -= 1
 
     runner = TransferRunner(counted_stream, complete, max_concurrent_completions=4, max_concurrent_cots=1)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     assert most_open == 1
     assert order == ["p1", "p2"]
     assert isinstance(events[-1], RunSummary)
@@ -268,7 +254,7 @@ async def test_strong_cots_are_written_a_bounded_number_at_a_time_in_problem_ord
 
 async def test_every_prefix_is_judged_on_whether_it_states_the_reference_answer() -> None:
     runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     rows = {(row.problem_id, row.fraction): row.answer_in_prefix for row in events if isinstance(row, FractionResult)}
     # p1's CoT ends "Answer: 1", its reference; p2's states 2 against a reference of 3.
     assert rows == {
@@ -300,7 +286,7 @@ async def test_the_strong_answer_and_the_prefixes_are_graded_off_the_event_loop(
 
     monkeypatch.setattr(transfer, "service_grader", lambda name, metrics=None: RecordingGrader())
     runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
-    events = [event async for event in runner.run(transfer_request())]
+    events = [event async for event in runner.run(two_problems())]
     assert {cot.problem_id: cot.correct for cot in events if isinstance(cot, StrongCot)} == {"p1": True, "p2": False}
     assert grading_threads
     assert loop_thread not in grading_threads
