@@ -31,10 +31,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_figure_has_svg_pdf_and_its_data(run: Path) -> None:
-    for name in ("unlock_rate", "potential", "heatmap"):
+    for name in ("unlock_rate", "potential", "heatmap", "groups_level", "receivers"):
         assert (run / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (run / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
         assert b"<svg" in (run / f"{name}.svg").read_bytes()[:2000]
+        assert (run / f"{name}_data.csv").stat().st_size > 0
+    with (run / "groups_level_data.csv").open() as stream:
+        levels = list(csv.DictReader(stream))
+    assert {row["level"] for row in levels} == {"1", "2", "3", "4", "5"} and len(levels) == 5 * len(FRACTIONS)
     with (run / "unlock_rate_data.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert [float(row["fraction"]) for row in rows] == FRACTIONS

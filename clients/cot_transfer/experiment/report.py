@@ -19,7 +19,7 @@ from typing import Any
 from cot_transfer.domain.dynamics import DEFAULT_DYNAMICS_PARAMETERS, DynamicsParameters
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
 from cot_transfer.experiment.answers_report import report_extras_markdown, sampling_settings_rows
-from cot_transfer.experiment.groups import csv_with_metadata, run_groups, write_group_plots
+from cot_transfer.experiment.groups import csv_with_metadata, plot_file_name, run_groups, write_group_plots
 from cot_transfer.experiment.load import results_frame, strong_records, write_results_parquet
 from cot_transfer.experiment.markdown import format_unlock_table, report_markdown
 from cot_transfer.experiment.plots import (
@@ -112,6 +112,25 @@ def _write_figure(path: Path, output: FigureOutput) -> None:
     _write_csv(path.with_name(path.stem + DATA_SUFFIX), output.data, columns)
 
 
+def _per_fraction_rows(per_fraction: Sequence[Mapping[str, Any]], **keys: Any) -> list[dict[str, Any]]:
+    """A summary block's per-fraction numbers as flat rows: each interval as ``<name>_low``/``_high``."""
+    rows = []
+    for stats in per_fraction:
+        row = dict(keys)
+        for name, value in stats.items():
+            if isinstance(value, Mapping) and {"low", "high"} <= set(value):
+                row[f"{name.removesuffix('_interval')}_low"] = value["low"]
+                row[f"{name.removesuffix('_interval')}_high"] = value["high"]
+            elif value is None or isinstance(value, int | float | str):
+                row[name] = value
+        rows.append(row)
+    return rows
+
+
+def _write_data(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    _write_csv(path.with_name(path.stem + DATA_SUFFIX), rows, list(dict.fromkeys(key for row in rows for key in row)))
+
+
 def write_report(
     run_dir: str | Path,
     *,
@@ -136,7 +155,16 @@ def write_report(
     summary["groups"] = run_groups(run, confidence=analysis.confidence, group_by=group_by)
     _write_text(files.summary_json, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     _write_csv(files.results_csv, *csv_with_metadata(folder, csv_rows(run, analysis), CSV_COLUMNS))
-    write_group_plots(folder, summary["groups"], analysis.confidence, _write_figure_formats)
+    for path in write_group_plots(folder, summary["groups"], analysis.confidence, _write_figure_formats):
+        field = next(name for name in summary["groups"] if plot_file_name(name) == path.name)
+        _write_data(
+            path,
+            [
+                row
+                for group in summary["groups"][field]["values"]
+                for row in _per_fraction_rows(group["per_fraction"], **{field: group["value"]})
+            ],
+        )
     figures = {
         "unlock_rate": (files.unlock_rate_png, unlock_rate_figure(summary)),
         "potential": (files.potential_png, potential_figure(summary)),
@@ -152,6 +180,15 @@ def write_report(
         names[f"{kind}_caption"] = output.caption
     if len([mode for modes in summary["receivers"].values() for mode in modes]) > 1:
         _write_figure_formats(folder / RECEIVERS_PNG, lambda target: plot_receivers(summary, target))
+        _write_data(
+            folder / RECEIVERS_PNG,
+            [
+                row
+                for name, modes in summary["receivers"].items()
+                for mode, block in modes.items()
+                for row in _per_fraction_rows(block["per_fraction"], receiver=name, mode=mode)
+            ],
+        )
         names["receivers"] = RECEIVERS_PNG
     results = results_frame(folder, run.settings, strong_records(folder, run.settings))
     _write_text(
