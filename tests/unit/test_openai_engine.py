@@ -195,6 +195,9 @@ async def test_a_completion_sends_token_ids_and_every_sampling_setting() -> None
     server = FakeServer(max_model_len=384)
     engine = await started(server)
     assert engine.max_model_len == 384
+    assert len(engine.fingerprint()) == 16
+    server.max_model_len = 512  # the server now serves something else under the name
+    assert (await started(server)).fingerprint() != engine.fingerprint()
     [output] = await outputs(engine, request(n=3))
     [body] = server.bodies("/v1/completions")
     assert body == {

@@ -97,3 +97,7 @@ class Engine(abc.ABC):
     def stats(self) -> dict[str, float]:
         """Engine load for autoscaling: ``running`` and ``waiting`` sequences, ``kv_cache_usage``."""
         return {}
+
+    def fingerprint(self) -> str:
+        """What identifies a model that has no local folder (one on a server); empty: the folder does."""
+        return ""

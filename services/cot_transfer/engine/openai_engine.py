@@ -12,6 +12,7 @@ The API key is read from the environment variable the config names and only ever
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -52,6 +53,14 @@ class _TransientError(Exception):
         super().__init__(error.message)
         self.error = error
         self.retry_after_s = retry_after_s
+
+
+def served_fingerprint(base_url: str, served: Mapping[str, Any], max_model_len: int) -> str:
+    """16 hex digits over what the server says it serves under the name: its address, the model's id
+    and ``root`` (vLLM: the folder or hub id it loaded) and the context length. A checkpoint swapped
+    under the same name and path goes unnoticed, as the weights of a local folder mostly do."""
+    identity = [base_url, str(served.get("id")), str(served.get("root")), str(max_model_len)]
+    return hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
 
 
 def backoff_s(attempt: int, initial_s: float, max_s: float, draw: Callable[[], float] = random.random) -> float:
@@ -157,6 +166,7 @@ class OpenAIEngine(Engine):
         # The key, read once at start; only ever put in the Authorization header.
         self._secret = ""
         self._returns_token_ids = True
+        self._fingerprint = ""
 
     # -- start, health, shutdown ------------------------------------------------------------
 
@@ -187,6 +197,7 @@ class OpenAIEngine(Engine):
         )
         served = await self._wait_for_server()
         self._max_model_len = self._context_length(served)
+        self._fingerprint = served_fingerprint(endpoint.base_url, served, self._max_model_len)
         folder = endpoint.local_tokenizer
         if folder is not None:
             self._tokenizer = await asyncio.to_thread(self._load_tokenizer, folder)
@@ -293,6 +304,9 @@ class OpenAIEngine(Engine):
     @property
     def max_model_len(self) -> int:
         return self._max_model_len
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
 
     def stats(self) -> dict[str, float]:
         return {

@@ -74,15 +74,16 @@ class _ModelReplica:
         self._metrics = RayServiceMetrics()
         self._format = reasoning_format
         self._receiver = ReceiverServer(
-            self._engine, self._name, self._metrics, reasoning_format, force_answer_max_tokens
+            self._engine, self._name, self._metrics, reasoning_format, force_answer_max_tokens=force_answer_max_tokens
         )
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
         return await self._receiver.complete(request)
 
     async def fingerprint(self) -> str:
-        """The fingerprint of the model folder this replica serves (``serving.fingerprint``)."""
-        return await asyncio.to_thread(model_fingerprint, self._model_path)
+        """The fingerprint of the model folder this replica serves (``serving.fingerprint``), or of the
+        model on the server its engine calls."""
+        return self._engine.fingerprint() or await asyncio.to_thread(model_fingerprint, self._model_path)
 
     async def check_health(self) -> None:
         """Serve's periodic replica health check; the gRPC health probe reads its outcome."""
