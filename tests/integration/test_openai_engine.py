@@ -390,12 +390,13 @@ async def test_a_stream_matches_the_whole_completion_and_closing_it_aborts_upstr
         assert [t for output in deltas for t in output.samples[0].token_ids] == list(whole.samples[0].token_ids)
         assert "".join(output.samples[0].text for output in deltas) == whole.samples[0].text
         assert deltas[-1].samples[0].finish_reason == whole.samples[0].finish_reason
-        # A long, hot stream closed after its first delta: the server aborts it.
+        # A long stream (8 hot samples to the context's end) closed after its first delta: the
+        # server aborts it.
         before = await asyncio.to_thread(aborted_requests, upstream)
-        hot = SamplingParams(temperature=2.0, top_p=1.0, max_tokens=400)
+        hot = SamplingParams(temperature=2.0, top_p=1.0, max_tokens=512 - len(prompt))
         stream = cast(
             AsyncGenerator[GenerationOutput, None],
-            model.generate(GenerationRequest(prompt, 1, hot, stream_deltas=True), "closed"),
+            model.generate(GenerationRequest(prompt, 8, hot, stream_deltas=True), "closed"),
         )
         first = await stream.__anext__()
         assert not first.finished
