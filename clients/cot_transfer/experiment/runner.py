@@ -32,7 +32,7 @@ from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError
 from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
 from cot_transfer.domain.requests import FractionResult, Problem, ProblemError, ResumedProblem, ServiceInfo, StrongCot
-from cot_transfer.experiment.cut_settings import cut_run_options, resume_fractions
+from cot_transfer.experiment.cut_settings import resume_fractions
 from cot_transfer.experiment.datasets import (
     RUN_PROBLEMS_FILE,
     DatasetOptions,
@@ -253,21 +253,9 @@ async def _run_problems(
 
     # One call per batch the service's limits allow; results land on disk the same way.
     for batch in problem_batches(specs, info.max_problems_per_run, info.max_message_bytes, wire_bytes):
-        async for event in client.run_transfer(
-            batch,
-            settings.measured_fractions(),
-            n=settings.n,
-            strong_sampling=settings.strong_sampling,
-            weak_sampling=settings.weak_sampling,
-            thresholds=settings.thresholds,
-            grader=settings.grader,
-            experiment_id=experiment,
-            receivers=settings.receivers,
-            modes=settings.modes,
-            sampling_plan=settings.sampling_plan,
-            resumed={problem.id: resumed[problem.id] for problem in batch if problem.id in resumed},
-            **cut_run_options(settings.cut, settings.step_boundary, settings.keep_completions),
-        ):
+        resumed_here = {problem.id: resumed[problem.id] for problem in batch if problem.id in resumed}
+        run = client.run_transfer(batch, experiment_id=experiment, resumed=resumed_here, **settings.run_options())
+        async for event in run:
             if isinstance(event, StrongCot):
                 writer.add_strong(event)
             elif isinstance(event, FractionResult):

@@ -24,6 +24,7 @@ from cot_transfer.domain.truncation import normalize_fractions, with_baseline
 from cot_transfer.experiment.cut_settings import (
     ALL_COMPLETIONS,
     DEFAULT_KEPT_COMPLETIONS,
+    cut_run_options,
     cut_settings_json,
     kept_completions_from_json,
 )
@@ -63,6 +64,14 @@ class ExperimentSettings:
     def receiver_modes(self) -> tuple[tuple[str, str], ...]:
         """The (receiver, mode) of every row a problem has at each fraction ("" is the weak model)."""
         return receiver_modes(self.receivers or ("",), self.modes or (FREE,))
+
+    def run_options(self) -> dict[str, Any]:
+        """``CotTransferClient.run_transfer``'s keyword arguments for these settings, but the
+        problems, the experiment id and a resume's rows: fresh and resumed problems are sent alike."""
+        sent = ("n", "strong_sampling", "weak_sampling", "thresholds", "grader", "receivers", "modes", "sampling_plan")
+        options = {name: getattr(self, name) for name in sent}
+        options["fractions"] = self.measured_fractions()
+        return options | cut_run_options(self.cut, self.step_boundary, self.keep_completions)
 
     def to_json(self) -> dict[str, Any]:
         settings: dict[str, Any] = {

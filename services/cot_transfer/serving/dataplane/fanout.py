@@ -9,6 +9,7 @@ import heapq
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED
 from cot_transfer.domain.errors import AlreadyExistsError, UnavailableError
@@ -133,6 +134,18 @@ def problem_error(problem_id: str, error: BaseException) -> ProblemError:
     return ProblemError(problem_id=problem_id, code=failure.code, message=failure.details)
 
 
+def row_fields_of(prefix: CotPrefix) -> dict[str, Any]:
+    """What a row takes from the prefix it was drawn on: where the cut is and what it gives away."""
+    return {
+        "fraction": prefix.fraction,
+        "prefix_num_tokens": prefix.num_tokens,
+        "cot_num_tokens": prefix.cot_num_tokens,
+        "num_steps": prefix.num_steps,
+        "answer_in_prefix": prefix.answer_in_prefix,
+        "answer_stated_in_prefix": prefix.answer_stated_in_prefix,
+    }
+
+
 def expected_rows(request: TransferRequest) -> int:
     """The rows a run sends: every (fraction, receiver, mode) of each problem, a resumed problem's
     own rows (or every row of its stored prefixes)."""
@@ -247,7 +260,8 @@ class TransferRunner:
         try:
             async with asyncio.TaskGroup() as group:
                 for index, problem in enumerate(request.problems):
-                    group.create_task(self._run_isolated(request, problem, (run_number, index), events))
+                    work = self._run_problem(request, problem, (run_number, index), events)
+                    group.create_task(self._isolated(problem.id, work, events))
         except BaseExceptionGroup as group_error:
             await events.put(_Failure(_first_cause(group_error)))
         except BaseException as error:  # cancellation included: the consumer is gone or going
@@ -256,20 +270,14 @@ class TransferRunner:
         else:
             await events.put(_DONE)
 
-    async def _run_isolated(
-        self,
-        request: TransferRequest,
-        problem: Problem,
-        position: tuple[int, int],
-        events: asyncio.Queue[object],
-    ) -> None:
-        """Runs one problem; its failure becomes its ProblemError and the other problems go on.
-        Cancellation (the caller left, the deadline passed) is not a problem's failure: it ends
-        the run."""
+    async def _isolated(self, problem_id: str, work: Awaitable[None], events: asyncio.Queue[object]) -> None:
+        """Runs one problem's ``work``; its failure becomes its ProblemError and the other problems
+        go on. Cancellation (the caller left, the deadline passed) is not a problem's failure: it
+        ends the run."""
         try:
-            await self._run_problem(request, problem, position, events)
+            await work
         except Exception as error:  # a task group of the problem's fractions included
-            await events.put(problem_error(problem.id, error))
+            await events.put(problem_error(problem_id, error))
 
     async def _strong_cot(
         self, request: TransferRequest, problem: Problem, position: tuple[int, int]
@@ -374,20 +382,15 @@ class TransferRunner:
         await events.put(
             FractionResult(
                 problem_id=problem.id,
-                fraction=prefix.fraction,
-                prefix_num_tokens=prefix.num_tokens,
-                cot_num_tokens=prefix.cot_num_tokens,
                 n=len(result.completions),
                 num_correct=result.num_correct,
-                answer_in_prefix=prefix.answer_in_prefix,
-                answer_stated_in_prefix=prefix.answer_stated_in_prefix,
                 receiver=receiver,
                 mode=mode,
                 answer_counts=count_answers(sample.extracted_answer for sample in result.completions),
                 completions=tuple(result.completions) if request.keep_completions else (),
-                num_steps=prefix.num_steps,
                 rounds=drawn.rounds,
                 stop_reason=drawn.stop_reason,
                 rao_blackwell_potential=drawn.rao_blackwell_potential,
+                **row_fields_of(prefix),
             )
         )

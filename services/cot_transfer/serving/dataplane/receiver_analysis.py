@@ -29,17 +29,9 @@ def run_receiver_modes(request: TransferRequest) -> tuple[ReceiverMode, ...]:
 def completion_request(
     request: TransferRequest, problem: Problem, prefix: CotPrefix, receiver: str, mode: str
 ) -> CompletionRequest:
-    return CompletionRequest(
-        problem=problem.problem,
-        prefix=prefix.text,
-        prefix_token_ids=prefix.token_ids,
-        n=request.n,
-        sampling=request.receiver_sampling,
-        reference_answer=problem.answer,
-        grader=request.grader,
-        receiver=receiver,
-        mode=mode,
-    )
+    # In the field order: problem, prefix, n, sampling, reference answer, grader.
+    fields = (problem.problem, prefix.text, request.n, request.receiver_sampling, problem.answer, request.grader)
+    return CompletionRequest(*fields, prefix_token_ids=prefix.token_ids, receiver=receiver, mode=mode)
 
 
 class ReceiverAnalyses:

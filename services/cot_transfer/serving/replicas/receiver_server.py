@@ -9,18 +9,17 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from cot_transfer.domain.answers import grade
 from cot_transfer.domain.errors import UnavailableError
 from cot_transfer.domain.receivers import FORCE_ANSWER
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, GradedCompletion
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest
-from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
 from cot_transfer.serving.common.serving_config import DEFAULT_FORCE_ANSWER_MAX_TOKENS
 from cot_transfer.serving.replicas.engine_server import EngineServer, check_fits_context
 from cot_transfer.serving.replicas.force_answer import closing_ids, graded_text
 from cot_transfer.serving.replicas.graders import service_grader
-from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningFormat
 
 
 class ReceiverServer(EngineServer):
@@ -29,12 +28,13 @@ class ReceiverServer(EngineServer):
     def __init__(
         self,
         engine: Engine,
-        model_name: str | None = None,
-        metrics: ServiceMetrics = NO_METRICS,
-        reasoning_format: ReasoningFormat = PLAIN,
+        *options: Any,
         force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
+        **named: Any,
     ) -> None:
-        super().__init__(engine, model_name, metrics, reasoning_format)
+        """``options`` and ``named``: ``EngineServer``'s (model name, metrics, reasoning format);
+        ``force_answer_max_tokens``: the answer budget of force-answer mode."""
+        super().__init__(engine, *options, **named)
         self._force_answer_max_tokens = force_answer_max_tokens
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
