@@ -268,11 +268,12 @@ def potential_figure(summary: Mapping[str, Any]) -> FigureOutput:
             }
             for x, mean, low, high in zip(xs, means, lows, highs, strict=True)
         ]
+    method = (summary.get("intervals") or {}).get("mean_potential") or "summary.json's mean_potential_interval"
     axes.set_title("Mean potential by CoT prefix length", fontsize=11)
     _legend_below(figure, handles, labels)
     caption = (
         "Mean over problems of the potential (the share of a prefix's n samples that are correct), per prefix"
-        f" length; bands: conservative {level}% intervals of the mean (Clopper-Pearson on the summed potentials)."
+        f" length; bands: {level}% intervals of the mean over problems, {method}."
         " The unlock threshold τ applies to each problem's potential, not to this mean, so it is not drawn."
     )
     return FigureOutput(figure, data, caption)
