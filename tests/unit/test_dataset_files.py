@@ -1,12 +1,10 @@
-"""Dataset files: JSON arrays, CSV, parquet, Arrow and save_to_disk folders, with positions in errors."""
+"""Dataset files through Hugging Face ``datasets``: JSON arrays, CSV, parquet, Arrow, save_to_disk
+folders, local dataset repositories and Hub ids from a cache the test builds; positions in errors."""
 
 from __future__ import annotations
 
 import datetime
 import json
-import shutil
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cot_transfer.experiment.datasets import DatasetError, load_problems
+from cot_transfer.experiment.datasets import DatasetError, DatasetOptions, load_problems
 
 SAMPLES = Path(__file__).resolve().parents[2] / "datasets" / "formats"
 
 
-def test_json_array_errors_point_at_the_line_of_the_record(tmp_path: Path) -> None:
+def test_json_array_errors_name_the_record(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text('[\n  {"problem": "a", "answer": "1"},\n\n  {"problem": "b"}\n]\n', encoding="utf-8")
-    with pytest.raises(DatasetError, match=r'p\.json:4: missing field "answer"'):
+    with pytest.raises(DatasetError, match=r'p\.json: row 2: missing field "answer"'):
         load_problems(path)
 
 
@@ -36,9 +34,8 @@ def test_json_array_ids_are_row_numbers(tmp_path: Path) -> None:
     ("text", "line", "message"),
     [
         ('[{"problem": "a", "answer": "1"},]', 1, "bad JSON"),
-        ('[{"problem": "a", "answer": "1"}\n {"problem": "b", "answer": "2"}]', 2, 'expected "," or "]"'),
-        ('[{"problem": "a", "answer": "1"}] trailing', 1, "text after the closing"),
-        ("[1]", 1, "must be a JSON object, got int"),
+        ('[{"problem": "a", "answer": "1"}\n {"problem": "b", "answer": "2"}]', 2, "Expecting ',' delimiter"),
+        ('[{"problem": "a", "answer": "1"}] trailing', 1, "Extra data"),
     ],
 )
 def test_malformed_json_arrays(tmp_path: Path, text: str, line: int, message: str) -> None:
@@ -62,28 +59,38 @@ def test_a_json_file_of_lines_is_jsonl(tmp_path: Path) -> None:
     assert [problem.problem for problem in load_problems(path)] == ["a", "b"]
 
 
-def test_csv_rows_with_quoted_newlines_keep_their_line_numbers(tmp_path: Path) -> None:
+def test_csv_rows_with_quoted_newlines_are_one_record_and_errors_name_the_row(tmp_path: Path) -> None:
     path = tmp_path / "p.csv"
     path.write_text('id,problem,answer,level\nx,"two\nlines",1,3\n\ny,second,,4\n', encoding="utf-8")
-    with pytest.raises(DatasetError, match=r'p\.csv:5: missing field "answer"'):
+    with pytest.raises(DatasetError, match=r'p\.csv: row 2: missing field "answer"'):
         load_problems(path)
+
+
+def test_csv_cells_stay_text_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("id,problem,answer,level\n1,q,007,3\n2,r,0.50,\n", encoding="utf-8")
+    assert [(p.id, p.answer, p.metadata) for p in load_problems(path)] == [
+        ("1", "007", {"level": "3"}),
+        ("2", "0.50", {}),
+    ]
 
 
 def test_csv_empty_cells_are_missing_values(tmp_path: Path) -> None:
     path = tmp_path / "p.csv"
     path.write_text("problem,answer,solution,level\nq,,so \\boxed{5},\n", encoding="utf-8")
     [problem] = load_problems(path)
-    assert (problem.id, problem.answer, problem.metadata) == ("1", "5", {"solution": "so \\boxed{5}", "level": None})
+    assert (problem.id, problem.answer, problem.metadata) == ("1", "5", {"solution": "so \\boxed{5}"})
 
 
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
         ("problem,answer,problem\nq,1,r\n", 1, "names a column twice: problem"),
-        ("problem,answer\nq,1,extra\n", 2, "3 cells, but the header names 2 columns"),
+        ("problem,answer\nq,1,extra\n", None, "Length of header or names does not match"),
+        ("problem,answer\nq,1\nr,2,extra\n", None, "Expected 2 fields in line 3, saw 3"),
     ],
 )
-def test_malformed_csv(tmp_path: Path, text: str, line: int, message: str) -> None:
+def test_malformed_csv(tmp_path: Path, text: str, line: int | None, message: str) -> None:
     path = tmp_path / "p.csv"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(DatasetError, match=message) as caught:
@@ -107,7 +114,7 @@ def test_parquet_as_pandas_writes_it(tmp_path: Path) -> None:
     frame.to_parquet(path)
     problems = load_problems(path)
     assert [(problem.id, problem.answer) for problem in problems] == [("a/1.json", "3"), ("a/2.json", "4.5")]
-    assert problems[0].metadata == {"level": 1, "score": None, "added": "2024-05-01T00:00:00"}
+    assert problems[0].metadata == {"level": 1, "added": "2024-05-01T00:00:00"}  # NaN: no value
 
 
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
@@ -121,7 +128,7 @@ def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
 def test_a_file_that_is_not_parquet(tmp_path: Path) -> None:
     path = tmp_path / "p.parquet"
     path.write_text("problem,answer\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match="not a parquet file"):
+    with pytest.raises(DatasetError, match="cannot be read as parquet"):
         load_problems(path)
 
 
@@ -155,60 +162,116 @@ def test_arrow_files_stream_or_file_format(tmp_path: Path) -> None:
         assert [problem.answer for problem in load_problems(tmp_path / name)] == ["1"]
 
 
-def _saved_dataset(folder: Path, records: list[dict[str, Any]], shards: int = 1) -> Path:
-    folder.mkdir(parents=True)
-    names = [f"data-{index:05d}-of-{shards:05d}.arrow" for index in range(shards)]
-    size = -(-len(records) // shards)
-    for index, name in enumerate(names):
-        _arrow_stream(folder / name, pa.Table.from_pylist(records[index * size : (index + 1) * size]))
-    state = {"_data_files": [{"filename": name} for name in names], "_split": "test"}
-    (folder / "state.json").write_text(json.dumps(state), encoding="utf-8")
-    (folder / "dataset_info.json").write_text("{}", encoding="utf-8")
+def _saved(folder: Path, splits: dict[str, list[dict[str, Any]]]) -> Path:
+    datasets = pytest.importorskip("datasets")
+    saved = datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in splits.items()})
+    (saved["test"] if list(splits) == ["test"] else saved).save_to_disk(str(folder))
     return folder
 
 
-def test_saved_dataset_shards_are_read_in_order_with_running_row_numbers(tmp_path: Path) -> None:
-    records = [{"problem": f"p{index}", "answer": str(index)} for index in range(5)]
-    folder = _saved_dataset(tmp_path / "saved", records, shards=2)
+def test_a_save_to_disk_folder_is_read_with_load_from_disk(tmp_path: Path) -> None:
+    folder = _saved(
+        tmp_path / "saved", {"test": [{"problem": f"p{index}", "answer": str(index)} for index in range(5)]}
+    )
     assert [problem.id for problem in load_problems(folder)] == ["1", "2", "3", "4", "5"]
 
 
 def test_a_dataset_dict_folder_with_one_split_reads_it_and_with_several_asks_for_one(tmp_path: Path) -> None:
-    root = tmp_path / "dict"
-    _saved_dataset(root / "test", [{"problem": "a", "answer": "1"}])
-    (root / "dataset_dict.json").write_text(json.dumps({"splits": ["test"]}), encoding="utf-8")
-    assert [problem.problem for problem in load_problems(root)] == ["a"]
-    _saved_dataset(root / "train", [{"problem": "b", "answer": "2"}])
-    (root / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}), encoding="utf-8")
-    with pytest.raises(DatasetError, match=f"the splits train, test: give the folder of one, e.g. {root / 'train'}"):
-        load_problems(root)
-    assert [problem.problem for problem in load_problems(root / "train")] == ["b"]
+    one = _saved(tmp_path / "one", {"validation": [{"problem": "a", "answer": "1"}]})
+    assert [problem.problem for problem in load_problems(one)] == ["a"]
+    several = _saved(
+        tmp_path / "several", {"train": [{"problem": "b", "answer": "2"}], "test": [{"problem": "c", "answer": "3"}]}
+    )
+    with pytest.raises(DatasetError, match="the splits train, test: choose one with --split"):
+        load_problems(several)
+    assert [problem.problem for problem in load_problems(several, DatasetOptions(split="test"))] == ["c"]
+    with pytest.raises(DatasetError, match="no split 'dev'; it has train, test"):
+        load_problems(several, DatasetOptions(split="dev"))
 
 
-def test_a_folder_that_is_no_saved_dataset(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="not a folder written by datasets' save_to_disk"):
+def test_a_local_dataset_repository_folder_reads_the_split_asked_for(tmp_path: Path) -> None:
+    repo = tmp_path / "repo" / "data"
+    repo.mkdir(parents=True)
+    (repo / "train.jsonl").write_text(json.dumps({"problem": "t", "answer": "1"}) + "\n", encoding="utf-8")
+    (repo / "test.jsonl").write_text(json.dumps({"problem": "s", "answer": "2"}) + "\n", encoding="utf-8")
+    assert [problem.problem for problem in load_problems(repo.parent, DatasetOptions(split="test"))] == ["s"]
+    assert [problem.problem for problem in load_problems(repo.parent)] == ["t"]
+
+
+def test_a_folder_that_holds_no_dataset(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=f"{tmp_path}: cannot be read as a dataset"):
         load_problems(tmp_path)
 
 
-def test_saved_dataset_is_read_with_load_from_disk_when_datasets_is_installed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    folder = tmp_path / "saved"
-    shutil.copytree(SAMPLES / "math500-saved", folder)
-    asked: list[str] = []
+def _hub_cache(cache: Path, repo_id: str, splits: dict[str, list[dict[str, Any]]]) -> None:
+    """What ``load_dataset(repo_id)`` leaves in ``HF_DATASETS_CACHE`` after one online load:
+    ``{namespace}___{name}/{config}/{version}/{hash}/`` with each split's Arrow file and
+    ``dataset_info.json``, which ``datasets`` reads back offline."""
+    datasets = pytest.importorskip("datasets")
+    namespace, name = repo_id.split("/")
+    target = cache / f"{namespace}___{name}" / "default" / "0.0.0" / "0123456789abcdef"
+    target.mkdir(parents=True)
+    info = datasets.DatasetInfo(dataset_name=name, config_name="default")
+    info.splits = datasets.SplitDict()
+    for split, rows in splits.items():
+        table = datasets.Dataset.from_list(rows).data.table
+        with (
+            pa.OSFile(str(target / f"{name}-{split}.arrow"), "wb") as sink,
+            pa.ipc.new_stream(sink, table.schema) as out,
+        ):
+            out.write_table(table)
+        info.splits.add(datasets.SplitInfo(name=split, num_examples=len(rows)))
+        info.features = datasets.Features.from_arrow_schema(table.schema)
+    info.write_to_directory(str(target))
 
-    def load_from_disk(path: str) -> list[dict[str, Any]]:
-        asked.append(path)
-        return [{"unique_id": "x/1.json", "problem": "from datasets", "answer": "5"}]
 
-    fake = types.ModuleType("datasets")
-    fake.load_from_disk = load_from_disk  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "datasets", fake)
-    [problem] = load_problems(folder)
-    assert asked == [str(folder)]
-    assert (problem.id, problem.problem) == ("x/1.json", "from datasets")
+@pytest.fixture
+def offline_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    datasets = pytest.importorskip("datasets")
+    cache = tmp_path / "hf-datasets"
+    # datasets reads its environment once, at import: set both the variables and what it read.
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    return cache
 
 
-def test_a_namespace_package_called_datasets_is_not_taken_for_hugging_face(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "datasets", types.ModuleType("datasets"))
-    assert len(load_problems(SAMPLES / "math500-saved")) == 6
+def test_a_hub_id_is_read_offline_from_the_local_cache_with_its_split(offline_hub_cache: Path) -> None:
+    _hub_cache(
+        offline_hub_cache,
+        "ct-org/tiny-math",
+        {
+            "test": [{"unique_id": "test/a.json", "problem": "one", "answer": "1", "level": 2}],
+            "train": [{"unique_id": "train/b.json", "problem": "two", "answer": "2", "level": 3}],
+        },
+    )
+    [test] = load_problems("ct-org/tiny-math", DatasetOptions(split="test", revision="main"))
+    assert (test.id, test.answer, test.metadata) == ("test/a.json", "1", {"level": 2})
+    [train] = load_problems("ct-org/tiny-math")
+    assert train.id == "train/b.json"
+
+
+def test_a_hub_id_missing_from_the_cache_is_an_error_offline(offline_hub_cache: Path) -> None:
+    with pytest.raises(
+        DatasetError, match="ct-org/absent: no such file or folder, nor a dataset in the Hugging Face cache"
+    ):
+        load_problems("ct-org/absent")
+
+
+def test_reading_local_files_leaves_no_cache_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    cache = tmp_path / "hf-datasets"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    path = tmp_path / "data" / "p.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"problem": "a", "answer": "1"}) + "\n", encoding="utf-8")
+    assert len(load_problems(path)) == 1
+    assert not cache.exists() and sorted(item.name for item in path.parent.iterdir()) == ["p.jsonl"]
+
+
+def test_jsonl_fields_may_mix_types_across_lines(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    lines = [{"problem": "a", "answer": "1/2", "tag": {"k": 1}}, {"problem": "b", "answer": 2, "tag": [1]}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert [(p.answer, p.metadata) for p in load_problems(path)] == [("1/2", {"tag": {"k": 1}}), ("2", {"tag": [1]})]

@@ -94,7 +94,7 @@ def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     [
         (['{"problem": "q", "answer": '], 1, "bad JSON"),
         ([as_line({"problem": "q", "answer": "1"}), "not json"], 2, "bad JSON"),
-        (['["problem", "answer"]'], 1, "must be a JSON object"),
+        ([as_line({"problem": "q", "answer": "1"}), '["problem", "answer"]'], 2, "must be a JSON object"),
         ([as_line({"answer": "1"})], 1, 'no known dataset format has these fields.*fields found: "answer"'),
         ([as_line({"problem": "q", "answer": "1"}), as_line({"answer": "1"})], 2, 'missing field "problem"'),
         ([as_line({"problem": 7, "answer": "1"})], 1, 'field "problem" must be a string'),

@@ -1,16 +1,9 @@
-r"""The record formats of the common math datasets, recognised by their fields.
-
-Each format says which field holds a problem's id, its text and its reference answer; every
-other field of the record becomes the problem's metadata. The values are validated by pydantic
-models, one per kind of answer:
-
-* ``generic``: ``problem``, ``answer`` (or a ``solution`` whose last ``\boxed{}`` is the answer),
-  optional ``id`` and ``metadata`` object (which wins over the other fields on a clash);
-* ``math`` (MATH, MATH-500): like generic, with the id in ``unique_id``;
-* ``aime``: ``id``, ``problem``, ``answer`` (also capitalised, as some AIME files have them);
-* ``gsm8k``: ``question``, and an ``answer`` whose reference follows its last ``####``;
-* ``olympiad`` (AMC, OlympiadBench): ``question`` or ``problem``, and ``final_answer``, a value
-  or a list of values (joined with ", "), optional ``id``.
+r"""The record formats of the common math datasets, recognised by their fields: ``generic``
+(``problem``, ``answer`` or a ``solution``'s last ``\boxed{}``, optional ``id`` and ``metadata``
+object), ``math`` (MATH-500: the id in ``unique_id``), ``aime`` (``id``/``ID``, ``problem``/``Problem``,
+``answer``/``Answer``), ``gsm8k`` (``question``, the answer after ``####``) and ``olympiad`` (AMC,
+OlympiadBench: ``question`` or ``problem``, ``final_answer`` as a value or list). A record that sets
+two spellings of one role is ambiguous and refused; every other field is the problem's metadata.
 """
 
 from __future__ import annotations
@@ -20,9 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, model_validator
+from typing import Any, Literal
 
 from cot_transfer.domain.answers import last_boxed_content
 
@@ -40,52 +31,32 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _record_id(value: Any) -> str:
-    # bool is an int subclass, but true/false is no id.
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"must be a string or an integer, got {_kind(value)}")
-    text = str(value)
-    if not text.strip():
+def _nonempty(value: Any, types: type | tuple[type, ...], names: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, types):  # true/false is no id nor answer
+        raise ValueError(f"must be {names}, got {_kind(value)}")
+    if not str(value).strip():
         raise ValueError("is empty")
-    return text
+    return str(value)
+
+
+def _record_id(value: Any) -> str:
+    return _nonempty(value, (str, int), "a string or an integer")
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, got {_kind(value)}")
-    if not value.strip():
-        raise ValueError("is empty")
-    return value
+    return _nonempty(value, str, "a string")
 
 
 def _scalar_answer(value: Any) -> str:
-    # true/false is no answer to a math problem.
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"must be a string or a number, got {_kind(value)}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {value}")
-        # Parquet and pandas store integer answers as floats: 204.0 is the answer 204.
-        text = str(int(value)) if value.is_integer() else repr(value)
-    else:
-        text = str(value).strip()
-    if not text:
-        raise ValueError("is empty")
-    return text
-
-
-def _optional_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, got {_kind(value)}")
-    return value
+    text = _nonempty(value, (str, int, float), "a string or a number").strip()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
+    # Parquet and pandas store integer answers as floats: 204.0 is the answer 204.
+    return (str(int(value)) if value.is_integer() else repr(value)) if isinstance(value, float) else text
 
 
 def _gsm8k_answer(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, got {_kind(value)}")
-    if "####" not in value:
+    if "####" not in _text(value):
         raise ValueError('has no "####" before the final answer, as GSM8K answers have')
     reference = value.rsplit("####", 1)[1].strip()
     if not reference:
@@ -112,81 +83,18 @@ def _final_answer(value: Any) -> str:
         raise ValueError(f"must be a string, a number or a list of them, got {_kind(value)}") from None
 
 
-def _metadata_object(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValueError(f"must be a JSON object, got {_kind(value)}")
-    return value
-
-
-RecordId = Annotated[str, PlainValidator(_record_id)]
-Text = Annotated[str, PlainValidator(_text)]
-ScalarAnswer = Annotated[str, PlainValidator(_scalar_answer)]
-OptionalText = Annotated[str | None, PlainValidator(_optional_text)]
-Gsm8kAnswer = Annotated[str, PlainValidator(_gsm8k_answer)]
-FinalAnswer = Annotated[str, PlainValidator(_final_answer)]
-MetadataObject = Annotated[dict[str, Any] | None, PlainValidator(_metadata_object)]
-
-
-class _Fields(BaseModel):
-    """A record's id, text and answer, taken from the fields its format names."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: RecordId | None = None
-    problem: Text
-
-
-class _BoxedFields(_Fields):
-    answer: ScalarAnswer | None = None
-    solution: OptionalText = None
-
-    @model_validator(mode="after")
-    def _has_an_answer(self) -> _BoxedFields:
-        if self.answer is None and not (self.solution and last_boxed_content(self.solution)):
-            raise ValueError("solution: has no \\boxed{} answer, and the record has no answer field")
-        return self
-
-    def reference(self) -> str:
-        if self.answer is not None:
-            return self.answer
-        boxed = last_boxed_content(self.solution or "")
-        assert boxed is not None, "checked by _has_an_answer"
-        return boxed
-
-
-class _Gsm8kFields(_Fields):
-    answer: Gsm8kAnswer
-
-    def reference(self) -> str:
-        return self.answer
-
-
-class _OlympiadFields(_Fields):
-    answer: FinalAnswer
-
-    def reference(self) -> str:
-        return self.answer
-
-
 @dataclass(frozen=True)
 class RecordFormat:
-    """Where a format keeps each part of a problem.
-
-    Each role lists the fields that may hold it, in the spellings the datasets use; a record
-    that has two of them is ambiguous (which one is meant?) and is refused.
-    """
+    """The fields (in the spellings the datasets use) where a format keeps each part of a problem."""
 
     name: FormatName
-    fields: type[_BoxedFields | _Gsm8kFields | _OlympiadFields]
     id_keys: tuple[str, ...]
     problem_keys: tuple[str, ...]
     answer_keys: tuple[str, ...]
     solution_keys: tuple[str, ...] = ()
     id_required: bool = False
-    # A generic record's ``metadata`` object is merged into its metadata.
-    metadata_key: str | None = None
+    metadata_key: str | None = None  # a generic record's ``metadata`` object joins its metadata
+    answer: Callable[[Any], str] = _scalar_answer
 
     def mapped(self, *, id_field: str | None, problem_field: str | None, answer_field: str | None) -> RecordFormat:
         """The format with the roles that a command line names taken from those fields."""
@@ -200,37 +108,42 @@ class RecordFormat:
 
     def parse(self, raw: Mapping[str, Any]) -> tuple[str | None, str, str, dict[str, Any]]:
         """(id or None, problem, answer, metadata) of one record; raises ``RecordError``."""
-        chosen = {
-            "id": _one_of(raw, self.id_keys, "--id-field"),
-            "problem": _one_of(raw, self.problem_keys, "--problem-field"),
-            "answer": _one_of(raw, self.answer_keys, "--answer-field"),
-            "solution": _one_of(raw, self.solution_keys, None),
-        }
-        if self.id_required and chosen["id"] is None:
+        id_key = _one_of(raw, self.id_keys, "--id-field")
+        problem_key = _one_of(raw, self.problem_keys, "--problem-field")
+        answer_key = _one_of(raw, self.answer_keys, "--answer-field")
+        solution_key = _one_of(raw, self.solution_keys, None)
+        if self.id_required and id_key is None:
             raise RecordError(f'missing field "{self.id_keys[0]}" (the id); {_found(raw)}')
-        if chosen["problem"] is None:
+        if problem_key is None:
             raise RecordError(f'missing field "{self.problem_keys[0]}"; {_found(raw)}')
-        if chosen["answer"] is None and chosen["solution"] is None:
+        if answer_key is None and solution_key is None:
             wanted = f'"{self.answer_keys[0]}"'
             if self.solution_keys:
                 wanted += f' (or a "{self.solution_keys[0]}" with a \\boxed{{}} answer)'
             raise RecordError(f"missing field {wanted}; {_found(raw)}")
-        values = {role: raw[key] for role, key in chosen.items() if key is not None}
-        try:
-            fields = self.fields.model_validate(values)
-        except ValidationError as error:
-            raise RecordError(_describe(error, chosen)) from None
-        used = {key for role, key in chosen.items() if key is not None and role != "solution"}
-        # A role's other spellings left empty (null, a blank CSV cell) say nothing about the problem.
-        used.update(key for key in (*self.id_keys, *self.problem_keys, *self.answer_keys) if raw.get(key, 0) is None)
-        metadata = {key: value for key, value in raw.items() if key not in used and key != self.metadata_key}
-        if self.metadata_key is not None and self.metadata_key in raw:
-            try:
-                explicit = _metadata_object(raw[self.metadata_key])
-            except ValueError as error:
-                raise RecordError(f'field "{self.metadata_key}" {error}') from None
-            metadata.update(explicit or {})
-        return fields.id, fields.problem, fields.reference(), json_values(metadata)
+        record_id = _checked(raw, id_key, _record_id)
+        problem = str(_checked(raw, problem_key, _text))
+        answer = _checked(raw, answer_key, self.answer)
+        if answer is None:
+            answer = last_boxed_content(_checked(raw, solution_key, _text) or "")
+            if not answer:
+                raise RecordError(
+                    f'field "{solution_key}" has no \\boxed{{}} answer, and the record has no answer field'
+                )
+        # The solution stays metadata; so do a role's other spellings unless left empty.
+        used = {id_key, problem_key, answer_key, self.metadata_key}
+        metadata = {key: value for key, value in raw.items() if key not in used}
+        explicit = raw.get(self.metadata_key) if self.metadata_key else None
+        if explicit is not None and not isinstance(explicit, dict):
+            raise RecordError(f'field "{self.metadata_key}" must be a JSON object, got {_kind(explicit)}')
+        return record_id, problem, answer, json_values({**metadata, **(explicit or {})})
+
+
+def _checked(raw: Mapping[str, Any], key: str | None, check: Callable[[Any], str]) -> str | None:
+    try:
+        return None if key is None else check(raw[key])
+    except ValueError as error:
+        raise RecordError(f'field "{key}" {error}') from None
 
 
 def _one_of(raw: Mapping[str, Any], keys: Sequence[str], flag: str | None) -> str | None:
@@ -243,78 +156,51 @@ def _one_of(raw: Mapping[str, Any], keys: Sequence[str], flag: str | None) -> st
 
 
 def _found(raw: Mapping[str, Any]) -> str:
-    return "fields found: " + (", ".join(f'"{key}"' for key in raw) or "none")
-
-
-def _describe(error: ValidationError, chosen: Mapping[str, str | None]) -> str:
-    """The first problem pydantic found, named by the record's own field."""
-    first = error.errors()[0]
-    role = str(first["loc"][0]) if first["loc"] else ""
-    message = str(first.get("ctx", {}).get("error", first["msg"]))
-    if not role:
-        # A model-level check names its role at the start of the message.
-        role, _, message = message.partition(": ")
-    field = chosen.get(role) or role
-    if message == "missing":
-        return f'missing field "{field}"'
-    return f'field "{field}" {message}'
+    return "fields found: " + (", ".join(f'"{key}"' for key, value in raw.items() if value is not None) or "none")
 
 
 def json_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` as JSON can hold them: dates as ISO text, NaN as null; binary data (images)
-    is left out, as nothing downstream can show it."""
-    converted: dict[str, Any] = {}
-    for key, value in values.items():
-        keep, item = _json_value(value)
-        if keep:
-            converted[str(key)] = item
-    return converted
+    """``values`` as JSON holds them: dates as ISO text, NaN as null. Missing values (null) are
+    left out, as ``datasets`` gives every record every field of the file; so is binary data
+    (images), which nothing downstream can show."""
+    converted = {str(key): _json_value(value) for key, value in values.items()}
+    return {key: value for key, value in converted.items() if value is not None}
 
 
-def _json_value(value: Any) -> tuple[bool, Any]:
-    if value is None or isinstance(value, str | bool | int):
-        return True, value
+def _json_value(value: Any) -> Any:
     if isinstance(value, float):
-        return True, value if math.isfinite(value) else None
+        return value if math.isfinite(value) else None
     if isinstance(value, datetime | date | time):
-        return True, value.isoformat()
+        return value.isoformat()
     if isinstance(value, Mapping):
-        return True, json_values(value)
+        return json_values(value)
     if isinstance(value, list | tuple):
-        items = [_json_value(item) for item in value]
-        return True, [item for keep, item in items if keep]
-    return False, None
+        return [item for item in map(_json_value, value) if item is not None]
+    return value if value is None or isinstance(value, str | bool | int) else None
 
 
-_GENERIC = RecordFormat(
-    "generic", _BoxedFields, ("id",), ("problem",), ("answer",), ("solution",), metadata_key="metadata"
-)
+_GENERIC = RecordFormat("generic", ("id",), ("problem",), ("answer",), ("solution",), metadata_key="metadata")
 FORMATS: dict[FormatName, RecordFormat] = {
     "generic": _GENERIC,
-    "math": RecordFormat("math", _BoxedFields, ("unique_id",), ("problem",), ("answer",), ("solution",), True),
+    "math": RecordFormat("math", ("unique_id",), ("problem",), ("answer",), ("solution",), True),
     "aime": RecordFormat(
-        "aime", _BoxedFields, ("id", "ID"), ("problem", "Problem"), ("answer", "Answer"), ("solution", "Solution"), True
+        "aime", ("id", "ID"), ("problem", "Problem"), ("answer", "Answer"), ("solution", "Solution"), True
     ),
-    "gsm8k": RecordFormat("gsm8k", _Gsm8kFields, ("id",), ("question",), ("answer",)),
-    "olympiad": RecordFormat("olympiad", _OlympiadFields, ("id",), ("question", "problem"), ("final_answer",)),
+    "gsm8k": RecordFormat("gsm8k", ("id",), ("question",), ("answer",), answer=_gsm8k_answer),
+    "olympiad": RecordFormat("olympiad", ("id",), ("question", "problem"), ("final_answer",), answer=_final_answer),
 }
 
 
-def _is_gsm8k(raw: Mapping[str, Any]) -> bool:
-    answer = raw.get("answer")
-    return "question" in raw and isinstance(answer, str) and "####" in answer
-
-
 def _is_aime(raw: Mapping[str, Any]) -> bool:
-    keys = set(raw)
+    keys = {key for key, value in raw.items() if value is not None}
     return {"ID", "Problem"} <= keys or ({"id", "problem", "answer"} <= keys and bool(keys & {"year", "url"}))
 
 
 # The fields that give each native format away; a record matching none with a "problem" is generic.
 _SIGNATURES: dict[FormatName, Callable[[Mapping[str, Any]], bool]] = {
-    "math": lambda raw: "unique_id" in raw,
-    "olympiad": lambda raw: "final_answer" in raw,
-    "gsm8k": _is_gsm8k,
+    "math": lambda raw: raw.get("unique_id") is not None,
+    "olympiad": lambda raw: raw.get("final_answer") is not None,
+    "gsm8k": lambda raw: raw.get("question") is not None and "####" in str(raw.get("answer") or ""),
     "aime": _is_aime,
 }
 
@@ -329,7 +215,7 @@ def detect_format(raw: Mapping[str, Any], *, fields_named: bool = False) -> Reco
         )
     if matches:
         return FORMATS[matches[0]]
-    if "problem" in raw or fields_named:
+    if raw.get("problem") is not None or fields_named:
         return _GENERIC
     raise RecordError(
         "no known dataset format has these fields; name them with --problem-field and --answer-field"

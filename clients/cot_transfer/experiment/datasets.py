@@ -1,12 +1,13 @@
 """Problem datasets: the files researchers already have, as ``Problem``s with their own ids.
 
-``load_problems`` reads any file ``dataset_files`` knows (JSONL, JSON arrays, CSV, parquet,
-Arrow, a ``datasets`` ``save_to_disk`` folder) in any format ``dataset_formats`` knows
-(generic, MATH/MATH-500, AIME, GSM8K, AMC/OlympiadBench). The format is recognised from the
-first record's fields unless chosen, and every record must fit it; command-line field names map
-any other file. Every field that is not the id, the problem or the answer is kept as the
-problem's metadata (level, subject, year, ...), which goes into the results folder. Ids are
-unique; a record without one is numbered by its line (JSONL) or row (the other files).
+``load_problems`` reads what ``dataset_files`` reads through Hugging Face ``datasets`` (JSONL,
+JSON arrays, CSV, parquet, Arrow, a ``save_to_disk`` folder, a local dataset repository, a Hub id
+from the local cache) in any format ``dataset_formats`` knows (generic, MATH/MATH-500, AIME,
+GSM8K, AMC/OlympiadBench). The format is recognised from the first record's fields unless
+chosen, and every record must fit it; command-line field names map any other file. Every field
+that is not the id, the problem or the answer is kept as the problem's metadata (level, subject,
+year, ...), which goes into the results folder. Ids are unique; a record without one is numbered
+by its line (JSONL) or row (the other files).
 
 A malformed, ambiguous or unknown record raises ``DatasetError`` naming the file, the line (or
 row) and what is wrong.
@@ -69,6 +70,9 @@ class DatasetOptions(BaseModel):
     problem_field: str | None = None
     answer_field: str | None = None
     group_by: tuple[str, ...] = ()
+    # A Hub dataset's (or a folder's) split and revision; a local file has one split.
+    split: str | None = None
+    revision: str | None = None
 
     @property
     def names_fields(self) -> bool:
@@ -83,7 +87,7 @@ def load_problems(path: str | Path, options: DatasetOptions | None = None) -> li
     detected_at: Position | None = None
     problems: list[Problem] = []
     first_place_of_id: dict[str, Position] = {}
-    for position, raw in read_records(source):
+    for position, raw in read_records(path, split=options.split, revision=options.revision):
         if not isinstance(raw, dict):
             raise position.error(source, f"a record must be a JSON object, got {type(raw).__name__}")
         try:
@@ -165,7 +169,7 @@ def load_run_problems(out_dir: Path) -> list[Problem] | None:
 
 # Options of ``add_dataset_arguments``, as argparse names them; ``run --resume`` refuses them,
 # since the folder holds its problems.
-DATASET_OPTIONS = ("format", "id_field", "problem_field", "answer_field", "group_by")
+DATASET_OPTIONS = ("format", "id_field", "problem_field", "answer_field", "split", "revision", "group_by")
 
 
 def _field_names(text: str) -> tuple[str, ...]:
@@ -186,6 +190,13 @@ def add_dataset_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
         parser.add_argument("--id-field", help="field that holds each problem's id")
         parser.add_argument("--problem-field", help="field that holds each problem's text")
         parser.add_argument("--answer-field", help="field that holds each problem's reference answer")
+        parser.add_argument(
+            "--split", help="split of a Hub dataset or a folder of several (default: train, or a folder's only split)"
+        )
+        parser.add_argument(
+            "--revision",
+            help="revision of a Hub dataset (offline, with HF_DATASETS_OFFLINE=1, the copy in the local cache)",
+        )
     parser.add_argument(
         "--group-by",
         type=_field_names,
@@ -200,4 +211,6 @@ def dataset_options_from_args(args: argparse.Namespace) -> DatasetOptions:
         problem_field=getattr(args, "problem_field", None),
         answer_field=getattr(args, "answer_field", None),
         group_by=getattr(args, "group_by", None) or (),
+        split=getattr(args, "split", None),
+        revision=getattr(args, "revision", None),
     )
