@@ -7,6 +7,8 @@ import csv
 import itertools
 import json
 import re
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import cot_transfer.experiment
 from cot_transfer.cli.main import main
 from cot_transfer.experiment.plots import unlock_rate_figure
 from cot_transfer.experiment.report import write_report
-from cot_transfer.experiment.view import VIEW_FILE, view_data
+from cot_transfer.experiment.view import VIEW_FILE, serve_view, view_data
 from tests.viewer_runs import FRACTIONS, HOSTILE, write_synthetic_run
 
 
@@ -143,3 +145,20 @@ def test_view_command(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert f"viewer: {(run / VIEW_FILE).resolve()}" in capsys.readouterr().out
     assert main(["view", str(tmp_path)]) == 2
     assert "not a results folder" in capsys.readouterr().err
+
+
+def test_serve_answers_on_loopback_only(run: Path) -> None:
+    server = serve_view(run)
+    host, port = server.server_address[:2]
+    assert host == "127.0.0.1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{VIEW_FILE}", timeout=10) as response:
+            assert response.status == 200 and b'id="index"' in response.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/unlock_rate.svg", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
