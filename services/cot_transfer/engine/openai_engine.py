@@ -272,9 +272,11 @@ class OpenAIEngine(Engine):
         """The server's ``/health`` (vLLM, SGLang, TGI), else its model list; one try, no retries."""
         client = self.client
         try:
-            response = await client.get("/health")
+            # A probe is answered at once or not at all: the generation read timeout does not apply.
+            timeout = self._endpoint.connect_timeout_s
+            response = await client.get("/health", timeout=timeout)
             if response.status_code == 404:
-                response = await client.get(f"{self._api_prefix}/models")
+                response = await client.get(f"{self._api_prefix}/models", timeout=timeout)
         except httpx.TransportError as error:
             raise _unreachable(error, self._endpoint.base_url) from None
         if response.status_code != 200:
