@@ -323,20 +323,9 @@ class TransferRunner:
         )
         if answer is not None:
             correct = await asyncio.to_thread(grader.is_correct, answer.answer, problem.answer)
-            await events.put(
-                StrongCot(
-                    problem_id=problem.id,
-                    cot=answer.cot,
-                    answer=answer.answer,
-                    correct=correct,
-                    cot_num_tokens=answer.cot_num_tokens,
-                    prefixes=judged,
-                    final_text=answer.final_text,
-                    finish_reason=answer.finish_reason,
-                    reasoning_truncated=answer.reasoning_truncated,
-                    imported=answer.imported,
-                )
-            )
+            # Every field of the strong model's answer, and what the run adds: correctness, judged prefixes.
+            cot = StrongCot(problem_id=problem.id, correct=correct, prefixes=judged, **dataclasses.asdict(answer))
+            await events.put(cot)
         # Every receiver, in every mode, completes the same prefix (a resume: the rows it lacks).
         rows = [
             (prefix, receiver, mode)

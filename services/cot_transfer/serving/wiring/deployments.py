@@ -249,31 +249,25 @@ def _model_deployment_options(name: str, deployment: ModelDeploymentConfig) -> d
     return {"name": name, **deployment.serve_options()}
 
 
-def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory | None = None) -> serve.Application:
+def _bind_model(
+    kind: Any, name: str, deployment: ModelDeploymentConfig, engine_factory: EngineFactory | None
+) -> serve.Application:
+    """One model deployment of the app: ``kind``'s replicas under ``name``, as ``deployment`` says."""
     # serve.deployment turns the classes into Deployments, which mypy cannot see.
-    strong_options = _model_deployment_options(STRONG_DEPLOYMENT, config.strong)
-    strong = StrongModelDeployment.options(**strong_options).bind(  # type: ignore[attr-defined]
-        config.strong.engine,
+    application: serve.Application = kind.options(**_model_deployment_options(name, deployment)).bind(
+        deployment.engine,
         engine_factory,
-        resolve_format(config.strong.reasoning_format),
-        config.strong.force_answer_max_tokens,
+        resolve_format(deployment.reasoning_format),
+        deployment.force_answer_max_tokens,
     )
-    weak_options = _model_deployment_options(WEAK_DEPLOYMENT, config.weak)
-    weak = ReceiverDeployment.options(**weak_options).bind(  # type: ignore[attr-defined]
-        config.weak.engine,
-        engine_factory,
-        resolve_format(config.weak.reasoning_format),
-        config.weak.force_answer_max_tokens,
-    )
+    return application
+
+
+def build_app_from_config(config: ServingConfig, engine_factory: EngineFactory | None = None) -> serve.Application:
+    strong = _bind_model(StrongModelDeployment, STRONG_DEPLOYMENT, config.strong, engine_factory)
+    weak = _bind_model(ReceiverDeployment, WEAK_DEPLOYMENT, config.weak, engine_factory)
     receivers = [
-        ReceiverDeployment.options(  # type: ignore[attr-defined]
-            **_model_deployment_options(f"{RECEIVER_DEPLOYMENT}{index}", receiver)
-        ).bind(
-            receiver.engine,
-            engine_factory,
-            resolve_format(receiver.reasoning_format),
-            receiver.force_answer_max_tokens,
-        )
+        _bind_model(ReceiverDeployment, f"{RECEIVER_DEPLOYMENT}{index}", receiver, engine_factory)
         for index, receiver in enumerate(config.receivers)
     ]
     return TransferIngress.options(  # type: ignore[attr-defined]
