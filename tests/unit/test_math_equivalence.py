@@ -16,10 +16,10 @@ import pytest
 from cot_transfer.domain.answers import grade
 from cot_transfer.serving.common.metrics import NO_METRICS
 from cot_transfer.serving.replicas import math_compare
-from cot_transfer.serving.replicas.comparison import Comparison, Outcome
 from cot_transfer.serving.replicas.graders import service_grader
 from cot_transfer.serving.replicas.math_compare import compare_math
 from cot_transfer.serving.replicas.math_equivalence import MathEquivalencePool
+from cot_transfer.serving.replicas.math_outcome import Comparison, Outcome
 
 
 class _RecordingMetrics:

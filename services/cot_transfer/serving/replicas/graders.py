@@ -9,8 +9,8 @@ import logging
 from cot_transfer.domain import answers
 from cot_transfer.domain.answers import Grader, MathEquivalence
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
-from cot_transfer.serving.replicas.comparison import Outcome
 from cot_transfer.serving.replicas.math_equivalence import MathEquivalencePool, shared_pool
+from cot_transfer.serving.replicas.math_outcome import Outcome
 
 _logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 from math_verify.errors import TimeoutException
 
 from cot_transfer.domain.answers import normalize_answer
-from cot_transfer.serving.replicas.comparison import Comparison, Outcome
+from cot_transfer.serving.replicas.math_outcome import Comparison, Outcome
 
 MAX_MATH_ANSWER_CHARS = 1000
 # Exact arithmetic on b**e or n! stalls sympy for hours once e or n reaches the billions; real

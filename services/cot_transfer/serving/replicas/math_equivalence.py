@@ -23,7 +23,7 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 
 import pebble
 
-from cot_transfer.serving.replicas.comparison import Comparison, Outcome
+from cot_transfer.serving.replicas.math_outcome import Comparison, Outcome
 
 DEFAULT_MATH_TIMEOUT_SECONDS = 5.0
 # A spawned worker imports sympy and math-verify before its first comparison; a task's own
