@@ -34,6 +34,7 @@ from cot_transfer.experiment.dataset_formats import (
     RecordFormat,
     detect_format,
 )
+from cot_transfer.experiment.selection import Selection, SelectionError, read_ids, select
 
 __all__ = [
     "DATASET_OPTIONS",
@@ -42,7 +43,10 @@ __all__ = [
     "DatasetError",
     "DatasetOptions",
     "Problem",
+    "Selection",
+    "SelectionError",
     "add_dataset_arguments",
+    "choose",
     "dataset_options_from_args",
     "load_problems",
     "load_run_problems",
@@ -73,6 +77,8 @@ class DatasetOptions(BaseModel):
     # A Hub dataset's (or a folder's) split and revision; a local file has one split.
     split: str | None = None
     revision: str | None = None
+    # Which of the problems the run uses (``selection``): recorded in run.json with the rest.
+    selection: Selection = Selection()
 
     @property
     def names_fields(self) -> bool:
@@ -112,6 +118,11 @@ def load_problems(path: str | Path, options: DatasetOptions | None = None) -> li
     if not problems:
         raise DatasetError(source, None, "contains no problems")
     return problems
+
+
+def choose(problems: Sequence[Problem], options: DatasetOptions) -> list[Problem]:
+    """The problems ``options.selection`` chooses, stratified by ``options.group_by``; raises ``SelectionError``."""
+    return select(problems, options.selection, options.group_by)
 
 
 def problem_to_json(problem: Problem) -> dict[str, Any]:
@@ -169,7 +180,17 @@ def load_run_problems(out_dir: Path) -> list[Problem] | None:
 
 # Options of ``add_dataset_arguments``, as argparse names them; ``run --resume`` refuses them,
 # since the folder holds its problems.
-DATASET_OPTIONS = ("format", "id_field", "problem_field", "answer_field", "split", "revision", "group_by")
+DATASET_OPTIONS = (
+    "format",
+    "id_field",
+    "problem_field",
+    "answer_field",
+    "split",
+    "revision",
+    "sample",
+    "ids",
+    "group_by",
+)
 
 
 def _field_names(text: str) -> tuple[str, ...]:
@@ -177,6 +198,19 @@ def _field_names(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("name at least one field")
     return names
+
+
+def _ids(text: str) -> tuple[str, ...]:
+    try:
+        return read_ids(text)
+    except (SelectionError, OSError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, reading: bool = True) -> None:
@@ -197,6 +231,18 @@ def add_dataset_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
             "--revision",
             help="revision of a Hub dataset (offline, with HF_DATASETS_OFFLINE=1, the copy in the local cache)",
         )
+        parser.add_argument(
+            "--sample",
+            type=_positive,
+            metavar="K",
+            help="a seeded sample of K problems (--seed, default 0), stratified by --group-by when given",
+        )
+        parser.add_argument(
+            "--ids",
+            type=_ids,
+            metavar="FILE|LIST",
+            help="only these problem ids: a file with one a line, or a comma-separated list",
+        )
     parser.add_argument(
         "--group-by",
         type=_field_names,
@@ -213,4 +259,10 @@ def dataset_options_from_args(args: argparse.Namespace) -> DatasetOptions:
         group_by=getattr(args, "group_by", None) or (),
         split=getattr(args, "split", None),
         revision=getattr(args, "revision", None),
+        selection=Selection(
+            ids=getattr(args, "ids", None) or (),
+            sample=getattr(args, "sample", None),
+            seed=getattr(args, "seed", None) or 0,
+            limit=getattr(args, "limit", None),
+        ),
     )
