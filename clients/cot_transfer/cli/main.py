@@ -85,9 +85,10 @@ def _add_experiment_options(parser: argparse.ArgumentParser, *, n_default: int) 
     problems.add_argument(
         "--problems",
         type=Path,
-        help="problems: a JSONL, JSON, CSV, parquet or Arrow file, or a datasets save_to_disk folder",
+        help="problems: a JSONL, JSON, CSV, parquet or Arrow file, a datasets save_to_disk or repository folder,"
+        " or a Hub dataset id read from the local cache (--split, --revision)",
     )
-    problems.add_argument("--limit", type=int, help="use only the first LIMIT problems")
+    problems.add_argument("--limit", type=int, help="use only the first LIMIT problems (after --ids and --sample)")
     sampling.add_argument(
         "--fractions",
         type=_fractions,

@@ -281,11 +281,13 @@ def format_plan(rows: Sequence[tuple[str, Cost]], strong_tps: float, weak_tps: f
 def plan_command(args: argparse.Namespace) -> int:
     problems_list: list[Any] = []
     if args.problems is not None:
-        from cot_transfer.experiment.datasets import dataset_options_from_args, load_problems
+        from cot_transfer.experiment.datasets import SelectionError, choose, dataset_options_from_args, load_problems
 
-        problems_list = load_problems(args.problems, dataset_options_from_args(args))
-        if args.limit is not None:
-            problems_list = problems_list[: args.limit]
+        options = dataset_options_from_args(args)
+        try:  # the problems the run would use: --ids, --sample, --limit
+            problems_list = choose(load_problems(args.problems, options), options)
+        except SelectionError as error:
+            raise PlanError(str(error)) from None
     problems = len(problems_list) if problems_list else args.num_problems
     if not problems:
         raise PlanError("give --problems FILE or --num-problems N")

@@ -18,7 +18,13 @@ from cot_transfer.cli.plan import ADAPTIVE_SETTING_OPTIONS, PlanError, sampling_
 from cot_transfer.client import CotTransferClient, Sampling
 from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL, Thresholds
-from cot_transfer.experiment.datasets import DATASET_OPTIONS, dataset_options_from_args, load_problems
+from cot_transfer.experiment.datasets import (
+    DATASET_OPTIONS,
+    SelectionError,
+    choose,
+    dataset_options_from_args,
+    load_problems,
+)
 from cot_transfer.experiment.imported_cots import load_cots
 from cot_transfer.experiment.receivers_report import receivers_lines
 from cot_transfer.experiment.report import format_unlock_table, write_report
@@ -102,9 +108,12 @@ def inputs_from_args(
         if problems_path is None:
             raise UsageError("--problems (or --cots) is required for a new run")
         problems = load_problems(problems_path, dataset_options_from_args(args))
-    if args.limit is not None:
-        problems = problems[: args.limit]
-    return problems, settings_from_args(args), problems_path.resolve()
+    try:
+        problems = choose(problems, dataset_options_from_args(args))  # --ids, --sample, --limit
+    except SelectionError as error:
+        raise UsageError(str(error)) from None
+    # A Hub id (`org/name`) is no path to resolve.
+    return problems, settings_from_args(args), problems_path.resolve() if problems_path.exists() else problems_path
 
 
 async def run_command(
