@@ -553,3 +553,26 @@ def test_a_serving_config_takes_an_endpoint_as_any_model(tmp_path: Path) -> None
         ServingConfig.model_validate(source)
     source["receivers"][0]["reasoning_format"] = "plain"
     assert ServingConfig.model_validate(source).receivers[0].engine.tokenizer_folder is None
+
+
+def test_render_reads_an_endpoint_models_tokenizer_folder(tmp_path: Path) -> None:
+    from cot_transfer.cli.render import render_prompt
+    from cot_transfer.cli.run import UsageError
+
+    source = yaml.safe_load((REPO / "configs" / "local-cpu.yaml").read_text())
+    built_in = tmp_path / "built-in.yaml"
+    built_in.write_text(
+        yaml.safe_dump(
+            {**source, "weak": {**source["weak"], "engine": {"model": str(REPO / "models" / "testbed" / "weak")}}}
+        )
+    )
+    endpoint = {"base_url": BASE, "tokenizer": str(REPO / "models" / "testbed" / "weak")}
+    remote = tmp_path / "endpoint.yaml"
+    remote.write_text(
+        yaml.safe_dump({**source, "weak": {**source["weak"], "engine": {"model": MODEL, "endpoint": endpoint}}})
+    )
+    assert render_prompt(remote, "weak", "3+4", "3") == render_prompt(built_in, "weak", "3+4", "3")
+    server = {**source["weak"], "reasoning_format": "plain", "engine": {"model": MODEL, "endpoint": {"base_url": BASE}}}
+    remote.write_text(yaml.safe_dump({**source, "weak": server}))
+    with pytest.raises(UsageError, match=r"weak\.engine\.endpoint\.tokenizer is 'server'"):
+        render_prompt(remote, "weak", "3+4", "3")

@@ -32,7 +32,14 @@ def render_prompt(
     config = ServingConfig.from_yaml(config_path)
     deployment = config.strong if model == "strong" else config.weak
     reasoning_format = resolve_format(deployment.reasoning_format)
-    tokenizer = HuggingFaceTokenizer(AutoTokenizer.from_pretrained(deployment.engine.model))
+    folder = deployment.engine.tokenizer_folder
+    if folder is None:
+        from cot_transfer.cli.run import UsageError
+
+        raise UsageError(
+            f"{model}.engine.endpoint.tokenizer is 'server': render needs the model's tokenizer as a local folder"
+        )
+    tokenizer = HuggingFaceTokenizer(AutoTokenizer.from_pretrained(folder))
     codec = ReasoningCodec(reasoning_format, tokenizer)
     if prefix is None:
         text = reasoning_format.prompt_text(tokenizer, problem, None)
