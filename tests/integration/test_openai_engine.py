@@ -208,7 +208,7 @@ def test_sampled_potentials_are_statistically_equivalent(stack: RunningService, 
     rows = run_cli(
         stack,
         tmp_path / "sampled",
-        *("--limit", "8", "--fractions", "0,0.2,0.4,0.6,0.8,1", "--n", "16", "--temperature", "0.6"),
+        *("--limit", "8", "--fractions", "0,0.2,0.4,0.6,0.8,1", "--n", "32", "--temperature", "0.6"),
         "--no-completions",
     )
     table = by_receiver(rows)
@@ -223,7 +223,7 @@ def test_sampled_potentials_are_statistically_equivalent(stack: RunningService, 
     p_upper = stats.t.cdf((mean - margin) / error, count - 1)  # H0: mean >= +margin
     weak_mean = sum(row["potential"] for row in table[WEAK].values()) / count
     print(
-        f"sampled: {count} rows, n=16; mean potential built-in {weak_mean:.3f}, endpoint {weak_mean + mean:.3f};"
+        f"sampled: {count} rows, n=32; mean potential built-in {weak_mean:.3f}, endpoint {weak_mean + mean:.3f};"
         f" paired difference {mean:+.4f} (sd {sd:.3f}); TOST p = {max(p_lower, p_upper):.2g} for +-{margin}"
     )
     assert max(p_lower, p_upper) < 0.05
