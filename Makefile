@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==$(TORCH_VERSION)" \
 		|| $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --extra-index-url https://download.pytorch.org/whl/cpu
-	$(BIN)/pip install -q -e ".[serve,cpu,dev,train,real]"
+	$(BIN)/pip install -q -e ".[serve,cpu,dev,train,real,track]"
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 

@@ -32,6 +32,7 @@ from cot_transfer.experiment.datasets import DatasetError, add_dataset_arguments
 from cot_transfer.experiment.provenance import tool_version
 from cot_transfer.experiment.report import ReportError
 from cot_transfer.experiment.runner import RequestTooLargeError, RunFolderError
+from cot_transfer.experiment.tracking import TrackingError
 from cot_transfer.experiment.view import ViewError, view_command
 
 # The command bodies live in cli/run.py and cli/serve.py; these names stay importable from here.
@@ -186,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     target = experiment.add_mutually_exclusive_group()
     target.add_argument("--out", type=Path, help="results folder of a new run")
     target.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR with its own settings")
+    experiment.add_argument(
+        "--track",
+        action="append",
+        metavar="TRACKER",
+        help="log the finished run to mlflow[:URI] (default: the file store mlruns/ in the working directory)"
+        " or wandb[:PROJECT] (offline, under the results folder); repeatable; needs the track extra",
+    )
     service = run.add_argument_group("service")
     service.add_argument("--address", help="gRPC address HOST:PORT of the service (required)")
     service.add_argument("--application", default="cot_transfer", help="Ray Serve application name")
@@ -268,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         ViewError,
         ConfigError,
+        TrackingError,
     ) as error:
         print(f"cot-transfer: {error}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from cot_transfer.experiment.imported_cots import load_cots
 from cot_transfer.experiment.receivers_report import receivers_lines
 from cot_transfer.experiment.report import format_unlock_table, write_report
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
+from cot_transfer.experiment.tracking import check_installed, parse_tracker, track_run
 
 STANDARD_FRACTIONS = tuple(round(0.1 * step, 1) for step in range(11))
 
@@ -122,6 +123,8 @@ async def run_command(
     """Runs (or resumes) the experiment ``args`` describe, with a progress bar, and prints its table."""
     from tqdm import tqdm
 
+    trackers = [parse_tracker(text) for text in getattr(args, "track", None) or ()]
+    check_installed(trackers)  # before the run, not after it
     problems, settings, problems_path = inputs_from_args(args, default_problems)
     out_dir = args.resume if getattr(args, "resume", None) is not None else args.out
     total = len(problems) * len(settings.measured_fractions()) * len(settings.receiver_modes())
@@ -148,6 +151,8 @@ async def run_command(
         print(f"problem {failed['problem_id']!r} could not be run: {failed['code']} {failed['message']} ({again})")
     print(f"results: {out_dir.resolve()} (report.md, summary.json, results.parquet, plots)")
     print(f"viewer: {(out_dir / 'view.html').resolve()} (or: cot-transfer view {out_dir} --serve)")
+    for place in track_run(out_dir, trackers):
+        print(f"tracked: {place}")
 
 
 def report_command(run_dir: Path, group_by: tuple[str, ...] = ()) -> int:
