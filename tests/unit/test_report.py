@@ -188,7 +188,9 @@ def test_results_csv_has_a_row_per_problem_and_fraction(full_report: tuple[Path,
     folder, _ = full_report
     with (folder / "results.csv").open(encoding="utf-8", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    weak_rows = [row for row in rows if row["role"] == "weak"]
+    # One name per concept: the receiver, as in results.parquet.
+    assert {row["receiver"] for row in rows} == {"weak-model", "strong-model"}
+    weak_rows = [row for row in rows if row["receiver"] == "weak-model"]
     assert len(weak_rows) == 10 * len(FRACTIONS)
     assert len(rows) == 2 * 10 * len(FRACTIONS)
     u2_at_04 = next(row for row in weak_rows if row["problem_id"] == "u2" and float(row["fraction"]) == 0.4)

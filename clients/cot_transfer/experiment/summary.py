@@ -84,9 +84,10 @@ def build_summary(
     return summary_dict(run, analyze_run(run, confidence=confidence, dynamics_parameters=dynamics_parameters))
 
 
+# "receiver" names the model that answered, as results.parquet and the DataFrames do.
 CSV_COLUMNS = (
     "problem_id",
-    "role",
+    "receiver",
     "fraction",
     "n",
     "num_correct",
@@ -115,24 +116,27 @@ def csv_rows(run: RunResults, analysis: Analysis) -> list[dict[str, Any]]:
     """One row per results.jsonl row; the analysis' columns are empty for the strong model's
     rows and for problems left out of the statistics (``excluded`` says why)."""
     problems = {problem.problem_id: problem for problem in analysis.problems}
+    strong_name = str(run.settings.get("strong_model") or STRONG_ROLE)
+    # The primary receiver; "" is the weak model of a run that named no receivers.
+    weak_name = run.primary[0] or str(run.settings.get("weak_model") or WEAK_ROLE)
     rows = []
     strong_low, strong_high = potential_intervals(
         [row.num_correct for row in run.strong_rows] or [0], [row.n for row in run.strong_rows] or [1]
     )
     for index, row in enumerate(run.strong_rows):
-        rows.append(_base_row(row, STRONG_ROLE, float(strong_low[index]), float(strong_high[index])))
+        rows.append(_base_row(row, strong_name, float(strong_low[index]), float(strong_high[index])))
     weak = []
     for row in run.weak_rows:
         problem = problems.get(row.problem_id)
         point = None if problem is None else next((p for p in problem.points if p.fraction == row.fraction), None)
         if point is None:
             low, high = potential_intervals([row.num_correct], [row.n], analysis.confidence)
-            base = _base_row(row, WEAK_ROLE, float(low[0]), float(high[0]))
+            base = _base_row(row, weak_name, float(low[0]), float(high[0]))
             base["excluded"] = run.excluded.get(row.problem_id, "")
             weak.append(base)
             continue
         assert problem is not None
-        base = _base_row(row, WEAK_ROLE, point.potential_low, point.potential_high)
+        base = _base_row(row, weak_name, point.potential_low, point.potential_high)
         base.update(
             baseline_unsolved=_cell(problem.baseline_unsolved),
             unlocked=point.unlocked,
@@ -147,11 +151,11 @@ def csv_rows(run: RunResults, analysis: Analysis) -> list[dict[str, Any]]:
     return weak + rows
 
 
-def _base_row(row: Any, role: str, low: float, high: float) -> dict[str, Any]:
+def _base_row(row: Any, receiver: str, low: float, high: float) -> dict[str, Any]:
     return {
         **dict.fromkeys(CSV_COLUMNS, ""),
         "problem_id": row.problem_id,
-        "role": role,
+        "receiver": receiver,
         "fraction": row.fraction,
         "n": row.n,
         "num_correct": row.num_correct,
