@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,24 +91,37 @@ def _statement_value_equals(statement: str, reference: MathValue) -> bool:
 _BOXED = re.compile(r"\\(?:boxed|fbox)\b")
 
 
-def _box_content(text: str, position: int) -> str | None:
-    """The content of the box whose command ends at ``position``; None when unclosed or empty."""
+_BARE_BOX = re.compile(r"[^\s$]+")
+
+
+def _closing_braces(text: str) -> dict[int, int]:
+    """Each "{" position -> its matching "}" position (unclosed ones left out), in one pass."""
+    closing: dict[int, int] = {}
+    opened: list[int] = []
+    for index, char in enumerate(text):
+        if char == "{":
+            opened.append(index)
+        elif char == "}" and opened:
+            closing[opened.pop()] = index
+    return closing
+
+
+def _box_content(text: str, position: int, closing: Mapping[int, int] | None = None) -> str | None:
+    """The content of the box whose command ends at ``position``; None when unclosed or empty.
+    ``closing`` (``_closing_braces(text)``) saves a scan per box when there are many."""
     while position < len(text) and text[position] in " \t":
         position += 1
     if position >= len(text):
         return None
     if text[position] != "{":
-        bare = re.match(r"[^\s$]+", text[position:])
+        bare = _BARE_BOX.match(text, position)
         return bare.group(0) if bare else None
-    depth = 0
-    for index in range(position, len(text)):
-        if text[index] == "{":
-            depth += 1
-        elif text[index] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[position + 1 : index].strip()
-    return None
+    if closing is None:
+        closing = _closing_braces(text[position:])
+        end = closing.get(0)
+        return None if end is None else text[position + 1 : position + end].strip()
+    end = closing.get(position)
+    return None if end is None else text[position + 1 : end].strip()
 
 
 def last_boxed_content(text: str) -> str | None:
@@ -124,7 +137,8 @@ def last_boxed_content(text: str) -> str | None:
 
 def boxed_contents(text: str) -> list[str]:
     r"""The content of every closed ``\boxed{}`` in ``text``, in order."""
-    contents = (_box_content(text, match.end()) for match in _BOXED.finditer(text))
+    closing = _closing_braces(text)
+    contents = (_box_content(text, match.end(), closing) for match in _BOXED.finditer(text))
     return [content for content in contents if content is not None]
 
 

@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cot_transfer.domain.answers import CHOICE_LETTERS, Grader, states_answer
+from cot_transfer.domain.answers import CHOICE_LETTERS, Grader, choice_letter, states_answer
 from cot_transfer.domain.errors import UnavailableError
 from cot_transfer.domain.maths_values import MathValue, parse_value, renderings, same_value
 
@@ -211,7 +211,7 @@ def _may_become(partial: str, reference: MathValue, reference_text: str, choice:
     cleaned = re.sub(r"\\(?:boxed|fbox)\s*\{?|\$|\\[(\[]|\*", "", partial)
     if choice:
         letters = re.findall(rf"(?<![a-zA-Z])[{CHOICE_LETTERS}](?![a-z])", cleaned)
-        return not letters or letters[0] == reference_text.strip().upper()[:1]
+        return not letters or letters[0] == choice_letter(reference_text)
     compact = re.sub(r"\s+", "", cleaned)
     compact = compact.split("=")[-1].lower().replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     compact = re.sub(r"(?<=\d),(?=\d)", "", compact)
@@ -307,8 +307,9 @@ def _word_reference(reference_text: str, reference: MathValue) -> str | None:
 
 
 def _named_option(text: str, letter: str) -> bool:
+    """Whether ``text`` names option ``letter`` (an upper-case A-E): "(C)", "option C", a line "C)"."""
     pattern = rf"\(\s*{letter}\s*\)|\b(?:option|choice|answer)\s*\(?\s*{letter}\b|(?:^|\n)\s*{letter}[).:]"
-    return re.search(pattern, text, re.IGNORECASE if letter.islower() else 0) is not None
+    return re.search(pattern, text) is not None
 
 
 def judge_prefix(grader: Grader, text: str, reference: str) -> PrefixLeak:
@@ -318,6 +319,8 @@ def judge_prefix(grader: Grader, text: str, reference: str) -> PrefixLeak:
     equivalence did not already settle; where it raises ``UnavailableError`` (the math grader
     without math-verify, on a client) the strict flag is None unless something else settles it.
     """
+    if not reference.strip():
+        return PrefixLeak(None, None)  # no reference: nothing to compare with
     value = parse_value(reference)
     choice = grader.name == "choice"
     words = None if choice else _word_reference(reference, value)
@@ -339,7 +342,8 @@ def judge_prefix(grader: Grader, text: str, reference: str) -> PrefixLeak:
 
     lenient_form = ""
     if choice:
-        if _named_option(text, reference.strip().upper()[:1]):
+        letter = choice_letter(reference)
+        if letter is not None and _named_option(text, letter):
             lenient_form = VALUE
     elif words is not None:
         if re.search(rf"(?<!\w){re.escape(words)}(?!\w)", text, re.IGNORECASE):

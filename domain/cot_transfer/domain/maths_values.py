@@ -32,6 +32,8 @@ from fractions import Fraction
 # A number literal longer than this is no answer anyone states; Fraction(Decimal(...)) of
 # such a string would cost time for nothing.
 MAX_LITERAL_CHARS = 100
+# Longer texts are compared as they stand (a whole paragraph is no answer to normalise).
+MAX_TEXT_CHARS = 2000
 # math-verify compares a float with a number after rounding both to this many places.
 FLOAT_ROUNDING_PLACES = 6
 _APPROXIMATE_MIN_SIGNIFICANT_DIGITS = 3
@@ -50,7 +52,8 @@ _PERCENT_WORD = re.compile(r"\s*(?:\\%|%|\bper\s*cent\b|\bpercent\b)", re.IGNORE
 _CURRENCY = re.compile(r"\\\$|[€£¥₹]")
 _BRACED_COMMA = re.compile(r"\{,\}")
 
-_NUMBER = r"[+-]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.?\d*|\.\d+)"
+# Unambiguous on purpose ("\d+\.?\d*" backtracks quadratically on a long digit run).
+_NUMBER = r"[+-]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+)"
 # A number followed by words only (a unit, a noun): "12 apples", "12 cm^2", "3 hours.".
 # A glued single letter is a variable ("2x"), not a unit.
 _NUMBER_WITH_WORDS = re.compile(
@@ -156,6 +159,8 @@ def _decimal_value(literal: str) -> tuple[Fraction, int | None, int] | None:
 
 def parse_value(text: str) -> MathValue:
     """``text`` as a ``MathValue`` (``number`` None unless it is one number literal)."""
+    if len(text) > MAX_TEXT_CHARS:
+        return MathValue(re.sub(r"\s+", "", text).lower())
     normalized = normalize_maths(text)
     if len(normalized) > MAX_LITERAL_CHARS:
         return MathValue(normalized)
