@@ -5,6 +5,7 @@ and how both travel from the service to the client and through results folders."
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -317,3 +318,19 @@ def test_old_results_folders_are_judged_again_from_their_prefixes(tmp_path: Path
     (bare / STRONG_FILE).unlink()
     flags = [(row.answer_in_prefix, row.answer_stated_in_prefix) for row in load_run(bare).weak_rows]
     assert flags == [(None, None), (None, None), (None, None), (True, True)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1" * 50_000, "\\boxed{" * 5_000, "1,000," * 5_000, "{" * 20_000, "so x = " * 5_000, "$" * 20_000],
+    ids=["digits", "open-boxes", "thousands", "braces", "assignments", "dollars"],
+)
+def test_pathological_prefixes_stay_linear(text: str) -> None:
+    """A long CoT is judged at every fraction: no input may make the check quadratic."""
+    started = time.perf_counter()
+    judge_prefix(ExactGrader(), text, "1/2")
+    assert time.perf_counter() - started < 2.0
+
+
+def test_no_reference_leaves_both_flags_unknown() -> None:
+    assert judge_prefix(ExactGrader(), "so x = 12.", " ") == PrefixLeak(None, None)
