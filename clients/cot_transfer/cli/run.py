@@ -29,9 +29,8 @@ from cot_transfer.experiment.imported_cots import load_cots
 from cot_transfer.experiment.receivers_report import receivers_lines
 from cot_transfer.experiment.report import format_unlock_table, write_report
 from cot_transfer.experiment.runner import ExperimentSettings, resume_inputs, run_experiment
+from cot_transfer.experiment.settings import STANDARD_FRACTIONS
 from cot_transfer.experiment.tracking import check_installed, parse_tracker, track_run
-
-STANDARD_FRACTIONS = tuple(round(0.1 * step, 1) for step in range(11))
 
 # Options that change results; `run --resume` takes them from the folder instead.
 SETTING_OPTIONS = (

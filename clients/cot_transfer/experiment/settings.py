@@ -32,6 +32,9 @@ from cot_transfer.experiment.datasets import (
     problem_to_json,
 )
 
+# The truncation fractions of a run that names none: 0, 0.1, ..., 1.
+STANDARD_FRACTIONS = tuple(round(0.1 * step, 1) for step in range(11))
+
 
 @dataclass(frozen=True)
 class ExperimentSettings:
