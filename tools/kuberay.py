@@ -76,9 +76,12 @@ def check_cluster_config(config: ServingConfig) -> None:
     models = [("strong", config.strong), ("weak", config.weak)]
     models += [(f"receivers[{index}]", receiver) for index, receiver in enumerate(config.receivers)]
     for role, deployment in models:
-        if not PurePosixPath(deployment.engine.model).is_absolute():
+        # A model on an OpenAI-compatible server has no folder in the pods, only perhaps its tokenizer.
+        folder = deployment.engine.tokenizer_folder
+        field = "engine.model" if deployment.engine.endpoint is None else "engine.endpoint.tokenizer"
+        if folder is not None and not PurePosixPath(folder).is_absolute():
             raise ValueError(
-                f"{role}.engine.model {deployment.engine.model!r} must be an absolute path inside the pods "
+                f"{role}.{field} {folder!r} must be an absolute path inside the pods "
                 "(the model volume is mounted at /models)"
             )
 

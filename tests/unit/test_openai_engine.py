@@ -576,3 +576,18 @@ def test_render_reads_an_endpoint_models_tokenizer_folder(tmp_path: Path) -> Non
     remote.write_text(yaml.safe_dump({**source, "weak": server}))
     with pytest.raises(UsageError, match=r"weak\.engine\.endpoint\.tokenizer is 'server'"):
         render_prompt(remote, "weak", "3+4", "3")
+
+
+def test_a_cluster_config_takes_an_endpoint_model_with_an_absolute_tokenizer_folder() -> None:
+    from cot_transfer.serving.common.serving_config import ServingConfig
+    from tools.kuberay import check_cluster_config
+
+    source = yaml.safe_load((REPO / "configs" / "k8s-cpu.yaml").read_text())
+    endpoint = {"base_url": BASE, "tokenizer": "/models/weak"}
+    receiver = {"engine": {"model": MODEL, "endpoint": endpoint}}
+    check_cluster_config(ServingConfig.model_validate({**source, "receivers": [receiver]}))
+    endpoint["tokenizer"] = "models/weak"
+    with pytest.raises(
+        ValueError, match=r"receivers\[0\]\.engine\.endpoint\.tokenizer 'models/weak' must be an absolute"
+    ):
+        check_cluster_config(ServingConfig.model_validate({**source, "receivers": [receiver]}))
