@@ -257,7 +257,8 @@ async def test_a_server_that_dies_mid_run_costs_nothing_and_the_run_resumes(
             await probe.check_health()  # what Serve's replica health check sees
         # The problems in flight fail with UNAVAILABLE naming the server; the run backs off and retries.
         await wait_for(lambda: _lines(out / "errors.jsonl") >= 1, 120, "a problem error")
-        errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+        lines = (out / "errors.jsonl").read_text().splitlines(keepends=True)
+        errors = [json.loads(line) for line in lines if line.endswith("\n")]  # whole lines: one may be half written
         assert {error["code"] for error in errors} == {"UNAVAILABLE"}, errors
         assert all(f"the server at {upstream.base_url} is unreachable" in error["message"] for error in errors)
         assert all(KEY not in error["message"] for error in errors)
