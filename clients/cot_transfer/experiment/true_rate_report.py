@@ -103,8 +103,8 @@ def headline_rates(summary: Mapping[str, Any]) -> list[str]:
         final.get("unlock_rate_without_answer"), final.get("unlock_rate_without_answer_interval")
     )
     lines.append(
-        f"- without the answer ({final.get('unsolved_without_answer', 0)} baseline-unsolved problems whose CoT states"
-        f" no answer before the last fraction): measured {free_measured}, true {bounds(free)}."
+        f"- without the answer ({final.get('unsolved_without_answer', 0)} baseline-unsolved problems whose CoT gives"
+        f" no answer away before the last fraction): measured {free_measured}, true {bounds(free)}."
     )
     first = summary.get("first_unlock_fraction")
     lines.append(
