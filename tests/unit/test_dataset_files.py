@@ -275,3 +275,10 @@ def test_jsonl_fields_may_mix_types_across_lines(tmp_path: Path) -> None:
     lines = [{"problem": "a", "answer": "1/2", "tag": {"k": 1}}, {"problem": "b", "answer": 2, "tag": [1]}]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     assert [(p.answer, p.metadata) for p in load_problems(path)] == [("1/2", {"tag": {"k": 1}}), ("2", {"tag": [1]})]
+
+
+@pytest.mark.parametrize("name", ["missing.jsonl", "data/missing.csv", "./org/name"])
+def test_a_missing_file_is_no_hub_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match=r": no such file or folder$"):
+        load_problems(name)

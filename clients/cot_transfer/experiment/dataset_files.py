@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -64,7 +65,11 @@ def read_records(
         elif path.exists():
             with tempfile.TemporaryDirectory(prefix="cot-transfer-datasets-") as cache:
                 records = _folder(datasets, path, split, cache) if path.is_dir() else _file(datasets, path, cache)
-        elif str(source).count("/") <= 1 and not str(source).startswith((".", "/")):
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) and path.suffix.lower() not in (
+            *_BUILDERS,
+            ".json",
+            ".jsonl",
+        ):
             records = datasets.load_dataset(str(source), split=split or "train", revision=revision).to_list()
         else:
             raise DatasetError(path, None, "no such file or folder")
