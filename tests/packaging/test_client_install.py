@@ -69,6 +69,14 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClientVenv
     yield ClientVenv(venv / "bin")
 
 
+def test_neither_transformers_nor_a_tracker_comes_with_the_client(client_venv: ClientVenv) -> None:
+    names = ("transformers", "mlflow", "wandb")
+    probe = f"import importlib.util; print([name for name in {names!r} if importlib.util.find_spec(name)])"
+    found = client_venv.run("python", "-c", probe)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"
+
+
 def test_the_client_library_imports(client_venv: ClientVenv) -> None:
     imported = client_venv.run(
         "python", "-c", "import cot_transfer.client, cot_transfer.cli.main; print(cot_transfer.client.__file__)"
@@ -108,11 +116,17 @@ def test_the_server_commands_name_the_extra_to_install(client_venv: ClientVenv, 
     assert "Traceback" not in refused.stderr
 
 
-def test_render_needs_only_the_tokenizer(client_venv: ClientVenv, tmp_path: Path) -> None:
+def test_render_names_its_extra_then_needs_only_the_tokenizer(client_venv: ClientVenv, tmp_path: Path) -> None:
     config = str(REPO / "configs" / "local-cpu.yaml")
-    rendered = client_venv.run(
-        "cot-transfer", "render", "--config", config, "--model", "weak", "--problem", "3+4*2", cwd=tmp_path
-    )
+    argv = ("cot-transfer", "render", "--config", config, "--model", "weak", "--problem", "3+4*2")
+    # transformers is not a client dependency: only render needs it, through its extra.
+    refused = client_venv.run(*argv, cwd=tmp_path)
+    assert refused.returncode == 2 and "cot-transfer[render]" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    # What the render extra adds, as pyproject.toml names it (the wheel itself is already there).
+    added = client_venv.run("pip", "install", "-q", "--no-compile", "transformers>=5.16,<5.20", "jinja2>=3.1")
+    assert added.returncode == 0, added.stdout + added.stderr
+    rendered = client_venv.run(*argv, cwd=tmp_path)
     assert rendered.returncode == 0, rendered.stderr
     assert "3+4*2" in rendered.stdout
     assert "tokens" in rendered.stdout

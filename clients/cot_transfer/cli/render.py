@@ -23,7 +23,12 @@ def render_prompt(
 ) -> RenderedPrompt:
     """The prompt ``model`` gets for ``problem`` (and a received ``prefix``), built the way the
     served model builds it: the same format, the same parts tokenised the same way."""
-    from transformers import AutoTokenizer
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        from cot_transfer.cli.run import UsageError
+
+        raise UsageError("cot-transfer render needs transformers: pip install 'cot-transfer[render]'") from None
 
     from cot_transfer.engine.vllm_engine import HuggingFaceTokenizer
     from cot_transfer.serving.common.serving_config import ServingConfig
