@@ -120,13 +120,33 @@ async def run_all(
 
 def print_summary(experiment: Experiment, summary: dict[str, Any], folder: Path) -> None:
     print(f"== {experiment.name}: {experiment.title}")
+    for receiver, modes in summary.get("receivers", {}).items():
+        measures = {block.get("measures") for block in modes.values()} - {None}
+        print(f"receiver: {receiver}" + (f" ({', '.join(sorted(measures))})" if measures else ""))
     print(headline(summary))
     print(format_unlock_table(summary))
+    print(leak_line(summary))
     for line in receivers_lines(summary):
         print(line)
     for failed in summary.get("failed_problems", []):
         print(f"problem {failed['problem_id']!r} could not be run: {failed['code']} {failed['message']}")
     print(f"results: {folder.resolve()} (report.md, summary.json, results.parquet, plots)\n")
+
+
+def leak_line(summary: dict[str, Any]) -> str:
+    """The leak controls per fraction: prefixes that may give the answer away (lenient flag) and
+    that state it (strict), and the unlock rate over the fixed set of baseline-unsolved problems
+    whose CoT gives nothing away before the last fraction (a plain CoT ends in its answer line)."""
+    points = summary["per_fraction"]
+    flags = " ".join(f"{p.get('answer_in_prefix', '?')}/{p.get('answer_stated_in_prefix', '?')}" for p in points)
+    rates = " ".join(
+        "-" if p.get("unlock_rate_without_answer") is None else f"{p['unlock_rate_without_answer']:.1%}" for p in points
+    )
+    answer_free = points[0].get("unsolved_without_answer", "?")
+    return (
+        f"answer in prefix (lenient/strict, of {summary['n_problems']}): {flags}\n"
+        f"unlock rate over the {answer_free} unsolved problems whose CoT gives no answer away early: {rates}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
