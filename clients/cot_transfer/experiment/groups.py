@@ -16,7 +16,6 @@ intervals, one panel per group) and a Markdown table of groups against fractions
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -32,6 +31,7 @@ from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.datasets import DEFAULT_GROUP_FIELDS, load_run_problems
 from cot_transfer.experiment.plots import interval_band, with_gaps
 from cot_transfer.experiment.results_folder import RunResults
+from cot_transfer.experiment.selection import group_value
 
 _V = TypeVar("_V")
 
@@ -45,20 +45,6 @@ _PANEL_COLUMNS = 4
 _PLOT_DPI = 120
 # Metadata values longer than this (solutions, statements) are no columns of results.csv.
 _MAX_COLUMN_TEXT = 120
-
-
-def group_value(value: Any) -> str | None:
-    """The group a metadata value puts a problem in; None for no value. ``5`` and ``"5"`` (a CSV
-    cell) are one group."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, str | int | float):
-        return str(value)
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def natural_key(text: str) -> tuple[tuple[int, float, str], ...]:

@@ -13,9 +13,11 @@ problems, so ``--resume`` and ``--from`` repeat it.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,10 +76,22 @@ def select(problems: Sequence[Problem], selection: Selection, group_by: Sequence
     return chosen
 
 
+def group_value(value: Any) -> str | None:
+    """The group a metadata value puts a problem in (here and in the report's breakdowns,
+    ``groups``); None for no value. ``5`` and ``"5"`` (a CSV cell) are one group."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def group_of(problem: Problem, group_by: Sequence[str]) -> str:
     """The stratum of ``problem``: its values of the ``group_by`` fields together."""
-    from cot_transfer.experiment.groups import group_value  # groups imports datasets, which imports this
-
     values = [group_value(problem.metadata.get(field)) for field in group_by]
     return " / ".join(value if value is not None else NO_GROUP for value in values)
 
