@@ -6,22 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from cot_transfer.domain import requests as rq
 from cot_transfer.domain.errors import InvalidArgumentError
 from cot_transfer.domain.kept_answers import count_answers, majority
-from cot_transfer.domain.requests import (
-    CompletionRequest,
-    CompletionResult,
-    CotPrefix,
-    FractionResult,
-    GradedCompletion,
-    PrefixRequest,
-    Problem,
-    ProblemError,
-    StrongAnswer,
-    StrongCot,
-    StrongEvent,
-    TransferRequest,
-)
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.steps import CutMode, StepBoundary, step_cuts, step_ends
 from cot_transfer.serving.dataplane.fanout import TransferRunner
@@ -59,13 +46,13 @@ def test_an_unknown_format_names_the_format_field() -> None:
 
 async def test_an_imported_cot_is_cut_without_calling_the_engine() -> None:
     engine = ScriptedEngine(["never generated"])
-    request = PrefixRequest("1+2", (0.0, 0.5, 1.0), SAMPLING, "exact", cut=CutMode.STEP, cot=PLAIN_COT)
+    request = rq.PrefixRequest("1+2", (0.0, 0.5, 1.0), SAMPLING, "exact", cut=CutMode.STEP, cot=PLAIN_COT)
     events = [event async for event in StrongModelServer(engine).stream_prefixes(request)]
     assert engine.requests == []
-    prefixes = [event for event in events if isinstance(event, CotPrefix)]
+    prefixes = [event for event in events if isinstance(event, rq.CotPrefix)]
     assert [prefix.text for prefix in prefixes] == ["", "Add 1 and 2.\n", PLAIN_COT]
     answer = events[-1]
-    assert isinstance(answer, StrongAnswer)
+    assert isinstance(answer, rq.StrongAnswer)
     assert answer.imported and answer.cot == PLAIN_COT and answer.answer == "3" and answer.finish_reason == "imported"
 
 
@@ -81,21 +68,21 @@ def test_answers_are_counted_most_frequent_first_and_the_majority_ignores_no_ans
 # The runner end to end, with the strong server over a scripted engine that must never be called.
 class _Weak:
     def __init__(self) -> None:
-        self.requests: list[CompletionRequest] = []
+        self.requests: list[rq.CompletionRequest] = []
 
-    async def __call__(self, request: CompletionRequest) -> CompletionResult:
+    async def __call__(self, request: rq.CompletionRequest) -> rq.CompletionResult:
         self.requests.append(request)
         answers = ["3", "3", None, "5"][: request.n]
-        return CompletionResult(
+        return rq.CompletionResult(
             [
-                GradedCompletion(f"text {i}", answer, answer == request.reference_answer, 2, "stop")
+                rq.GradedCompletion(f"text {i}", answer, answer == request.reference_answer, 2, "stop")
                 for i, answer in enumerate(answers)
             ],
             4,
         )
 
 
-def run_request(problems: list[Problem], **options: object) -> TransferRequest:
+def run_request(problems: list[rq.Problem], **options: object) -> rq.TransferRequest:
     sampling = {"strong_sampling": SAMPLING, "receiver_sampling": SAMPLING}
     return transfer_request(problems, (0.0, 1.0), n=4, max_cot_chars=200, **sampling, **options)
 
@@ -104,24 +91,24 @@ async def test_a_run_of_imported_cots_keeps_answers_and_isolates_bad_cots() -> N
     engine = ScriptedEngine(["never generated"])
     strong = StrongModelServer(engine)
 
-    def stream(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+    def stream(request: rq.PrefixRequest) -> AsyncIterator[rq.StrongEvent]:
         return strong.stream_prefixes(request)
 
     weak = _Weak()
     problems = [
-        Problem("good", "1+2", "3", cot=PLAIN_COT),
-        Problem("unparsable", "1+2", "3", cot="<think>\nno end", cot_format="deepseek_r1"),
-        Problem("long", "1+2", "3", cot="x" * 201),
+        rq.Problem("good", "1+2", "3", cot=PLAIN_COT),
+        rq.Problem("unparsable", "1+2", "3", cot="<think>\nno end", cot_format="deepseek_r1"),
+        rq.Problem("long", "1+2", "3", cot="x" * 201),
     ]
     runner = TransferRunner(stream, weak, max_concurrent_completions=4)
     events = [event async for event in runner.run(run_request(problems, keep_completions=True))]
     assert engine.requests == []
-    errors = {event.problem_id: event for event in events if isinstance(event, ProblemError)}
+    errors = {event.problem_id: event for event in events if isinstance(event, rq.ProblemError)}
     assert set(errors) == {"unparsable", "long"}
     assert errors["long"].code == "OUT_OF_RANGE" and errors["long"].permanent
-    strong_cots = [event for event in events if isinstance(event, StrongCot)]
+    strong_cots = [event for event in events if isinstance(event, rq.StrongCot)]
     assert [cot.problem_id for cot in strong_cots] == ["good"] and strong_cots[0].imported
-    rows = [event for event in events if isinstance(event, FractionResult)]
+    rows = [event for event in events if isinstance(event, rq.FractionResult)]
     assert {row.fraction for row in rows} == {0.0, 1.0}
     for row in rows:
         assert row.answer_counts == (("3", 2), ("", 1), ("5", 1))
@@ -131,8 +118,8 @@ async def test_a_run_of_imported_cots_keeps_answers_and_isolates_bad_cots() -> N
 async def test_completions_are_dropped_unless_kept() -> None:
     strong = StrongModelServer(ScriptedEngine([]))
     runner = TransferRunner(strong.stream_prefixes, _Weak(), max_concurrent_completions=4)
-    events = [event async for event in runner.run(run_request([Problem("good", "1+2", "3", cot=PLAIN_COT)]))]
-    rows = [event for event in events if isinstance(event, FractionResult)]
+    events = [event async for event in runner.run(run_request([rq.Problem("good", "1+2", "3", cot=PLAIN_COT)]))]
+    rows = [event for event in events if isinstance(event, rq.FractionResult)]
     assert rows and all(row.completions == () and sum(c for _, c in row.answer_counts) == 4 for row in rows)
 
 

@@ -8,20 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from cot_transfer.domain import requests as rq
 from cot_transfer.domain.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, OutOfRangeError
-from cot_transfer.domain.requests import (
-    CompletionRequest,
-    CompletionResult,
-    FractionResult,
-    GradedCompletion,
-    PrefixRequest,
-    Problem,
-    ProblemError,
-    StrongAnswer,
-    StrongCot,
-    StrongEvent,
-    TransferRequest,
-)
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.dataplane.admission import call_when_admitted
 from cot_transfer.serving.dataplane.fanout import TransferRunner
@@ -31,28 +19,28 @@ COTS = {"p1": "abcdefghij Answer: 1", "p2": "klmnopqrst Answer: 2"}
 PROBLEMS = {"problem one": "p1", "problem two": "p2"}
 
 
-def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+def stream_prefixes(request: rq.PrefixRequest) -> AsyncIterator[rq.StrongEvent]:
     cot = COTS[PROBLEMS[request.problem]]
     return cot_events(cot, request.fractions, cot.rsplit(" ", 1)[-1])
 
 
-async def complete(request: CompletionRequest) -> CompletionResult:
+async def complete(request: rq.CompletionRequest) -> rq.CompletionResult:
     # The weak model is right once the prefix holds at least half the CoT.
     correct = len(request.prefix) >= 10
-    return CompletionResult(
-        [GradedCompletion("", request.reference_answer if correct else None, correct, 1, "stop")] * request.n, 5
+    return rq.CompletionResult(
+        [rq.GradedCompletion("", request.reference_answer if correct else None, correct, 1, "stop")] * request.n, 5
     )
 
 
-def two_problems(grader: str = "exact") -> TransferRequest:
-    return transfer_request([Problem("p1", "problem one", "1"), Problem("p2", "problem two", "3")], grader=grader)
+def two_problems(grader: str = "exact") -> rq.TransferRequest:
+    return transfer_request([rq.Problem("p1", "problem one", "1"), rq.Problem("p2", "problem two", "3")], grader=grader)
 
 
 async def test_run_streams_every_result_then_a_summary() -> None:
     runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
     events = [event async for event in runner.run(two_problems())]
-    strong = [event for event in events if isinstance(event, StrongCot)]
-    rows = [event for event in events if isinstance(event, FractionResult)]
+    strong = [event for event in events if isinstance(event, rq.StrongCot)]
+    rows = [event for event in events if isinstance(event, rq.FractionResult)]
     summary = events[-1]
     assert isinstance(summary, RunSummary)
     assert {(row.problem_id, row.fraction) for row in rows} == {
@@ -73,7 +61,7 @@ async def test_concurrency_of_completions_is_bounded() -> None:
     in_flight = 0
     peak = 0
 
-    async def slow_complete(request: CompletionRequest) -> CompletionResult:
+    async def slow_complete(request: rq.CompletionRequest) -> rq.CompletionResult:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
@@ -87,17 +75,17 @@ async def test_concurrency_of_completions_is_bounded() -> None:
 
 
 async def test_a_failing_completion_becomes_its_problems_error_and_the_run_goes_on() -> None:
-    async def failing_for_p2(request: CompletionRequest) -> CompletionResult:
+    async def failing_for_p2(request: rq.CompletionRequest) -> rq.CompletionResult:
         if request.problem == "problem two" and request.prefix:
             raise InvalidArgumentError("prefix", "too long")
         return await complete(request)
 
     runner = TransferRunner(stream_prefixes, failing_for_p2, max_concurrent_completions=2)
     events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, ProblemError)]
-    assert errors == [ProblemError("p2", "INVALID_ARGUMENT", "prefix: too long")]
+    errors = [event for event in events if isinstance(event, rq.ProblemError)]
+    assert errors == [rq.ProblemError("p2", "INVALID_ARGUMENT", "prefix: too long")]
     assert errors[0].permanent
-    assert {(row.problem_id, row.fraction) for row in events if isinstance(row, FractionResult)} >= {
+    assert {(row.problem_id, row.fraction) for row in events if isinstance(row, rq.FractionResult)} >= {
         ("p1", fraction) for fraction in (0.0, 0.5, 1.0)
     }
     summary = events[-1]
@@ -107,7 +95,7 @@ async def test_a_failing_completion_becomes_its_problems_error_and_the_run_goes_
 
 
 async def test_a_prompt_past_the_context_is_a_permanent_problem_error() -> None:
-    async def too_long_for_p1(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+    async def too_long_for_p1(request: rq.PrefixRequest) -> AsyncIterator[rq.StrongEvent]:
         if request.problem == "problem one":
             raise OutOfRangeError("problem", "the prompt is 900 tokens; the model holds 256")
         async for event in stream_prefixes(request):
@@ -115,35 +103,35 @@ async def test_a_prompt_past_the_context_is_a_permanent_problem_error() -> None:
 
     runner = TransferRunner(too_long_for_p1, complete, max_concurrent_completions=2)
     events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, ProblemError)]
+    errors = [event for event in events if isinstance(event, rq.ProblemError)]
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [("p1", "OUT_OF_RANGE", True)]
     assert "900 tokens" in errors[0].message
-    assert {event.problem_id for event in events if isinstance(event, FractionResult)} == {"p2"}
+    assert {event.problem_id for event in events if isinstance(event, rq.FractionResult)} == {"p2"}
     summary = events[-1]
     assert isinstance(summary, RunSummary) and summary.problem_errors == 1 and summary.n_problems == 1
 
 
 async def test_a_strong_stream_without_an_answer_is_a_transient_problem_error() -> None:
-    async def no_answer_for_p2(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+    async def no_answer_for_p2(request: rq.PrefixRequest) -> AsyncIterator[rq.StrongEvent]:
         async for event in stream_prefixes(request):
-            if request.problem == "problem two" and isinstance(event, StrongAnswer):
+            if request.problem == "problem two" and isinstance(event, rq.StrongAnswer):
                 return
             yield event
 
     runner = TransferRunner(no_answer_for_p2, complete, max_concurrent_completions=2)
     events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, ProblemError)]
+    errors = [event for event in events if isinstance(event, rq.ProblemError)]
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [("p2", "UNAVAILABLE", False)]
     assert "without an answer" in errors[0].message
 
 
 async def test_an_unexpected_error_is_internal_with_an_incident_id_and_no_exception_text() -> None:
-    async def broken(request: CompletionRequest) -> CompletionResult:
+    async def broken(request: rq.CompletionRequest) -> rq.CompletionResult:
         raise RuntimeError("secret internals /home/x")
 
     runner = TransferRunner(stream_prefixes, broken, max_concurrent_completions=2)
     events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, ProblemError)]
+    errors = [event for event in events if isinstance(event, rq.ProblemError)]
     assert {error.problem_id for error in errors} == {"p1", "p2"}
     for error in errors:
         assert error.code == "INTERNAL" and not error.permanent
@@ -157,17 +145,17 @@ async def test_a_full_queue_past_the_wait_limit_is_a_resource_exhausted_problem_
     class QueueFullError(Exception):
         pass
 
-    async def always_full() -> CompletionResult:
+    async def always_full() -> rq.CompletionResult:
         raise QueueFullError
 
-    async def complete_when_admitted(request: CompletionRequest) -> CompletionResult:
+    async def complete_when_admitted(request: rq.CompletionRequest) -> rq.CompletionResult:
         if request.problem == "problem one":
             return await complete(request)
         return await call_when_admitted(always_full, QueueFullError, backoff=lambda attempt: 0.01, max_wait_s=0.05)
 
     runner = TransferRunner(stream_prefixes, complete_when_admitted, max_concurrent_completions=4)
     events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, ProblemError)]
+    errors = [event for event in events if isinstance(event, rq.ProblemError)]
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [
         ("p2", "RESOURCE_EXHAUSTED", False)
     ]
@@ -177,14 +165,14 @@ async def test_a_full_queue_past_the_wait_limit_is_a_resource_exhausted_problem_
 async def test_a_second_concurrent_run_with_the_same_experiment_id_is_refused() -> None:
     release = asyncio.Event()
 
-    async def held(request: CompletionRequest) -> CompletionResult:
+    async def held(request: rq.CompletionRequest) -> rq.CompletionResult:
         await release.wait()
         return await complete(request)
 
     runner = TransferRunner(stream_prefixes, held, max_concurrent_completions=4)
     request = dataclasses.replace(two_problems(), experiment_id="exp-1")
     first = runner.run(request)
-    assert isinstance(await anext(first), StrongCot)
+    assert isinstance(await anext(first), rq.StrongCot)
     assert runner.running_experiments() == {"exp-1"}
     with pytest.raises(AlreadyExistsError, match="exp-1"):
         await anext(runner.run(request))
@@ -199,7 +187,7 @@ async def test_a_second_concurrent_run_with_the_same_experiment_id_is_refused() 
 async def test_unknown_grader_fails_before_any_model_call() -> None:
     calls = []
 
-    async def recording(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+    async def recording(request: rq.PrefixRequest) -> AsyncIterator[rq.StrongEvent]:
         calls.append(request)
         async for event in stream_prefixes(request):
             yield event
@@ -213,7 +201,7 @@ async def test_unknown_grader_fails_before_any_model_call() -> None:
 async def test_closing_the_stream_cancels_outstanding_work() -> None:
     cancelled = asyncio.Event()
 
-    async def hanging(request: CompletionRequest) -> CompletionResult:
+    async def hanging(request: rq.CompletionRequest) -> rq.CompletionResult:
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
@@ -224,7 +212,7 @@ async def test_closing_the_stream_cancels_outstanding_work() -> None:
     runner = TransferRunner(stream_prefixes, hanging, max_concurrent_completions=2)
     stream = runner.run(two_problems())
     first = await anext(stream)
-    assert isinstance(first, StrongCot)
+    assert isinstance(first, rq.StrongCot)
     await stream.aclose()
     await asyncio.wait_for(cancelled.wait(), 1)
 
@@ -234,7 +222,7 @@ async def test_strong_cots_are_written_a_bounded_number_at_a_time_in_problem_ord
     most_open = 0
     order: list[str] = []
 
-    async def counted_stream(request: PrefixRequest) -> AsyncIterator[StrongEvent]:
+    async def counted_stream(request: rq.PrefixRequest) -> AsyncIterator[rq.StrongEvent]:
         nonlocal open_streams, most_open
         open_streams += 1
         most_open = max(most_open, open_streams)
@@ -249,13 +237,15 @@ async def test_strong_cots_are_written_a_bounded_number_at_a_time_in_problem_ord
     assert most_open == 1
     assert order == ["p1", "p2"]
     assert isinstance(events[-1], RunSummary)
-    assert sum(isinstance(event, FractionResult) for event in events) == 6
+    assert sum(isinstance(event, rq.FractionResult) for event in events) == 6
 
 
 async def test_every_prefix_is_judged_on_whether_it_states_the_reference_answer() -> None:
     runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
     events = [event async for event in runner.run(two_problems())]
-    rows = {(row.problem_id, row.fraction): row.answer_in_prefix for row in events if isinstance(row, FractionResult)}
+    rows = {
+        (row.problem_id, row.fraction): row.answer_in_prefix for row in events if isinstance(row, rq.FractionResult)
+    }
     # p1's CoT ends "Answer: 1", its reference; p2's states 2 against a reference of 3.
     assert rows == {
         ("p1", 0.0): False,
@@ -265,7 +255,7 @@ async def test_every_prefix_is_judged_on_whether_it_states_the_reference_answer(
         ("p2", 0.5): False,
         ("p2", 1.0): False,
     }
-    strong = {cot.problem_id: cot for cot in events if isinstance(cot, StrongCot)}
+    strong = {cot.problem_id: cot for cot in events if isinstance(cot, rq.StrongCot)}
     assert [prefix.answer_in_prefix for prefix in strong["p1"].prefixes] == [False, False, True]
     assert [prefix.answer_in_prefix for prefix in strong["p2"].prefixes] == [False, False, False]
 
@@ -287,6 +277,6 @@ async def test_the_strong_answer_and_the_prefixes_are_graded_off_the_event_loop(
     monkeypatch.setattr(transfer, "service_grader", lambda name, metrics=None: RecordingGrader())
     runner = TransferRunner(stream_prefixes, complete, max_concurrent_completions=4)
     events = [event async for event in runner.run(two_problems())]
-    assert {cot.problem_id: cot.correct for cot in events if isinstance(cot, StrongCot)} == {"p1": True, "p2": False}
+    assert {cot.problem_id: cot.correct for cot in events if isinstance(cot, rq.StrongCot)} == {"p1": True, "p2": False}
     assert grading_threads
     assert loop_thread not in grading_threads
