@@ -242,7 +242,8 @@ async def test_a_server_that_dies_mid_run_costs_nothing_and_the_run_resumes(
         stack.address,
         "--problems",
         str(PROBLEMS),
-        *("--limit", "8", "--n", "4", "--receivers", ENDPOINT, "--no-completions", "--out", str(out)),
+        # 16 problems x 11 fractions x 8 samples: long enough that the kill lands mid-run.
+        *("--n", "8", "--receivers", ENDPOINT, "--no-completions", "--out", str(out)),
     ]
     env = {**os.environ, "COT_TRANSFER_TOKEN": stack.token}
     probe = engine(upstream)
@@ -275,7 +276,7 @@ async def test_a_server_that_dies_mid_run_costs_nothing_and_the_run_resumes(
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     fractions = json.loads((out / "run.json").read_text())["fractions"]
     finished = {(row["problem_id"], row["fraction"]) for row in rows}
-    assert len(finished) == 8 * len(set(fractions) | {0.0})  # every row, once
+    assert len(rows) == len(finished) == 16 * len(set(fractions) | {0.0})  # every row, once
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problem_errors"] == 0
     assert KEY not in stdout + stderr + (out / "run.json").read_text()
