@@ -317,7 +317,8 @@ RUN_EXAMPLES = """examples:
   cot-transfer run --address localhost:9000 --problems datasets/testbed-demo.jsonl --out runs/x
   cot-transfer run --config examples/experiment.yaml --out runs/x
   cot-transfer run --config examples/experiment.yaml --n 32 --out runs/x32   (a flag overrides the file)
-  cot-transfer run --from runs/x --out runs/y                                (the same settings again)
+  cot-transfer run --address localhost:9000 --from runs/x --out runs/y       (the same settings again)
+  cot-transfer run --config examples/experiment.yaml --track mlflow --out runs/z   (logged to ./mlruns)
   cot-transfer run --address localhost:9000 --resume runs/x                  (finish an interrupted run)
 """
 
