@@ -26,7 +26,13 @@ def test_a_killed_adaptive_run_resumes_with_every_row_drawn_by_the_plan(
     service: RunningService, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    settings = ("--problems", str(PROBLEMS), "--limit", str(PROBLEM_COUNT), "--fractions", FRACTIONS)
+    # The demo's problems without their metadata: this test is about sampling, not the dataset.
+    problems = tmp_path / "problems.jsonl"
+    records = [json.loads(line) for line in PROBLEMS.read_text().splitlines()[:PROBLEM_COUNT]]
+    problems.write_text(
+        "".join(json.dumps({key: record[key] for key in ("id", "problem", "answer")}) + "\n" for record in records)
+    )
+    settings = ("--problems", str(problems), "--fractions", FRACTIONS)
     before, after = kill_mid_run_and_resume(service, out, *settings, "--n", str(N_MAX), "--adaptive")
     assert 5 <= len(before) < ROWS, "the kill should land mid-run"
     rows = [json.loads(line) for line in after]
