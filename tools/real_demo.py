@@ -11,10 +11,13 @@ the same weights), and two runs share that stack, one engine each, at the same t
   the late prefixes state the answer: the leak controls (``answer_in_prefix``) count them apart.
 
 Both unlock tables are printed and both results folders written (``runs/real-demo/self`` and
-``runs/real-demo/transfer``)::
+``runs/real-demo/transfer``). Another config runs the same experiments on other models, e.g. on
+a GPU node (``make gpu-pair``); with two different models a third run, ``pair``, has the strong
+model's CoTs received by the weak one::
 
     python -m tools.real_demo                       # what `make real-demo` runs
     python -m tools.real_demo --n 2 --fractions 0,0.5,1 --self-limit 3 --transfer-limit 3 --out /tmp/x
+    python -m tools.real_demo --config configs/qwen3-0.6b-gpu.yaml --model /models/Qwen3-0.6B --n 16
 """
 
 from __future__ import annotations
