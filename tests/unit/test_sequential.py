@@ -159,7 +159,8 @@ def test_the_rule_is_named_in_the_plan_and_its_settings() -> None:
     # Folders written before rules had names hold no rule: they ran the mixture rule, and their
     # settings (and so their hash) are unchanged; a plan under another rule hashes differently.
     assert "rule" not in old.to_dict()
-    assert sampling_plan_from_dict({"n_max": 128, "rounds": [8], "error_rate": 0.05}).rule == MIXTURE_CS
+    legacy = sampling_plan_from_dict({"n_max": 128, "rounds": [8], "error_rate": 0.05})
+    assert legacy is not None and legacy.rule == MIXTURE_CS
     assert PLAN.to_dict() != old.to_dict()
     with pytest.raises(InvalidArgumentError, match=r"sampling_plan\.rule"):
         SamplingPlan(64, rule="sprt").check(max_n=256, max_rounds=16)
