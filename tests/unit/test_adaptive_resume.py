@@ -15,7 +15,9 @@ from cot_transfer.client import CotTransferClient
 from cot_transfer.domain.requests import FractionResult, Problem
 from cot_transfer.domain.sampling_plan import SamplingPlan
 from cot_transfer.engine.base import GenerationOutput, GenerationRequest
+from cot_transfer.experiment.run_folder import RunFolderError
 from cot_transfer.experiment.runner import ExperimentSettings, run_experiment
+from cot_transfer.serving.edge import decode
 from tests.conftest import LOCAL_CONFIG, InProcessService
 from tests.fakes import CharTokenizer, ScriptedEngine
 
@@ -97,3 +99,19 @@ async def test_a_killed_adaptive_run_resumes_adaptive_past_the_per_request_cap(
     assert resume.sampling_plan is not None and resume.sampling_plan.n_max == N_MAX
     assert sum(len(problem.rows) or 3 for problem in resume.resumed.values()) <= ROWS - len(before)
     assert summary["n_problems"] == len(PROBLEMS)
+
+
+async def test_a_resume_against_a_service_that_ignores_stored_prefixes_stops_before_mixing_cots(
+    in_process_service: InProcessService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    settings = ExperimentSettings(fractions=(0.5, 1.0), n=2)
+    async with CotTransferClient(in_process_service.address) as client:
+        await run_experiment(client, PROBLEMS[:2], settings, out)
+        kept = rows(out)[:-1]  # one row lost: its problem is resumed on its stored prefixes
+        (out / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in kept))
+        # A service from before Problem.prefixes / rows: it reads neither and writes a new CoT.
+        monkeypatch.setattr(decode, "_resumed", lambda *_: {})
+        with pytest.raises(RunFolderError, match="older than this client"):
+            await run_experiment(client, PROBLEMS[:2], settings, out, resume=True)
+    assert rows(out) == kept

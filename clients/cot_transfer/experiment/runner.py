@@ -256,6 +256,13 @@ async def _run_problems(
         resumed_here = {problem.id: resumed[problem.id] for problem in batch if problem.id in resumed}
         run = client.run_transfer(batch, experiment_id=experiment, resumed=resumed_here, **settings.run_options())
         async for event in run:
+            if isinstance(event, StrongCot) and event.problem_id in resumed_here:
+                # A service from before Problem.prefixes ignores them and writes a new CoT: its
+                # rows would mix two CoTs in one problem. Stop before any of them is written.
+                raise RunFolderError(
+                    f"the service wrote a new CoT for {event.problem_id!r}, which this resume completes on its"
+                    " stored prefixes: it is older than this client (Transfer.Run's Problem.prefixes); upgrade it"
+                )
             if isinstance(event, StrongCot):
                 writer.add_strong(event)
             elif isinstance(event, FractionResult):
