@@ -75,6 +75,14 @@ adaptive: {adaptive: true, error_rate: 0.01, rounds: [4, 8], stopping_rule: mixt
     assert settings.sampling_plan == SamplingPlan(n_max=4, rounds=(4, 8), error_rate=0.01, rule=MIXTURE_CS)
 
 
+def test_trackers_come_from_the_file_one_or_several(tmp_path: Path) -> None:
+    one = write(tmp_path / "one.yaml", "service: {address: 'h:1'}\ntracking: {track: mlflow}\n")
+    assert run_args(["run", "--config", str(one), "--out", "o"]).track == ("mlflow",)
+    two = write(tmp_path / "two.yaml", "service: {address: 'h:1'}\ntracking: {track: [mlflow, wandb]}\n")
+    assert run_args(["run", "--config", str(two), "--out", "o"]).track == ("mlflow", "wandb")
+    assert run_args(["run", "--config", str(two), "--out", "o", "--track", "wandb"]).track == ["wandb"]
+
+
 def test_only_flags_actually_given_override_the_file(tmp_path: Path) -> None:
     config = write(tmp_path / "c.yaml", "service: {address: 'h:1', application: mine}\nsampling: {n: 4, seed: 1}\n")
     args = run_args(["run", "--config", str(config), "--out", "o", "--n", "32", "--address", "other:2"])
