@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
 from importlib import metadata
@@ -26,8 +27,6 @@ def serving_versions() -> dict[str, str]:
     """Each installed distribution of ``REPORTED_DISTRIBUTIONS`` with its version, and "python"."""
     versions = {"python": platform.python_version()}
     for name in REPORTED_DISTRIBUTIONS:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):  # not installed here: not reported
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
     return versions
