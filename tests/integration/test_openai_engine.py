@@ -203,12 +203,13 @@ def test_greedy_potentials_equal_the_built_in_engine(stack: RunningService, tmp_
 
 
 def test_sampled_potentials_are_statistically_equivalent(stack: RunningService, tmp_path: Path) -> None:
-    """Unseeded: two independent samples of the same model. Paired over (problem, fraction), the
-    mean potential difference lies within +-0.1 by two one-sided t tests at 5% (TOST)."""
+    """Temperature 0.6, unseeded. Paired over (problem, fraction), the mean potential difference
+    lies within +-0.1 by two one-sided t tests at 5% (TOST). (Both engines start with seed 0 and
+    get the same requests, so their unseeded draws may well agree exactly: then so does every row.)"""
     rows = run_cli(
         stack,
         tmp_path / "sampled",
-        *("--limit", "8", "--fractions", "0,0.2,0.4,0.6,0.8,1", "--n", "32", "--temperature", "0.6"),
+        *("--limit", "8", "--fractions", "0,0.2,0.4,0.6,0.8,1", "--n", "16", "--temperature", "0.6"),
         "--no-completions",
     )
     table = by_receiver(rows)
@@ -219,14 +220,20 @@ def test_sampled_potentials_are_statistically_equivalent(stack: RunningService, 
     mean = sum(differences) / count
     sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (count - 1))
     error = sd / math.sqrt(count)
-    p_lower = stats.t.sf((mean + margin) / error, count - 1)  # H0: mean <= -margin
-    p_upper = stats.t.cdf((mean - margin) / error, count - 1)  # H0: mean >= +margin
+    if error == 0:  # every row differs by the same amount (in practice: none at all)
+        p_value = 0.0 if abs(mean) < margin else 1.0
+    else:
+        p_lower = stats.t.sf((mean + margin) / error, count - 1)  # H0: mean <= -margin
+        p_upper = stats.t.cdf((mean - margin) / error, count - 1)  # H0: mean >= +margin
+        p_value = max(p_lower, p_upper)
     weak_mean = sum(row["potential"] for row in table[WEAK].values()) / count
+    identical = sum(difference == 0 for difference in differences)
     print(
-        f"sampled: {count} rows, n=32; mean potential built-in {weak_mean:.3f}, endpoint {weak_mean + mean:.3f};"
-        f" paired difference {mean:+.4f} (sd {sd:.3f}); TOST p = {max(p_lower, p_upper):.2g} for +-{margin}"
+        f"sampled: {count} rows, n=16; mean potential built-in {weak_mean:.3f}, endpoint {weak_mean + mean:.3f};"
+        f" {identical} rows identical; paired difference {mean:+.4f} (sd {sd:.3f}); TOST p = {p_value:.2g}"
+        f" for +-{margin}"
     )
-    assert max(p_lower, p_upper) < 0.05
+    assert p_value < 0.05
 
 
 async def test_a_server_that_dies_mid_run_costs_nothing_and_the_run_resumes(
