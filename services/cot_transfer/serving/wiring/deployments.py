@@ -31,7 +31,7 @@ from cot_transfer.serving.common.serving_config import (
 from cot_transfer.serving.dataplane.admission import call_when_admitted, stream_when_admitted
 from cot_transfer.serving.dataplane.fanout import TransferRunner
 from cot_transfer.serving.edge.rpc import TransferService
-from cot_transfer.serving.replicas.fingerprint import model_fingerprint
+from cot_transfer.serving.replicas.fingerprint import endpoint_fingerprint, model_fingerprint
 from cot_transfer.serving.replicas.reasoning_formats import PLAIN, ReasoningFormat, resolve_format
 from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
@@ -68,6 +68,7 @@ class _ModelReplica:
         force_answer_max_tokens: int = DEFAULT_FORCE_ANSWER_MAX_TOKENS,
     ) -> None:
         self._model_path = engine_config.model
+        self._tokenizer_folder = engine_config.tokenizer_folder
         self._engine = (engine_factory or engine_for)(engine_config)
         await self._engine.start()
         self._name = engine_config.name
@@ -83,7 +84,10 @@ class _ModelReplica:
     async def fingerprint(self) -> str:
         """The fingerprint of the model folder this replica serves (``serving.fingerprint``), or of the
         model on the server its engine calls."""
-        return self._engine.fingerprint() or await asyncio.to_thread(model_fingerprint, self._model_path)
+        served = self._engine.fingerprint()
+        if served:
+            return await asyncio.to_thread(endpoint_fingerprint, served, self._tokenizer_folder)
+        return await asyncio.to_thread(model_fingerprint, self._model_path)
 
     async def check_health(self) -> None:
         """Serve's periodic replica health check; the gRPC health probe reads its outcome."""
@@ -150,7 +154,6 @@ class TransferIngress(TransferService):
         self._ray_metrics = metrics
         self._model_configs = [(config.strong, strong), (config.weak, weak)]
         self._model_configs += [(model, self._receivers[model.engine.name]) for model in config.receivers]
-        self._fingerprint_cache: dict[str, str] | None = None
         # A run's own calls wait out a full model queue (RESOURCE_EXHAUSTED is for callers who can
         # retry); the client's deadline or cancellation still ends them.
         runner = TransferRunner(
@@ -217,17 +220,17 @@ class TransferIngress(TransferService):
         )
 
     async def _model_fingerprints(self) -> dict[str, str]:
-        """Each served name's fingerprint, read once: the folder here if this node has it, else
-        from a replica of the deployment (the ingress may run where the weights are not)."""
-        if self._fingerprint_cache is None:
-            fingerprints = {}
-            for deployment, handle in self._model_configs:
-                fingerprint = await asyncio.to_thread(model_fingerprint, deployment.engine.model)
-                if not fingerprint:
-                    fingerprint = await handle.fingerprint.remote()
-                fingerprints[deployment.engine.name] = fingerprint
-            self._fingerprint_cache = fingerprints
-        return self._fingerprint_cache
+        """Each served name's fingerprint at every GetInfo (the runner checks it before each batch, so
+        weights swapped under a running service are seen): the folder here if this node has it (its
+        digests are cached by size and mtime, so this costs a stat per file), else from a replica
+        of the deployment (the ingress may run where the weights are not)."""
+        fingerprints = {}
+        for deployment, handle in self._model_configs:
+            fingerprint = await asyncio.to_thread(model_fingerprint, deployment.engine.model)
+            if not fingerprint:
+                fingerprint = await handle.fingerprint.remote()
+            fingerprints[deployment.engine.name] = fingerprint
+        return fingerprints
 
     async def _models_serving(self) -> bool:
         running = await asyncio.to_thread(_running_replicas, serve.get_replica_context().app_name)
