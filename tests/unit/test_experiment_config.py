@@ -22,6 +22,7 @@ from cot_transfer.cli.run import settings_from_args
 from cot_transfer.client import Sampling
 from cot_transfer.domain.sampling_plan import MIXTURE_CS, SamplingPlan
 from cot_transfer.domain.transfer import Thresholds
+from cot_transfer.experiment.datasets import Selection, dataset_options_from_args
 from cot_transfer.experiment.provenance import tool_version
 from cot_transfer.experiment.runner import ExperimentSettings
 
@@ -75,6 +76,51 @@ adaptive: {adaptive: true, error_rate: 0.01, rounds: [4, 8], stopping_rule: mixt
     assert settings.sampling_plan == SamplingPlan(n_max=4, rounds=(4, 8), error_rate=0.01, rule=MIXTURE_CS)
 
 
+def test_the_file_sets_the_dataset_and_the_selection(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.yaml",
+        """
+service: {address: "h:1"}
+problems: {problems: math500, split: test, revision: v2, ids: [a, 7], sample: 5, limit: 4, group_by: [level]}
+sampling: {seed: 11}
+""",
+    )
+    options = dataset_options_from_args(run_args(["run", "--config", str(config), "--out", "o"]))
+    assert (options.split, options.revision, options.group_by) == ("test", "v2", ("level",))
+    # Integer ids in the file are the dataset's ids as text; the sample is drawn with sampling.seed.
+    assert options.selection == Selection(ids=("a", "7"), sample=5, seed=11, limit=4)
+
+
+def test_ids_may_be_a_file_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "lists").mkdir()
+    write(tmp_path / "lists" / "ids.txt", "# chosen\nx\n\ny\n")
+    config = write(tmp_path / "c.yaml", "service: {address: 'h:1'}\nproblems: {ids: lists/ids.txt}\n")
+    assert run_args(["run", "--config", str(config), "--out", "o"]).ids == ("x", "y")
+    missing = write(tmp_path / "m.yaml", "problems: {ids: lists/none.txt}\n")
+    with pytest.raises(ConfigError, match=r"m\.yaml: problems\.ids: .*none\.txt is no file"):
+        load_experiment_config(missing)
+
+
+def test_selection_flags_given_override_the_file_and_only_those(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.yaml",
+        "service: {address: 'h:1'}\nproblems: {split: test, revision: v2, ids: [a, b], sample: 5, limit: 4}\n",
+    )
+    argv = ["run", "--config", str(config), "--out", "o", "--sample", "2", "--ids", "c,d", "--split", "train"]
+    args = run_args(argv)
+    assert (args.sample, args.ids, args.split) == (2, ("c", "d"), "train")
+    assert (args.revision, args.limit) == ("v2", 4)
+
+
+def test_a_hub_id_in_the_file_is_not_taken_for_a_path(tmp_path: Path) -> None:
+    hub = write(tmp_path / "hub.yaml", "problems: {problems: HuggingFaceH4/MATH-500, split: test}\n")
+    assert load_experiment_config(hub)["problems"] == Path("HuggingFaceH4/MATH-500")
+    # A folder of that shape next to the file is the file's, as any relative path is.
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    local = write(tmp_path / "local.yaml", "problems: {problems: org/name}\n")
+    assert load_experiment_config(local)["problems"] == tmp_path / "org" / "name"
+
+
 def test_trackers_come_from_the_file_one_or_several(tmp_path: Path) -> None:
     one = write(tmp_path / "one.yaml", "service: {address: 'h:1'}\ntracking: {track: mlflow}\n")
     assert run_args(["run", "--config", str(one), "--out", "o"]).track == ("mlflow",)
@@ -101,6 +147,9 @@ def test_only_flags_actually_given_override_the_file(tmp_path: Path) -> None:
         ("sampling: {fractions: [0, 1.5]}\n", "sampling.fractions"),
         ("cut: {cut: paragraph}\n", "cut.cut"),
         ("receivers: {modes: [shout]}\n", "receivers.modes"),
+        ("problems: {sample: 0}\n", "problems.sample"),
+        ("problems: {ids: []}\n", "problems.ids"),
+        ("problems: {splt: test}\n", "'problems.splt'"),
         ("- a list\n", "must be a mapping of sections"),
         ("sampling: {n: [\n", "not YAML"),
     ],

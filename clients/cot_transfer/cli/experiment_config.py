@@ -25,7 +25,9 @@ from cot_transfer.domain.receivers import ANSWER_MODES
 from cot_transfer.domain.sampling_plan import MIXTURE_CS, RULES
 from cot_transfer.domain.steps import CutMode, StepBoundary
 from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS, kept_completions_from_json
+from cot_transfer.experiment.dataset_files import is_hub_id
 from cot_transfer.experiment.dataset_formats import FORMAT_NAMES
+from cot_transfer.experiment.selection import SelectionError, read_ids
 
 
 class ConfigError(ValueError):
@@ -52,14 +54,30 @@ class ServiceSection(_Section):
 
 
 class ProblemsSection(_Section):
+    # A file or folder (relative to the config file), or a Hub id (``org/name``) read from the cache.
     problems: Path | None = None
     cots: Path | None = None
-    limit: int | None = Field(default=None, ge=1)
     format: str | None = None
     id_field: str | None = None
     problem_field: str | None = None
     answer_field: str | None = None
+    split: str | None = None
+    revision: str | None = None
+    # A list of ids, or a file of them (one a line) relative to the config file.
+    ids: tuple[str, ...] | Path | None = None
+    sample: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1)
     group_by: tuple[str, ...] | None = None
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _some_ids(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if not value:
+                raise ValueError("names no id")
+            # A dataset's integer ids are read as text (its ids are text too).
+            return tuple(str(item) if isinstance(item, int) and not isinstance(item, bool) else item for item in value)
+        return value
 
     @field_validator("format")
     @classmethod
@@ -185,11 +203,23 @@ class ExperimentConfig(_Section):
                 if value is None:
                     continue
                 if isinstance(value, Path) and not value.is_absolute():
-                    value = (base_dir / value).resolve()
+                    local = (base_dir / value).resolve()
+                    value = value if name == "problems" and not local.exists() and is_hub_id(value) else local
+                if name == "ids" and isinstance(value, Path):
+                    value = _ids_in(value)
                 if name == "keep_completions":
                     value = ALL_COMPLETIONS if value == "all" else value
                 values[name] = value
         return values
+
+
+def _ids_in(path: Path) -> tuple[str, ...]:
+    if not path.is_file():
+        raise ConfigError(f"problems.ids: {path} is no file (give a list of ids, or a file of them)")
+    try:
+        return read_ids(str(path))
+    except (SelectionError, OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"problems.ids: {error}") from None
 
 
 def load_experiment_config(path: Path) -> dict[str, Any]:
@@ -210,7 +240,10 @@ def load_experiment_config(path: Path) -> dict[str, Any]:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"--config {path}: {_describe(error)}") from None
-    return config.values(path.resolve().parent)
+    try:
+        return config.values(path.resolve().parent)
+    except ConfigError as error:
+        raise ConfigError(f"--config {path}: {error}") from None
 
 
 def _describe(error: ValidationError) -> str:

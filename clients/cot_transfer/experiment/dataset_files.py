@@ -65,11 +65,7 @@ def read_records(
         elif path.exists():
             with tempfile.TemporaryDirectory(prefix="cot-transfer-datasets-") as cache:
                 records = _folder(datasets, path, split, cache) if path.is_dir() else _file(datasets, path, cache)
-        elif re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) and path.suffix.lower() not in (
-            *_BUILDERS,
-            ".json",
-            ".jsonl",
-        ):
+        elif is_hub_id(source):
             records = datasets.load_dataset(str(source), split=split or "train", revision=revision).to_list()
         else:
             raise DatasetError(path, None, "no such file or folder")
@@ -80,6 +76,12 @@ def read_records(
     lines = _record_lines(path) if _builder(path) == "json" and path.is_file() else None
     for row, record in enumerate(records, start=1):
         yield Position(row, lines[row - 1] if lines else None), record
+
+
+def is_hub_id(source: str | Path) -> bool:
+    """``org/name`` without a data file's suffix: a Hub dataset, not a missing local file."""
+    suffix = Path(source).suffix.lower()
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", str(source))) and suffix not in (*_BUILDERS, ".json", ".jsonl")
 
 
 def _builder(path: Path) -> str:
