@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a transfer experiment against a service",
         description="Run a transfer experiment against a service into a results folder. Settings come from"
         " the flags, from an experiment config (--config) or from an earlier run (--from); a flag given on"
-        " the command line overrides both.",
+        " the command line overrides both. Exit status: 0 every problem finished; 1 the service failed"
+        " the run; 2 a usage, input or results-folder error; 3 the run ended with problems missing from its"
+        " statistics (named on stderr; --resume runs the transient ones again).",
         epilog=RUN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -251,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             return serve_command(args.config, "INFO" if args.verbose else "WARNING")
         if args.command == "run":
             resolve_run_arguments(args, given_options(build_parser(), argv))
-            asyncio.run(run_command(args.address, args.application, args))
-            return 0
+            return asyncio.run(run_command(args.address, args.application, args))
         if args.command == "plan":
             return plan_command(args)
         if args.command == "report":

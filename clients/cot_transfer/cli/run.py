@@ -116,10 +116,16 @@ def inputs_from_args(
     return problems, settings_from_args(args), problems_path.resolve() if problems_path.exists() else problems_path
 
 
+# `cot-transfer run`'s exit status when the run ends with problems missing from its statistics.
+INCOMPLETE_EXIT = 3
+
+
 async def run_command(
     address: str, application: str, args: argparse.Namespace, default_problems: Path | None = None
-) -> None:
-    """Runs (or resumes) the experiment ``args`` describe, with a progress bar, and prints its table."""
+) -> int:
+    """Runs (or resumes) the experiment ``args`` describe, with a progress bar, and prints its table.
+    Returns the exit status: 0 when every problem has all its rows, else ``INCOMPLETE_EXIT``
+    (the unfinished problems are named on stderr)."""
     from tqdm import tqdm
 
     trackers = [parse_tracker(text) for text in getattr(args, "track", None) or ()]
@@ -152,6 +158,25 @@ async def run_command(
     print(f"viewer: {(out_dir / 'view.html').resolve()} (or: cot-transfer view {out_dir} --serve)")
     for place in track_run(out_dir, trackers):
         print(f"tracked: {place}")
+    return incomplete_status(summary, out_dir)
+
+
+def incomplete_status(summary: dict[str, Any], out_dir: Path) -> int:
+    """``INCOMPLETE_EXIT`` naming the unfinished problems on stderr, or 0: a script that checks the
+    exit status never takes a partial run's statistics for the whole experiment's."""
+    unfinished = summary.get("unfinished_problems") or []
+    if not unfinished:
+        return 0
+    failed = {item["problem_id"]: item for item in summary.get("failed_problems", [])}
+    transient = [pid for pid in unfinished if not failed.get(pid, {}).get("permanent", False)]
+    shown = ", ".join(repr(pid) for pid in unfinished[:20]) + (" ..." if len(unfinished) > 20 else "")
+    print(
+        f"cot-transfer: the run ended incomplete: {len(unfinished)} of the problems are missing from the"
+        f" statistics: {shown}."
+        + (f" `cot-transfer run --resume {out_dir}` runs the {len(transient)} not final again." if transient else ""),
+        file=sys.stderr,
+    )
+    return INCOMPLETE_EXIT
 
 
 def report_command(run_dir: Path, group_by: tuple[str, ...] = ()) -> int:

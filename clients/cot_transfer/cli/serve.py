@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import importlib.util
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from types import ModuleType
 from typing import IO
 
 from cot_transfer.cli.run import run_command
+from cot_transfer.experiment.run_folder import clear_folder
 
 # Paths relative to the working directory (the repository root in a checkout), never to where
 # this package is installed: an installed CLI has no repository around it.
@@ -119,13 +119,11 @@ def demo_command(args: argparse.Namespace) -> int:
     serving_config = config.ServingConfig.from_yaml(_config_path(args.config))
     if args.problems is None and not DEMO_PROBLEMS.is_file():
         raise FileNotFoundError(f"no demo problems at {DEMO_PROBLEMS} (relative to {Path.cwd()}); pass --problems FILE")
-    if args.out.exists():
-        shutil.rmtree(args.out)
+    clear_folder(args.out)  # under the folder's lock: refused while another process writes it
     print("starting Ray Serve with two vLLM engines on CPU (about a minute)...", file=sys.stderr, flush=True)
     stack = local.start_local(serving_config)
     print(f"grpc: {stack.grpc_address}", flush=True)
     try:
-        asyncio.run(run_command(stack.grpc_address, stack.application, args, default_problems=DEMO_PROBLEMS))
+        return asyncio.run(run_command(stack.grpc_address, stack.application, args, default_problems=DEMO_PROBLEMS))
     finally:
         stack.shutdown()
-    return 0

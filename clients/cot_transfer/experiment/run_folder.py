@@ -12,6 +12,8 @@ import fcntl
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,11 +21,11 @@ from typing import IO, Any
 
 from cot_transfer.domain.kept_answers import chosen_completions
 from cot_transfer.domain.receivers import FREE
-from cot_transfer.domain.requests import CotPrefix, FractionResult, ProblemError, StrongCot
+from cot_transfer.domain.requests import CotPrefix, FractionResult, ProblemError, ServiceInfo, StrongCot
 from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS
 from cot_transfer.experiment.problem_errors import ERRORS_FILE, error_record, load_problem_errors
 from cot_transfer.experiment.provenance import Tally
-from cot_transfer.experiment.settings import ExperimentSettings, service_changes
+from cot_transfer.experiment.settings import ExperimentSettings, model_fingerprints, service_changes
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,22 @@ def folder_lock(out_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+
+
+def clear_folder(out_dir: Path) -> None:
+    """Empties ``out_dir`` for a fresh run (``demo --out``) while holding its lock, so a run or a
+    resume writing it is never deleted under its feet (that raises ``RunFolderError`` instead). The
+    lock file itself stays: a process waiting on it keeps locking the same file."""
+    if not out_dir.exists():
+        return
+    with folder_lock(out_dir):
+        for entry in out_dir.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 class _DurableJsonl:
@@ -98,9 +116,30 @@ def _read_complete_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    """A crash or power loss leaves the old file or the new one, whole: the new text goes to a
+    temporary file in the same folder, synced, replaces ``path`` in one rename, and the folder is
+    synced so the rename itself is on disk."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide run.json from the folder's other readers
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _prefix_from_record(prefix: dict[str, Any]) -> CotPrefix:
@@ -225,8 +264,10 @@ class _RowWriter:
         *,
         kept_completions: int = ALL_COMPLETIONS,
         tally: Tally | None = None,
+        info: ServiceInfo | None = None,
     ) -> None:
         self._hash = run_hash
+        self._info = info
         self._tally = tally
         self._kept_completions = kept_completions
         self._strong_log = _DurableJsonl(out_dir / STRONG_FILE)
@@ -238,7 +279,7 @@ class _RowWriter:
     def add_strong(self, record: StrongCot) -> None:
         if self._tally is not None:
             self._tally.add_strong(record)
-        self._strong_log.append({**asdict(record), "settings_hash": self._hash})
+        self._strong_log.append({**asdict(record), **self._fingerprints(None), "settings_hash": self._hash})
 
     def add_result(self, record: FractionResult) -> None:
         if self._tally is not None:  # before the completions the folder does not keep are dropped
@@ -246,9 +287,25 @@ class _RowWriter:
         if self._kept_completions != ALL_COMPLETIONS and record.completions:
             # The service sends every completion of a row; the folder keeps a chosen few.
             record = replace(record, completions=tuple(chosen_completions(record.completions, self._kept_completions)))
-        self._results_log.append({**asdict(record), "potential": record.potential, "settings_hash": self._hash})
+        prints = self._fingerprints(record.receiver)
+        self._results_log.append(
+            {**asdict(record), **prints, "potential": record.potential, "settings_hash": self._hash}
+        )
         if self._on_row is not None:
             self._on_row(record)
+
+    def _fingerprints(self, receiver: str | None) -> dict[str, dict[str, str]]:
+        """``model_fingerprints``: the fingerprint of each model a row was drawn with (the strong
+        model and, for a result row, its ``receiver``: "" is the weak model), as GetInfo reported
+        them; the runner checks them again before each batch. Rows written before this field, or
+        from a service that reports none, have no such key."""
+        prints = model_fingerprints(self._info) if self._info is not None else {}
+        if self._info is None or not prints:
+            return {}
+        names = [self._info.strong_model]
+        if receiver is not None:
+            names.append(receiver or self._info.weak_model)
+        return {"model_fingerprints": {name: prints.get(name, "") for name in names}}
 
     def add_error(self, error: ProblemError) -> None:
         self._errors_log.append(error_record(error, self._hash))

@@ -53,7 +53,13 @@ from cot_transfer.experiment.run_folder import (
     _RowWriter,
     folder_lock,
 )
-from cot_transfer.experiment.settings import ExperimentSettings, service_identity, settings_hash
+from cot_transfer.experiment.settings import (
+    ExperimentSettings,
+    model_changes,
+    model_fingerprints,
+    service_identity,
+    settings_hash,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +125,7 @@ async def run_experiment(
             on_resume(len(state.done))
         for attempt in range(retry.max_attempts):
             writer = _RowWriter(
-                out_dir, run_hash, on_row, kept_completions=settings.keep_completions, tally=session.tally
+                out_dir, run_hash, on_row, kept_completions=settings.keep_completions, tally=session.tally, info=info
             )
             last_attempt = attempt + 1 == retry.max_attempts
             try:
@@ -143,7 +149,8 @@ async def run_experiment(
                 writer.close()
             await asyncio.sleep(retry.backoff_s(attempt))
             state = await asyncio.to_thread(folder.load_state, run_hash, fractions, settings.receiver_modes())
-        standing = (await asyncio.to_thread(folder.load_state, run_hash, fractions, settings.receiver_modes())).errors
+        final = await asyncio.to_thread(folder.load_state, run_hash, fractions, settings.receiver_modes())
+        standing = final.errors
         summary = await asyncio.to_thread(_write_report_and_read_summary, out_dir)
         await asyncio.to_thread(folder.update_run, lambda run: session.closed(run, "completed"))
     return {
@@ -152,7 +159,41 @@ async def run_experiment(
             {"problem_id": error.problem_id, "code": error.code, "message": error.message, "permanent": error.permanent}
             for error in standing.values()
         ],
+        "unfinished_problems": unfinished_problems(problems, settings, fractions, final),
     }
+
+
+def unfinished_problems(
+    problems: Sequence[Problem], settings: ExperimentSettings, fractions: Sequence[float], state: RunState
+) -> list[str]:
+    """The problems a run ends without all of their rows (no CoT, or rows missing): they are missing
+    from the statistics, whatever the reason (retries ran out, a permanent error)."""
+    unfinished = []
+    for problem in problems:
+        record = state.strong.get(problem.id)
+        if record is None or any(
+            (problem.id, fraction, receiver, mode) not in state.done
+            for fraction in resume_fractions(settings.cut, record, fractions)
+            for receiver, mode in settings.receiver_modes()
+        ):
+            unfinished.append(problem.id)
+    return unfinished
+
+
+class ModelChangedError(RunFolderError):
+    """The weights behind a served name changed while the run was going: it stops so that rows of
+    two models are never mixed in one folder."""
+
+
+async def check_models_unchanged(client: CotTransferClient, info: ServiceInfo) -> None:
+    """Asks GetInfo again and raises ``ModelChangedError`` naming each model whose fingerprint is
+    not the one the run started with (a redeploy with other weights)."""
+    changes = model_changes(model_fingerprints(info), model_fingerprints(await client.get_info()))
+    if changes:
+        raise ModelChangedError(
+            "the service's models changed during the run: " + "; ".join(changes) + ". The run stops so results"
+            " never mix: the rows on disk were drawn with the models it started with; use a new --out"
+        )
 
 
 def _write_report_and_read_summary(out_dir: Path) -> dict[str, Any]:
@@ -253,6 +294,7 @@ async def _run_problems(
 
     # One call per batch the service's limits allow; results land on disk the same way.
     for batch in problem_batches(specs, info.max_problems_per_run, info.max_message_bytes, wire_bytes):
+        await check_models_unchanged(client, info)
         resumed_here = {problem.id: resumed[problem.id] for problem in batch if problem.id in resumed}
         run = client.run_transfer(batch, experiment_id=experiment, resumed=resumed_here, **settings.run_options())
         async for event in run:
@@ -269,6 +311,8 @@ async def _run_problems(
                 writer.add_result(event)
             elif isinstance(event, ProblemError):
                 writer.add_error(event)
+    # The last batch's rows were drawn with the models the run started with only if they still serve.
+    await check_models_unchanged(client, info)
 
 
 def resume_inputs(out_dir: Path) -> tuple[list[Problem], ExperimentSettings, Path]:

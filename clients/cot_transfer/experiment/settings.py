@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -128,7 +128,7 @@ def service_identity(settings: ExperimentSettings, info: ServiceInfo) -> dict[st
     """What of the service decides results beyond its model names: every model's fingerprint and
     the sampling the server's defaults make effective for these settings."""
     return {
-        "model_fingerprints": {model.name: model.fingerprint for model in info.models},
+        "model_fingerprints": model_fingerprints(info),
         "strong_sampling": _effective_sampling(settings.strong_sampling, info.strong_sampling_defaults),
         "weak_sampling": _effective_sampling(settings.weak_sampling, info.weak_sampling_defaults),
     }
@@ -148,16 +148,24 @@ def settings_hash(settings: ExperimentSettings, problems: Sequence[Problem], inf
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def model_fingerprints(info: ServiceInfo) -> dict[str, str]:
+    """Each served name's fingerprint as GetInfo reports it."""
+    return {model.name: model.fingerprint for model in info.models}
+
+
+def model_changes(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """Each served model whose fingerprint differs, in words: its name, the old and the new one."""
+    return [
+        f"the model behind {name!r} changed"
+        f" (fingerprint {before.get(name) or 'none'} then, {now.get(name) or 'none'} now)"
+        for name in sorted(set(before) | set(now))
+        if before.get(name) != now.get(name)
+    ]
+
+
 def service_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """What differs between two ``service_identity`` records, in words."""
-    changes = []
-    old_prints, new_prints = before.get("model_fingerprints", {}), now.get("model_fingerprints", {})
-    for name in sorted(set(old_prints) | set(new_prints)):
-        if old_prints.get(name) != new_prints.get(name):
-            changes.append(
-                f"the model behind {name!r} changed (fingerprint {old_prints.get(name) or 'none'}"
-                f" then, {new_prints.get(name) or 'none'} now)"
-            )
+    changes = model_changes(before.get("model_fingerprints", {}), now.get("model_fingerprints", {}))
     for role in ("strong", "weak"):
         old_sampling, new_sampling = before.get(f"{role}_sampling", {}), now.get(f"{role}_sampling", {})
         for name in sorted(set(old_sampling) | set(new_sampling)):
