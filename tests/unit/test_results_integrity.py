@@ -15,11 +15,15 @@ import pytest
 
 from cot_transfer.cli.main import main
 from cot_transfer.cli.run import INCOMPLETE_EXIT
-from cot_transfer.client import CotTransferClient, RetryPolicy
-from cot_transfer.domain.requests import FractionResult, Problem
+from cot_transfer.client import CotTransferClient, RetryPolicy, Sampling
+from cot_transfer.client.convert import service_info_from_proto
+from cot_transfer.domain.requests import FractionResult, ModelInfo, Problem, ServiceInfo
+from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.experiment import run_folder
 from cot_transfer.experiment.run_folder import RUN_FILE, RunFolder, folder_lock, write_json_atomically
 from cot_transfer.experiment.runner import ExperimentSettings, ModelChangedError, run_experiment
+from cot_transfer.experiment.settings import service_changes, service_identity, settings_hash
+from cot_transfer.serving.edge.encode import service_info_to_proto
 from tests.conftest import IN_PROCESS_MAX_MODEL_LEN, LOCAL_CONFIG, InProcessService
 from tests.fakes import ScriptedEngine
 
@@ -82,15 +86,36 @@ async def test_a_redeploy_with_other_weights_mid_run_stops_the_run_naming_the_ch
 async def test_rows_written_before_fingerprints_still_resume(tmp_path: Path) -> None:
     problems = [Problem(f"p{index}", f"{index}+2", "3") for index in range(2)]
     out = tmp_path / "run"
-    async with Redeployable() as service, CotTransferClient(service.address, retry=FAST) as client:
+    service = Redeployable()
+    async with service, CotTransferClient(service.address, retry=FAST) as client:
         await run_experiment(client, problems, SETTINGS, out, retry=FAST)
         lines = rows(out)
-        # As an older client wrote them: no model_fingerprints, and the last row not yet written.
-        old = [{key: value for key, value in row.items() if key != "model_fingerprints"} for row in lines[:-1]]
+        # The folder as a client before fingerprinted rows and settings hash version 2 wrote it: its
+        # run.json has no settings_hash_version and a version-1 hash, its rows no model_fingerprints,
+        # and the last row is not written yet.
+        run = json.loads((out / RUN_FILE).read_text())
+        info = await client.get_info()
+        old_hash = settings_hash(SETTINGS, problems, info, version=1)
+        del run["settings_hash_version"]
+        run.update(settings_hash=old_hash, service=service_identity(SETTINGS, info, version=1))
+        (out / RUN_FILE).write_text(json.dumps(run))
+        old = [
+            {**{key: value for key, value in row.items() if key != "model_fingerprints"}, "settings_hash": old_hash}
+            for row in lines[:-1]
+        ]
         (out / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in old))
+        strong = [
+            {**json.loads(line), "settings_hash": old_hash} for line in (out / "strong.jsonl").read_text().splitlines()
+        ]
+        (out / "strong.jsonl").write_text("".join(json.dumps(record) + "\n" for record in strong))
+        drawn = len(service.completions)
         summary = await run_experiment(client, problems, SETTINGS, out, resume=True, retry=FAST)
+    # It resumes under its old hash: only the missing row is drawn, and the run is complete.
     assert summary["unfinished_problems"] == [] and summary["n_problems"] == 2
+    assert json.loads((out / RUN_FILE).read_text())["settings_hash"] == old_hash
+    assert len(service.completions) == drawn + 1 and service.completions[-1].n == SETTINGS.n
     assert len(rows(out)) == len(lines) and "model_fingerprints" in rows(out)[-1]
+    assert rows(out)[-1]["settings_hash"] == old_hash
 
 
 def test_run_json_is_synced_and_replaced_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,3 +174,91 @@ async def test_the_cli_exits_non_zero_naming_the_problems_a_run_leaves_unfinishe
     # A complete run exits 0.
     problems.write_text(json.dumps(records[0]) + "\n")
     assert await asyncio.to_thread(main, [*common, "--problems", str(problems), "--out", str(tmp_path / "b")]) == 0
+
+
+SERVED = ServiceInfo(
+    "strong",
+    "weak",
+    ("exact",),
+    "exact",
+    1024,
+    10000,
+    101,
+    models=(
+        ModelInfo("strong", ("strong",), "qwen3", "f1", 4096, {"dtype": '"bfloat16"'}),
+        ModelInfo("weak", ("weak",), "plain", "f2", 4096, {"dtype": '"bfloat16"'}),
+    ),
+    strong_sampling_defaults=SamplingParams(0.6, 0.95, 256, None),
+    weak_sampling_defaults=SamplingParams(0.6, 0.95, 256, None),
+    versions={"vllm": "0.11.0", "math-verify": "0.8.0", "ray": "2.50.0", "python": "3.11.7"},
+)
+PROBLEMS = [Problem("p1", "1+2", "3")]
+
+
+def _with_model(index: int, **change: object) -> ServiceInfo:
+    models = list(SERVED.models)
+    models[index] = ModelInfo(**{**models[index].__dict__, **change})
+    return ServiceInfo(**{**SERVED.__dict__, "models": tuple(models)})
+
+
+def test_the_settings_hash_covers_reasoning_format_output_engine_settings_and_vllm_and_grader_versions() -> None:
+    base = settings_hash(SETTINGS, PROBLEMS, SERVED)
+    changed = {
+        "reasoning format": _with_model(0, reasoning_format="deepseek_r1"),
+        "context length": _with_model(1, max_model_len=2048),
+        "dtype": _with_model(1, engine_settings={"dtype": '"float16"'}),
+        "quantization": _with_model(0, engine_settings={"dtype": '"bfloat16"', "quantization": '"fp8"'}),
+        "vllm": ServiceInfo(**{**SERVED.__dict__, "versions": {**SERVED.versions, "vllm": "0.12.0"}}),
+        "grader": ServiceInfo(**{**SERVED.__dict__, "versions": {**SERVED.versions, "math-verify": "0.9.0"}}),
+    }
+    hashes = {what: settings_hash(SETTINGS, PROBLEMS, info) for what, info in changed.items()}
+    assert base not in hashes.values() and len(set(hashes.values())) == len(hashes)
+    # Packages that do not change outputs leave it alone.
+    quiet = ServiceInfo(**{**SERVED.__dict__, "versions": {**SERVED.versions, "ray": "2.51.0", "python": "3.12"}})
+    assert settings_hash(SETTINGS, PROBLEMS, quiet) == base
+    # Version 1 (folders from before) covers none of it: its hash is the one those folders hold.
+    assert {settings_hash(SETTINGS, PROBLEMS, info, version=1) for info in changed.values()} == {
+        settings_hash(SETTINGS, PROBLEMS, SERVED, version=1)
+    }
+    # What a resume is refused for, in words.
+    before = service_identity(SETTINGS, SERVED)
+    assert service_changes(before, service_identity(SETTINGS, changed["dtype"])) == [
+        """the engine setting dtype of 'weak' changed ("bfloat16" then, "float16" now)"""
+    ]
+    assert service_changes(before, service_identity(SETTINGS, changed["grader"])) == [
+        "the server's math-verify changed (0.8.0 then, 0.9.0 now)"
+    ]
+    assert service_changes(before, service_identity(SETTINGS, changed["reasoning format"])) == [
+        "the reasoning_format of 'strong' changed (qwen3 then, deepseek_r1 now)"
+    ]
+
+
+def test_version_1_hashes_what_the_client_before_version_2_hashed() -> None:
+    # Pinned from the settings hash before it had versions: an old folder's hash must not move.
+    settings = ExperimentSettings(fractions=(0.5, 1.0), n=4, weak_sampling=Sampling(temperature=0.6, seed=3))
+    problems = [Problem("p1", "1+2", "3"), Problem("p2", "2*3", "6")]
+    info = ServiceInfo(
+        "strong",
+        "weak",
+        ("exact",),
+        "exact",
+        1024,
+        10000,
+        101,
+        models=(
+            ModelInfo("strong", ("strong",), "plain", "f1", 64, {"dtype": '"auto"'}),
+            ModelInfo("weak", ("weak",), "plain", "f2"),
+        ),
+        strong_sampling_defaults=SamplingParams(0.6, 0.95, 256, None),
+        versions={"vllm": "0.1"},
+    )
+    assert settings_hash(settings, problems, info, version=1) == "f5de9543ce52218e"
+
+
+def test_get_info_reports_each_models_output_engine_settings() -> None:
+    info = service_info_from_proto(service_info_to_proto(LOCAL_CONFIG))
+    by_name = {model.name: model for model in info.models}
+    engine = LOCAL_CONFIG.strong.engine
+    assert by_name[STRONG].engine_settings["dtype"] == json.dumps(engine.dtype)
+    assert by_name[STRONG].engine_settings["seed"] == json.dumps(engine.seed)
+    assert set(by_name[WEAK].engine_settings) >= {"dtype", "max_model_len", "seed"}

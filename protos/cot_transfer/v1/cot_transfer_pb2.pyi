@@ -202,18 +202,27 @@ class GetInfoResponse(_message.Message):
     def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ..., strong_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "roles", "reasoning_format", "fingerprint", "max_model_len")
+    __slots__ = ("name", "roles", "reasoning_format", "fingerprint", "max_model_len", "engine_settings")
+    class EngineSettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     REASONING_FORMAT_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     roles: _containers.RepeatedScalarFieldContainer[str]
     reasoning_format: str
     fingerprint: str
     max_model_len: int
-    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., reasoning_format: _Optional[str] = ..., fingerprint: _Optional[str] = ..., max_model_len: _Optional[int] = ...) -> None: ...
+    engine_settings: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., reasoning_format: _Optional[str] = ..., fingerprint: _Optional[str] = ..., max_model_len: _Optional[int] = ..., engine_settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Problem(_message.Message):
     __slots__ = ("id", "problem", "answer", "cot", "cot_format", "prefixes", "rows")

@@ -18,6 +18,7 @@ from cot_transfer.domain.requests import (
 from cot_transfer.domain.transfer import FractionSummary, Interval, RunSummary
 from cot_transfer.serving.common.serving_config import SamplingDefaults, ServingConfig
 from cot_transfer.serving.common.versions import serving_versions
+from cot_transfer.serving.replicas.fingerprint import output_engine_settings
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.wire.messages import MODE_TO_PROTO, completion_to_proto, prefix_to_proto
 
@@ -49,6 +50,7 @@ def _models_to_proto(config: ServingConfig, fingerprints: Mapping[str, str]) -> 
             reasoning_format=reasoning if isinstance(reasoning, str) else "custom",
             fingerprint=fingerprints.get(name, ""),
             max_model_len=deployment.engine.max_model_len or 0,
+            engine_settings=output_engine_settings(deployment.engine),
         )
     return list(models.values())
 

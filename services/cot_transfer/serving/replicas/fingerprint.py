@@ -29,6 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cot_transfer.engine.config import EngineConfig
+
 logger = logging.getLogger(__name__)
 
 # Small files that define behaviour besides the weights; any of them may be missing.
@@ -48,6 +50,39 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 # The per-file digest cache beside a writable model folder (git-ignored).
 CACHE_NAME = ".cot-transfer-fingerprints.json"
 _HUB_REVISION = re.compile(r"[0-9a-f]{40}")
+
+
+# Engine settings that change what a model generates, not only how fast: the settings hash covers
+# them (through GetInfo's ModelInfo.engine_settings). The EngineConfig fields, then the vLLM engine
+# arguments that may come through engine_kwargs.
+OUTPUT_ENGINE_FIELDS = ("dtype", "max_model_len", "seed")
+OUTPUT_ENGINE_KWARGS = (
+    "quantization",
+    "kv_cache_dtype",
+    "calculate_kv_scales",
+    "load_format",
+    "revision",
+    "code_revision",
+    "tokenizer_revision",
+    "tokenizer_mode",
+    "hf_overrides",
+    "rope_scaling",
+    "rope_theta",
+    "generation_config",
+    "override_generation_config",
+    "max_logprobs",
+    "logits_processors",
+)
+
+
+def output_engine_settings(engine: EngineConfig) -> dict[str, str]:
+    """The configured settings among ``OUTPUT_ENGINE_FIELDS`` and ``OUTPUT_ENGINE_KWARGS``, each as
+    its JSON text; empty for a model behind an endpoint (its server decides them)."""
+    if engine.endpoint is not None:
+        return {}
+    settings = {name: getattr(engine, name) for name in OUTPUT_ENGINE_FIELDS}
+    settings |= {name: engine.engine_kwargs[name] for name in OUTPUT_ENGINE_KWARGS if name in engine.engine_kwargs}
+    return {name: json.dumps(value, sort_keys=True, default=str) for name, value in settings.items()}
 
 
 def user_cache_file() -> Path:
