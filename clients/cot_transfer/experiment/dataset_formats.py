@@ -1,50 +1,35 @@
-r"""The record formats of the common math datasets, recognised by their fields: ``generic``
-(``problem``, ``answer`` or a ``solution``'s last ``\boxed{}``, optional ``id`` and ``metadata``
-object), ``math`` (MATH-500: the id in ``unique_id``), ``aime`` (``id``/``ID``, ``problem``/``Problem``,
-``answer``/``Answer``), ``gsm8k`` (``question``, the answer after ``####``) and ``olympiad`` (AMC,
-OlympiadBench: ``question`` or ``problem``, ``final_answer`` as a value or list). A record that sets
-two spellings of one role is ambiguous and refused; every other field is the problem's metadata.
-"""
+r"""The record formats of the common math datasets, one row each in ``FORMATS``: each role's fields
+(every spelling the datasets use) and the fields that give the format away. A record that sets two
+spellings of one role is ambiguous; every other field is metadata."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time
-from typing import Any, Literal
+from datetime import date, time
+from typing import Any, Literal, get_args
 
 from cot_transfer.domain.answers import last_boxed_content
 
 FormatName = Literal["generic", "math", "aime", "gsm8k", "olympiad"]
-FORMAT_NAMES: tuple[FormatName, ...] = ("generic", "math", "aime", "gsm8k", "olympiad")
-
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
+FORMAT_NAMES: tuple[FormatName, ...] = get_args(FormatName)
+# A format's roles; the answer may be the last \boxed{} of a solution.
+ROLE_NAMES = ("id", "problem", "answer", "solution")
 
 
 class RecordError(Exception):
     """What is wrong with one record; the loader adds the file and the line."""
 
 
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _nonempty(value: Any, types: type | tuple[type, ...], names: str) -> str:
+def _nonempty(value: Any, types: type | tuple[type, ...] = str, names: str = "a string") -> str:
     if isinstance(value, bool) or not isinstance(value, types):  # true/false is no id nor answer
-        raise ValueError(f"must be {names}, got {_kind(value)}")
+        raise ValueError(f"must be {names}, got {type(value).__name__}")
     if not str(value).strip():
         raise ValueError("is empty")
     return str(value)
-
-
-def _record_id(value: Any) -> str:
-    return _nonempty(value, (str, int), "a string or an integer")
-
-
-def _text(value: Any) -> str:
-    return _nonempty(value, str, "a string")
 
 
 def _scalar_answer(value: Any) -> str:
@@ -56,167 +41,130 @@ def _scalar_answer(value: Any) -> str:
 
 
 def _gsm8k_answer(value: Any) -> str:
-    if "####" not in _text(value):
+    if "####" not in _nonempty(value):
         raise ValueError('has no "####" before the final answer, as GSM8K answers have')
-    reference = value.rsplit("####", 1)[1].strip()
-    if not reference:
+    if not (reference := value.rsplit("####", 1)[1].strip()):
         raise ValueError('has nothing after "####"')
     # GSM8K writes 1,000 for a thousand; the grader compares 1000.
-    return reference.replace(",", "") if _THOUSANDS.fullmatch(reference) else reference
-
-
-def _without_dollars(text: str) -> str:
-    """OlympiadBench writes answers as ``$\\frac{1}{2}$``: the delimiters are no part of them."""
-    if len(text) > 2 and text.startswith("$") and text.endswith("$") and "$" not in text[1:-1]:
-        return text[1:-1].strip() or text
-    return text
+    return reference.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", reference) else reference
 
 
 def _final_answer(value: Any) -> str:
-    if isinstance(value, list):
-        if not value:
-            raise ValueError("is an empty list")
-        return ", ".join(_without_dollars(_scalar_answer(item)) for item in value)
-    try:
-        return _without_dollars(_scalar_answer(value))
-    except ValueError:
-        raise ValueError(f"must be a string, a number or a list of them, got {_kind(value)}") from None
+    if not (items := value if isinstance(value, list) else [value]):
+        raise ValueError("is an empty list")
+    if not all(isinstance(item, str | int | float) for item in items):
+        raise ValueError(f"must be a string, a number or a list of them, got {type(value).__name__}")
+    answers = [_scalar_answer(item) for item in items]
+    # OlympiadBench writes answers as $\frac{1}{2}$: the delimiters are no part of them.
+    bare = [re.fullmatch(r"\$\s*([^$\s][^$]*?)\s*\$", answer) for answer in answers]
+    return ", ".join(match[1] if match else answer for match, answer in zip(bare, answers, strict=True))
+
+
+def _found(raw: Mapping[str, Any]) -> str:
+    # ``datasets`` gives every record every column of the file: a null is a field the record lacks.
+    return "fields found: " + (", ".join(f'"{key}"' for key, value in raw.items() if value is not None) or "none")
 
 
 @dataclass(frozen=True)
 class RecordFormat:
-    """The fields (in the spellings the datasets use) where a format keeps each part of a problem."""
-
     name: FormatName
-    id_keys: tuple[str, ...]
-    problem_keys: tuple[str, ...]
-    answer_keys: tuple[str, ...]
-    solution_keys: tuple[str, ...] = ()
+    roles: Mapping[str, tuple[str, ...]]  # each of ROLE_NAMES -> its spellings
+    signatures: tuple[str, ...] = ()  # recognised when a record sets every field of one (space-separated)
     id_required: bool = False
-    metadata_key: str | None = None  # a generic record's ``metadata`` object joins its metadata
     answer: Callable[[Any], str] = _scalar_answer
+    metadata_key: str | None = None  # a generic record's ``metadata`` object joins its metadata
 
     def mapped(self, *, id_field: str | None, problem_field: str | None, answer_field: str | None) -> RecordFormat:
         """The format with the roles that a command line names taken from those fields."""
-        return replace(
-            self,
-            id_keys=(id_field,) if id_field else self.id_keys,
-            problem_keys=(problem_field,) if problem_field else self.problem_keys,
-            answer_keys=(answer_field,) if answer_field else self.answer_keys,
-            id_required=self.id_required or bool(id_field),
-        )
+        named = {"id": id_field, "problem": problem_field, "answer": answer_field}
+        roles = {**self.roles, **{role: (field,) for role, field in named.items() if field}}
+        return replace(self, roles=roles, id_required=self.id_required or bool(id_field))
 
     def parse(self, raw: Mapping[str, Any]) -> tuple[str | None, str, str, dict[str, Any]]:
         """(id or None, problem, answer, metadata) of one record; raises ``RecordError``."""
-        id_key = _one_of(raw, self.id_keys, "--id-field")
-        problem_key = _one_of(raw, self.problem_keys, "--problem-field")
-        answer_key = _one_of(raw, self.answer_keys, "--answer-field")
-        solution_key = _one_of(raw, self.solution_keys, None)
+        id_key, problem_key, answer_key, solution_key = (self._key(raw, role) for role in ROLE_NAMES)
         if self.id_required and id_key is None:
-            raise RecordError(f'missing field "{self.id_keys[0]}" (the id); {_found(raw)}')
+            raise RecordError(f'missing field "{self.roles["id"][0]}" (the id); {_found(raw)}')
         if problem_key is None:
-            raise RecordError(f'missing field "{self.problem_keys[0]}"; {_found(raw)}')
+            raise RecordError(f'missing field "{self.roles["problem"][0]}"; {_found(raw)}')
         if answer_key is None and solution_key is None:
-            wanted = f'"{self.answer_keys[0]}"'
-            if self.solution_keys:
-                wanted += f' (or a "{self.solution_keys[0]}" with a \\boxed{{}} answer)'
-            raise RecordError(f"missing field {wanted}; {_found(raw)}")
-        record_id = _checked(raw, id_key, _record_id)
-        problem = str(_checked(raw, problem_key, _text))
-        answer = _checked(raw, answer_key, self.answer)
-        if answer is None:
-            answer = last_boxed_content(_checked(raw, solution_key, _text) or "")
-            if not answer:
-                raise RecordError(
-                    f'field "{solution_key}" has no \\boxed{{}} answer, and the record has no answer field'
-                )
-        # The solution stays metadata; so do a role's other spellings unless left empty.
-        used = {id_key, problem_key, answer_key, self.metadata_key}
-        metadata = {key: value for key, value in raw.items() if key not in used}
+            solution = self.roles.get("solution")
+            boxed = f' (or a "{solution[0]}" with a \\boxed{{}} answer)' if solution else ""
+            raise RecordError(f'missing field "{self.roles["answer"][0]}"{boxed}; {_found(raw)}')
+        record_id = self._checked(raw, id_key, lambda value: _nonempty(value, (str, int), "a string or an integer"))
+        problem = str(self._checked(raw, problem_key, _nonempty))
+        answer = self._checked(raw, answer_key, self.answer)
+        if not (answer := answer or last_boxed_content(self._checked(raw, solution_key, _nonempty) or "")):
+            raise RecordError(f'field "{solution_key}" has no \\boxed{{}} answer, and the record has no answer field')
         explicit = raw.get(self.metadata_key) if self.metadata_key else None
         if explicit is not None and not isinstance(explicit, dict):
-            raise RecordError(f'field "{self.metadata_key}" must be a JSON object, got {_kind(explicit)}')
-        return record_id, problem, answer, json_values({**metadata, **(explicit or {})})
+            raise RecordError(f'field "{self.metadata_key}" must be a JSON object, got {type(explicit).__name__}')
+        # The solution stays metadata; so do a role's other spellings unless left empty.
+        used = {id_key, problem_key, answer_key, self.metadata_key}
+        rest = {key: value for key, value in raw.items() if key not in used}
+        return record_id, problem, answer, json_values({**rest, **(explicit or {})})
 
+    @staticmethod
+    def _checked(raw: Mapping[str, Any], key: str | None, check: Callable[[Any], str]) -> str | None:
+        try:
+            return None if key is None else check(raw[key])
+        except ValueError as error:
+            raise RecordError(f'field "{key}" {error}') from None
 
-def _checked(raw: Mapping[str, Any], key: str | None, check: Callable[[Any], str]) -> str | None:
-    try:
-        return None if key is None else check(raw[key])
-    except ValueError as error:
-        raise RecordError(f'field "{key}" {error}') from None
-
-
-def _one_of(raw: Mapping[str, Any], keys: Sequence[str], flag: str | None) -> str | None:
-    present = [key for key in keys if raw.get(key) is not None]
-    if len(present) > 1:
-        names = " and ".join(f'"{key}"' for key in present)
-        choose = f"; name the one to use with {flag}" if flag else ""
-        raise RecordError(f"ambiguous: both {names} are set{choose}; {_found(raw)}")
-    return present[0] if present else None
-
-
-def _found(raw: Mapping[str, Any]) -> str:
-    return "fields found: " + (", ".join(f'"{key}"' for key, value in raw.items() if value is not None) or "none")
+    def _key(self, raw: Mapping[str, Any], role: str) -> str | None:
+        if len(present := [key for key in self.roles.get(role, ()) if raw.get(key) is not None]) > 1:
+            choose = f"; name the one to use with --{role}-field" if role != "solution" else ""
+            names = " and ".join(f'"{key}"' for key in present)
+            raise RecordError(f"ambiguous: both {names} are set{choose}; {_found(raw)}")
+        return present[0] if present else None
 
 
 def json_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` as JSON holds them: dates as ISO text, NaN as null. Missing values (null) are
-    left out, as ``datasets`` gives every record every field of the file; so is binary data
-    (images), which nothing downstream can show."""
-    converted = {str(key): _json_value(value) for key, value in values.items()}
-    return {key: value for key, value in converted.items() if value is not None}
+    """``values`` as JSON holds them: dates as ISO text; nulls, NaN and binary data (images) left out."""
+    text = json.dumps(values, default=lambda value: value.isoformat() if isinstance(value, date | time) else None)
+    return dict(json.loads(text, parse_constant=lambda _: None, object_pairs_hook=_without_nulls))
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return json_values(value)
-    if isinstance(value, list | tuple):
-        return [item for item in map(_json_value, value) if item is not None]
-    return value if value is None or isinstance(value, str | bool | int) else None
+def _without_nulls(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {key: value for key, value in pairs if value is not None}
 
 
-_GENERIC = RecordFormat("generic", ("id",), ("problem",), ("answer",), ("solution",), metadata_key="metadata")
+def _roles(*spellings: str) -> dict[str, tuple[str, ...]]:
+    """Each role's spellings, space-separated, in ``ROLE_NAMES``' order."""
+    return {role: tuple(names.split()) for role, names in zip(ROLE_NAMES, spellings, strict=False)}
+
+
 FORMATS: dict[FormatName, RecordFormat] = {
-    "generic": _GENERIC,
-    "math": RecordFormat("math", ("unique_id",), ("problem",), ("answer",), ("solution",), True),
+    # A record that no other format claims and that has a "problem" is generic.
+    "generic": RecordFormat("generic", _roles("id", "problem", "answer", "solution"), metadata_key="metadata"),
+    "math": RecordFormat("math", _roles("unique_id", "problem", "answer", "solution"), ("unique_id",), True),
     "aime": RecordFormat(
-        "aime", ("id", "ID"), ("problem", "Problem"), ("answer", "Answer"), ("solution", "Solution"), True
+        "aime",
+        _roles("id ID", "problem Problem", "answer Answer", "solution Solution"),
+        ("ID Problem", "id problem answer year", "id problem answer url"),
+        True,
     ),
-    "gsm8k": RecordFormat("gsm8k", ("id",), ("question",), ("answer",), answer=_gsm8k_answer),
-    "olympiad": RecordFormat("olympiad", ("id",), ("question", "problem"), ("final_answer",), answer=_final_answer),
-}
-
-
-def _is_aime(raw: Mapping[str, Any]) -> bool:
-    keys = {key for key, value in raw.items() if value is not None}
-    return {"ID", "Problem"} <= keys or ({"id", "problem", "answer"} <= keys and bool(keys & {"year", "url"}))
-
-
-# The fields that give each native format away; a record matching none with a "problem" is generic.
-_SIGNATURES: dict[FormatName, Callable[[Mapping[str, Any]], bool]] = {
-    "math": lambda raw: raw.get("unique_id") is not None,
-    "olympiad": lambda raw: raw.get("final_answer") is not None,
-    "gsm8k": lambda raw: raw.get("question") is not None and "####" in str(raw.get("answer") or ""),
-    "aime": _is_aime,
+    # GSM8K is recognised by the "####" before its answers' final answer (``detect_format``).
+    "gsm8k": RecordFormat("gsm8k", _roles("id", "question", "answer"), answer=_gsm8k_answer),
+    # AMC, OlympiadBench: final_answer a value or a list of them.
+    "olympiad": RecordFormat(
+        "olympiad", _roles("id", "question problem", "final_answer"), ("final_answer",), answer=_final_answer
+    ),
 }
 
 
 def detect_format(raw: Mapping[str, Any], *, fields_named: bool = False) -> RecordFormat:
     """The format ``raw``'s fields show; ``fields_named``: the command line names the fields, so
     a record no format knows is read as generic with them. Raises ``RecordError``."""
-    matches = [name for name, matches in _SIGNATURES.items() if matches(raw)]
+    keys = {key for key, value in raw.items() if value is not None}
+    matches = [name for name, form in FORMATS.items() if any(set(sign.split()) <= keys for sign in form.signatures)]
+    if "question" in keys and "####" in str(raw.get("answer") or ""):
+        matches.append("gsm8k")
     if len(matches) > 1:
-        raise RecordError(
-            f"ambiguous: the fields fit the formats {', '.join(matches)}; choose one with --format; {_found(raw)}"
-        )
-    if matches:
-        return FORMATS[matches[0]]
-    if raw.get("problem") is not None or fields_named:
-        return _GENERIC
+        fit = ", ".join(matches)
+        raise RecordError(f"ambiguous: the fields fit the formats {fit}; choose one with --format; {_found(raw)}")
+    if matches or "problem" in keys or fields_named:
+        return FORMATS[matches[0] if matches else "generic"]
     raise RecordError(
         "no known dataset format has these fields; name them with --problem-field and --answer-field"
         f" (and --id-field), or choose --format; {_found(raw)}"
