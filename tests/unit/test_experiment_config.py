@@ -18,11 +18,12 @@ from cot_transfer.cli.experiment_config import (
     values_from_run,
 )
 from cot_transfer.cli.main import build_parser, main
-from cot_transfer.cli.run import settings_from_args
+from cot_transfer.cli.run import UsageError, inputs_from_args, settings_from_args
 from cot_transfer.client import Sampling
+from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.sampling_plan import MIXTURE_CS, SamplingPlan
 from cot_transfer.domain.transfer import Thresholds
-from cot_transfer.experiment.datasets import Selection, dataset_options_from_args
+from cot_transfer.experiment.datasets import RUN_PROBLEMS_FILE, Selection, dataset_options_from_args, write_problems
 from cot_transfer.experiment.provenance import tool_version
 from cot_transfer.experiment.runner import ExperimentSettings
 
@@ -277,3 +278,24 @@ def test_help_is_grouped_by_topic_with_examples(capsys: pytest.CaptureFixture[st
     for title in ("experiment:", "service:", "problems:", "sampling:", "grading:", "receivers:", "adaptive sampling:"):
         assert title in text
     assert "cot-transfer run --config examples/experiment.yaml --out runs/x" in text
+
+
+def test_from_a_run_chooses_among_its_kept_problems(tmp_path: Path) -> None:
+    run_dir = tmp_path / "x"
+    problems = [Problem(f"p{index}", f"q{index}", str(index), {"level": index % 2}) for index in range(6)]
+    write_problems(problems, run_dir / RUN_PROBLEMS_FILE)
+    run = {**SETTINGS[0].to_json(), "problem_ids": [problem.id for problem in problems]}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    base = ["run", "--address", "h:1", "--from", str(run_dir), "--out", str(tmp_path / "y")]
+
+    def chosen(*flags: str) -> list[str]:
+        return [problem.id for problem in inputs_from_args(run_args([*base, *flags]), None)[0]]
+
+    assert chosen() == [problem.id for problem in problems]
+    assert chosen("--ids", "p4,p1") == ["p1", "p4"]
+    assert chosen("--limit", "2") == ["p0", "p1"]
+    sampled = chosen("--sample", "4", "--seed", "3", "--group-by", "level")
+    assert sampled == chosen("--sample", "4", "--seed", "3", "--group-by", "level") and len(sampled) == 4
+    assert sum(int(problem_id[1:]) % 2 for problem_id in sampled) == 2  # two of each level
+    with pytest.raises(UsageError, match="'zz'"):
+        chosen("--ids", "zz")

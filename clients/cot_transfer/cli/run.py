@@ -93,12 +93,11 @@ def inputs_from_args(
         return resume_inputs(args.resume)
     cots = getattr(args, "cots", None)
     from_run = getattr(args, "from_run", None)
+    problems_path: Path | None
     if from_run is not None and cots is None and args.problems is None:
         # `--from DIR`: the problems DIR's run used, as the folder keeps them.
-        kept, _, kept_path = resume_inputs(from_run)
-        kept = kept[: args.limit] if args.limit is not None else kept
-        return kept, settings_from_args(args), kept_path.resolve()
-    if cots is not None:
+        problems, _, problems_path = resume_inputs(from_run)
+    elif cots is not None:
         if args.problems is not None:
             raise UsageError("--cots brings its own problems; drop --problems")
         problems = load_cots(cots)
@@ -109,7 +108,7 @@ def inputs_from_args(
             raise UsageError("--problems (or --cots) is required for a new run")
         problems = load_problems(problems_path, dataset_options_from_args(args))
     try:
-        problems = choose(problems, dataset_options_from_args(args))  # --ids, --sample, --limit
+        problems = choose(problems, dataset_options_from_args(args))  # --ids, --sample, --limit (--from: its problems)
     except SelectionError as error:
         raise UsageError(str(error)) from None
     # A Hub id (`org/name`) is no path to resolve.
