@@ -25,6 +25,7 @@ from cot_transfer.cli.run import headline as _headline
 from cot_transfer.cli.run import inputs_from_args as _inputs
 from cot_transfer.cli.run import settings_from_args as _settings
 from cot_transfer.cli.serve import DEFAULT_CONFIG, DEMO_PROBLEMS, ServerNotInstalledError, demo_command, serve_command
+from cot_transfer.cli.view import view_command
 from cot_transfer.client import RpcFailedError
 from cot_transfer.domain.answers import grader_names
 from cot_transfer.domain.receivers import ANSWER_MODES
@@ -33,7 +34,7 @@ from cot_transfer.experiment.provenance import tool_version
 from cot_transfer.experiment.report import ReportError
 from cot_transfer.experiment.runner import RequestTooLargeError, RunFolderError
 from cot_transfer.experiment.tracking import TrackingError
-from cot_transfer.experiment.view import ViewError, view_command
+from cot_transfer.experiment.view import ViewError
 
 # The command bodies live in cli/run.py and cli/serve.py; these names stay importable from here.
 _run = run_command

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -384,34 +383,3 @@ def serve_view(run_dir: str | Path, port: int = 0) -> http.server.ThreadingHTTPS
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the command prints the address itself
         pass
-
-
-def view_command(run_dir: Path, *, serve: bool = False, port: int = 0) -> int:
-    """`cot-transfer view`: writes the page (the whole report first when the folder has none) and,
-    with ``serve``, serves the folder on loopback until interrupted."""
-    if not (run_dir / RUN_FILE).is_file():
-        raise ViewError(f"{run_dir} is not a results folder: it has no {RUN_FILE}")
-    if (run_dir / SUMMARY_FILE).is_file():
-        page = write_view(run_dir)
-    else:
-        from cot_transfer.experiment.report import write_report  # it writes the page too
-
-        write_report(run_dir)
-        page = run_dir / VIEW_FILE
-    print(f"viewer: {page.resolve()}", flush=True)
-    if not serve:
-        return 0
-    server = serve_view(run_dir, port)
-    signal.signal(signal.SIGTERM, _interrupt)  # a `kill` stops it as Ctrl-C does
-    print(f"serving: http://127.0.0.1:{server.server_address[1]}/{VIEW_FILE} (Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
