@@ -99,3 +99,23 @@ def test_an_endpoint_model_is_its_served_id_plus_its_tokenizer_folder(tmp_path: 
     before = tokenizer_fingerprint(folder)
     (folder / "tokenizer.json").write_text('{"model": {"x": 1}}')
     assert tokenizer_fingerprint(folder) != before and endpoint_fingerprint("served-1", folder) != base
+
+
+def test_with_no_writable_cache_a_file_is_still_read_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _model_folder(tmp_path / "m", b"\2" * 64)
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))  # its cache cannot be made
+    monkeypatch.setattr(fingerprint.os, "access", lambda path, mode: False)
+    hashed: list[str] = []
+    real = fingerprint.hashlib.file_digest
+
+    def counting(handle, digest):  # type: ignore[no-untyped-def]
+        hashed.append(Path(handle.name).name)
+        return real(handle, digest)
+
+    monkeypatch.setattr(fingerprint.hashlib, "file_digest", counting)
+    first = model_fingerprint(folder)
+    assert hashed.count("model.safetensors") == 1
+    assert model_fingerprint(folder) == first and hashed.count("model.safetensors") == 1

@@ -50,6 +50,10 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 # The per-file digest cache beside a writable model folder (git-ignored).
 CACHE_NAME = ".cot-transfer-fingerprints.json"
 _HUB_REVISION = re.compile(r"[0-9a-f]{40}")
+# This process's digests by (resolved path, size, mtime_ns), beside the cache file: where neither
+# the model folder nor the user cache can be written, a file is still read once per process, not
+# at every GetInfo.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 # Engine settings that change what a model generates, not only how fast: the settings hash covers
@@ -122,8 +126,11 @@ class _DigestCache:
         entry = self._entries.get(key)
         if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
             return str(entry["sha256"])
-        with file.open("rb") as handle:
-            value = hashlib.file_digest(handle, "sha256").hexdigest()
+        value = _DIGESTS.get((key, stat.st_size, stat.st_mtime_ns))
+        if value is None:
+            with file.open("rb") as handle:
+                value = hashlib.file_digest(handle, "sha256").hexdigest()
+            _DIGESTS[(key, stat.st_size, stat.st_mtime_ns)] = value
         self._entries[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}
         self._changed = True
         return value
