@@ -33,19 +33,44 @@ class CharTokenizer:
         return token_id == EOS
 
 
-class ScriptedEngine(Engine):
-    """Answers every request with the same continuations, one per sample index."""
+class RecordingEngine(Engine):
+    """The lifecycle every fake engine shares: nothing to start or stop, always healthy, and a
+    record of the requests drawn and the ids aborted; subclasses write ``generate``."""
 
-    def __init__(self, continuations: Sequence[str], max_model_len: int = 256, delay_s: float = 0.0) -> None:
-        self.continuations = list(continuations)
+    def __init__(self, tokenizer: PromptTokenizer, max_model_len: int) -> None:
         self.requests: list[GenerationRequest] = []
         self.aborted: list[str] = []
+        self._tokenizer = tokenizer
         self._max_model_len = max_model_len
-        self._delay_s = delay_s
-        self._tokenizer = CharTokenizer()
 
     async def start(self) -> None:
         return None
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def check_health(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    @property
+    def tokenizer(self) -> PromptTokenizer:
+        return self._tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+
+class ScriptedEngine(RecordingEngine):
+    """Answers every request with the same continuations, one per sample index."""
+
+    def __init__(self, continuations: Sequence[str], max_model_len: int = 256, delay_s: float = 0.0) -> None:
+        super().__init__(CharTokenizer(), max_model_len)
+        self.continuations = list(continuations)
+        self._delay_s = delay_s
 
     async def generate(self, request: GenerationRequest, request_id: str) -> AsyncIterator[GenerationOutput]:
         self.requests.append(request)
@@ -80,23 +105,6 @@ class ScriptedEngine(Engine):
             ],
             finished=True,
         )
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-
-    async def check_health(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    @property
-    def tokenizer(self) -> PromptTokenizer:
-        return self._tokenizer
-
-    @property
-    def max_model_len(self) -> int:
-        return self._max_model_len
 
 
 def _finish(sample: list[int], request: GenerationRequest) -> str:

@@ -9,8 +9,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
+from cot_transfer.engine.base import GenerationOutput, GenerationRequest, SampleOutput
 from cot_transfer.engine.vllm_engine import HuggingFaceTokenizer
+from tests.fakes import RecordingEngine
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|start|>", "<|channel|>", "<|message|>", "<|end|>"]
 HARMONY_STOPS = ["<|return|>", "<|call|>"]
@@ -67,17 +68,12 @@ def load_tokenizer(folder: Path) -> HuggingFaceTokenizer:
     return HuggingFaceTokenizer(AutoTokenizer.from_pretrained(str(folder)))
 
 
-class TextEngine(Engine):
+class TextEngine(RecordingEngine):
     """Answers every sample with ``output`` tokenised by the model's tokenizer, cut at the budget."""
 
     def __init__(self, tokenizer: HuggingFaceTokenizer, output: str, max_model_len: int = 4096) -> None:
-        self._tokenizer = tokenizer
+        super().__init__(tokenizer, max_model_len)
         self.output = output
-        self.requests: list[GenerationRequest] = []
-        self._max_model_len = max_model_len
-
-    async def start(self) -> None:
-        return None
 
     async def generate(self, request: GenerationRequest, request_id: str) -> AsyncIterator[GenerationOutput]:
         self.requests.append(request)
@@ -88,20 +84,3 @@ class TextEngine(Engine):
         yield GenerationOutput(
             request_id, [SampleOutput(index, text, ids, finish) for index in range(request.n)], finished=True
         )
-
-    async def abort(self, request_id: str) -> None:
-        return None
-
-    async def check_health(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    @property
-    def tokenizer(self) -> PromptTokenizer:
-        return self._tokenizer
-
-    @property
-    def max_model_len(self) -> int:
-        return self._max_model_len
