@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from cot_transfer.domain.requests import Problem
-from cot_transfer.experiment.datasets import DatasetError, load_problems, write_problems
+from cot_transfer.experiment.datasets import (
+    DatasetError,
+    load_problems,
+    load_run_problems,
+    save_run_problems,
+    write_problems,
+)
 
 
 def write_lines(path: Path, *lines: str) -> Path:
@@ -183,3 +189,11 @@ def test_write_rejects_duplicate_ids_and_leaves_no_file(tmp_path: Path) -> None:
 def test_problems_are_hashable_despite_metadata() -> None:
     with_metadata = Problem("a", "q", "1", metadata={"x": 1})
     assert len({with_metadata, Problem("a", "q", "1", metadata={"x": 1}), Problem("b", "q", "1")}) == 2
+
+
+def test_the_folder_keeps_the_problems_exactly_as_the_run_hashed_them(tmp_path: Path) -> None:
+    # A resume hashes the folder's problems against the run's: a value one unit in the last place
+    # off (Arrow's JSON reader did that to nested floats) refuses every resume.
+    problems = load_problems(Path("datasets/testbed-demo.jsonl"))
+    save_run_problems(tmp_path, problems)
+    assert load_run_problems(tmp_path) == problems

@@ -171,9 +171,27 @@ def save_run_problems(out_dir: Path, problems: Sequence[Problem]) -> None:
 
 
 def load_run_problems(out_dir: Path) -> list[Problem] | None:
-    """The problems a results folder keeps, or None for a folder written before it kept them."""
+    """The problems a results folder keeps, or None for a folder written before it kept them.
+
+    The folder's own file is read with Python's ``json``, not through ``datasets``: a resume hashes
+    these problems against the ones the run started with, so every value must come back exactly
+    as ``write_problems`` wrote it, and Arrow's JSON reader returned nested floats one unit in the
+    last place off (0.0583 read back as 0.058300000000000005), which refused every resume."""
     path = out_dir / RUN_PROBLEMS_FILE
-    return load_problems(path, DatasetOptions(format="generic")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    problems = []
+    with path.open(encoding="utf-8") as stream:
+        for line_number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                record_id, text, answer, metadata = FORMATS["generic"].parse(json.loads(line))
+            except (ValueError, RecordError) as error:
+                raise DatasetError(path, line_number, f"{error} (the folder's copy: changed by hand?)") from None
+            problem = Problem(record_id or str(line_number), text, answer, metadata)
+            problems.append(problem)
+    return problems
 
 
 # --------------------------------------------------------------------------- command line
