@@ -201,19 +201,23 @@ def mlflow_uri(target: str) -> str:
 
 
 @contextlib.contextmanager
-def _file_store_allowed(uri: str) -> Iterator[None]:
-    if not uri.startswith("file:"):
-        yield
-        return
-    before = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+def _environment_variable(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in the environment for the block, then as it was (unset if it was unset)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["MLFLOW_ALLOW_FILE_STORE"] = before
+            os.environ[name] = before
+
+
+def _file_store_allowed(uri: str) -> contextlib.AbstractContextManager[None]:
+    if not uri.startswith("file:"):
+        return contextlib.nullcontext()
+    return _environment_variable("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
 def _log_mlflow(record: RunRecord, target: str) -> str:
@@ -255,18 +259,9 @@ def _log_wandb(record: RunRecord, project: str) -> str:
         return _log_wandb_offline(record, project)
 
 
-@contextlib.contextmanager
-def _offline() -> Iterator[None]:
+def _offline() -> contextlib.AbstractContextManager[None]:
     """``WANDB_MODE=offline`` for the W&B calls: never the network, whatever the environment said."""
-    before = os.environ.get("WANDB_MODE")
-    os.environ["WANDB_MODE"] = "offline"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = before
+    return _environment_variable("WANDB_MODE", "offline")
 
 
 def _log_wandb_offline(record: RunRecord, project: str) -> str:
