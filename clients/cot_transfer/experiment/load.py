@@ -243,21 +243,13 @@ def _row_analysis(folder: Path) -> dict[tuple[str, str, str, float], dict[str, A
     """Per row of each receiver: its leak flags as the report reads them (an old folder's judged
     again from its prefix texts, so the tables and summary.json agree) and the analysis columns,
     from the same ``analyze`` the report runs, once per (receiver, mode)."""
-    from cot_transfer.domain.analysis import analyze
-
     try:
         run = load_run(folder)
     except (ReportError, OSError):
         return {}
     analysed: dict[tuple[str, str, str, float], dict[str, Any]] = {}
     for (receiver, mode), rows in run.receiver_rows.items():
-        analysis = analyze(
-            rows,
-            thresholds=run.thresholds,
-            fractions=run.fractions,
-            strong_correct=run.strong_correct(),
-            excluded_problems=run.excluded,
-        )
+        analysis = run.analyze(rows)
         problems = {problem.problem_id: problem for problem in analysis.problems}
         for row in rows:
             problem = problems.get(row.problem_id)

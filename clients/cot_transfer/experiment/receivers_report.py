@@ -15,7 +15,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from cot_transfer.domain.analysis import analyze, unlock_statuses
+from cot_transfer.domain.analysis import unlock_statuses
 from cot_transfer.domain.comparison import compare_unlocks
 from cot_transfer.domain.receivers import ANSWER_MODES, FORCE_ANSWER
 from cot_transfer.experiment.markdown_tables import bounds, markdown_table
@@ -37,15 +37,7 @@ def receiver_blocks(run: RunResults, confidence: float) -> dict[str, dict[str, d
     strong_model = run.settings.get("strong_model")
     blocks: dict[str, dict[str, dict[str, Any]]] = {}
     for (receiver, mode), rows in _ordered(run):
-        analysis = analyze(
-            rows,
-            thresholds=run.thresholds,
-            fractions=run.fractions,
-            strong_correct=run.strong_correct(),
-            excluded_problems=run.excluded,
-            confidence=confidence,
-            with_problems=False,
-        )
+        analysis = run.analyze(rows, confidence=confidence, with_problems=False)
         block = {key: value for key, value in analysis.to_dict().items() if key not in ("problems", "intervals")}
         name = receiver_name(run, receiver)
         block["measures"] = SELF_POTENTIAL if name == strong_model else TRANSFER

@@ -30,17 +30,19 @@ rate without the answer.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED, fraction_key
+from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED, Analysis, analyze, fraction_key
 from cot_transfer.domain.answers import get_grader
+from cot_transfer.domain.dynamics import DEFAULT_DYNAMICS_PARAMETERS, DynamicsParameters
 from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
 from cot_transfer.domain.leaks import PrefixLeak, judge_prefix
 from cot_transfer.domain.receivers import ANSWER_MODES, FREE, primary_key
 from cot_transfer.domain.requests import FractionResult
+from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.domain.truncation import with_baseline
 from cot_transfer.experiment.problem_errors import load_problem_errors
@@ -105,6 +107,27 @@ class RunResults:
 
     def strong_correct(self) -> dict[str, bool]:
         return {pid: record.correct for pid, record in self.strong_records.items() if record.correct is not None}
+
+    def analyze(
+        self,
+        rows: Sequence[FractionResult],
+        *,
+        confidence: float = DEFAULT_CONFIDENCE,
+        dynamics_parameters: DynamicsParameters = DEFAULT_DYNAMICS_PARAMETERS,
+        with_problems: bool = True,
+    ) -> Analysis:
+        """``analyze`` of some of this run's receiver rows under the run's own thresholds, fractions,
+        strong answers and exclusions (the report, the receivers table and ``load`` read the same)."""
+        return analyze(
+            rows,
+            thresholds=self.thresholds,
+            fractions=self.fractions,
+            strong_correct=self.strong_correct(),
+            excluded_problems=self.excluded,
+            confidence=confidence,
+            dynamics_parameters=dynamics_parameters,
+            with_problems=with_problems,
+        )
 
 
 def _read_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], int]:

@@ -26,15 +26,7 @@ def analyze_run(
     dynamics_parameters: DynamicsParameters = DEFAULT_DYNAMICS_PARAMETERS,
 ) -> Analysis:
     """The weak model's analysis of a run folder."""
-    return analyze(
-        run.weak_rows,
-        thresholds=run.thresholds,
-        fractions=run.fractions,
-        strong_correct=run.strong_correct(),
-        excluded_problems=run.excluded,
-        confidence=confidence,
-        dynamics_parameters=dynamics_parameters,
-    )
+    return run.analyze(run.weak_rows, confidence=confidence, dynamics_parameters=dynamics_parameters)
 
 
 def summary_dict(run: RunResults, analysis: Analysis) -> dict[str, Any]:
