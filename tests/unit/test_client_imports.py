@@ -6,8 +6,8 @@ Checked in a fresh interpreter, where ``sys.modules`` shows everything an import
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+
+from tests.fresh_interpreter import run_fresh
 
 CLIENT_MODULES = (
     "cot_transfer.client",
@@ -21,6 +21,7 @@ CLIENT_MODULES = (
     "cot_transfer.experiment.report",
     "cot_transfer.experiment.datasets",
 )
+
 SERVER_ONLY = ("ray", "vllm", "torch", "sympy", "math_verify", "cot_transfer.serving", "cot_transfer.engine")
 
 
@@ -31,6 +32,4 @@ def test_client_modules_import_nothing_of_the_server() -> None:
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {SERVER_ONLY!r}"
         f" or any(m == s or m.startswith(s + '.') for s in {SERVER_ONLY!r}))))"
     )
-    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout) == []
+    assert json.loads(run_fresh(probe)) == []

@@ -3,9 +3,6 @@ rows compare through the service's math-verify pool (``cot_transfer.serving.repl
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from cot_transfer.domain.answers import (
@@ -27,6 +24,7 @@ from cot_transfer.domain.answers import (
 )
 from cot_transfer.domain.errors import NotFoundError, UnavailableError
 from cot_transfer.serving.replicas.graders import service_grader as serving_grader
+from tests.fresh_interpreter import run_fresh
 
 # (completion text, reference, grader, expected correct)
 GRADING_TABLE = [
@@ -275,8 +273,7 @@ def test_importing_answer_extraction_leaves_sympy_and_math_verify_out() -> None:
         "filters = [f for name in names for f in logging.getLogger(name).filters]\n"
         "assert not loaded and not filters, (loaded, filters)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    run_fresh(code)
 
 
 def test_grade_returns_the_extracted_answer() -> None:

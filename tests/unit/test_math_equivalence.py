@@ -4,8 +4,6 @@ failed comparisons logged and counted rather than silently graded wrong."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from cot_transfer.serving.replicas.graders import service_grader
 from cot_transfer.serving.replicas.math_compare import compare_math
 from cot_transfer.serving.replicas.math_equivalence import MathEquivalencePool
 from cot_transfer.serving.replicas.math_outcome import Comparison, Outcome
+from tests.fresh_interpreter import run_fresh
 
 
 class _RecordingMetrics:
@@ -139,5 +138,4 @@ def test_the_serving_process_does_not_import_sympy_to_compare() -> None:
         "assert service_grader('math').is_correct('1/2', '0.5')\n"
         "assert 'sympy' not in sys.modules, 'the comparison ran in this process'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    run_fresh(code)
