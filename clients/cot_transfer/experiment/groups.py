@@ -273,6 +273,13 @@ def groups_markdown(groups: Mapping[str, Any], confidence: float) -> list[str]:
     return lines
 
 
+# Each panel's curves: (per_fraction key, name, line label, line style, colour, band opacity).
+_GROUP_CURVES = (
+    ("unlock_rate", "unlock rate", "unlock rate of the baseline-unsolved problems", "o-", "tab:blue", 0.2),
+    ("mean_potential", "mean potential", "mean potential of all problems", "s--", "tab:green", 0.15),
+)
+
+
 def _band(intervals: Sequence[Mapping[str, float] | None]) -> tuple[list[float], list[float]]:
     """summary.json's {low, high} intervals as plot edges."""
     return interval_band([None if pair is None else (pair["low"], pair["high"]) for pair in intervals])
@@ -294,38 +301,23 @@ def plot_groups(field: str, breakdown: Mapping[str, Any], confidence: float, pat
         stats = group["per_fraction"]
         fractions = [entry["fraction"] for entry in stats]
         first = index == 0
-        axes.fill_between(
-            fractions,
-            *_band([entry.get("unlock_rate_interval") for entry in stats]),
-            color="tab:blue",
-            alpha=0.2,
-            linewidth=0,
-            label=f"unlock rate, {level}% interval" if first else None,
-        )
-        axes.plot(
-            fractions,
-            with_gaps([entry.get("unlock_rate") for entry in stats]),
-            "o-",
-            color="tab:blue",
-            ms=3,
-            label="unlock rate of the baseline-unsolved problems" if first else None,
-        )
-        axes.fill_between(
-            fractions,
-            *_band([entry.get("mean_potential_interval") for entry in stats]),
-            color="tab:green",
-            alpha=0.15,
-            linewidth=0,
-            label=f"mean potential, {level}% interval" if first else None,
-        )
-        axes.plot(
-            fractions,
-            with_gaps([entry.get("mean_potential") for entry in stats]),
-            "s--",
-            color="tab:green",
-            ms=3,
-            label="mean potential of all problems" if first else None,
-        )
+        for key, name, line_label, style, color, band_alpha in _GROUP_CURVES:
+            axes.fill_between(
+                fractions,
+                *_band([entry.get(f"{key}_interval") for entry in stats]),
+                color=color,
+                alpha=band_alpha,
+                linewidth=0,
+                label=f"{name}, {level}% interval" if first else None,
+            )
+            axes.plot(
+                fractions,
+                with_gaps([entry.get(key) for entry in stats]),
+                style,
+                color=color,
+                ms=3,
+                label=line_label if first else None,
+            )
         axes.set_title(
             f"{field} = {group['value']}\n{group['n_problems']} problems, {group['baseline_unsolved']} unsolved at 0%",
             fontsize=9,
