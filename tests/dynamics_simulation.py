@@ -17,7 +17,7 @@ service's own ``StoppingRule`` (so their n differs along a curve and k/n is bias
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +167,21 @@ def write_curves_folder(
     return folder
 
 
+def _print_rate_rows(
+    rng: np.random.Generator,
+    curves: Mapping[str, np.ndarray],
+    rate: Callable[..., float],
+    digits: int,
+    reps: int,
+    sizes: tuple[int, ...],
+) -> None:
+    """One table row per true curve: ``rate`` at each fixed n, then under the adaptive plan to n_max = 128."""
+    for name, curve in curves.items():
+        cells = [f"{rate(*fixed_rows(rng, curve, reps, n)):.{digits}f}" for n in sizes]
+        cells.append(f"{rate(*adaptive_rows(rng, curve, reps, 128), adaptive=True):.{digits}f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     rng = np.random.default_rng(2026)
     reps = 10_000
@@ -175,10 +190,7 @@ def main() -> None:
     print(f"false-label rate (any label), {reps} curves each; adaptive: the default plan to n_max\n")
     print(f"| true curve | {header} | adaptive, n_max = 128 |")
     print("|---" * (len(sizes) + 2) + "|")
-    for name, curve in NO_JUMP.items():
-        cells = [f"{false_label_rate(*fixed_rows(rng, curve, reps, n)):.4f}" for n in sizes]
-        cells.append(f"{false_label_rate(*adaptive_rows(rng, curve, reps, 128), adaptive=True):.4f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    _print_rate_rows(rng, NO_JUMP, false_label_rate, 4, reps, sizes)
     lucky = LABEL_CODES.index(TraceDynamics.LUCKY_GUESS)
     cells = []
     for n in sizes:
@@ -188,10 +200,7 @@ def main() -> None:
     print(f"\ndetection of a jump of 0.7 at 0.5 (insight at 0.5), {reps} curves each\n")
     print(f"| jump | {header} | adaptive, n_max = 128 |")
     print("|---" * (len(sizes) + 2) + "|")
-    for name, curve in JUMPS.items():
-        cells = [f"{detection_rate(*fixed_rows(rng, curve, reps, n)):.3f}" for n in sizes]
-        cells.append(f"{detection_rate(*adaptive_rows(rng, curve, reps, 128), adaptive=True):.3f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    _print_rate_rows(rng, JUMPS, detection_rate, 3, reps, sizes)
 
 
 if __name__ == "__main__":
