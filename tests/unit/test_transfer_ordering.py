@@ -1,7 +1,7 @@
 """The order TransferRunner sends weak requests in: longest generation (most CoT left) first."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -40,15 +40,24 @@ def numbered_problems(problems: int, fractions: tuple[float, ...] = FRACTIONS) -
 
 
 class RecordingWeakModel:
-    """Records (problem, remaining CoT tokens) per call; each call yields to the loop once."""
+    """Records (problem, remaining CoT tokens) per call; each call yields to the loop once. With
+    ``first_call_waits_for``, the first call holds its slot until that condition holds (or 10 s):
+    a problem's prefixes reach the queue only after its leak check, which runs in a thread, so
+    without the hold the order in which the problems' requests queue up is the threads' order."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []
+        self.first_call_waits_for: Callable[[], bool] | None = None
 
     async def __call__(self, request: CompletionRequest) -> CompletionResult:
         problem, cut = request.prefix.split(":", 1)
         total = len(COT) * (int(problem.split()[-1]) + 1)
         self.calls.append((problem, total - len(cut)))
+        if len(self.calls) == 1 and self.first_call_waits_for is not None:
+            for _ in range(2000):  # 10 s at most: the test's assertion then says what went wrong
+                if self.first_call_waits_for():
+                    break
+                await asyncio.sleep(0.005)
         await asyncio.sleep(0)
         return CompletionResult([GradedCompletion("", "1", True, 1, "stop")] * request.n, 5)
 
@@ -65,9 +74,11 @@ def test_scheduling_keys() -> None:
 async def test_waiting_requests_go_out_with_the_most_cot_left_first() -> None:
     weak = RecordingWeakModel()
     runner = TransferRunner(stream_prefixes, weak, max_concurrent_completions=1)
+    # The first request takes the free slot at once and keeps it until the other 14 wait.
+    weak.first_call_waits_for = lambda: len(runner._completion_slots._waiters) == 14
     events = [event async for event in runner.run(numbered_problems(problems=3))]
     remaining = [left for _, left in weak.calls]
-    # The first request takes the free slot at once; every later one waited and went by key.
+    # Every request after the first waited, and went by key.
     assert remaining[1:] == sorted(remaining[1:], reverse=True)
     assert len(remaining) == 15
     rows = [event for event in events if isinstance(event, FractionResult)]
