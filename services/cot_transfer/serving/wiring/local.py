@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,53 @@ from cot_transfer.serving.wiring.deployments import GRPC_SERVICER_FUNCTIONS, Eng
 logger = logging.getLogger(__name__)
 
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
+# Ray Serve's gRPC proxy listens on every IPv6 (and dual-stack IPv4) address, whatever `host` says.
+GRPC_PROXY_HOST = "::"
+
+
+class PortUnavailableError(Exception):
+    """A port the serving config names is taken on this machine; the message names the config key."""
+
+
+def check_ports_free(config: ServingConfig, *, with_metrics_port: bool = True) -> None:
+    """Raises ``PortUnavailableError`` naming the first config key whose port cannot be bound.
+
+    Checked before Ray starts, so a taken port costs a second, not a minute of engine start-up
+    and a traceback from inside Ray's proxy actor."""
+    wanted = [
+        ("grpc_port", config.grpc_port, (config.host, GRPC_PROXY_HOST)),
+        ("http_port", config.http_port, (config.host,)),
+    ]
+    if with_metrics_port:
+        wanted.append(("metrics_port", config.metrics_port, (config.host,)))
+    for key, port, hosts in wanted:
+        if port == 0:
+            continue
+        for host in hosts:
+            reason = _bind_failure(host, port)
+            if reason is not None:
+                raise PortUnavailableError(
+                    f"{key}: port {port} on {host!r} is not free ({reason}); stop what holds it or pick another port"
+                )
+
+
+def _bind_failure(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound right now, or None when it can (or the host's family is absent)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        return None  # no IPv6 on this machine: the proxy falls back the same way
+    with sock:
+        # As the servers themselves bind: a port left in TIME_WAIT by an earlier run is free to them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
+                return None
+            return error.strerror or str(error)
+    return None
 
 
 @dataclass(frozen=True)
@@ -109,6 +158,8 @@ def start_local(
     # and a second raylet started with `ray start`: the cluster's nodes, resources and ports are
     # theirs, and its raylets must carry RAY_SERVE_GRPC_MAX_MESSAGE_SIZE in their environment.
     join_address = os.environ.get(RAY_ADDRESS_ENV)
+    # A joined cluster exports its metrics on its own raylets' ports, not on this config's.
+    check_ports_free(config, with_metrics_port=not join_address)
     if join_address:
         ray.init(address=join_address, **common)
     else:
@@ -120,13 +171,24 @@ def start_local(
             _metrics_export_port=config.metrics_port,
             **common,
         )
-    serve.start(
-        http_options=HTTPOptions(host=config.host, port=config.http_port),
-        grpc_options=gRPCOptions(port=config.grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
-        logging_config={"log_level": log_level},
-        # Raylets that share one machine would all bind the same proxy ports; the head's serve it all.
-        proxy_location="HeadOnly" if join_address else None,
-    )
+    try:
+        serve.start(
+            http_options=HTTPOptions(host=config.host, port=config.http_port),
+            grpc_options=gRPCOptions(port=config.grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+            logging_config={"log_level": log_level},
+            # Raylets that share one machine would all bind the same proxy ports; the head's serve it all.
+            proxy_location="HeadOnly" if join_address else None,
+        )
+    except Exception as error:
+        # Between the check above and the proxies' start, Ray's own processes bind ports of their
+        # choosing; one of them can take a configured port. Say which, not Ray's proxy traceback.
+        if "Failed to bind" not in str(error):
+            raise
+        ray.shutdown()
+        raise PortUnavailableError(
+            f"grpc_port/http_port: port {config.grpc_port} or {config.http_port} is not free: another process"
+            " took it while Ray started, and Ray Serve's proxy could not bind it; pick other ports and start again"
+        ) from None
     serve.run(
         build_app_from_config(config, engine_factory),
         name=config.app_name,
