@@ -28,18 +28,18 @@ from benchmarks.metrics import PrefixCacheCounters, prefix_cache_counters
 from benchmarks.prefill import prefill_lower_bound
 from benchmarks.stack import prepare_config
 from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS, QUICK, STANDARD, log
-from cot_transfer.domain.requests import CotPrefix, StrongCot, TransferRequest
+from cot_transfer.domain.requests import Prefix, StrongCot, TransferRequest
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.serving.dataplane.fanout import SchedulingKey, TransferRunner, longest_generation_first
 
 
-def longest_prefix_first(prefix: CotPrefix) -> float:
+def longest_prefix_first(prefix: Prefix) -> float:
     """The alternative key: the longest prompt of a problem first."""
     return -float(prefix.num_tokens)
 
 
-def arrival_order(prefix: CotPrefix) -> float:
+def arrival_order(prefix: Prefix) -> float:
     """No priority: requests run in the order they are created (each problem's fractions in
     request order, problems as their CoTs finish), as a plain semaphore admits them."""
     return 0.0

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from cot_transfer.domain.requests import CotDelta, CotPrefix, Problem, StrongAnswer, StrongEvent, TransferRequest
+from cot_transfer.domain.requests import CotDelta, Prefix, Problem, StrongAnswer, StrongEvent, TransferRequest
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
@@ -140,5 +140,5 @@ async def cot_events(
     yield CotDelta(cot)
     for fraction in fractions:
         kept = int(fraction * len(cot))
-        yield CotPrefix(fraction, prefix_text(cot[:kept]), kept, len(cot))
+        yield Prefix(fraction, prefix_text(cot[:kept]), kept, len(cot))
     yield StrongAnswer(cot, answer, len(cot), "stop")

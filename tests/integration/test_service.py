@@ -13,7 +13,7 @@ import pytest
 from cot_transfer.client import RpcFailedError, Sampling
 from cot_transfer.client.convert import transfer_event_from_proto
 from cot_transfer.domain.analysis import analyze
-from cot_transfer.domain.requests import CotDelta, CotPrefix, FractionResult, Problem, StrongAnswer, StrongCot
+from cot_transfer.domain.requests import CotDelta, FractionResult, Prefix, Problem, StrongAnswer, StrongCot
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.experiment.datasets import load_problems
 from cot_transfer.serving.edge.encode import transfer_event_to_proto
@@ -29,7 +29,7 @@ async def test_stream_prefixes_streams_the_cot_then_cuts_it_on_token_boundaries(
     async with service.client() as client:
         events = [event async for event in client.stream_prefixes(problem.problem, [1.0, 0.0, 0.5, 0.3])]
     deltas = [event for event in events if isinstance(event, CotDelta)]
-    prefixes = [event for event in events if isinstance(event, CotPrefix)]
+    prefixes = [event for event in events if isinstance(event, Prefix)]
     answer = events[-1]
     assert isinstance(answer, StrongAnswer)
     assert deltas and events.index(deltas[-1]) < events.index(prefixes[0])

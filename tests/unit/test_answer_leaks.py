@@ -23,7 +23,7 @@ from cot_transfer.domain.leaks import (
     judge_prefix,
 )
 from cot_transfer.domain.maths_values import parse_value, same_value
-from cot_transfer.domain.requests import CotPrefix, FractionResult, StrongCot
+from cot_transfer.domain.requests import FractionResult, Prefix, StrongCot
 from cot_transfer.experiment.results_folder import load_run
 from cot_transfer.experiment.run_folder import RESULTS_FILE, STRONG_FILE, RunFolder, _RowWriter
 from cot_transfer.serving.edge.encode import strong_event_to_proto, transfer_event_to_proto
@@ -225,9 +225,9 @@ def test_states_answer_compares_each_distinct_statement_once() -> None:
 
 
 def test_the_judgement_travels_from_the_service_to_the_client() -> None:
-    prefix = CotPrefix(0.5, "Answer: 7", 3, 6, answer_in_prefix=True, answer_stated_in_prefix=True)
-    cut = CotPrefix(0.25, "Answer:", 2, 6, answer_in_prefix=True, answer_stated_in_prefix=False)
-    strong = StrongCot("p1", "Answer: 7", "7", True, 6, prefixes=(prefix, cut, CotPrefix(0.0, "", 0, 6)))
+    prefix = Prefix(0.5, "Answer: 7", 3, 6, answer_in_prefix=True, answer_stated_in_prefix=True)
+    cut = Prefix(0.25, "Answer:", 2, 6, answer_in_prefix=True, answer_stated_in_prefix=False)
+    strong = StrongCot("p1", "Answer: 7", "7", True, 6, prefixes=(prefix, cut, Prefix(0.0, "", 0, 6)))
     cot = transfer_event_from_proto(transfer_event_to_proto(strong))
     assert isinstance(cot, StrongCot)
     assert [(p.answer_in_prefix, p.answer_stated_in_prefix) for p in cot.prefixes] == [
@@ -244,19 +244,19 @@ def test_the_judgement_travels_from_the_service_to_the_client() -> None:
 
 def test_a_prefix_streamed_on_its_own_is_not_judged() -> None:
     # StreamPrefixes knows no reference answer: the fields stay unset, not False.
-    message = strong_event_to_proto(CotPrefix(0.5, "Answer: 7", 3, 6))
+    message = strong_event_to_proto(Prefix(0.5, "Answer: 7", 3, 6))
     assert not message.prefix.HasField("answer_in_prefix")
     assert not message.prefix.HasField("answer_stated_in_prefix")
     back = strong_event_from_proto(message)
-    assert isinstance(back, CotPrefix)
+    assert isinstance(back, Prefix)
     assert (back.answer_in_prefix, back.answer_stated_in_prefix) == (None, None)
 
 
 def test_the_results_folder_keeps_the_judgement_and_reads_old_folders(tmp_path: Path) -> None:
     writer = _RowWriter(tmp_path, "abc", on_row=None)
     prefixes = (
-        CotPrefix(0.0, "", 0, 6, answer_in_prefix=False, answer_stated_in_prefix=False),
-        CotPrefix(1.0, "Answer: 7", 6, 6, answer_in_prefix=True, answer_stated_in_prefix=True),
+        Prefix(0.0, "", 0, 6, answer_in_prefix=False, answer_stated_in_prefix=False),
+        Prefix(1.0, "Answer: 7", 6, 6, answer_in_prefix=True, answer_stated_in_prefix=True),
     )
     writer.add_strong(StrongCot("p1", "Answer: 7", "7", True, 6, prefixes=prefixes))
     writer.add_result(FractionResult("p1", 1.0, 6, 6, 4, 4, answer_in_prefix=True, answer_stated_in_prefix=True))

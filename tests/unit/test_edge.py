@@ -15,9 +15,9 @@ from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
 from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
-    CotPrefix,
     FractionResult,
     GradedCompletion,
+    Prefix,
     StrongAnswer,
     StrongCot,
 )
@@ -115,7 +115,7 @@ def test_complete_requires_a_reference_answer() -> None:
 def test_events_round_trip_through_the_wire_format() -> None:
     for event in (
         CotDelta("1+2"),
-        CotPrefix(0.5, "1+", 2, 4),
+        Prefix(0.5, "1+", 2, 4),
         StrongAnswer("1+2=3", "3", 5, "stop"),
         StrongAnswer("1+2", None, 3, "length"),
     ):

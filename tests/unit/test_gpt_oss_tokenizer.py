@@ -16,7 +16,7 @@ import yaml
 
 from cot_transfer.cli.render import render_prompt
 from cot_transfer.domain.reasoning import REPLACEMENT_CHARACTER
-from cot_transfer.domain.requests import CotPrefix, PrefixRequest, StrongAnswer
+from cot_transfer.domain.requests import Prefix, PrefixRequest, StrongAnswer
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.engine.vllm_engine import HuggingFaceTokenizer
 from cot_transfer.serving.replicas.cuts import cut_prefixes
@@ -144,6 +144,6 @@ def test_the_strong_server_cuts_gpt_oss_analysis_on_real_ids(tokenizer: HuggingF
     answer = events[-1]
     assert isinstance(answer, StrongAnswer)
     assert answer.cot == cot and answer.final_text == FINAL and answer.answer == "7.5"
-    prefixes = [event for event in events if isinstance(event, CotPrefix)]
+    prefixes = [event for event in events if isinstance(event, Prefix)]
     assert prefixes[-1].text == cot
     assert all(REPLACEMENT_CHARACTER not in prefix.text and cot.startswith(prefix.text) for prefix in prefixes)

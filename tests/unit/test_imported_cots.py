@@ -49,7 +49,7 @@ async def test_an_imported_cot_is_cut_without_calling_the_engine() -> None:
     request = rq.PrefixRequest("1+2", (0.0, 0.5, 1.0), SAMPLING, "exact", cut=CutMode.STEP, cot=PLAIN_COT)
     events = [event async for event in StrongModelServer(engine).stream_prefixes(request)]
     assert engine.requests == []
-    prefixes = [event for event in events if isinstance(event, rq.CotPrefix)]
+    prefixes = [event for event in events if isinstance(event, rq.Prefix)]
     assert [prefix.text for prefix in prefixes] == ["", "Add 1 and 2.\n", PLAIN_COT]
     answer = events[-1]
     assert isinstance(answer, rq.StrongAnswer)

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from cot_transfer.domain.errors import NotFoundError, OutOfRangeError
-from cot_transfer.domain.requests import CompletionRequest, CotDelta, CotPrefix, PrefixRequest, StrongAnswer
+from cot_transfer.domain.requests import CompletionRequest, CotDelta, Prefix, PrefixRequest, StrongAnswer
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
@@ -25,7 +25,7 @@ def prefix_request(fractions: tuple[float, ...], max_tokens: int = 100, grader: 
 async def test_strong_streams_deltas_then_prefixes_in_request_order_then_answer() -> None:
     events = await collect(StrongModelServer(ScriptedEngine([COT])), prefix_request((0.5, 0.0, 1.0)))
     deltas = [event for event in events if isinstance(event, CotDelta)]
-    prefixes = [event for event in events if isinstance(event, CotPrefix)]
+    prefixes = [event for event in events if isinstance(event, Prefix)]
     assert "".join(delta.text for delta in deltas) == COT
     assert [prefix.fraction for prefix in prefixes] == [0.5, 0.0, 1.0]
     assert events.index(prefixes[0]) > events.index(deltas[-1])

@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerFast
 
 from cot_transfer.cli.render import render_prompt
 from cot_transfer.domain.reasoning import REPLACEMENT_CHARACTER, clean_prefix
-from cot_transfer.domain.requests import CompletionRequest, CotPrefix, PrefixRequest, StrongAnswer
+from cot_transfer.domain.requests import CompletionRequest, Prefix, PrefixRequest, StrongAnswer
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.engine.vllm_engine import HuggingFaceTokenizer
 from cot_transfer.serving.replicas.cuts import cut_prefixes, parse_imported_cot
@@ -115,7 +115,7 @@ def test_vllms_qwen3_parser_splits_real_token_ids(tokenizer: HuggingFaceTokenize
         assert (content or "").startswith("\n\nThe total is \\boxed{7.5}")
 
 
-def _assert_clean(tokenizer: HuggingFaceTokenizer, cot: str, prefixes: list[CotPrefix]) -> None:
+def _assert_clean(tokenizer: HuggingFaceTokenizer, cot: str, prefixes: list[Prefix]) -> None:
     for prefix in prefixes:
         assert REPLACEMENT_CHARACTER not in prefix.text
         assert tokenizer.decode(prefix.token_ids) == prefix.text
@@ -135,7 +135,7 @@ def test_the_strong_model_cuts_land_on_whole_characters(name: str, tokenizer: Hu
     answer = events[-1]
     assert isinstance(answer, StrongAnswer)
     assert answer.cot == cot and answer.answer == "7.5" and not answer.reasoning_truncated
-    prefixes = [event for event in events if isinstance(event, CotPrefix)]
+    prefixes = [event for event in events if isinstance(event, Prefix)]
     assert len(prefixes) == len(FRACTIONS) and prefixes[-1].text == cot
     _assert_clean(tokenizer, cot, prefixes)
 

@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from cot_transfer.cli.render import render_prompt
-from cot_transfer.domain.requests import CompletionRequest, CotPrefix, PrefixRequest, StrongAnswer
+from cot_transfer.domain.requests import CompletionRequest, Prefix, PrefixRequest, StrongAnswer
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.serving.common.serving_config import CustomReasoningFormat
 from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
@@ -132,7 +132,7 @@ def test_the_strong_server_cuts_only_the_reasoning(preset: str, folders: dict[st
     assert answer.answer == "12"
     assert not answer.reasoning_truncated
     assert answer.final_text == ("" if preset == "plain" else "The answer is \\boxed{12}.")
-    prefixes = [event for event in events if isinstance(event, CotPrefix)]
+    prefixes = [event for event in events if isinstance(event, Prefix)]
     assert prefixes[-1].text == REASONING[preset]
     assert tokenizer.decode(prefixes[0].token_ids) == prefixes[0].text
 
@@ -287,7 +287,7 @@ def test_a_budget_ending_inside_a_character_leaves_the_cot_at_the_last_whole_one
     assert isinstance(answer, StrongAnswer)
     assert answer.cot == "ab "
     assert answer.cot_num_tokens == len(tokenizer.encode("ab "))
-    assert [event.text for event in events if isinstance(event, CotPrefix)] == ["ab "]
+    assert [event.text for event in events if isinstance(event, Prefix)] == ["ab "]
 
 
 def test_the_render_command_prints_the_shipped_weak_prompt_and_its_token_count(

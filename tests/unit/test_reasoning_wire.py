@@ -9,14 +9,14 @@ import pytest
 
 from cot_transfer.client.convert import strong_event_from_proto, transfer_event_from_proto
 from cot_transfer.domain.errors import InvalidArgumentError
-from cot_transfer.domain.requests import CotPrefix, StrongAnswer, StrongCot
+from cot_transfer.domain.requests import Prefix, StrongAnswer, StrongCot
 from cot_transfer.experiment.run_folder import RunFolder, _RowWriter
 from cot_transfer.serving.common.serving_config import ServingConfig
 from cot_transfer.serving.edge import decode, encode
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
 CONFIG = ServingConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "local-cpu.yaml")
-PREFIX = CotPrefix(0.5, "3×4", 2, 4, token_ids=(17, 230))
+PREFIX = Prefix(0.5, "3×4", 2, 4, token_ids=(17, 230))
 COT = StrongCot(
     "p1",
     "3×4 → 12",

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import pytest
 
 from cot_transfer.domain.errors import InvalidArgumentError
-from cot_transfer.domain.requests import CotPrefix, PrefixRequest, StrongAnswer
+from cot_transfer.domain.requests import Prefix, PrefixRequest, StrongAnswer
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.steps import (
     CutMode,
@@ -92,7 +92,7 @@ def ids(text: str) -> list[int]:
     return TOKENIZER.encode(text)
 
 
-def texts(prefixes: Sequence[CotPrefix]) -> list[str]:
+def texts(prefixes: Sequence[Prefix]) -> list[str]:
     return [prefix.text for prefix in prefixes]
 
 
@@ -122,6 +122,6 @@ async def test_the_strong_model_cuts_its_cot_at_every_step() -> None:
         "q", (0.5,), SamplingParams(0.6, 0.95, 100), "exact", cut=CutMode.EVERY_STEP, stream_deltas=False
     )
     events = [event async for event in StrongModelServer(ScriptedEngine([LINES])).stream_prefixes(request)]
-    prefixes = [event for event in events if isinstance(event, CotPrefix)]
+    prefixes = [event for event in events if isinstance(event, Prefix)]
     assert [prefix.num_steps for prefix in prefixes] == [0, 1, 2, 3]
     assert isinstance(events[-1], StrongAnswer) and not events[-1].imported

@@ -9,9 +9,9 @@ from benchmarks.ordering import arrival_order, longest_prefix_first
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
-    CotPrefix,
     FractionResult,
     GradedCompletion,
+    Prefix,
     PrefixRequest,
     Problem,
     StrongCot,
@@ -25,8 +25,8 @@ COT = "0123456789abcdefghij"
 FRACTIONS = (0.0, 0.1, 0.5, 0.9, 1.0)
 
 
-def prefix(fraction: float, kept: int, total: int = len(COT)) -> CotPrefix:
-    return CotPrefix(fraction, COT[:kept], kept, total)
+def prefix(fraction: float, kept: int, total: int = len(COT)) -> Prefix:
+    return Prefix(fraction, COT[:kept], kept, total)
 
 
 def stream_prefixes(request: PrefixRequest) -> AsyncIterator[StrongEvent]:

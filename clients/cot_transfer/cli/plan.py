@@ -218,14 +218,14 @@ async def measure_throughput(args: argparse.Namespace, problem: str, answer: str
     batching: one stream alone measures latency, not the throughput a run gets."""
     from cot_transfer.cli.connection import connection_options
     from cot_transfer.client import CotTransferClient
-    from cot_transfer.domain.requests import CotPrefix, StrongAnswer
+    from cot_transfer.domain.requests import Prefix, StrongAnswer
 
     async with CotTransferClient(args.address, application=args.application, **connection_options(args)) as client:
 
         async def one_cot() -> tuple[int, str]:
             half, cot_tokens = "", 0
             async for event in client.stream_prefixes(problem, [0.5]):
-                if isinstance(event, CotPrefix):
+                if isinstance(event, Prefix):
                     half = event.text
                 elif isinstance(event, StrongAnswer):
                     cot_tokens = event.cot_num_tokens

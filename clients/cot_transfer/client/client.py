@@ -124,7 +124,7 @@ class CotTransferClient:
         receiver: str = "",
         mode: str = FREE,
     ) -> CompletionResult:
-        """``prefix_token_ids``: the prefix's strong-model tokens (``CotPrefix.token_ids``); a weak
+        """``prefix_token_ids``: the prefix's strong-model tokens (``Prefix.token_ids``); a weak
         model with the same tokenizer takes them as they are, any other re-tokenises ``prefix``.
         ``receiver``: the served model that completes (GetInfo's ``models``; "" is the weak model);
         ``mode``: ``free`` or ``force_answer``."""

@@ -290,9 +290,7 @@ def _judge_answer_in_prefix(
 ) -> tuple[list[FractionResult], int]:
     """Rows with the leak flags judged from the stored prefix texts where they are missing."""
     missing = [
-        index
-        for index, row in enumerate(rows)
-        if row.answer_in_prefix is None or row.answer_stated_in_prefix is None
+        index for index, row in enumerate(rows) if row.answer_in_prefix is None or row.answer_stated_in_prefix is None
     ]
     if not missing:
         return rows, 0

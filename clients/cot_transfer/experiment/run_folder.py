@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from cot_transfer.domain.kept_answers import chosen_completions
 from cot_transfer.domain.receivers import FREE
-from cot_transfer.domain.requests import CotPrefix, FractionResult, ProblemError, ServiceInfo, StrongCot
+from cot_transfer.domain.requests import FractionResult, Prefix, ProblemError, ServiceInfo, StrongCot
 from cot_transfer.experiment.cut_settings import ALL_COMPLETIONS
 from cot_transfer.experiment.problem_errors import ERRORS_FILE, error_record, load_problem_errors
 from cot_transfer.experiment.provenance import Tally
@@ -142,14 +142,14 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _prefix_from_record(prefix: dict[str, Any]) -> CotPrefix:
+def _prefix_from_record(prefix: dict[str, Any]) -> Prefix:
     fields = {**prefix, "token_ids": tuple(prefix.get("token_ids", ()))}
     if "answer_stated_in_prefix" not in prefix:
         # Written before the two leak flags: that answer_in_prefix read answer statements only,
         # so its True implies both flags and its False neither (left to be judged again).
         known = True if prefix.get("answer_in_prefix") is True else None
         fields["answer_in_prefix"] = fields["answer_stated_in_prefix"] = known
-    return CotPrefix(**fields)
+    return Prefix(**fields)
 
 
 @dataclass

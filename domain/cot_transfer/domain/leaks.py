@@ -355,4 +355,3 @@ def judge_prefix(grader: Grader, text: str, reference: str) -> PrefixLeak:
     if lenient_form:
         return PrefixLeak(strict, True, lenient_form)
     return PrefixLeak(strict, None if undecided else False, "")
-

@@ -56,9 +56,7 @@ _BRACED_COMMA = re.compile(r"\{,\}")
 _NUMBER = r"[+-]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+)"
 # A number followed by words only (a unit, a noun): "12 apples", "12 cm^2", "3 hours.".
 # A glued single letter is a variable ("2x"), not a unit.
-_NUMBER_WITH_WORDS = re.compile(
-    rf"({_NUMBER}(?:/\d+)?%?)(?:\s+[a-zA-Z]|[a-zA-Z]{{2}})[a-zA-Z\s.]*(?:\^\{{?\d\}}?)?"
-)
+_NUMBER_WITH_WORDS = re.compile(rf"({_NUMBER}(?:/\d+)?%?)(?:\s+[a-zA-Z]|[a-zA-Z]{{2}})[a-zA-Z\s.]*(?:\^\{{?\d\}}?)?")
 _WHOLE_NUMBER = re.compile(rf"{_NUMBER}(?:/\d+)?%?")
 _DECIMAL_LITERAL = re.compile(rf"({_NUMBER})(%?)")
 _SLASH_LITERAL = re.compile(r"([+-]?\d+)/(\d+)(%?)")

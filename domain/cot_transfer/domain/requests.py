@@ -39,7 +39,7 @@ class CotDelta:
 
 
 @dataclass(frozen=True)
-class CotPrefix:
+class Prefix:
     fraction: float
     text: str
     num_tokens: int
@@ -70,7 +70,7 @@ class StrongAnswer:
     imported: bool = False
 
 
-StrongEvent = CotDelta | CotPrefix | StrongAnswer
+StrongEvent = CotDelta | Prefix | StrongAnswer
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ class ResumedProblem:
     exactly ``prefixes`` (the strong model is not called; none: it writes a new CoT), and only
     ``rows`` of them (none: every row of the run)."""
 
-    prefixes: tuple[CotPrefix, ...] = ()
+    prefixes: tuple[Prefix, ...] = ()
     rows: frozenset[RowKey] = frozenset()
 
 
@@ -214,7 +214,7 @@ class StrongCot:
     answer: str | None
     correct: bool
     cot_num_tokens: int
-    prefixes: tuple[CotPrefix, ...] = ()
+    prefixes: tuple[Prefix, ...] = ()
     final_text: str = ""
     finish_reason: str = ""
     # The budget ran out inside the reasoning: left out of the unlock statistics.
@@ -231,7 +231,7 @@ class FractionResult:
     cot_num_tokens: int
     n: int
     num_correct: int
-    # The prefix's leak flags (``CotPrefix``): lenient and strict; None where not judged.
+    # The prefix's leak flags (``Prefix``): lenient and strict; None where not judged.
     answer_in_prefix: bool | None = None
     answer_stated_in_prefix: bool | None = None
     # The served model that completed the prefix ("" in rows from before receivers) and how.

@@ -9,7 +9,7 @@ on both sides. Everything one side alone converts stays in that side's module
 from __future__ import annotations
 
 from cot_transfer.domain.receivers import FORCE_ANSWER, FREE
-from cot_transfer.domain.requests import CotPrefix, GradedCompletion
+from cot_transfer.domain.requests import GradedCompletion, Prefix
 from cot_transfer.domain.steps import CutMode, StepBoundary
 from cot_transfer.v1 import cot_transfer_pb2 as pb
 
@@ -36,7 +36,7 @@ STEP_BOUNDARY_FROM_PROTO: dict[int, StepBoundary] = {
 }
 
 
-def prefix_to_proto(prefix: CotPrefix) -> pb.Prefix:
+def prefix_to_proto(prefix: Prefix) -> pb.Prefix:
     return pb.Prefix(
         fraction=prefix.fraction,
         text=prefix.text,
@@ -55,8 +55,8 @@ def leak_flag(message: pb.Prefix | pb.FractionResult, name: str) -> bool | None:
     return bool(getattr(message, name)) if message.HasField(name) else None
 
 
-def prefix_from_proto(prefix: pb.Prefix) -> CotPrefix:
-    return CotPrefix(
+def prefix_from_proto(prefix: pb.Prefix) -> Prefix:
+    return Prefix(
         prefix.fraction,
         prefix.text,
         prefix.num_tokens,

@@ -18,8 +18,8 @@ from cot_transfer.domain.leaks import judge_prefix
 from cot_transfer.domain.requests import (
     CompletionRequest,
     CompletionResult,
-    CotPrefix,
     FractionResult,
+    Prefix,
     PrefixRequest,
     Problem,
     ProblemError,
@@ -60,7 +60,7 @@ class _Failure:
 _DONE = object()
 
 
-def longest_generation_first(prefix: CotPrefix) -> float:
+def longest_generation_first(prefix: Prefix) -> float:
     """Scheduling key of a weak request (lower runs sooner): the most CoT left to write first.
 
     The weak model continues a prefix to the end of the reasoning, so the CoT tokens past the
@@ -76,7 +76,7 @@ def longest_generation_first(prefix: CotPrefix) -> float:
     return -float(prefix.cot_num_tokens - prefix.num_tokens)
 
 
-SchedulingKey = Callable[[CotPrefix], float]
+SchedulingKey = Callable[[Prefix], float]
 
 
 class PrioritySlots:
@@ -134,7 +134,7 @@ def problem_error(problem_id: str, error: BaseException) -> ProblemError:
     return ProblemError(problem_id=problem_id, code=failure.code, message=failure.details)
 
 
-def row_fields_of(prefix: CotPrefix) -> dict[str, Any]:
+def row_fields_of(prefix: Prefix) -> dict[str, Any]:
     """What a row takes from the prefix it was drawn on: where the cut is and what it gives away."""
     return {
         "fraction": prefix.fraction,
@@ -281,13 +281,13 @@ class TransferRunner:
 
     async def _strong_cot(
         self, request: TransferRequest, problem: Problem, position: tuple[int, int]
-    ) -> tuple[list[CotPrefix], StrongAnswer]:
+    ) -> tuple[list[Prefix], StrongAnswer]:
         """The problem's CoT from the strong model (or cut from its imported CoT) and its prefixes."""
-        prefixes: list[CotPrefix] = []
+        prefixes: list[Prefix] = []
         answer: StrongAnswer | None = None
         async with self._cot_slots.hold((float(position[0]), float(position[1]))):
             async for event in self._stream_prefixes(prefix_request_for(request, problem)):
-                if isinstance(event, CotPrefix):
+                if isinstance(event, Prefix):
                     prefixes.append(event)
                 elif isinstance(event, StrongAnswer):
                     answer = event
@@ -352,7 +352,7 @@ class TransferRunner:
         self,
         request: TransferRequest,
         problem: Problem,
-        prefix: CotPrefix,
+        prefix: Prefix,
         run_number: int,
         events: asyncio.Queue[object],
         receiver: str = "",

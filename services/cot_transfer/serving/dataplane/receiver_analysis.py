@@ -17,7 +17,7 @@ from cot_transfer.domain.receivers import (
     ReceiverMode,
     receiver_modes,
 )
-from cot_transfer.domain.requests import CompletionRequest, CotPrefix, FractionResult, Problem, TransferRequest
+from cot_transfer.domain.requests import CompletionRequest, FractionResult, Prefix, Problem, TransferRequest
 from cot_transfer.domain.transfer import ReceiverSummary, RunSummary
 
 
@@ -27,7 +27,7 @@ def run_receiver_modes(request: TransferRequest) -> tuple[ReceiverMode, ...]:
 
 
 def completion_request(
-    request: TransferRequest, problem: Problem, prefix: CotPrefix, receiver: str, mode: str
+    request: TransferRequest, problem: Problem, prefix: Prefix, receiver: str, mode: str
 ) -> CompletionRequest:
     # In the field order: problem, prefix, n, sampling, reference answer, grader.
     fields = (problem.problem, prefix.text, request.n, request.receiver_sampling, problem.answer, request.grader)

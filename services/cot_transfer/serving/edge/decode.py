@@ -17,7 +17,7 @@ from cot_transfer.domain.errors import InvalidArgumentError, NotFoundError
 from cot_transfer.domain.receivers import FREE, ReceiverMode, primary_key, receiver_modes, unique_in_order
 from cot_transfer.domain.requests import (
     CompletionRequest,
-    CotPrefix,
+    Prefix,
     PrefixRequest,
     Problem,
     ResumedProblem,
@@ -160,14 +160,14 @@ def _experiment_id(value: str) -> str:
     return value
 
 
-def _stored_prefix(message: pb.Prefix, field: str, limits: LimitsConfig) -> CotPrefix:
+def _stored_prefix(message: pb.Prefix, field: str, limits: LimitsConfig) -> Prefix:
     if message.num_tokens < 0 or message.cot_num_tokens < message.num_tokens:
         raise InvalidArgumentError(
             field, f"needs 0 <= num_tokens <= cot_num_tokens, got {message.num_tokens} and {message.cot_num_tokens}"
         )
     if len(message.token_ids) > limits.max_text_chars:
         raise InvalidArgumentError(f"{field}.token_ids", f"at most {limits.max_text_chars} ids (limits.max_text_chars)")
-    return CotPrefix(
+    return Prefix(
         fraction=check_fraction(message.fraction, f"{field}.fraction"),
         text=capped_text(message.text, f"{field}.text", limits, required=False),
         num_tokens=message.num_tokens,

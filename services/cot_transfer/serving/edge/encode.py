@@ -9,8 +9,8 @@ from cot_transfer.domain.answers import grader_names
 from cot_transfer.domain.requests import (
     CompletionResult,
     CotDelta,
-    CotPrefix,
     FractionResult,
+    Prefix,
     ProblemError,
     StrongCot,
     StrongEvent,
@@ -77,7 +77,7 @@ def service_info_to_proto(config: ServingConfig, fingerprints: Mapping[str, str]
 def strong_event_to_proto(event: StrongEvent) -> pb.StreamPrefixesResponse:
     if isinstance(event, CotDelta):
         return pb.StreamPrefixesResponse(delta=pb.CotDelta(text=event.text))
-    if isinstance(event, CotPrefix):
+    if isinstance(event, Prefix):
         return pb.StreamPrefixesResponse(prefix=prefix_to_proto(event))
     return pb.StreamPrefixesResponse(
         answer=pb.StrongAnswer(

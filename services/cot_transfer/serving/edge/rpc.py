@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from cot_transfer.domain.errors import UnavailableError
-from cot_transfer.domain.requests import CompletionRequest, CompletionResult, CotPrefix, PrefixRequest, StrongEvent
+from cot_transfer.domain.requests import CompletionRequest, CompletionResult, Prefix, PrefixRequest, StrongEvent
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
 from cot_transfer.serving.common.serving_config import ServingConfig
 from cot_transfer.serving.dataplane.fanout import RunEvents
@@ -49,7 +49,7 @@ async def stream_prefixes(
     started = time.monotonic()
     first_prefix = True
     async for event in strong_events(decode.prefix_request_from_proto(request, config)):
-        if first_prefix and isinstance(event, CotPrefix):
+        if first_prefix and isinstance(event, Prefix):
             metrics.time_to_first_prefix(time.monotonic() - started)
             first_prefix = False
         yield encode.strong_event_to_proto(event)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cot_transfer.domain.errors import InvalidArgumentError, OutOfRangeError
 from cot_transfer.domain.reasoning import clean_prefix
-from cot_transfer.domain.requests import CotPrefix, PrefixRequest, Problem, TransferRequest
+from cot_transfer.domain.requests import Prefix, PrefixRequest, Problem, TransferRequest
 from cot_transfer.domain.steps import CutMode, StepBoundary, StepCut, snap_down, step_cuts, step_ends
 from cot_transfer.domain.truncation import prefix_token_count
 from cot_transfer.engine.base import PromptTokenizer
@@ -27,7 +27,7 @@ def cut_prefixes(
     fractions: Sequence[float],
     cut: CutMode = CutMode.TOKEN,
     boundary: StepBoundary = StepBoundary.LINE,
-) -> list[CotPrefix]:
+) -> list[Prefix]:
     """The prefixes of a CoT: one per fraction (token and step cuts), or one per step boundary.
 
     Every cut lands on a token boundary and backs off to a complete character. With
@@ -85,15 +85,13 @@ class _PrefixLengths:
         return self._exact[anchor] + added
 
 
-def _prefix_at(tokenizer: PromptTokenizer, cot_ids: Sequence[int], fraction: float, step: StepCut) -> CotPrefix:
+def _prefix_at(tokenizer: PromptTokenizer, cot_ids: Sequence[int], fraction: float, step: StepCut) -> Prefix:
     return _prefix(tokenizer, cot_ids, fraction, step.num_tokens, step.num_steps)
 
 
-def _prefix(
-    tokenizer: PromptTokenizer, cot_ids: Sequence[int], fraction: float, tokens: int, num_steps: int
-) -> CotPrefix:
+def _prefix(tokenizer: PromptTokenizer, cot_ids: Sequence[int], fraction: float, tokens: int, num_steps: int) -> Prefix:
     kept, text = clean_prefix(cot_ids, tokens, tokenizer.decode)
-    return CotPrefix(
+    return Prefix(
         fraction=fraction,
         text=text,
         num_tokens=kept,
@@ -157,7 +155,7 @@ def prefix_request_for(request: TransferRequest, problem: Problem) -> PrefixRequ
     )
 
 
-def check_step_count(request: TransferRequest, prefixes: Sequence[CotPrefix]) -> None:
+def check_step_count(request: TransferRequest, prefixes: Sequence[Prefix]) -> None:
     """An every-step cut with more prefixes than ``request.max_steps`` is its problem's error: each
     prefix is a row and rides in the StrongCot message."""
     if request.cut is CutMode.EVERY_STEP and request.max_steps and len(prefixes) > request.max_steps:

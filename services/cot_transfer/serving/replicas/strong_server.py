@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from cot_transfer.domain.answers import Grader, get_grader
 from cot_transfer.domain.reasoning import clean_prefix
-from cot_transfer.domain.requests import CotDelta, CotPrefix, PrefixRequest, StrongAnswer, StrongEvent
+from cot_transfer.domain.requests import CotDelta, Prefix, PrefixRequest, StrongAnswer, StrongEvent
 from cot_transfer.engine.base import GenerationRequest, PromptTokenizer
 from cot_transfer.serving.replicas.cuts import cut_prefixes, parse_imported_cot
 from cot_transfer.serving.replicas.engine_server import EngineServer, check_fits_context
@@ -72,7 +72,7 @@ class StrongModelServer(EngineServer):
         )
 
 
-async def _cut(tokenizer: PromptTokenizer, cot_ids: Sequence[int], request: PrefixRequest) -> list[CotPrefix]:
+async def _cut(tokenizer: PromptTokenizer, cot_ids: Sequence[int], request: PrefixRequest) -> list[Prefix]:
     # Step cuts decode the CoT a few times per boundary: off the event loop.
     return await asyncio.to_thread(
         cut_prefixes, tokenizer, cot_ids, request.fractions, request.cut, request.step_boundary
