@@ -37,38 +37,50 @@ def never_equal(extracted: str, reference: str) -> bool:
 
 GRADERS: dict[str, Grader] = {"exact": ExactGrader(), "math": MathGrader(never_equal)}
 
-# (prefix, reference, strict, lenient, form): every form the answer stands in.
-LEAK_FORMS = [
-    ("Adding them up, so x = 1/2.", "1/2", True, True, CONCLUDING_STATEMENT),
-    (r"Therefore the probability is $\frac{1}{2}$", "1/2", True, True, CONCLUDING_STATEMENT),
-    ("The final answer should be 1/2", "1/2", True, True, CONCLUDING_STATEMENT),
-    ("So the total is 12 apples", "12", True, True, CONCLUDING_STATEMENT),
-    ("Hence, x equals -3.", "-3", True, True, CONCLUDING_STATEMENT),
-    ("Therefore,\n\\[\nx = \\dfrac{1}{2}\n\\]", "0.5", True, True, CONCLUDING_STATEMENT),
-    ("So the answer is 1,000.", "1000", True, True, ANSWER_STATEMENT),
-    (r"\boxed{\frac{1}{2}}", "1/2", True, True, ANSWER_STATEMENT),
-    ("The answer is 0.5", "1/2", True, True, ANSWER_STATEMENT),
-    (r"\boxed{\tfrac12} is what we get", "0.5", True, True, ANSWER_STATEMENT),
-    ("Answer: 50%", "1/2", True, True, ANSWER_STATEMENT),
+# form -> (prefix, reference): every form the answer stands in. Every one sets the lenient flag;
+# only a statement of the answer sets the strict one.
+LEAK_FORMS: dict[str, list[tuple[str, str]]] = {
+    CONCLUDING_STATEMENT: [
+        ("Adding them up, so x = 1/2.", "1/2"),
+        (r"Therefore the probability is $\frac{1}{2}$", "1/2"),
+        ("The final answer should be 1/2", "1/2"),
+        ("So the total is 12 apples", "12"),
+        ("Hence, x equals -3.", "-3"),
+        ("Therefore,\n\\[\nx = \\dfrac{1}{2}\n\\]", "0.5"),
+    ],
+    ANSWER_STATEMENT: [
+        ("So the answer is 1,000.", "1000"),
+        (r"\boxed{\frac{1}{2}}", "1/2"),
+        ("The answer is 0.5", "1/2"),
+        (r"\boxed{\tfrac12} is what we get", "0.5"),
+        ("Answer: 50%", "1/2"),
+    ],
     # Cut right after the answer marker: the next token is the answer.
-    ("x = 12\n\nAnswer:", "12", False, True, VALUE),
-    ("We check the cases.\n\nAnswer:", "12", False, True, CUT_AFTER_MARKER),
-    ("Thus the probability is", "1/2", False, True, CUT_AFTER_MARKER),
-    ("The sum is \\boxed{", "144", False, True, CUT_AFTER_MARKER),
+    CUT_AFTER_MARKER: [
+        ("We check the cases.\n\nAnswer:", "12"),
+        ("Thus the probability is", "1/2"),
+        ("The sum is \\boxed{", "144"),
+    ],
     # Cut inside an answer statement that can still become the reference.
-    (r"\boxed{14", "144", False, True, CUT_INSIDE_ANSWER),
-    ("The answer is 14", "144", False, True, CUT_INSIDE_ANSWER),
-    (r"The answer is $\frac{1", "1/2", False, True, CUT_INSIDE_ANSWER),
-    ("so x = 1", "1/2", False, True, CUT_INSIDE_ANSWER),
-    # Anywhere as a whole number or maths span: the lenient flag only.
-    ("3 + 9 = 12, then we look at the rest", "12", False, True, VALUE),
-    ("We need 12 apples for the pie", "12", False, True, VALUE),
-    (r"so far we have $\frac{1}{2}$ of the area", "0.5", False, True, VALUE),
-    ("the probability is 50\\% here", "1/2", False, True, VALUE),
-    ("which is about 0.333 of the total", "1/3", False, True, VALUE),
-    ("The values are 1,000 and 3", "1000", False, True, VALUE),
-    ("we know $\\sqrt{2}$ is irrational", r"\sqrt2", False, True, VALUE),
-]
+    CUT_INSIDE_ANSWER: [
+        (r"\boxed{14", "144"),
+        ("The answer is 14", "144"),
+        (r"The answer is $\frac{1", "1/2"),
+        ("so x = 1", "1/2"),
+    ],
+    # Anywhere as a whole number or maths span.
+    VALUE: [
+        ("x = 12\n\nAnswer:", "12"),  # cut after the marker, but the value already stands before it
+        ("3 + 9 = 12, then we look at the rest", "12"),
+        ("We need 12 apples for the pie", "12"),
+        (r"so far we have $\frac{1}{2}$ of the area", "0.5"),
+        ("the probability is 50\\% here", "1/2"),
+        ("which is about 0.333 of the total", "1/3"),
+        ("The values are 1,000 and 3", "1000"),
+        ("we know $\\sqrt{2}$ is irrational", r"\sqrt2"),
+    ],
+}
+STATEMENT_FORMS = (CONCLUDING_STATEMENT, ANSWER_STATEMENT)
 
 # (prefix, reference): numbers that only look like the reference.
 NOT_LEAKS = [
@@ -95,12 +107,13 @@ NOT_LEAKS = [
 
 
 @pytest.mark.parametrize("grader_name", sorted(GRADERS))
-@pytest.mark.parametrize(("text", "reference", "strict", "lenient", "form"), LEAK_FORMS)
-def test_every_form_of_the_answer_is_caught(
-    grader_name: str, text: str, reference: str, strict: bool, lenient: bool, form: str
-) -> None:
+@pytest.mark.parametrize(
+    ("text", "reference", "form"),
+    [(text, reference, form) for form, cases in LEAK_FORMS.items() for text, reference in cases],
+)
+def test_every_form_of_the_answer_is_caught(grader_name: str, text: str, reference: str, form: str) -> None:
     leak = judge_prefix(GRADERS[grader_name], text, reference)
-    assert (leak.answer_stated_in_prefix, leak.answer_in_prefix, leak.form) == (strict, lenient, form)
+    assert (leak.answer_stated_in_prefix, leak.answer_in_prefix, leak.form) == (form in STATEMENT_FORMS, True, form)
 
 
 @pytest.mark.parametrize("grader_name", sorted(GRADERS))
