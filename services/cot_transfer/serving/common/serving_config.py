@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -20,6 +20,11 @@ MAX_MESSAGE_BYTES = 64 * 2**20
 PROXY_MAX_MESSAGE_ENV = "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE"
 # A forced answer is the answer alone: a number, a short expression, a letter.
 DEFAULT_FORCE_ANSWER_MAX_TOKENS = 32
+# About a day of one GPU's sampling: a bound on what one run can hold a shared service for, not a
+# size any ordinary experiment reaches.
+DEFAULT_MAX_SAMPLES_PER_RUN = 50_000_000
+# Runs in progress share an ingress replica's slots evenly, so each extra run thins every run's share.
+DEFAULT_MAX_CONCURRENT_RUNS = 32
 
 
 class _Strict(BaseModel):
@@ -215,9 +220,36 @@ class ModelDeploymentConfig(_Strict):
 
 
 class IngressConfig(_Strict):
+    # Serve's slots on each ingress replica beyond the work and the Watch streams: health Check and
+    # List, refusals and metrics scrapes are answered at once from cached state, so a few suffice.
+    HEALTH_CALL_SLOTS: ClassVar[int] = 16
+
     num_replicas: int = Field(default=1, ge=1, description="Replicas of the gRPC ingress deployment.")
     num_cpus: float = Field(default=0.0, ge=0.0, description="CPUs per ingress replica (it only orchestrates).")
-    max_ongoing_requests: int = Field(default=256, ge=1, description="Calls one ingress replica serves at once.")
+    max_ongoing_requests: int = Field(
+        default=256,
+        ge=1,
+        description="Calls one ingress replica serves at once, health calls not counted; more get"
+        " RESOURCE_EXHAUSTED. Serve's own limit for the replica is this plus max_watch_streams plus"
+        " HEALTH_CALL_SLOTS, so health probes and Watch streams never take a slot from work.",
+    )
+    max_watch_streams: int = Field(
+        default=64,
+        ge=0,
+        description="Health Watch streams (which need no token) one ingress replica holds open at once; more get"
+        " RESOURCE_EXHAUSTED.",
+    )
+    watch_max_lifetime_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="A health Watch stream ends (OK) after this long; its client opens a new one.",
+    )
+    health_refresh_interval_s: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="How often the ingress reads whether each model deployment has a running replica. Health"
+        " Check, List and Watch answer from that reading; none of them calls Serve itself.",
+    )
     max_queued_requests: int = Field(
         default=-1,
         ge=-1,
@@ -266,7 +298,7 @@ class IngressConfig(_Strict):
         declared = {
             "num_replicas": self.num_replicas,
             "ray_actor_options": {"num_cpus": self.num_cpus},
-            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_ongoing_requests": self.max_ongoing_requests + self.max_watch_streams + self.HEALTH_CALL_SLOTS,
             "max_queued_requests": self.max_queued_requests,
             "graceful_shutdown_timeout_s": self.drain_timeout_s,
         }
@@ -285,6 +317,19 @@ class IngressConfig(_Strict):
 class LimitsConfig(_Strict):
     max_samples_per_request: int = Field(default=1024, ge=1, description="Cap on n in one request.")
     max_problems_per_run: int = Field(default=10_000, ge=1, description="Cap on problems in one Transfer.Run.")
+    max_samples_per_run: int = Field(
+        default=DEFAULT_MAX_SAMPLES_PER_RUN,
+        ge=1,
+        description="Cap on the samples one Transfer.Run may draw: problems x prefixes x receivers x modes x n"
+        " (n_max with a sampling plan; an every-step cut counts limits.max_fractions prefixes a problem). A"
+        " larger run gets INVALID_ARGUMENT naming problems before any model work; split it over several runs.",
+    )
+    max_concurrent_runs: int = Field(
+        default=DEFAULT_MAX_CONCURRENT_RUNS,
+        ge=1,
+        description="Transfer.Run calls one ingress replica runs at once; one more gets RESOURCE_EXHAUSTED"
+        " (retry with backoff). The runs in progress share the weak and strong slots evenly.",
+    )
     max_fractions: int = Field(
         default=512, ge=1, description="Cap on fractions in one request, and on the steps of an every-step cut."
     )
