@@ -3,6 +3,8 @@ rows compare through the service's math-verify pool (``cot_transfer.serving.repl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from cot_transfer.domain.answers import (
@@ -111,9 +113,10 @@ def test_table_is_large_and_mixed() -> None:
     assert {expected for *_, expected in GRADING_TABLE} == {True, False}
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
+# reader -> (text, expected): what each reader takes from a text.
+READINGS: dict[Callable[[str], str | None], list[tuple[str, str | None]]] = {
+    # the last box, its braces balanced; an open one is no answer
+    last_boxed_content: [
         (r"first \boxed{1} then \boxed{\frac{a}{b}}.", r"\frac{a}{b}"),
         (r"\boxed{\{1, \{2\}\}}", r"\{1, \{2\}\}"),
         (r"\boxed 5$", "5"),
@@ -122,18 +125,8 @@ def test_table_is_large_and_mixed() -> None:
         ("no box here {x}", None),
         (r"\boxed", None),
     ],
-)
-def test_last_boxed_content(text: str, expected: str | None) -> None:
-    assert last_boxed_content(text) == expected
-
-
-def test_boxed_without_brace_does_not_take_a_later_brace() -> None:
-    assert last_boxed_content(r"\boxed 5 and {x}") == "5"
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
+    # the final answer statement, the last one where there are several
+    final_answer_statement: [
         ("Final Answer: The final answer is $5$. I hope it is correct.", "5"),
         ("The final answer is \\(\\sqrt{2}\\).", "\\sqrt{2}"),
         ("**Answer:** 12", "12"),
@@ -144,20 +137,8 @@ def test_boxed_without_brace_does_not_take_a_later_brace() -> None:
         ("Answer: 1\nmore work\nAnswer: 2", "2"),
         ("nothing stated", None),
     ],
-)
-def test_final_answer_statement(text: str, expected: str | None) -> None:
-    assert final_answer_statement(text) == expected
-
-
-def test_math_extract_prefers_the_box_and_has_no_last_number_fallback() -> None:
-    grader = MathGrader()
-    assert grader.extract("Answer: 3\n\\boxed{4}") == "4"
-    assert grader.extract("the sum is 3 + 4 = 7") is None
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
+    # a choice letter, bare or dressed
+    choice_letter: [
         ("B", "B"),
         ("(b)", "B"),
         ("C) 42", "C"),
@@ -168,9 +149,45 @@ def test_math_extract_prefers_the_box_and_has_no_last_number_fallback() -> None:
         ("All", None),
         ("b and more", None),
     ],
+    # an answer line needs a marker that is a whole word
+    ExactGrader().extract: [
+        ("I answered 5 of them", None),
+        ("check my answer again", None),
+        ("the answers are all different", None),
+        ("Answer: 5", "5"),
+        ("answer = 5", "5"),
+        ("The answer is: 7", "7"),
+        ("So the final answer is 9", "9"),
+        ("I answered 3 questions.\nAnswer: 4", "4"),
+    ],
+    # the article "a" is not choice A
+    ChoiceGrader().extract: [
+        ("The answer is: A total of 12 apples", None),
+        ("Answer: a total of 12", None),
+        ("Answer: A) 12", "A"),
+        ("Answer: A", "A"),
+        ("Answer: (A) total", "A"),
+        ("Answer: B because it is larger", "B"),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("read", "text", "expected"),
+    [(read, text, expected) for read, cases in READINGS.items() for text, expected in cases],
 )
-def test_choice_letter(text: str, expected: str | None) -> None:
-    assert choice_letter(text) == expected
+def test_what_a_reader_takes_from_a_text(read: Callable[[str], str | None], text: str, expected: str | None) -> None:
+    assert read(text) == expected
+
+
+def test_boxed_without_brace_does_not_take_a_later_brace() -> None:
+    assert last_boxed_content(r"\boxed 5 and {x}") == "5"
+
+
+def test_math_extract_prefers_the_box_and_has_no_last_number_fallback() -> None:
+    grader = MathGrader()
+    assert grader.extract("Answer: 3\n\\boxed{4}") == "4"
+    assert grader.extract("the sum is 3 + 4 = 7") is None
 
 
 def test_choice_extract_returns_upper_case_letter() -> None:
@@ -187,23 +204,6 @@ def test_nothing_extracted_is_not_correct(grader: Grader) -> None:
     assert grader.is_correct(None, "1") is False
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("I answered 5 of them", None),
-        ("check my answer again", None),
-        ("the answers are all different", None),
-        ("Answer: 5", "5"),
-        ("answer = 5", "5"),
-        ("The answer is: 7", "7"),
-        ("So the final answer is 9", "9"),
-        ("I answered 3 questions.\nAnswer: 4", "4"),
-    ],
-)
-def test_exact_answer_line_needs_a_marker_that_is_a_whole_word(text: str, expected: str | None) -> None:
-    assert ExactGrader().extract(text) == expected
-
-
 def test_exact_grader_has_no_last_number_fallback() -> None:
     grader = ExactGrader()
     assert grader.extract("the sum is 3 + 4 = 7") is None
@@ -217,21 +217,6 @@ def test_exact_grader_has_no_last_number_fallback() -> None:
 )
 def test_thousands_separators_are_read_only_in_whole_numbers(answer: str, expected: str) -> None:
     assert normalize_answer(answer) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("The answer is: A total of 12 apples", None),
-        ("Answer: a total of 12", None),
-        ("Answer: A) 12", "A"),
-        ("Answer: A", "A"),
-        ("Answer: (A) total", "A"),
-        ("Answer: B because it is larger", "B"),
-    ],
-)
-def test_the_article_a_is_not_choice_a(text: str, expected: str | None) -> None:
-    assert ChoiceGrader().extract(text) == expected
 
 
 def test_all_statements_of_a_text() -> None:
