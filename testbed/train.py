@@ -83,14 +83,22 @@ class Recipe:
 
 V1_SIZE = ModelSize(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512)
 TRAIN_STEPS = (2, 3, 4, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10)
+
+
+def strong_and_weak(strong: Recipe, weak_size: ModelSize | None = None) -> dict[str, Recipe]:
+    """The weak model trains as the strong one does, but on the naive rule and without lucky guesses."""
+    weak = replace(strong, rule=Rule.NAIVE, lucky_share=0.0, size=weak_size or strong.size)
+    return {"strong": strong, "weak": weak}
+
+
 PRESETS: dict[str, dict[str, Recipe]] = {
     # The shipped models: a warm start from the v1 testbed's strong model (``models/testbed/base``,
     # character-level chain arithmetic; testbed.warmstart maps its embeddings onto the BPE
     # vocabulary). Both models begin with its routine skills and learn the v2 format in three
     # rounds, one with the insight rule and one with the naive rule. On 2 shared cores this
     # took about 25 minutes per model, where a run from scratch ("scratch") needs hours.
-    "testbed": {
-        "strong": Recipe(
+    "testbed": strong_and_weak(
+        Recipe(
             size=V1_SIZE,
             chain_steps=TRAIN_STEPS,
             train_steps=300,
@@ -100,23 +108,12 @@ PRESETS: dict[str, dict[str, Recipe]] = {
             lucky_share=0.06,
             base="base",
             more_rounds=(300, 400),
-        ),
-        "weak": Recipe(
-            size=V1_SIZE,
-            chain_steps=TRAIN_STEPS,
-            train_steps=300,
-            batch_tokens=2500,
-            peak_learning_rate=1e-3,
-            warmup_steps=20,
-            rule=Rule.NAIVE,
-            base="base",
-            more_rounds=(300, 400),
-        ),
-    },
+        )
+    ),
     # From scratch, no base: the weak model is smaller. Not run to the end on the shared cores.
-    "scratch": {
-        "strong": Recipe(
-            size=ModelSize(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512),
+    "scratch": strong_and_weak(
+        Recipe(
+            size=V1_SIZE,
             chain_steps=TRAIN_STEPS,
             train_steps=1500,
             batch_tokens=5000,
@@ -124,19 +121,11 @@ PRESETS: dict[str, dict[str, Recipe]] = {
             warmup_steps=100,
             lucky_share=0.06,
         ),
-        "weak": Recipe(
-            size=ModelSize(hidden_size=96, num_layers=4, num_heads=3, intermediate_size=384),
-            chain_steps=TRAIN_STEPS,
-            train_steps=1500,
-            batch_tokens=5000,
-            peak_learning_rate=2e-3,
-            warmup_steps=100,
-            rule=Rule.NAIVE,
-        ),
-    },
+        weak_size=ModelSize(hidden_size=96, num_layers=4, num_heads=3, intermediate_size=384),
+    ),
     # Seconds of training, for tests: proves the pipeline, not the task.
-    "mini": {
-        "strong": Recipe(
+    "mini": strong_and_weak(
+        Recipe(
             size=ModelSize(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128),
             chain_steps=(2, 3),
             train_steps=30,
@@ -144,17 +133,8 @@ PRESETS: dict[str, dict[str, Recipe]] = {
             peak_learning_rate=3e-3,
             warmup_steps=3,
             lucky_share=0.1,
-        ),
-        "weak": Recipe(
-            size=ModelSize(hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128),
-            chain_steps=(2, 3),
-            train_steps=30,
-            batch_tokens=1024,
-            peak_learning_rate=3e-3,
-            warmup_steps=3,
-            rule=Rule.NAIVE,
-        ),
-    },
+        )
+    ),
 }
 ROLES = ("strong", "weak")
 
