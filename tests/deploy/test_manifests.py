@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import yaml
 
 from cot_transfer.serving.common.serving_config import PROXY_MAX_MESSAGE_ENV, ServingConfig
 
-from .conftest import DEPLOY, REPO, Manifest, crd_schemas, load_documents, of_kind, only
+from .conftest import DEPLOY, REPO, Manifest, crd_schemas, kustomize, load_documents, of_kind, only
 
 # Core kinds are validated against these Kubernetes versions' schemas (an old floor and the newest known).
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
@@ -231,18 +233,64 @@ def _allowed_ports(policy: Manifest) -> tuple[set[int], set[int]]:
     return anywhere, restricted
 
 
-def test_network_policy_keeps_the_control_plane_inside_the_namespace(rendered: dict[str, list[Manifest]]) -> None:
-    policy = only(rendered["gpu"], "NetworkPolicy")
+# The namespace kube-prometheus-stack is installed in (deploy/README.md, step 1).
+MONITORING_NAMESPACE = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+SAME_NAMESPACE = {"podSelector": {}}
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_network_policy_keeps_the_control_plane_inside_the_namespace(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    policy = only(rendered[overlay], "NetworkPolicy", "cot-transfer-ray")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "cot-transfer"}
     anywhere, _ = _allowed_ports(policy)
-    assert anywhere == {9000, 8000, 8080}
+    assert anywhere == {9000}  # the API only: its calls carry the bearer token
     for rule in policy["spec"]["ingress"]:
         for peer in rule.get("from", []):
             ports = {port["port"] for port in rule.get("ports", [])}
-            if "namespaceSelector" in peer:
+            if peer == MONITORING_NAMESPACE:
+                assert ports == {8000, 8080}
+            elif "namespaceSelector" in peer:
                 # Other namespaces: only the KubeRay operator, only to the (token-guarded) dashboard API.
                 assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": "kuberay-operator"}
                 assert ports == {8265}
             else:
-                assert peer == {"podSelector": {}}  # this namespace's pods: Ray's own traffic, every port
+                assert peer == SAME_NAMESPACE  # this namespace's pods: Ray's own traffic, every port
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+@pytest.mark.parametrize("port", [8000, 8080])
+def test_metrics_ports_open_only_to_the_monitoring_namespace(
+    rendered: dict[str, list[Manifest]], overlay: str, port: int
+) -> None:
+    """Serve HTTP (the service's /metrics) and Ray's metrics export name experiments and their
+    unlock rates without a token: Prometheus's namespace may scrape them, no one else outside."""
+    policy = only(rendered[overlay], "NetworkPolicy", "cot-transfer-ray")
+    peers = []
+    for rule in policy["spec"]["ingress"]:
+        ports = {item["port"] for item in rule.get("ports", [])}
+        if not ports or port in ports:
+            assert rule.get("from"), f"port {port} is open to every source: {rule}"
+            peers += rule["from"]
+    assert MONITORING_NAMESPACE in peers
+    assert all(peer in (SAME_NAMESPACE, MONITORING_NAMESPACE) for peer in peers), peers
+
+
+def test_the_documented_patch_names_another_monitoring_namespace(tmp_path: Path) -> None:
+    """deploy/README.md's patch for a Prometheus outside `monitoring`, on top of an overlay."""
+    readme = (DEPLOY / "README.md").read_text()
+    (block,) = [
+        block.split("\n", 1)[1]
+        for block in readme.split("```")[1::2]
+        if block.startswith("yaml") and "name: cot-transfer-ray" in block
+    ]
+    patches = yaml.safe_load(textwrap.dedent(block))["patches"]
+    overlay = os.path.relpath(DEPLOY / "overlays" / "gpu", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [overlay], "patches": patches}))
+    policy = only(kustomize(tmp_path), "NetworkPolicy", "cot-transfer-ray")
+    elsewhere = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prometheus"}}}
+    (metrics_rule,) = [rule for rule in policy["spec"]["ingress"] if elsewhere in rule.get("from", [])]
+    assert {port["port"] for port in metrics_rule["ports"]} == {8000, 8080}
+    assert metrics_rule["from"] == [elsewhere]
