@@ -17,11 +17,50 @@ from cot_transfer.experiment.datasets import DatasetError, DatasetOptions, load_
 SAMPLES = Path(__file__).resolve().parents[2] / "datasets" / "formats"
 
 
-def test_json_array_errors_name_the_record(tmp_path: Path) -> None:
-    path = tmp_path / "p.json"
-    path.write_text('[\n  {"problem": "a", "answer": "1"},\n\n  {"problem": "b"}\n]\n', encoding="utf-8")
-    with pytest.raises(DatasetError, match=r'p\.json: row 2: missing field "answer"'):
+# (file name, text, message, row, line): what a malformed file is refused with, and where: a
+# record's row, or the line where the text itself breaks.
+MALFORMED_FILES: list[tuple[str, str, str, int | None, int | None]] = [
+    (
+        "p.json",
+        '[\n  {"problem": "a", "answer": "1"},\n\n  {"problem": "b"}\n]\n',
+        r'p\.json: row 2: missing field "answer"',
+        2,
+        None,
+    ),
+    ("p.json", "[ ]", "contains no problems", None, None),
+    ("p.json", '[{"problem": "a", "answer": "1"},]', "bad JSON", None, 1),
+    (
+        "p.json",
+        '[{"problem": "a", "answer": "1"}\n {"problem": "b", "answer": "2"}]',
+        "Expecting ',' delimiter",
+        None,
+        2,
+    ),
+    ("p.json", '[{"problem": "a", "answer": "1"}] trailing', "Extra data", None, 1),
+    # a quoted newline stays inside its record, so the second record is row 2
+    (
+        "p.csv",
+        'id,problem,answer,level\nx,"two\nlines",1,3\n\ny,second,,4\n',
+        r'p\.csv: row 2: missing field "answer"',
+        2,
+        None,
+    ),
+    ("p.csv", "problem,answer,problem\nq,1,r\n", "names a column twice: problem", None, 1),
+    ("p.csv", "problem,answer\nq,1,extra\n", "Length of header or names does not match", None, None),
+    ("p.csv", "problem,answer\nq,1\nr,2,extra\n", "Expected 2 fields in line 3, saw 3", None, None),
+    ("p.parquet", "problem,answer\n", "cannot be read as parquet", None, None),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message", "row", "line"), MALFORMED_FILES)
+def test_malformed_files_are_refused_at_their_position(
+    tmp_path: Path, name: str, text: str, message: str, row: int | None, line: int | None
+) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DatasetError, match=message) as caught:
         load_problems(path)
+    assert (caught.value.row, caught.value.line_number) == (row, line)
 
 
 def test_json_array_ids_are_row_numbers(tmp_path: Path) -> None:
@@ -30,40 +69,10 @@ def test_json_array_ids_are_row_numbers(tmp_path: Path) -> None:
     assert [problem.id for problem in load_problems(path)] == ["1", "2"]
 
 
-@pytest.mark.parametrize(
-    ("text", "line", "message"),
-    [
-        ('[{"problem": "a", "answer": "1"},]', 1, "bad JSON"),
-        ('[{"problem": "a", "answer": "1"}\n {"problem": "b", "answer": "2"}]', 2, "Expecting ',' delimiter"),
-        ('[{"problem": "a", "answer": "1"}] trailing', 1, "Extra data"),
-    ],
-)
-def test_malformed_json_arrays(tmp_path: Path, text: str, line: int, message: str) -> None:
-    path = tmp_path / "p.json"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(DatasetError, match=message) as caught:
-        load_problems(path)
-    assert caught.value.line_number == line
-
-
-def test_an_empty_json_array_holds_no_problems(tmp_path: Path) -> None:
-    path = tmp_path / "p.json"
-    path.write_text("[ ]", encoding="utf-8")
-    with pytest.raises(DatasetError, match="contains no problems"):
-        load_problems(path)
-
-
 def test_a_json_file_of_lines_is_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "to_json.json"
     path.write_text('{"problem": "a", "answer": "1"}\n{"problem": "b", "answer": "2"}\n', encoding="utf-8")
     assert [problem.problem for problem in load_problems(path)] == ["a", "b"]
-
-
-def test_csv_rows_with_quoted_newlines_are_one_record_and_errors_name_the_row(tmp_path: Path) -> None:
-    path = tmp_path / "p.csv"
-    path.write_text('id,problem,answer,level\nx,"two\nlines",1,3\n\ny,second,,4\n', encoding="utf-8")
-    with pytest.raises(DatasetError, match=r'p\.csv: row 2: missing field "answer"'):
-        load_problems(path)
 
 
 def test_csv_cells_stay_text_as_written(tmp_path: Path) -> None:
@@ -80,22 +89,6 @@ def test_csv_empty_cells_are_missing_values(tmp_path: Path) -> None:
     path.write_text("problem,answer,solution,level\nq,,so \\boxed{5},\n", encoding="utf-8")
     [problem] = load_problems(path)
     assert (problem.id, problem.answer, problem.metadata) == ("1", "5", {"solution": "so \\boxed{5}"})
-
-
-@pytest.mark.parametrize(
-    ("text", "line", "message"),
-    [
-        ("problem,answer,problem\nq,1,r\n", 1, "names a column twice: problem"),
-        ("problem,answer\nq,1,extra\n", None, "Length of header or names does not match"),
-        ("problem,answer\nq,1\nr,2,extra\n", None, "Expected 2 fields in line 3, saw 3"),
-    ],
-)
-def test_malformed_csv(tmp_path: Path, text: str, line: int | None, message: str) -> None:
-    path = tmp_path / "p.csv"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(DatasetError, match=message) as caught:
-        load_problems(path)
-    assert caught.value.line_number == line
 
 
 def test_parquet_as_pandas_writes_it(tmp_path: Path) -> None:
@@ -123,13 +116,6 @@ def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r'p\.parquet: row 2: missing field "answer"') as caught:
         load_problems(path)
     assert caught.value.row == 2 and caught.value.line_number is None
-
-
-def test_a_file_that_is_not_parquet(tmp_path: Path) -> None:
-    path = tmp_path / "p.parquet"
-    path.write_text("problem,answer\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match="cannot be read as parquet"):
-        load_problems(path)
 
 
 def test_binary_columns_such_as_images_stay_out_of_the_metadata(tmp_path: Path) -> None:
