@@ -9,7 +9,15 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from cot_transfer.domain.requests import CotDelta, Prefix, Problem, StrongAnswer, StrongEvent, TransferRequest
+from cot_transfer.domain.requests import (
+    CotDelta,
+    Prefix,
+    Problem,
+    ServiceInfo,
+    StrongAnswer,
+    StrongEvent,
+    TransferRequest,
+)
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
@@ -130,6 +138,13 @@ def transfer_request(
         grader=options.pop("grader", "exact"),
         **options,
     )
+
+
+def service_info(**reported: Any) -> ServiceInfo:
+    """What a service serving "strong" and "weak" with the exact grader tells the client, within
+    the limits the client tests assume; ``reported`` sets what else it reports (its models,
+    sampling defaults, versions)."""
+    return ServiceInfo("strong", "weak", ("exact",), "exact", 1024, 10000, 101, **reported)
 
 
 async def cot_events(

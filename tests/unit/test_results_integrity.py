@@ -25,7 +25,7 @@ from cot_transfer.experiment.runner import ExperimentSettings, ModelChangedError
 from cot_transfer.experiment.settings import service_changes, service_identity, settings_hash
 from cot_transfer.serving.edge.encode import service_info_to_proto
 from tests.conftest import IN_PROCESS_MAX_MODEL_LEN, LOCAL_CONFIG, InProcessService
-from tests.fakes import ScriptedEngine
+from tests.fakes import ScriptedEngine, service_info
 
 FAST = RetryPolicy(max_attempts=2, initial_backoff_s=0.01, max_backoff_s=0.02)
 SETTINGS = ExperimentSettings(fractions=(0.5, 1.0), n=2)
@@ -176,14 +176,7 @@ async def test_the_cli_exits_non_zero_naming_the_problems_a_run_leaves_unfinishe
     assert await asyncio.to_thread(main, [*common, "--problems", str(problems), "--out", str(tmp_path / "b")]) == 0
 
 
-SERVED = ServiceInfo(
-    "strong",
-    "weak",
-    ("exact",),
-    "exact",
-    1024,
-    10000,
-    101,
+SERVED = service_info(
     models=(
         ModelInfo("strong", ("strong",), "qwen3", "f1", 4096, {"dtype": '"bfloat16"'}),
         ModelInfo("weak", ("weak",), "plain", "f2", 4096, {"dtype": '"bfloat16"'}),
@@ -237,14 +230,7 @@ def test_version_1_hashes_what_the_client_before_version_2_hashed() -> None:
     # Pinned from the settings hash before it had versions: an old folder's hash must not move.
     settings = ExperimentSettings(fractions=(0.5, 1.0), n=4, weak_sampling=Sampling(temperature=0.6, seed=3))
     problems = [Problem("p1", "1+2", "3"), Problem("p2", "2*3", "6")]
-    info = ServiceInfo(
-        "strong",
-        "weak",
-        ("exact",),
-        "exact",
-        1024,
-        10000,
-        101,
+    info = service_info(
         models=(
             ModelInfo("strong", ("strong",), "plain", "f1", 64, {"dtype": '"auto"'}),
             ModelInfo("weak", ("weak",), "plain", "f2"),

@@ -14,8 +14,9 @@ from cot_transfer.experiment.problem_errors import ERRORS_FILE
 from cot_transfer.experiment.run_folder import RunFolder, RunFolderError, _DurableJsonl
 from cot_transfer.experiment.runner import experiment_id
 from cot_transfer.experiment.settings import ExperimentSettings, service_identity, settings_hash
+from tests.fakes import service_info
 
-INFO = ServiceInfo("strong", "weak", ("exact",), "exact", 1024, 10000, 101)
+INFO = service_info()
 PROBLEMS = [Problem("p1", "1+2", "3"), Problem("p2", "2*3", "6")]
 SETTINGS = ExperimentSettings(fractions=(0.5, 1.0), n=4, weak_sampling=Sampling(temperature=0.6, seed=3))
 
@@ -35,7 +36,7 @@ def test_hash_changes_with_every_result_changing_input() -> None:
         settings_hash(ExperimentSettings((0.5, 1.0), 4, weak_sampling=Sampling(temperature=0.7)), PROBLEMS, INFO),
         settings_hash(ExperimentSettings((0.5, 1.0), 4, thresholds=Thresholds(0.0, 0.6)), PROBLEMS, INFO),
         settings_hash(SETTINGS, PROBLEMS[:1], INFO),
-        settings_hash(SETTINGS, PROBLEMS, ServiceInfo("strong", "weak-2", ("exact",), "exact", 1024, 10000, 101)),
+        settings_hash(SETTINGS, PROBLEMS, dataclasses.replace(INFO, weak_model="weak-2")),
     ]
     assert base not in variants and len(set(variants)) == len(variants)
 
@@ -89,14 +90,7 @@ def test_experiment_id_is_a_valid_metrics_label(tmp_path: Path) -> None:
     assert len(experiment_id(tmp_path / ("x" * 200))) == 64
 
 
-SERVED = ServiceInfo(
-    "strong",
-    "weak",
-    ("exact",),
-    "exact",
-    1024,
-    10000,
-    101,
+SERVED = service_info(
     models=(ModelInfo("strong", ("strong",), "plain", "f1"), ModelInfo("weak", ("weak",), "plain", "f2")),
     strong_sampling_defaults=SamplingParams(0.6, 0.95, 256, None),
     weak_sampling_defaults=SamplingParams(0.6, 0.95, 256, None),
