@@ -286,8 +286,8 @@ async def served_comparison(
     brute-force row's (see ``serving/adaptive.py``): the comparison measures what stopping early
     changes, not the noise between two independent runs (``--simulate`` reports that floor).
     """
+    from benchmarks.progress import timed_async
     from benchmarks.served import sampling_of
-    from benchmarks.workload import timed_async
 
     if weak.seed is None:
         weak = replace(weak, seed=0)
@@ -312,7 +312,7 @@ async def served_comparison(
         label = "adaptive" if plan is not None else f"brute force n={n}, {len(cut_at)} fractions"
         return await timed_async(f"{label} ({len(batch)} problems)", go())
 
-    from benchmarks.workload import log
+    from benchmarks.progress import log
 
     # One short run writes the CoTs; both compared runs import them, so they cut the same text
     # into the same prefixes (a CoT re-tokenised from text can cut differently from its ids).
@@ -343,7 +343,7 @@ def adaptive_phase(
     stack: Any, config: Any, workload: Any, problems: Sequence[Problem], n_max: int, artifacts: Path
 ) -> AdaptiveComparison:
     """The bench's ``--n-max`` phase, against its running stack, on the workload's problems and fractions."""
-    from benchmarks.workload import timed
+    from benchmarks.progress import timed
 
     comparison, _ = timed(
         f"adaptive against brute force at n_max={n_max}",
@@ -469,7 +469,8 @@ def operating_tables(n_max: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_OUT, DEFAULT_PROBLEMS, STANDARD, timed
+    from benchmarks.progress import timed
+    from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_OUT, DEFAULT_PROBLEMS, STANDARD
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.adaptive", description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-max", type=int, default=128, help="n_max of the adaptive run and n of brute force")

@@ -53,6 +53,7 @@ from benchmarks.machine import (
 from benchmarks.metrics import block_size_from_metrics, settled_counters, weak_token_counters
 from benchmarks.naive import NaiveTiming, run_naive, spread_subset, weak_budget
 from benchmarks.overhead import serving_overhead
+from benchmarks.progress import log, timed, timed_async
 from benchmarks.prompts import engine_settings, weak_prompt_groups
 from benchmarks.prose import summary_lines
 from benchmarks.record import BenchResult, Machine, RunInfo
@@ -70,9 +71,6 @@ from benchmarks.workload import (
     STANDARD,
     WARMUP_PROBLEMS,
     Workload,
-    log,
-    timed,
-    timed_async,
 )
 from cot_transfer.domain.requests import Problem
 from cot_transfer.experiment.datasets import load_problems

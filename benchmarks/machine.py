@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.workload import log
+from benchmarks.progress import log
 
 
 def cpu_model() -> str:

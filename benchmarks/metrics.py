@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from benchmarks.workload import log
+from benchmarks.progress import log
 
 # Ray's metrics agents export every 10 s (left as it is: a shorter interval costs CPU the served
 # run would feel); counters count as settled once unchanged for longer than that.

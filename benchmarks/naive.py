@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.workload import log, timed
+from benchmarks.progress import log, timed
 from cot_transfer.domain.answers import grade
 from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.sampling import SamplingParams

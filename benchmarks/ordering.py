@@ -26,8 +26,9 @@ from typing import Any
 
 from benchmarks.metrics import PrefixCacheCounters, prefix_cache_counters
 from benchmarks.prefill import prefill_lower_bound
+from benchmarks.progress import log
 from benchmarks.stack import prepare_config
-from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS, QUICK, STANDARD, log
+from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS, QUICK, STANDARD
 from cot_transfer.domain.requests import Prefix, StrongCot, TransferRequest
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.datasets import load_problems

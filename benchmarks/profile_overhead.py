@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.overhead import percentile
+from benchmarks.progress import log
 from benchmarks.stack import ServedStack, prepare_config
-from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS, log
+from benchmarks.workload import ARTIFACTS, DEFAULT_CONFIG, DEFAULT_PROBLEMS
 from cot_transfer.client import Sampling
 from cot_transfer.experiment.datasets import load_problems
 

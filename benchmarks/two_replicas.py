@@ -30,6 +30,7 @@ import yaml
 from benchmarks.cluster import WEAK_SLOT, two_node_cluster
 from benchmarks.metrics import prefix_cache_counters, scrape, settled_counters
 from benchmarks.prefill import prefill_lower_bound
+from benchmarks.progress import log, timed, timed_async
 from benchmarks.prompts import engine_settings, weak_prompt_groups
 from benchmarks.record import TwoReplicaRouting, TwoReplicas
 from benchmarks.served import served_run, warm_up
@@ -43,9 +44,6 @@ from benchmarks.workload import (
     STANDARD,
     WARMUP_PROBLEMS,
     Workload,
-    log,
-    timed,
-    timed_async,
 )
 from cot_transfer.domain.requests import Problem
 from cot_transfer.experiment.datasets import load_problems

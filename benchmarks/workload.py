@@ -1,13 +1,9 @@
-"""The benchmark workloads, the default paths, and the harness's log and phase timer."""
+"""The benchmark workloads and the default paths."""
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "local-cpu.yaml"
@@ -17,8 +13,6 @@ DEFAULT_OUT = REPO / "benchmarks" / "results.json"
 QUICK_OUT = REPO / "benchmarks" / "results-quick.json"
 DEFAULT_DOC = REPO / "BENCHMARKS.md"
 ARTIFACTS = REPO / "runs" / "bench"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,25 +50,3 @@ QUICK = Workload(
     locust_users=2,
     locust_run_time="15s",
 )
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def timed(label: str, action: Callable[[], T]) -> tuple[T, float]:
-    log(f"{label}...")
-    started = time.perf_counter()
-    value = action()
-    seconds = time.perf_counter() - started
-    log(f"{label}: {seconds:.1f} s")
-    return value, seconds
-
-
-async def timed_async(label: str, action: Awaitable[T]) -> tuple[T, float]:
-    log(f"{label}...")
-    started = time.perf_counter()
-    value = await action
-    seconds = time.perf_counter() - started
-    log(f"{label}: {seconds:.1f} s")
-    return value, seconds
