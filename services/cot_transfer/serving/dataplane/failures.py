@@ -28,6 +28,20 @@ GENERIC_DETAILS = {
 }
 
 
+# Details travel in the grpc-message trailer. Clients and proxies cap the header block (gRPC's
+# default is 8 KiB, and an over-limit trailer turns the status into INTERNAL on the client), while
+# an error may echo a name or value the caller sent, of any length.
+MAX_DETAILS_CHARS = 1024
+
+
+def bounded_details(details: str) -> str:
+    """``details`` cut to ``MAX_DETAILS_CHARS``, saying how much was left out."""
+    if len(details) <= MAX_DETAILS_CHARS:
+        return details
+    kept = details[: MAX_DETAILS_CHARS - 40]
+    return f"{kept}... ({len(details) - len(kept)} more characters)"
+
+
 @dataclass(frozen=True)
 class Failure:
     code: str  # a gRPC status code's name: INVALID_ARGUMENT, UNAVAILABLE, ...
@@ -35,16 +49,37 @@ class Failure:
 
 
 def _ray_code(error: BaseException) -> str | None:
-    """Codes for the errors Ray Serve raises between deployments."""
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    """Codes for the errors Ray and Ray Serve raise between deployments.
+
+    A failure of Ray itself (a dead actor, worker, raylet or node, an object lost with its owner,
+    a placement group removed) says nothing about the request: the same call succeeds once Serve
+    has replaced the replica, so it is UNAVAILABLE, which clients retry. INTERNAL would end the
+    problem for good on what is, on a cluster, an ordinary event."""
+    from ray.exceptions import (
+        GetTimeoutError,
+        ObjectStoreFullError,
+        OutOfMemoryError,
+        PendingCallsLimitExceeded,
+        RayError,
+        RayTaskError,
+        TaskCancelledError,
+    )
     from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
 
-    if isinstance(error, BackPressureError):
+    if isinstance(error, (BackPressureError, PendingCallsLimitExceeded, ObjectStoreFullError)):
         return "RESOURCE_EXHAUSTED"
-    if isinstance(error, (DeploymentUnavailableError, ActorDiedError, ActorUnavailableError, RayActorError)):
-        return "UNAVAILABLE"
-    if isinstance(error, RequestCancelledError):
+    if isinstance(error, (RequestCancelledError, TaskCancelledError)):
         return "CANCELLED"
+    if isinstance(error, GetTimeoutError):
+        return "DEADLINE_EXCEEDED"
+    if isinstance(error, OutOfMemoryError):
+        # Ray's memory monitor killed the worker: the node was short of memory, not the request wrong.
+        return "UNAVAILABLE"
+    # A RayTaskError here wraps an exception of our own code that is no domain error: a bug, INTERNAL.
+    if isinstance(error, DeploymentUnavailableError):
+        return "UNAVAILABLE"
+    if isinstance(error, RayError) and not isinstance(error, RayTaskError):
+        return "UNAVAILABLE"
     return None
 
 
@@ -60,7 +95,7 @@ def _domain_cause(error: BaseException) -> BaseException:
 def failure_of(error: BaseException) -> Failure:
     cause = _domain_cause(error)
     if isinstance(cause, CotTransferError):
-        return Failure(cause.code, cause.message)
+        return Failure(cause.code, bounded_details(cause.message))
     if isinstance(cause, asyncio.TimeoutError):
         return Failure("DEADLINE_EXCEEDED", GENERIC_DETAILS["DEADLINE_EXCEEDED"])
     if isinstance(cause, asyncio.CancelledError):
