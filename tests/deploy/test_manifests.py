@@ -121,6 +121,15 @@ def test_serve_config_round_trips_to_the_serving_config(rendered: dict[str, list
     assert _serving_config(_rayservice(rendered[overlay])) == expected
 
 
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_every_deployment_of_the_overlays_sheds_past_a_bounded_queue(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    config = _serving_config(_rayservice(rendered[overlay]))
+    for deployment in (config.strong, config.weak, config.ingress, *config.receivers):
+        assert deployment.serve_options()["max_queued_requests"] >= 1
+
+
 def test_gpu_overlay(rendered: dict[str, list[Manifest]]) -> None:
     manifests = rendered["gpu"]
     cluster = _rayservice(manifests)["spec"]["rayClusterConfig"]

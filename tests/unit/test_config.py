@@ -43,3 +43,15 @@ def test_autoscaling_bounds_must_be_ordered(tmp_path: Path) -> None:
 def test_yaml_round_trip_is_lossless() -> None:
     config = ServingConfig.from_yaml(REPO / "configs" / "local-cpu.yaml")
     assert ServingConfig.model_validate(yaml.safe_load(config.to_yaml())) == config
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_configs_bound_every_queue(path: Path) -> None:
+    """Past a full queue Serve sheds the call with RESOURCE_EXHAUSTED (the client backs off and
+    retries); an unbounded queue (-1) lets one caller pile up work no deadline can see."""
+    config = ServingConfig.from_yaml(path)
+    deployments = {"strong": config.strong, "weak": config.weak, "ingress": config.ingress}
+    deployments |= {f"receivers[{index}]": model for index, model in enumerate(config.receivers)}
+    for name, deployment in deployments.items():
+        queued = deployment.serve_options()["max_queued_requests"]
+        assert queued >= 1, f"{name}: max_queued_requests {queued}"
