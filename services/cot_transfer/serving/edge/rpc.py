@@ -10,7 +10,6 @@ handles; tests serve the same class from a grpc.aio server with the replicas in 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -19,28 +18,20 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2
 
-from cot_transfer.domain.errors import UnavailableError
+from cot_transfer.domain.errors import OverloadedError, UnavailableError
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, Prefix, PrefixRequest, StrongEvent
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
 from cot_transfer.serving.common.serving_config import ServingConfig
 from cot_transfer.serving.dataplane.fanout import RunEvents
 from cot_transfer.serving.edge import decode, encode
 from cot_transfer.serving.edge.auth import TokenAuth
+from cot_transfer.serving.edge.health import HEALTH_SERVICES, SERVICE_UNKNOWN, HealthState, ModelsServing
 from cot_transfer.serving.edge.status import status_for
 from cot_transfer.v1 import cot_transfer_pb2 as pb
-
-logger = logging.getLogger(__name__)
 
 StrongEvents = Callable[[PrefixRequest], AsyncIterator[StrongEvent]]
 Complete = Callable[[CompletionRequest], Awaitable[CompletionResult]]
 Fingerprints = Callable[[], Awaitable[Mapping[str, str]]]
-# Whether the model deployments have a replica serving (the health probe's answer).
-ModelsServing = Callable[[], Awaitable[bool]]
-
-HEALTH_SERVICES = frozenset(
-    {"", "cot_transfer.v1.StrongModel", "cot_transfer.v1.WeakModel", "cot_transfer.v1.Transfer"}
-)
-HEALTH_PROBE_TIMEOUT_S = 5.0
 
 
 async def stream_prefixes(
@@ -66,20 +57,6 @@ async def get_info(config: ServingConfig, fingerprints: Fingerprints) -> pb.GetI
 async def run(request: pb.RunRequest, config: ServingConfig, run_events: RunEvents) -> AsyncIterator[pb.RunResponse]:
     async for event in run_events(decode.transfer_request_from_proto(request, config)):
         yield encode.transfer_event_to_proto(event)
-
-
-async def serving_status(service: str, draining: bool, models_serving: ModelsServing) -> int:
-    if service not in HEALTH_SERVICES:
-        return int(health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
-    if draining:
-        return int(health_pb2.HealthCheckResponse.NOT_SERVING)
-    try:
-        async with asyncio.timeout(HEALTH_PROBE_TIMEOUT_S):
-            serving = await models_serving()
-    except Exception:
-        logger.warning("health check: the model deployments' state could not be read", exc_info=True)
-        return int(health_pb2.HealthCheckResponse.NOT_SERVING)
-    return int(health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
 
 
 class RpcContext(Protocol):
@@ -130,9 +107,15 @@ class TransferService:
         self._complete = complete
         self._run_events = run_events
         self._fingerprints = fingerprints
-        self._models_serving = models_serving
         self._metrics = metrics
         self._auth = TokenAuth.from_env(config.auth_token_env)
+        self._max_in_flight = config.ingress.max_ongoing_requests
+        self._health = HealthState(
+            models_serving,
+            refresh_interval_s=config.ingress.health_refresh_interval_s,
+            max_watch_streams=config.ingress.max_watch_streams,
+            watch_max_lifetime_s=config.ingress.watch_max_lifetime_s,
+        )
         self._draining = False
         self._in_flight = 0
 
@@ -147,6 +130,13 @@ class TransferService:
                 raise UnavailableError("the service is shutting down; retry on another replica")
             if self._auth is not None:
                 self._auth.check(grpc_context.invocation_metadata() or ())
+            if self._in_flight > self._max_in_flight:
+                # Serve's slot limit for this replica is higher (health calls have their own slots):
+                # the work is bounded here, with a status the caller can retry on.
+                raise OverloadedError(
+                    f"this ingress replica is serving its limit of {self._max_in_flight} calls"
+                    " (ingress.max_ongoing_requests); retry with backoff"
+                )
             yield
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -185,8 +175,8 @@ class TransferService:
     async def Check(  # noqa: N802 - grpc.health.v1.Health/Check, for Kubernetes gRPC probes
         self, request: health_pb2.HealthCheckRequest, grpc_context: RpcContext
     ) -> health_pb2.HealthCheckResponse:
-        status = await serving_status(request.service, self._draining, self._models_serving)
-        if status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN:
+        status = await self._health.status(request.service)
+        if status == SERVICE_UNKNOWN:
             await _fail(grpc_context, grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)
 
@@ -195,24 +185,26 @@ class TransferService:
     ) -> health_pb2.HealthListResponse:
         statuses = {}
         for service in sorted(HEALTH_SERVICES - {""}):
-            status = await serving_status(service, self._draining, self._models_serving)
+            status = await self._health.status(service)
             statuses[service] = health_pb2.HealthCheckResponse(status=status)
         return health_pb2.HealthListResponse(statuses=statuses)
 
     async def Watch(  # noqa: N802 - grpc.health.v1.Health/Watch
         self, request: health_pb2.HealthCheckRequest, grpc_context: RpcContext
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
-        last: int | None = None
-        while True:
-            status = await serving_status(request.service, self._draining, self._models_serving)
-            if status != last:
+        """Needs no token: bounded in number and lifetime (``HealthState.watch``), and not counted in
+        ``in_flight``, since a drain ends the streams itself."""
+        try:
+            async for status in self._health.watch(request.service):
                 yield health_pb2.HealthCheckResponse(status=status)
-                last = status
-            await asyncio.sleep(1.0)
+        except OverloadedError as error:
+            await _fail(grpc_context, *status_for(error))
 
     def start_draining(self) -> None:
-        """Health turns NOT_SERVING and new calls get UNAVAILABLE; calls in flight finish."""
+        """Health turns NOT_SERVING (Watch streams send it and end) and new calls get UNAVAILABLE;
+        calls in flight finish."""
         self._draining = True
+        self._health.start_draining()
 
     def in_flight(self) -> int:
         return self._in_flight

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, cast
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar, cast
 
 from ray import serve
 from ray.serve.exceptions import BackPressureError
@@ -42,6 +43,39 @@ logger = logging.getLogger(__name__)
 
 EngineFactory = Callable[[EngineConfig], Engine]
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Parsing every node's exposition is heavy, and the ingress replica serves gRPC on the same CPU:
+# scrapes that come together share one gathering, and it answers the scrapes of the next second too.
+METRICS_REUSE_S = 1.0
+
+T = TypeVar("T")
+
+
+class SharedRead(Generic[T]):
+    """``read()`` shared by the callers that ask while it runs, its result reused for ``max_age_s``
+    after it started (a failed read is not reused)."""
+
+    def __init__(self, read: Callable[[], Awaitable[T]], max_age_s: float) -> None:
+        self._read = read
+        self._max_age_s = max_age_s
+        self._task: asyncio.Future[T] | None = None
+        self._started = 0.0
+
+    async def __call__(self) -> T:
+        if not self._reusable():
+            self._started = time.monotonic()
+            self._task = asyncio.ensure_future(self._read())
+        assert self._task is not None
+        # A caller that gives up does not cancel the read the others wait on.
+        return await asyncio.shield(self._task)
+
+    def _reusable(self) -> bool:
+        task = self._task
+        if task is None:
+            return False
+        if not task.done():
+            return True
+        failed = task.cancelled() or task.exception() is not None
+        return not failed and time.monotonic() - self._started < self._max_age_s
 
 
 def engine_for(config: EngineConfig) -> Engine:
@@ -151,6 +185,7 @@ class TransferIngress(TransferService):
         self._backpressure_max_wait_s = config.ingress.backpressure_max_wait_s
         self._experiments = ExperimentSeries(config.ingress.experiment_series_retention_s)
         metrics = RayServiceMetrics(self._experiments)
+        self._exposition = SharedRead(self._gather_exposition, METRICS_REUSE_S)
         self._ray_metrics = metrics
         self._model_configs = [(config.strong, strong), (config.weak, weak)]
         self._model_configs += [(model, self._receivers[model.engine.name]) for model in config.receivers]
@@ -176,11 +211,13 @@ class TransferIngress(TransferService):
     async def __call__(self, request: Request) -> Response:
         """HTTP through Serve's proxy: ``GET {route_prefix}/metrics`` is the service's Prometheus endpoint."""
         if request.method == "GET" and request.url.path.rstrip("/").endswith("/metrics"):
-            urls = await asyncio.to_thread(node_metric_urls)
-            shown = self._experiments.shown()
-            exposition = await gather_exposition(urls, declared=FAMILIES, experiment_shown=shown.__contains__)
-            return PlainTextResponse(exposition, media_type=PROMETHEUS_CONTENT_TYPE)
+            return PlainTextResponse(await self._exposition(), media_type=PROMETHEUS_CONTENT_TYPE)
         return PlainTextResponse("this application serves gRPC; GET <route prefix>/metrics for Prometheus\n", 404)
+
+    async def _gather_exposition(self) -> str:
+        urls = await asyncio.to_thread(node_metric_urls)
+        shown = self._experiments.shown()
+        return await gather_exposition(urls, declared=FAMILIES, experiment_shown=shown.__contains__)
 
     async def _strong_events(self, request: PrefixRequest) -> AsyncGenerator[StrongEvent, None]:
         events = cast(DeploymentResponseGenerator, self._strong.stream_prefixes.options(stream=True).remote(request))
@@ -233,6 +270,7 @@ class TransferIngress(TransferService):
         return fingerprints
 
     async def _models_serving(self) -> bool:
+        """Read by the health state's one background reader (``edge.health``), not per probe."""
         running = await asyncio.to_thread(_running_replicas, serve.get_replica_context().app_name)
         return all(running.get(name, 0) > 0 for name in (STRONG_DEPLOYMENT, WEAK_DEPLOYMENT))
 
