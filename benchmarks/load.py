@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from benchmarks.record import Locust
 from benchmarks.stack import ServedStack
@@ -12,7 +14,6 @@ from benchmarks.workload import Workload
 def locust_phase(
     stack: ServedStack, workload: Workload, problems_path: Path, n: int, max_tokens: int, out_dir: Path
 ) -> Locust:
-    from loadtests.names import COMPLETE
     from loadtests.run import run_locust
 
     extra = [
@@ -29,6 +30,15 @@ def locust_phase(
         quiet=True,
         env=stack.client_env(),
     )
+    return locust_block(code, summary, workload, n, max_tokens, out_dir)
+
+
+def locust_block(
+    code: int, summary: Mapping[str, Any], workload: Workload, n: int, max_tokens: int, reports: Path
+) -> Locust:
+    """Complete's rate and latency from ``loadtests.run``'s summary; failures count every call."""
+    from loadtests.names import COMPLETE
+
     entry = summary["entries"].get(COMPLETE, {})
     return Locust(
         exit_code=code,
@@ -41,5 +51,5 @@ def locust_phase(
         rps=entry.get("rps", 0.0),
         p50_ms=entry.get("p50_ms"),
         p99_ms=entry.get("p99_ms"),
-        reports=str(out_dir),
+        reports=str(reports),
     )

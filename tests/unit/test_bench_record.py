@@ -14,15 +14,20 @@ from benchmarks.assemble import (
     prefill_block,
     served_block,
 )
+from benchmarks.load import locust_block
 from benchmarks.metrics import PrefixCacheCounters
 from benchmarks.naive import NaiveTiming
 from benchmarks.prose import summary_lines
-from benchmarks.record import BenchResult, Locust, Machine, Replay, RunInfo
+from benchmarks.record import BenchResult, Machine, Replay, RunInfo
 from benchmarks.results import HEADLINE_KEYS, write_results
 from benchmarks.served import ServedRun
+from benchmarks.workload import QUICK
 from cot_transfer.domain.requests import FractionResult
+from loadtests.names import COMPLETE
 
 ROWS = [FractionResult(f"p{index}", fraction, 0, 10, 4, 2) for index in range(2) for fraction in (0.0, 1.0)]
+# What ``loadtests.run`` reports of a quick run: Complete's entry, the only call the phase makes.
+LOCUST_SUMMARY = {"entries": {COMPLETE: {"requests": 40, "failures": 0, "rps": 2.5, "p50_ms": 100.0, "p99_ms": 300.0}}}
 SERVED = ServedRun(problems=2, seconds=10.0, strong_done_s=4.0, strong={}, rows=ROWS, summary=None)
 
 
@@ -60,19 +65,7 @@ def result(**changes: object) -> BenchResult:
         "speedup_weak_only_vs_naive": naive.extrapolated_weak_seconds / SERVED.seconds,
         "prefill": prefill,
         "overhead": None,
-        "locust": Locust(
-            exit_code=0,
-            users=2,
-            run_time="15s",
-            n=4,
-            max_tokens=256,
-            requests=40,
-            failures=0,
-            rps=2.5,
-            p50_ms=100.0,
-            p99_ms=300.0,
-            reports="runs/bench/locust",
-        ),
+        "locust": locust_block(0, LOCUST_SUMMARY, QUICK, 4, 256, Path("runs/bench/locust")),
         "offline": None,
     }
     fields.update(changes)
