@@ -49,6 +49,17 @@ if TYPE_CHECKING:
 SUMMARY_FILE = "summary.json"
 PARQUET_FILE = "results.parquet"
 
+# The columns the analysis of a receiver's rows gives (``cot_transfer.domain.analysis``).
+_ANALYSIS_COLUMNS = (
+    "potential_low",
+    "potential_high",
+    "unlocked",
+    "p_unlocked",
+    "baseline_unsolved",
+    "first_unlock_fraction",
+    "dynamics",
+    "excluded",
+)
 RESULT_COLUMNS = (
     "problem_id",
     "receiver",
@@ -60,14 +71,7 @@ RESULT_COLUMNS = (
     "n",
     "num_correct",
     "potential",
-    "potential_low",
-    "potential_high",
-    "unlocked",
-    "p_unlocked",
-    "baseline_unsolved",
-    "first_unlock_fraction",
-    "dynamics",
-    "excluded",
+    *_ANALYSIS_COLUMNS,
     "rounds",
     "stop_reason",
     "answer_in_prefix",
@@ -224,19 +228,6 @@ def results_frame(folder: Path, run: Mapping[str, Any], strong: Mapping[str, Map
     frame = pd.DataFrame(_with_step_importance(rows), columns=list(RESULT_COLUMNS))
     _with_intervals_where_missing(frame, run)
     return _with_metadata(frame, folder)
-
-
-# The columns the analysis of a receiver's rows gives (``cot_transfer.domain.analysis``).
-_ANALYSIS_COLUMNS = (
-    "potential_low",
-    "potential_high",
-    "unlocked",
-    "p_unlocked",
-    "baseline_unsolved",
-    "first_unlock_fraction",
-    "dynamics",
-    "excluded",
-)
 
 
 def _row_analysis(folder: Path) -> dict[tuple[str, str, str, float], dict[str, Any]]:
