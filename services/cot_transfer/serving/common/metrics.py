@@ -49,45 +49,20 @@ class ServiceMetrics(Protocol):
     def backpressure_retry(self, deployment: str) -> None: ...
 
 
+def _record_nothing(*args: object, **kwargs: object) -> None:
+    return None
+
+
 class _NoMetrics:
-    def rpc_finished(self, method: str, code: str, duration_s: float) -> None:
-        return None
+    """``ServiceMetrics`` that records nothing. Its methods are the protocol's, and only those: a
+    name the protocol lacks is an AttributeError here as it would be on ``RayServiceMetrics``."""
 
-    def time_to_first_prefix(self, duration_s: float) -> None:
-        return None
+    _methods = frozenset(name for name in vars(ServiceMetrics) if not name.startswith("_"))
 
-    def tokens(self, model: str, prompt: int, generated: int) -> None:
-        return None
-
-    def completions(self, model: str, count: int) -> None:
-        return None
-
-    def aborted(self, model: str) -> None:
-        return None
-
-    def graded(self, grader: str, total: int, correct: int) -> None:
-        return None
-
-    def grader_error(self, grader: str, reason: str) -> None:
-        return None
-
-    def experiment_progress(self, experiment: str, rows_done: int, rows_expected: int) -> None:
-        return None
-
-    def experiment_unlock_rates(self, experiment: str, rates: Mapping[float, float]) -> None:
-        return None
-
-    def experiments_running(self, count: int) -> None:
-        return None
-
-    def experiment_started(self, experiment: str) -> None:
-        return None
-
-    def experiment_ended(self, experiment: str) -> None:
-        return None
-
-    def backpressure_retry(self, deployment: str) -> None:
-        return None
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name in self._methods:
+            return _record_nothing
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 NO_METRICS: ServiceMetrics = _NoMetrics()
@@ -258,23 +233,18 @@ class RayServiceMetrics:
         self._first_prefix.observe(duration_s)
 
     def tokens(self, model: str, prompt: int, generated: int) -> None:
-        if prompt:
-            self._prompt_tokens.inc(prompt, tags={"model": model})
-        if generated:
-            self._generated_tokens.inc(generated, tags={"model": model})
+        _count(self._prompt_tokens, prompt, {"model": model})
+        _count(self._generated_tokens, generated, {"model": model})
 
     def completions(self, model: str, count: int) -> None:
-        if count:
-            self._completions.inc(count, tags={"model": model})
+        _count(self._completions, count, {"model": model})
 
     def aborted(self, model: str) -> None:
         self._aborts.inc(1, tags={"model": model})
 
     def graded(self, grader: str, total: int, correct: int) -> None:
-        if total:
-            self._graded.inc(total, tags={"grader": grader})
-        if correct:
-            self._correct.inc(correct, tags={"grader": grader})
+        _count(self._graded, total, {"grader": grader})
+        _count(self._correct, correct, {"grader": grader})
 
     def grader_error(self, grader: str, reason: str) -> None:
         self._grader_errors.inc(1, tags={"grader": grader, "reason": reason})
@@ -300,3 +270,9 @@ class RayServiceMetrics:
 
     def backpressure_retry(self, deployment: str) -> None:
         self._backpressure_retries.inc(1, tags={"deployment": deployment})
+
+
+def _count(counter: Any, amount: int, tags: dict[str, str]) -> None:
+    # A Ray counter refuses an increment of 0, and a batch may well have nothing to add.
+    if amount:
+        counter.inc(amount, tags=tags)
