@@ -21,7 +21,8 @@ from tests.conftest import REPO, RunningService
 
 pytestmark = pytest.mark.integration
 
-PROBLEMS = load_problems(REPO / "datasets" / "testbed-demo.jsonl")[:3]
+DEMO = REPO / "datasets" / "testbed-demo.jsonl"
+PROBLEMS = load_problems(DEMO)[:3]
 
 
 async def test_stream_prefixes_streams_the_cot_then_cuts_it_on_token_boundaries(service: RunningService) -> None:
@@ -173,17 +174,7 @@ async def test_complete_and_run_reject_bad_input_and_the_service_still_answers(s
 def test_cli_run_from_a_second_process_writes_the_results_folder(service: RunningService, tmp_path: Path) -> None:
     out = tmp_path / "run"
     completed = service.cli(
-        "run",
-        "--problems",
-        str(REPO / "datasets" / "testbed-demo.jsonl"),
-        "--limit",
-        "2",
-        "--n",
-        "2",
-        "--fractions",
-        "0.5,1",
-        "--out",
-        str(out),
+        "run", "--problems", str(DEMO), "--limit", "2", "--n", "2", "--fractions", "0.5,1", "--out", str(out)
     )
     assert completed.returncode == 0, completed.stderr
     assert "unlock rate" in completed.stdout
@@ -206,16 +197,7 @@ def test_cli_run_from_a_second_process_writes_the_results_folder(service: Runnin
 
 
 def test_cli_plan_measures_throughput_against_the_service(service: RunningService) -> None:
-    completed = service.cli(
-        "plan",
-        "--problems",
-        str(REPO / "datasets" / "testbed-demo.jsonl"),
-        "--n",
-        "128",
-        "--adaptive",
-        "--measure-requests",
-        "2",
-    )
+    completed = service.cli("plan", "--problems", str(DEMO), "--n", "128", "--adaptive", "--measure-requests", "2")
     assert completed.returncode == 0, completed.stderr
     measured = re.search(r"measured against \S+: (\d+) weak tokens/s, (\d+) strong tokens/s", completed.stdout)
     assert measured is not None, completed.stdout

@@ -15,6 +15,7 @@ from tests.conftest import REPO, RunningService
 pytestmark = pytest.mark.integration
 
 SCREENSHOT = "view_screenshot.png"
+DEMO = REPO / "datasets" / "testbed-demo.jsonl"
 
 
 def _ids(driver: Any) -> list[str]:
@@ -87,17 +88,7 @@ def check_view_in_browser(page: Path, *, problems: int, cuts: int) -> None:
 
 def test_a_real_run_reads_in_the_browser(service: RunningService, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = service.cli(
-        "run",
-        "--problems",
-        str(REPO / "datasets" / "testbed-demo.jsonl"),
-        "--limit",
-        "6",
-        "--n",
-        "4",
-        "--out",
-        str(out),
-    )
+    done = service.cli("run", "--problems", str(DEMO), "--limit", "6", "--n", "4", "--out", str(out))
     assert done.returncode == 0, done.stderr
     page = out / "view.html"
     assert f"viewer: {page.resolve()}" in done.stdout
