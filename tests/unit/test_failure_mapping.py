@@ -23,6 +23,7 @@ from ray.exceptions import (
     TaskCancelledError,
     WorkerCrashedError,
 )
+from ray.serve._private.common import DeploymentID
 from ray.serve.exceptions import DeploymentUnavailableError
 
 from cot_transfer.domain.errors import InvalidArgumentError
@@ -38,16 +39,16 @@ OBJECT = "a" * 56  # an object id's hex
 @pytest.mark.parametrize(
     "error",
     [
-        ObjectLostError(OBJECT, "", ""),
-        OwnerDiedError(OBJECT, "", ""),
-        ObjectReconstructionFailedError(OBJECT, "", ""),
+        ObjectLostError(OBJECT, b"", ""),
+        OwnerDiedError(OBJECT, b"", ""),
+        ObjectReconstructionFailedError(OBJECT, b"", ""),
         NodeDiedError("node 10.0.0.2 died"),
         LocalRayletDiedError(),
         WorkerCrashedError(),
         RaySystemError("the GCS went away"),
         ActorDiedError(),
         OutOfMemoryError("the memory monitor killed the worker"),
-        DeploymentUnavailableError("cot_transfer_Weak"),
+        DeploymentUnavailableError(DeploymentID(name="Weak", app_name="cot_transfer")),
     ],
     ids=lambda error: type(error).__name__,
 )
