@@ -29,6 +29,20 @@ def _model_folder(root: Path, weights: bytes = b"\0" * 100) -> Path:
     return root
 
 
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of each file the fingerprint hashes, once per read."""
+    names: list[str] = []
+    real = fingerprint.hashlib.file_digest
+
+    def counting(handle, digest):  # type: ignore[no-untyped-def]
+        names.append(Path(handle.name).name)
+        return real(handle, digest)
+
+    monkeypatch.setattr(fingerprint.hashlib, "file_digest", counting)
+    return names
+
+
 def test_the_testbed_strong_and_weak_models_differ(tmp_path: Path) -> None:
     # Same architecture, same file names and sizes: only the weights' content tells them apart.
     strong, weak = (model_fingerprint(TESTBED / name, cache_file=tmp_path / "c.json") for name in ("strong", "weak"))
@@ -47,18 +61,8 @@ def test_weights_of_the_same_name_and_size_but_other_content_change_it(tmp_path:
     assert model_fingerprint(folder) == first
 
 
-def test_weights_are_hashed_once_then_read_from_the_cache_beside_the_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_weights_are_hashed_once_then_read_from_the_cache_beside_the_model(tmp_path: Path, hashed: list[str]) -> None:
     folder = _model_folder(tmp_path / "m")
-    hashed: list[str] = []
-    real = fingerprint.hashlib.file_digest
-
-    def counting(handle, digest):  # type: ignore[no-untyped-def]
-        hashed.append(Path(handle.name).name)
-        return real(handle, digest)
-
-    monkeypatch.setattr(fingerprint.hashlib, "file_digest", counting)
     first = model_fingerprint(folder)
     assert "model.safetensors" in hashed and (folder / CACHE_NAME).is_file()
     hashed.clear()
@@ -102,20 +106,12 @@ def test_an_endpoint_model_is_its_served_id_plus_its_tokenizer_folder(tmp_path: 
 
 
 def test_with_no_writable_cache_a_file_is_still_read_once_per_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hashed: list[str]
 ) -> None:
     folder = _model_folder(tmp_path / "m", b"\2" * 64)
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))  # its cache cannot be made
     monkeypatch.setattr(fingerprint.os, "access", lambda path, mode: False)
-    hashed: list[str] = []
-    real = fingerprint.hashlib.file_digest
-
-    def counting(handle, digest):  # type: ignore[no-untyped-def]
-        hashed.append(Path(handle.name).name)
-        return real(handle, digest)
-
-    monkeypatch.setattr(fingerprint.hashlib, "file_digest", counting)
     first = model_fingerprint(folder)
     assert hashed.count("model.safetensors") == 1
     assert model_fingerprint(folder) == first and hashed.count("model.safetensors") == 1
