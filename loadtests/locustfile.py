@@ -56,57 +56,38 @@ def parse_fractions(text: str) -> list[float]:
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("cot-transfer", "the gRPC calls and their mix")
+
+    def option(name: str, **settings: Any) -> None:
+        # Every option's environment variable is its name under COT_LOAD_ (``--run-n``: COT_LOAD_RUN_N).
+        group.add_argument(f"--{name}", env_var="COT_LOAD_" + name.upper().replace("-", "_"), **settings)
+
     for kind, default in zip(KINDS, (4, 1, 1), strict=True):
-        group.add_argument(
-            f"--{kind}-weight",
+        option(
+            f"{kind}-weight",
             type=int,
             default=default,
-            env_var=f"COT_LOAD_{kind.upper()}_WEIGHT",
             help=f"relative weight of the {kind} call; 0 disables it (default {default})",
         )
-    group.add_argument(
-        "--problems",
+    option(
+        "problems",
         default=str(DEFAULT_PROBLEMS),
-        env_var="COT_LOAD_PROBLEMS",
         help="JSONL problems the calls draw from (default datasets/testbed-demo.jsonl)",
     )
-    group.add_argument("--n", type=int, default=4, env_var="COT_LOAD_N", help="samples per Complete call")
-    group.add_argument(
-        "--max-tokens",
-        type=int,
-        default=0,
-        env_var="COT_LOAD_MAX_TOKENS",
-        help="token budget of every generation; 0 keeps the service's default",
-    )
-    group.add_argument(
-        "--stream-fractions",
-        default="0,0.5,1",
-        env_var="COT_LOAD_STREAM_FRACTIONS",
-        help="fractions of StreamPrefixes calls",
-    )
-    group.add_argument(
-        "--run-problems", type=int, default=1, env_var="COT_LOAD_RUN_PROBLEMS", help="problems per Transfer.Run"
-    )
-    group.add_argument(
-        "--run-fractions", default="0,0.5,1", env_var="COT_LOAD_RUN_FRACTIONS", help="fractions of Transfer.Run"
-    )
-    group.add_argument("--run-n", type=int, default=2, env_var="COT_LOAD_RUN_N", help="samples per Transfer.Run row")
-    group.add_argument("--grader", default="", env_var="COT_LOAD_GRADER", help="grader name (service default)")
-    group.add_argument(
-        "--grpc-timeout", type=float, default=300.0, env_var="COT_LOAD_GRPC_TIMEOUT", help="deadline of a call (s)"
-    )
-    group.add_argument(
-        "--application", default="cot_transfer", env_var="COT_LOAD_APPLICATION", help="Ray Serve application name"
-    )
-    group.add_argument(
-        "--token-env",
+    option("n", type=int, default=4, help="samples per Complete call")
+    option("max-tokens", type=int, default=0, help="token budget of every generation; 0 keeps the service's default")
+    option("stream-fractions", default="0,0.5,1", help="fractions of StreamPrefixes calls")
+    option("run-problems", type=int, default=1, help="problems per Transfer.Run")
+    option("run-fractions", default="0,0.5,1", help="fractions of Transfer.Run")
+    option("run-n", type=int, default=2, help="samples per Transfer.Run row")
+    option("grader", default="", help="grader name (service default)")
+    option("grpc-timeout", type=float, default=300.0, help="deadline of a call (s)")
+    option("application", default="cot_transfer", help="Ray Serve application name")
+    option(
+        "token-env",
         default="COT_TRANSFER_TOKEN",
-        env_var="COT_LOAD_TOKEN_ENV",
         help="environment variable whose value is sent as the bearer token, when set (default COT_TRANSFER_TOKEN)",
     )
-    group.add_argument(
-        "--wait-s", type=float, default=0.0, env_var="COT_LOAD_WAIT_S", help="pause of a user between calls (s)"
-    )
+    option("wait-s", type=float, default=0.0, help="pause of a user between calls (s)")
 
 
 class CotTransferUser(GrpcUser):
