@@ -15,10 +15,10 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cot_transfer.domain.answers import grader_names
 from cot_transfer.domain.receivers import ANSWER_MODES
@@ -38,10 +38,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _one_of(value: str | None, choices: Sequence[str]) -> str | None:
-    if value is not None and value not in choices:
-        raise ValueError(f"must be one of {', '.join(choices)}")
-    return value
+def _one_of(choices: Sequence[str]) -> AfterValidator:
+    """Refuses a setting that is given but is not one of ``choices``."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return AfterValidator(check)
 
 
 class ServiceSection(_Section):
@@ -57,7 +62,7 @@ class ProblemsSection(_Section):
     # A file or folder (relative to the config file), or a Hub id (``org/name``) read from the cache.
     problems: Path | None = None
     cots: Path | None = None
-    format: str | None = None
+    format: Annotated[str | None, _one_of(["auto", *FORMAT_NAMES])] = None
     id_field: str | None = None
     problem_field: str | None = None
     answer_field: str | None = None
@@ -79,11 +84,6 @@ class ProblemsSection(_Section):
             return tuple(str(item) if isinstance(item, int) and not isinstance(item, bool) else item for item in value)
         return value
 
-    @field_validator("format")
-    @classmethod
-    def _known_format(cls, value: str | None) -> str | None:
-        return _one_of(value, ["auto", *FORMAT_NAMES])
-
 
 class SamplingSection(_Section):
     fractions: tuple[float, ...] | None = None
@@ -102,14 +102,9 @@ class SamplingSection(_Section):
 
 
 class GradingSection(_Section):
-    grader: str | None = None
+    grader: Annotated[str | None, _one_of(grader_names())] = None
     tau0: float | None = Field(default=None, ge=0, le=1)
     tau: float | None = Field(default=None, ge=0, le=1)
-
-    @field_validator("grader")
-    @classmethod
-    def _known_grader(cls, value: str | None) -> str | None:
-        return _one_of(value, grader_names())
 
 
 class ReceiversSection(_Section):
@@ -126,20 +121,10 @@ class ReceiversSection(_Section):
 
 
 class CutSection(_Section):
-    cut: str | None = None
-    step_boundary: str | None = None
+    cut: Annotated[str | None, _one_of([mode.value for mode in CutMode])] = None
+    step_boundary: Annotated[str | None, _one_of([boundary.value for boundary in StepBoundary])] = None
     # A count per row, or "all".
     keep_completions: int | Literal["all"] | None = None
-
-    @field_validator("cut")
-    @classmethod
-    def _known_cut(cls, value: str | None) -> str | None:
-        return _one_of(value, [mode.value for mode in CutMode])
-
-    @field_validator("step_boundary")
-    @classmethod
-    def _known_boundary(cls, value: str | None) -> str | None:
-        return _one_of(value, [boundary.value for boundary in StepBoundary])
 
     @field_validator("keep_completions")
     @classmethod
@@ -154,12 +139,7 @@ class AdaptiveSection(_Section):
     error_rate: float | None = Field(default=None, gt=0, lt=1)
     target_width: float | None = Field(default=None, gt=0, le=1)
     rounds: tuple[int, ...] | None = None
-    stopping_rule: str | None = None
-
-    @field_validator("stopping_rule")
-    @classmethod
-    def _known_rule(cls, value: str | None) -> str | None:
-        return _one_of(value, RULES)
+    stopping_rule: Annotated[str | None, _one_of(RULES)] = None
 
     @field_validator("rounds")
     @classmethod
