@@ -52,6 +52,8 @@ from cot_transfer.domain.sequential_estimates import operating_characteristics, 
 from cot_transfer.domain.transfer import Thresholds
 
 TARGETS = {"adaptive_sample_ratio": 0.25, "adaptive_decision_agreement": 0.98}
+# The comparison's fields that results.json also holds at the top level, beside its ``adaptive`` block.
+RESULTS_KEYS = ("adaptive_sample_ratio", "adaptive_decision_agreement", "adaptive_unlock_rates_within_brute_force_ci")
 
 
 @dataclass
@@ -75,11 +77,7 @@ class AdaptiveComparison:
     within_ci_share: float | None = None
 
     def keys(self) -> dict[str, Any]:
-        return {
-            "adaptive_sample_ratio": self.adaptive_sample_ratio,
-            "adaptive_decision_agreement": self.adaptive_decision_agreement,
-            "adaptive_unlock_rates_within_brute_force_ci": self.adaptive_unlock_rates_within_brute_force_ci,
-        }
+        return {key: getattr(self, key) for key in RESULTS_KEYS}
 
 
 def _decisions(rows: Sequence[FractionResult], thresholds: Thresholds) -> dict[tuple[str, float], bool]:
