@@ -1,6 +1,6 @@
 """Transfer.Run's calls wait out a full model queue instead of failing the experiment."""
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
@@ -44,36 +44,38 @@ async def test_other_errors_are_not_retried() -> None:
     assert calls == 1
 
 
-async def test_a_stream_refused_before_its_first_item_is_opened_again() -> None:
-    opened = 0
+class CountedStream:
+    """A model stream that counts its openings: the first ``refused_openings`` are refused before
+    any item; the others yield ``items``, then are refused if ``refused_after``."""
 
-    async def stream() -> AsyncGenerator[int, None]:
-        nonlocal opened
-        opened += 1
-        if opened < 3:
+    def __init__(self, items: Sequence[int], refused_openings: int = 0, refused_after: bool = False) -> None:
+        self.items, self.refused_openings, self.refused_after = items, refused_openings, refused_after
+        self.opened = 0
+
+    async def __call__(self) -> AsyncGenerator[int, None]:
+        self.opened += 1
+        if self.opened <= self.refused_openings:
             raise QueueFullError
-        for item in range(4):
+        for item in self.items:
             yield item
+        if self.refused_after:
+            raise QueueFullError
 
+
+async def test_a_stream_refused_before_its_first_item_is_opened_again() -> None:
+    stream = CountedStream(range(4), refused_openings=2)
     items = [item async for item in stream_when_admitted(stream, QueueFullError, backoff=no_backoff)]
     assert items == [0, 1, 2, 3]
-    assert opened == 3
+    assert stream.opened == 3
 
 
 async def test_a_refusal_after_the_first_item_is_an_error_not_a_retry() -> None:
-    opened = 0
-
-    async def stream() -> AsyncGenerator[int, None]:
-        nonlocal opened
-        opened += 1
-        yield 1
-        raise QueueFullError
-
+    stream = CountedStream([1], refused_after=True)
     received: list[int] = []
     with pytest.raises(QueueFullError):
         async for item in stream_when_admitted(stream, QueueFullError, backoff=no_backoff):
             received.append(item)
-    assert received == [1] and opened == 1
+    assert received == [1] and stream.opened == 1
 
 
 async def test_an_empty_stream_ends_without_retrying() -> None:
