@@ -392,7 +392,7 @@ class ServingConfig(_Strict):
         " strong and the weak model are receivers too: a run names any of them in RunRequest.receivers.",
     )
     ingress: IngressConfig = Field(default_factory=IngressConfig, description="The gRPC ingress deployment.")
-    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Request size limits.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Request size and run limits.")
     adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig, description="Adaptive sampling: defaults, limits.")
 
     @classmethod

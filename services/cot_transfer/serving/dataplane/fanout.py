@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED
-from cot_transfer.domain.errors import AlreadyExistsError, UnavailableError
+from cot_transfer.domain.errors import AlreadyExistsError, InvalidArgumentError, OverloadedError, UnavailableError
 from cot_transfer.domain.kept_answers import count_answers
 from cot_transfer.domain.leaks import judge_prefix
 from cot_transfer.domain.requests import (
@@ -29,8 +29,10 @@ from cot_transfer.domain.requests import (
     StrongEvent,
     TransferRequest,
 )
+from cot_transfer.domain.steps import CutMode
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
+from cot_transfer.serving.common.serving_config import LimitsConfig
 from cot_transfer.serving.dataplane.adaptive_rounds import ProblemRounds, draw_row, with_sample_counts
 from cot_transfer.serving.dataplane.failures import failure_of
 from cot_transfer.serving.dataplane.receiver_analysis import ReceiverAnalyses, completion_request, run_receiver_modes
@@ -58,6 +60,8 @@ class _Failure:
 
 
 _DONE = object()
+# The limits a runner keeps when it is given none: the config's defaults (tests, benchmarks).
+DEFAULT_LIMITS = LimitsConfig()
 
 
 def longest_generation_first(prefix: Prefix) -> float:
@@ -79,42 +83,89 @@ def longest_generation_first(prefix: Prefix) -> float:
 SchedulingKey = Callable[[Prefix], float]
 
 
+_Waiter = tuple[tuple[float, ...], int, asyncio.Future[None]]
+
+
+class _RunQueues:
+    """The requests waiting on ``PrioritySlots``: a heap per run, lowest key (then arrival) first.
+    Its length counts every waiter, cancelled ones included until they surface."""
+
+    def __init__(self) -> None:
+        self._heaps: dict[int, list[_Waiter]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, run: int, waiter: _Waiter) -> None:
+        heapq.heappush(self._heaps.setdefault(run, []), waiter)
+        self._count += 1
+
+    def pop_fairest(self, held: Mapping[int, int]) -> tuple[int, asyncio.Future[None]] | None:
+        """The next waiter of the run that holds the fewest slots (the earliest run among equals)."""
+        if not self._heaps:
+            return None
+        run = min(self._heaps, key=lambda waiting: (held.get(waiting, 0), waiting))
+        heap = self._heaps[run]
+        _, _, granted = heapq.heappop(heap)
+        if not heap:
+            del self._heaps[run]
+        self._count -= 1
+        return run, granted
+
+
 class PrioritySlots:
-    """A semaphore whose waiters are admitted lowest key first, in arrival order among equals."""
+    """A semaphore shared fairly by runs: a freed slot goes to the waiting run that holds the
+    fewest slots (the earliest run among equals), and in that run to the lowest key, in arrival
+    order among equals.
+
+    Fewest-held-first shares the slots evenly among the runs that want them, so a run of one
+    problem started beside a run of thousands gets its few requests in at the next releases
+    instead of after all of the big run's. A lone run keeps its own order, and with a single slot
+    (where every run holds none or one) runs go in arrival order.
+    """
 
     def __init__(self, slots: int) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         self._free = slots
-        self._waiters: list[tuple[tuple[float, ...], int, asyncio.Future[None]]] = []
+        self._waiters = _RunQueues()
+        self._held: dict[int, int] = {}
         self._arrivals = itertools.count()
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: tuple[float, ...]) -> AsyncIterator[None]:
-        await self._acquire(key)
+    async def hold(self, key: tuple[float, ...], run: int = 0) -> AsyncIterator[None]:
+        """A slot for one request of ``run`` (a number: lower is earlier), waiting in line by ``key``."""
+        await self._acquire(key, run)
         try:
             yield
         finally:
-            self._release()
+            self._release(run)
 
-    async def _acquire(self, key: tuple[float, ...]) -> None:
+    async def _acquire(self, key: tuple[float, ...], run: int) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1
+            self._held[run] = self._held.get(run, 0) + 1
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (key, next(self._arrivals), granted))
+        self._waiters.push(run, (key, next(self._arrivals), granted))
         try:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
                 # The slot was handed over just as this waiter was cancelled: pass it on.
-                self._release()
+                self._release(run)
             raise
 
-    def _release(self) -> None:
-        while self._waiters:
-            _, _, granted = heapq.heappop(self._waiters)
-            if not granted.done():  # cancelled waiters stay in the heap until they surface here
+    def _release(self, run: int) -> None:
+        # The releasing run's count drops first, so with one slot a tie goes to the earlier run.
+        self._held[run] -= 1
+        if not self._held[run]:
+            del self._held[run]
+        while (waiter := self._waiters.pop_fairest(self._held)) is not None:
+            next_run, granted = waiter
+            if not granted.done():  # cancelled waiters stay queued until they surface here
+                self._held[next_run] = self._held.get(next_run, 0) + 1
                 granted.set_result(None)
                 return
         self._free += 1
@@ -146,22 +197,35 @@ def row_fields_of(prefix: Prefix) -> dict[str, Any]:
     }
 
 
+def _rows(request: TransferRequest, cuts_per_problem: int) -> int:
+    """The rows of a run whose fresh problems are cut ``cuts_per_problem`` times: every (cut,
+    receiver, mode) of each problem, a resumed problem's own rows (or every row of its stored prefixes)."""
+    receiver_modes = len(run_receiver_modes(request))
+    total = 0
+    for problem in request.problems:
+        resumed = request.resumed.get(problem.id, ResumedProblem())
+        if resumed.rows:
+            total += len(resumed.rows)
+        elif resumed.prefixes:
+            total += len(resumed.prefixes) * receiver_modes
+        else:
+            total += cuts_per_problem * receiver_modes
+    return total
+
+
 def expected_rows(request: TransferRequest) -> int:
     """The rows a run sends: every (fraction, receiver, mode) of each problem, a resumed problem's
     own rows (or every row of its stored prefixes)."""
-    per_problem = len(request.fractions) * len(run_receiver_modes(request))
-    total = 0
-    for problem in request.problems:
-        resumed = request.resumed.get(problem.id)
-        if resumed is None:
-            total += per_problem
-        elif resumed.rows:
-            total += len(resumed.rows)
-        elif resumed.prefixes:
-            total += len(resumed.prefixes) * len(run_receiver_modes(request))
-        else:
-            total += per_problem
-    return total
+    return _rows(request, len(request.fractions))
+
+
+def most_samples(request: TransferRequest) -> int:
+    """The most samples a run can draw: each row's n (a plan's n_max), an every-step cut counted at
+    the most steps a problem may have, since its cuts are known only once the CoT is written."""
+    every_step = request.cut is CutMode.EVERY_STEP and request.max_steps > 0
+    cuts = request.max_steps if every_step else len(request.fractions)
+    per_row = request.sampling_plan.n_max if request.sampling_plan is not None else request.n
+    return _rows(request, cuts) * per_row
 
 
 class TransferRunner:
@@ -179,18 +243,22 @@ class TransferRunner:
         metrics: ServiceMetrics = NO_METRICS,
         scheduling_key: SchedulingKey = longest_generation_first,
         max_concurrent_cots: int = 32,
+        limits: LimitsConfig = DEFAULT_LIMITS,
     ) -> None:
-        """At most ``max_concurrent_completions`` weak requests are in flight across all runs; the
-        waiting ones go out run by run, in each run by ``scheduling_key`` (lowest first).
-        At most ``max_concurrent_cots`` strong CoTs are written at once across all runs, run by
-        run and in each run in problem order, so a run of thousands of problems does not flood
-        the strong model's queue."""
+        """At most ``max_concurrent_completions`` weak requests are in flight across all runs; a
+        freed slot goes to the run holding the fewest (``PrioritySlots``), in each run by
+        ``scheduling_key`` (lowest first). At most ``max_concurrent_cots`` strong CoTs are written
+        at once across all runs, shared the same way and in each run in problem order, so a run of
+        thousands of problems neither floods the strong model's queue nor holds a small run back.
+        ``limits``: the most runs at once (``max_concurrent_runs``) and samples a run
+        (``max_samples_per_run``)."""
         self._stream_prefixes = stream_prefixes
         self._complete = complete
         self._scheduling_key = scheduling_key
         self._completion_slots = PrioritySlots(max_concurrent_completions)
         self._cot_slots = PrioritySlots(max_concurrent_cots)
         self._runs_started = itertools.count()
+        self._limits = limits
         self._metrics = metrics
         self._running = 0
         self._experiments: set[str] = set()
@@ -204,6 +272,7 @@ class TransferRunner:
         that could not be run (its rows so far stay valid but it is left out of the summary),
         and last the summary."""
         service_grader(request.grader)  # an unknown grader fails the run before any model work
+        self._check_limits(request)
         if request.experiment_id and request.experiment_id in self._experiments:
             # Two runs under one id would write each other's progress and unlock-rate series.
             raise AlreadyExistsError(
@@ -256,6 +325,22 @@ class TransferRunner:
         summary = running.run_summary(request.n, strong_correct)
         yield with_sample_counts(summary, samples_drawn, running.rows, request.sampling_plan, request.n)
 
+    def _check_limits(self, request: TransferRequest) -> None:
+        """Refuses, before any model work, a run too big for one call (for good: INVALID_ARGUMENT)
+        and a run beyond the runs this replica takes at once (for now: RESOURCE_EXHAUSTED)."""
+        samples = most_samples(request)
+        if samples > self._limits.max_samples_per_run:
+            raise InvalidArgumentError(
+                "problems",
+                f"{len(request.problems)} problems may draw {samples} samples (prefixes x receivers x modes x n);"
+                f" at most {self._limits.max_samples_per_run} (limits.max_samples_per_run): split them over runs",
+            )
+        if self._running >= self._limits.max_concurrent_runs:
+            raise OverloadedError(
+                f"{self._running} Transfer.Run calls are in progress on this replica, its limit"
+                " (limits.max_concurrent_runs); retry with backoff"
+            )
+
     async def _produce(self, request: TransferRequest, run_number: int, events: asyncio.Queue[object]) -> None:
         try:
             async with asyncio.TaskGroup() as group:
@@ -285,7 +370,7 @@ class TransferRunner:
         """The problem's CoT from the strong model (or cut from its imported CoT) and its prefixes."""
         prefixes: list[Prefix] = []
         answer: StrongAnswer | None = None
-        async with self._cot_slots.hold((float(position[0]), float(position[1]))):
+        async with self._cot_slots.hold((float(position[1]),), run=position[0]):
             async for event in self._stream_prefixes(prefix_request_for(request, problem)):
                 if isinstance(event, Prefix):
                     prefixes.append(event)
@@ -362,8 +447,8 @@ class TransferRunner:
         completion = completion_request(request, problem, prefix, receiver, mode)
 
         async def draw(round_request: CompletionRequest) -> CompletionResult:
-            # Runs keep their arrival order; within a run the scheduling key decides.
-            async with self._completion_slots.hold((float(run_number), self._scheduling_key(prefix))):
+            # Runs share the slots evenly; within a run the scheduling key decides.
+            async with self._completion_slots.hold((self._scheduling_key(prefix),), run=run_number):
                 return await self._complete(round_request)
 
         drawn = await draw_row(rounds, completion, prefix.fraction, (receiver, mode), draw)
