@@ -126,8 +126,9 @@ def test_every_deployment_of_the_overlays_sheds_past_a_bounded_queue(
     rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
     config = _serving_config(_rayservice(rendered[overlay]))
-    for deployment in (config.strong, config.weak, config.ingress, *config.receivers):
-        assert deployment.serve_options()["max_queued_requests"] >= 1
+    assert config.ingress.serve_options()["max_queued_requests"] >= 1
+    for model in (config.strong, config.weak, *config.receivers):
+        assert model.serve_options()["max_queued_requests"] >= 1
 
 
 def test_gpu_overlay(rendered: dict[str, list[Manifest]]) -> None:
@@ -244,7 +245,7 @@ def _allowed_ports(policy: Manifest) -> tuple[set[int], set[int]]:
 
 # The namespace kube-prometheus-stack is installed in (deploy/README.md, step 1).
 MONITORING_NAMESPACE = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-SAME_NAMESPACE = {"podSelector": {}}
+SAME_NAMESPACE: Manifest = {"podSelector": {}}
 
 
 @pytest.mark.parametrize("overlay", ["cpu", "gpu"])

@@ -50,8 +50,8 @@ def test_shipped_configs_bound_every_queue(path: Path) -> None:
     """Past a full queue Serve sheds the call with RESOURCE_EXHAUSTED (the client backs off and
     retries); an unbounded queue (-1) lets one caller pile up work no deadline can see."""
     config = ServingConfig.from_yaml(path)
-    deployments = {"strong": config.strong, "weak": config.weak, "ingress": config.ingress}
-    deployments |= {f"receivers[{index}]": model for index, model in enumerate(config.receivers)}
-    for name, deployment in deployments.items():
-        queued = deployment.serve_options()["max_queued_requests"]
-        assert queued >= 1, f"{name}: max_queued_requests {queued}"
+    models = {"strong": config.strong, "weak": config.weak}
+    models |= {f"receivers[{index}]": model for index, model in enumerate(config.receivers)}
+    queues = {name: model.serve_options()["max_queued_requests"] for name, model in models.items()}
+    queues["ingress"] = config.ingress.serve_options()["max_queued_requests"]
+    assert all(queued >= 1 for queued in queues.values()), queues
