@@ -12,7 +12,7 @@ from cot_transfer.domain import requests as rq
 from cot_transfer.domain.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, OutOfRangeError
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.dataplane.admission import call_when_admitted
-from cot_transfer.serving.dataplane.fanout import TransferRunner
+from cot_transfer.serving.dataplane.fanout import Complete, StreamPrefixes, TransferEvent, TransferRunner
 from tests.fakes import cot_events, transfer_request
 
 COTS = {"p1": "abcdefghij Answer: 1", "p2": "klmnopqrst Answer: 2"}
@@ -34,6 +34,15 @@ async def complete(request: rq.CompletionRequest) -> rq.CompletionResult:
 
 def two_problems(grader: str = "exact") -> rq.TransferRequest:
     return transfer_request([rq.Problem("p1", "problem one", "1"), rq.Problem("p2", "problem two", "3")], grader=grader)
+
+
+async def run_two_problems(
+    strong: StreamPrefixes = stream_prefixes, weak: Complete = complete, max_concurrent_completions: int = 2
+) -> tuple[list[TransferEvent], list[rq.ProblemError]]:
+    """Every event of a run of the two problems, and apart the problem errors among them."""
+    runner = TransferRunner(strong, weak, max_concurrent_completions=max_concurrent_completions)
+    events = [event async for event in runner.run(two_problems())]
+    return events, [event for event in events if isinstance(event, rq.ProblemError)]
 
 
 async def test_run_streams_every_result_then_a_summary() -> None:
@@ -80,9 +89,7 @@ async def test_a_failing_completion_becomes_its_problems_error_and_the_run_goes_
             raise InvalidArgumentError("prefix", "too long")
         return await complete(request)
 
-    runner = TransferRunner(stream_prefixes, failing_for_p2, max_concurrent_completions=2)
-    events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, rq.ProblemError)]
+    events, errors = await run_two_problems(weak=failing_for_p2)
     assert errors == [rq.ProblemError("p2", "INVALID_ARGUMENT", "prefix: too long")]
     assert errors[0].permanent
     assert {(row.problem_id, row.fraction) for row in events if isinstance(row, rq.FractionResult)} >= {
@@ -101,9 +108,7 @@ async def test_a_prompt_past_the_context_is_a_permanent_problem_error() -> None:
         async for event in stream_prefixes(request):
             yield event
 
-    runner = TransferRunner(too_long_for_p1, complete, max_concurrent_completions=2)
-    events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, rq.ProblemError)]
+    events, errors = await run_two_problems(too_long_for_p1)
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [("p1", "OUT_OF_RANGE", True)]
     assert "900 tokens" in errors[0].message
     assert {event.problem_id for event in events if isinstance(event, rq.FractionResult)} == {"p2"}
@@ -118,9 +123,7 @@ async def test_a_strong_stream_without_an_answer_is_a_transient_problem_error() 
                 return
             yield event
 
-    runner = TransferRunner(no_answer_for_p2, complete, max_concurrent_completions=2)
-    events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, rq.ProblemError)]
+    _, errors = await run_two_problems(no_answer_for_p2)
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [("p2", "UNAVAILABLE", False)]
     assert "without an answer" in errors[0].message
 
@@ -129,9 +132,7 @@ async def test_an_unexpected_error_is_internal_with_an_incident_id_and_no_except
     async def broken(request: rq.CompletionRequest) -> rq.CompletionResult:
         raise RuntimeError("secret internals /home/x")
 
-    runner = TransferRunner(stream_prefixes, broken, max_concurrent_completions=2)
-    events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, rq.ProblemError)]
+    events, errors = await run_two_problems(weak=broken)
     assert {error.problem_id for error in errors} == {"p1", "p2"}
     for error in errors:
         assert error.code == "INTERNAL" and not error.permanent
@@ -153,9 +154,7 @@ async def test_a_full_queue_past_the_wait_limit_is_a_resource_exhausted_problem_
             return await complete(request)
         return await call_when_admitted(always_full, QueueFullError, backoff=lambda attempt: 0.01, max_wait_s=0.05)
 
-    runner = TransferRunner(stream_prefixes, complete_when_admitted, max_concurrent_completions=4)
-    events = [event async for event in runner.run(two_problems())]
-    errors = [event for event in events if isinstance(event, rq.ProblemError)]
+    _, errors = await run_two_problems(weak=complete_when_admitted, max_concurrent_completions=4)
     assert [(error.problem_id, error.code, error.permanent) for error in errors] == [
         ("p2", "RESOURCE_EXHAUSTED", False)
     ]
