@@ -46,23 +46,26 @@ def test_every_argument_is_one_vllm_knows() -> None:
 
 
 class _SlowEngine:
-    def __init__(self) -> None:
+    """An engine that takes ``build_s`` seconds to build and records its shutdown."""
+
+    def __init__(self, build_s: float = 0.0) -> None:
+        self.build_s = build_s
         self.stopped = threading.Event()
+
+    def build(self) -> Any:
+        time.sleep(self.build_s)
+        return self
 
     def shutdown(self) -> None:
         self.stopped.set()
 
 
 def test_an_engine_start_past_its_timeout_fails_and_the_late_engine_is_shut_down() -> None:
-    engine = _SlowEngine()
-
-    def build() -> Any:
-        time.sleep(0.5)
-        return engine
+    engine = _SlowEngine(build_s=0.5)
 
     async def start() -> None:
         with pytest.raises(EngineStartTimeoutError, match=r"did not start within 0\.1 s \(engine\.start_timeout_s\)"):
-            await start_within(build, 0.1, "the engine for weak")
+            await start_within(engine.build, 0.1, "the engine for weak")
         await asyncio.to_thread(engine.stopped.wait, 5.0)
 
     asyncio.run(start())
@@ -71,32 +74,23 @@ def test_an_engine_start_past_its_timeout_fails_and_the_late_engine_is_shut_down
 
 def test_an_engine_start_within_its_timeout_returns_the_engine() -> None:
     engine = _SlowEngine()
-    assert asyncio.run(start_within(lambda: engine, 5.0, "the engine")) is engine  # type: ignore[arg-type,return-value]
+    assert asyncio.run(start_within(engine.build, 5.0, "the engine")) is engine
     assert not engine.stopped.is_set()
 
 
 def test_the_served_engine_takes_its_start_timeout_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     config = EngineConfig(model="/models/weak", served_name="weak", start_timeout_s=0.05)
     vllm_engine = VLLMEngine(config)
-
-    def build() -> Any:
-        time.sleep(0.5)
-        return _SlowEngine()
-
-    monkeypatch.setattr(vllm_engine, "_build_llm", build)
+    monkeypatch.setattr(vllm_engine, "_build_llm", _SlowEngine(build_s=0.5).build)
     with pytest.raises(EngineStartTimeoutError, match=r"the engine for weak did not start within 0\.05 s"):
         asyncio.run(vllm_engine.start())
 
 
 def test_a_cancelled_engine_start_shuts_the_late_engine_down() -> None:
-    engine = _SlowEngine()
-
-    def build() -> Any:
-        time.sleep(0.3)
-        return engine
+    engine = _SlowEngine(build_s=0.3)
 
     async def start_and_cancel() -> None:
-        starting = asyncio.ensure_future(start_within(build, 60.0, "the engine"))
+        starting = asyncio.ensure_future(start_within(engine.build, 60.0, "the engine"))
         await asyncio.sleep(0.05)
         starting.cancel()
         with pytest.raises(asyncio.CancelledError):
