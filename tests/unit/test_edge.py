@@ -75,6 +75,8 @@ def test_prefix_request_keeps_request_order() -> None:
         (run_request(fractions=[0.2, math.nan]), "fractions[1]"),
         (run_request(fractions=[-0.1]), "fractions[0]"),
         (run_request(fractions=[]), "fractions"),
+        # One over the cap (distinct values: duplicates collapse before the count).
+        (run_request(fractions=[i / 1000 for i in range(1, CONFIG.limits.max_fractions + 2)]), "fractions"),
         (run_request(n=0), "n"),
         (run_request(n=100_000), "n"),
         (run_request(problems=[]), "problems"),
@@ -172,3 +174,11 @@ def test_events_round_trip_through_the_wire_format() -> None:
     for run_event in (StrongCot("a", "cot", "3", True, 3), *results, summary):
         wire = encode.transfer_event_to_proto(run_event).SerializeToString()
         assert transfer_event_from_proto(pb.RunResponse.FromString(wire)) == run_event
+
+
+def test_the_fraction_cap_counts_distinct_fractions() -> None:
+    cap = CONFIG.limits.max_fractions
+    at_cap = [i / 1000 for i in range(1, cap + 1)]
+    decode.transfer_request_from_proto(run_request(fractions=at_cap), CONFIG)  # at the cap: accepted
+    with pytest.raises(InvalidArgumentError, match=f"at most {cap} fractions, got {cap + 1}"):
+        decode.transfer_request_from_proto(run_request(fractions=[*at_cap, 0.999]), CONFIG)
