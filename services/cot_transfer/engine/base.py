@@ -9,9 +9,12 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from cot_transfer.domain.errors import UnavailableError
 from cot_transfer.domain.sampling import SamplingParams
+
+_T = TypeVar("_T")
 
 
 class PromptTokenizer(Protocol):
@@ -61,6 +64,13 @@ class GenerationOutput:
     finished: bool
 
 
+def started(part: _T | None) -> _T:
+    """``part`` of an engine that ``start`` sets up; ``UnavailableError`` while it is still None."""
+    if part is None:
+        raise UnavailableError("the engine has not started")
+    return part
+
+
 class Engine(abc.ABC):
     """An LLM engine as the model services see it."""
 
@@ -101,3 +111,19 @@ class Engine(abc.ABC):
     def fingerprint(self) -> str:
         """What identifies a model that has no local folder (one on a server); empty: the folder does."""
         return ""
+
+
+class LoadedModel:
+    """``Engine.tokenizer`` and ``Engine.max_model_len`` for an engine that learns both as it
+    starts (``start`` sets ``_tokenizer`` and ``_max_model_len``); listed before ``Engine``."""
+
+    _tokenizer: PromptTokenizer | None = None
+    _max_model_len: int = 0
+
+    @property
+    def tokenizer(self) -> PromptTokenizer:
+        return started(self._tokenizer)
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len

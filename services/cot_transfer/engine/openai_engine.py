@@ -35,7 +35,15 @@ from cot_transfer.domain.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
+from cot_transfer.engine.base import (
+    Engine,
+    GenerationOutput,
+    GenerationRequest,
+    LoadedModel,
+    PromptTokenizer,
+    SampleOutput,
+    started,
+)
 from cot_transfer.engine.config import EngineConfig, OpenAIEndpointConfig
 
 logger = logging.getLogger(__name__)
@@ -138,7 +146,7 @@ class _InFlight:
     response: httpx.Response | None = None
 
 
-class OpenAIEngine(Engine):
+class OpenAIEngine(LoadedModel, Engine):
     """An ``Engine`` whose model runs on an OpenAI-compatible server (``EngineConfig.endpoint``)."""
 
     def __init__(
@@ -160,8 +168,6 @@ class OpenAIEngine(Engine):
         self._environ = environ
         self._load_tokenizer = load_tokenizer or _local_tokenizer
         self._client: httpx.AsyncClient | None = None
-        self._tokenizer: PromptTokenizer | None = None
-        self._max_model_len = 0
         self._in_flight: dict[str, _InFlight] = {}
         # The key, read once at start; only ever put in the Authorization header.
         self._secret = ""
@@ -293,19 +299,7 @@ class OpenAIEngine(Engine):
 
     @property
     def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise UnavailableError("the engine has not started")
-        return self._client
-
-    @property
-    def tokenizer(self) -> PromptTokenizer:
-        if self._tokenizer is None:
-            raise UnavailableError("the engine has not started")
-        return self._tokenizer
-
-    @property
-    def max_model_len(self) -> int:
-        return self._max_model_len
+        return started(self._client)
 
     def fingerprint(self) -> str:
         return self._fingerprint

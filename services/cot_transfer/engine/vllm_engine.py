@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cot_transfer.domain.errors import InvalidArgumentError, OverloadedError, UnavailableError
-from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, PromptTokenizer, SampleOutput
+from cot_transfer.engine.base import Engine, GenerationOutput, GenerationRequest, LoadedModel, SampleOutput, started
 from cot_transfer.engine.config import EngineConfig
 
 if TYPE_CHECKING:
@@ -165,14 +165,12 @@ def _shutdown_late_engine(building: asyncio.Future[AsyncLLM]) -> None:
         building.result().shutdown()
 
 
-class VLLMEngine(Engine):
+class VLLMEngine(LoadedModel, Engine):
     def __init__(self, config: EngineConfig) -> None:
         self._config = config
         self._load = EngineLoad()
         self._llm: AsyncLLM | None = None
         self._seeds_crash_engine = False
-        self._tokenizer: PromptTokenizer | None = None
-        self._max_model_len = 0
 
     async def start(self) -> None:
         self._llm = await start_within(
@@ -197,19 +195,7 @@ class VLLMEngine(Engine):
 
     @property
     def llm(self) -> AsyncLLM:
-        if self._llm is None:
-            raise UnavailableError("the engine has not started")
-        return self._llm
-
-    @property
-    def tokenizer(self) -> PromptTokenizer:
-        if self._tokenizer is None:
-            raise UnavailableError("the engine has not started")
-        return self._tokenizer
-
-    @property
-    def max_model_len(self) -> int:
-        return self._max_model_len
+        return started(self._llm)
 
     async def generate(self, request: GenerationRequest, request_id: str) -> AsyncIterator[GenerationOutput]:
         from vllm import SamplingParams as VllmSamplingParams
