@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results import TARGETS
 from cot_transfer.domain.analysis import analyze
 from cot_transfer.domain.requests import FractionResult, Problem, StrongCot
 from cot_transfer.domain.sampling import SamplingParams
@@ -51,7 +52,6 @@ from cot_transfer.domain.sequential import (
 from cot_transfer.domain.sequential_estimates import operating_characteristics, row_potential
 from cot_transfer.domain.transfer import Thresholds
 
-TARGETS = {"adaptive_sample_ratio": 0.25, "adaptive_decision_agreement": 0.98}
 # The comparison's fields that results.json also holds at the top level, beside its ``adaptive`` block.
 RESULTS_KEYS = ("adaptive_sample_ratio", "adaptive_decision_agreement", "adaptive_unlock_rates_within_brute_force_ci")
 
@@ -383,6 +383,11 @@ def merge_into_results(comparison: AdaptiveComparison, path: Path) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _cell(value: float | bool) -> str:
+    # Lower-case true/false, as results.json writes them.
+    return str(value).lower() if isinstance(value, bool) else f"{value:.3f}"
+
+
 def markdown(comparison: AdaptiveComparison) -> str:
     how = {
         "served": "two served runs on the same imported CoTs",
@@ -395,10 +400,7 @@ def markdown(comparison: AdaptiveComparison) -> str:
             "",
             "| key | value | target |",
             "|---|---:|---|",
-            f"| `adaptive_sample_ratio` | {comparison.adaptive_sample_ratio:.3f} | <= 0.25 |",
-            f"| `adaptive_decision_agreement` | {comparison.adaptive_decision_agreement:.3f} | >= 0.98 |",
-            "| `adaptive_unlock_rates_within_brute_force_ci` |"
-            f" {str(comparison.adaptive_unlock_rates_within_brute_force_ci).lower()} | true |",
+            *(f"| `{key}` | {_cell(value)} | {TARGETS[key].description} |" for key, value in comparison.keys().items()),
             "",
             f"Rows stopped: {', '.join(f'{k} {v}' for k, v in sorted(comparison.stop_reasons.items()))}.",
             *(
