@@ -16,15 +16,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from cot_transfer.domain.errors import (
-    CotTransferError,
-    InvalidArgumentError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
-    UnauthenticatedError,
-    UnavailableError,
-)
+from cot_transfer.domain import errors
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.engine.base import GenerationOutput, GenerationRequest
 from cot_transfer.engine.config import EngineConfig
@@ -54,6 +46,11 @@ class ClosingStream(httpx.AsyncByteStream):
         self.closed = True
 
 
+def error_body(message: str, **fields: Any) -> dict[str, Any]:
+    """An error response body in the OpenAI API's form."""
+    return {"error": {"message": message, **fields}}
+
+
 def sse(*events: dict[str, Any]) -> list[bytes]:
     return [f"data: {json.dumps(event)}\n\n".encode() for event in events] + [b"data: [DONE]\n\n"]
 
@@ -78,7 +75,7 @@ class FakeServer:
         if self.failures:
             return self.failures.pop(0)(request)
         if self.key and request.headers.get("authorization") != f"Bearer {self.key}":
-            return httpx.Response(401, json={"error": {"message": "Unauthorized", "type": "Unauthorized"}})
+            return httpx.Response(401, json=error_body("Unauthorized", type="Unauthorized"))
         path = request.url.path
         if path == "/health":
             return httpx.Response(200)
@@ -92,9 +89,7 @@ class FakeServer:
 
     def _completion(self, body: dict[str, Any]) -> httpx.Response:
         if body["model"] != MODEL:
-            return httpx.Response(
-                404, json={"error": {"message": f"The model `{body['model']}` does not exist.", "code": 404}}
-            )
+            return httpx.Response(404, json=error_body(f"The model `{body['model']}` does not exist.", code=404))
         prompt = body["prompt"]
         # Sample i continues the prompt with its last id + 1 + i, twice, then stops.
         samples = [[prompt[-1] + 1 + index] * 2 for index in range(body["n"])]
@@ -273,15 +268,15 @@ def refuse_connection(request: httpx.Request) -> httpx.Response:
 @pytest.mark.parametrize(
     ("status", "body", "error_type", "text"),
     [
-        (401, {"error": {"message": "Unauthorized"}}, UnauthenticatedError, "refused the key in $UPSTREAM_KEY"),
-        (403, {"error": {"message": "forbidden"}}, PermissionDeniedError, "denied access to model 'upstream-weak'"),
-        (404, {"error": {"message": "The model does not exist."}}, NotFoundError, "'upstream-weak' (engine.model)"),
-        (400, {"error": {"message": "bad top_k", "param": "top_k"}}, InvalidArgumentError, "top_k: the server at"),
-        (422, {"detail": [{"msg": "field required"}]}, InvalidArgumentError, "request: the server at"),
+        (401, error_body("Unauthorized"), errors.UnauthenticatedError, "refused the key in $UPSTREAM_KEY"),
+        (403, error_body("forbidden"), errors.PermissionDeniedError, "denied access to model 'upstream-weak'"),
+        (404, error_body("The model does not exist."), errors.NotFoundError, "'upstream-weak' (engine.model)"),
+        (400, error_body("bad top_k", param="top_k"), errors.InvalidArgumentError, "top_k: the server at"),
+        (422, {"detail": [{"msg": "field required"}]}, errors.InvalidArgumentError, "request: the server at"),
     ],
 )
 async def test_client_errors_map_into_the_status_table_without_retries(
-    status: int, body: dict[str, Any], error_type: type[CotTransferError], text: str
+    status: int, body: dict[str, Any], error_type: type[errors.CotTransferError], text: str
 ) -> None:
     server = FakeServer()
     engine = await started(server)
@@ -295,13 +290,13 @@ async def test_client_errors_map_into_the_status_table_without_retries(
 @pytest.mark.parametrize(
     ("failure", "error_type", "text"),
     [
-        (answer(429, {"error": {"message": "slow down"}}), OverloadedError, "at capacity (HTTP 429): slow down"),
-        (answer(503, {"error": {"message": "engine dead"}}), UnavailableError, "failed (HTTP 503): engine dead"),
-        (refuse_connection, UnavailableError, "unreachable (ConnectError: [Errno 111] Connection refused)"),
+        (answer(429, error_body("slow down")), errors.OverloadedError, "at capacity (HTTP 429): slow down"),
+        (answer(503, error_body("engine dead")), errors.UnavailableError, "failed (HTTP 503): engine dead"),
+        (refuse_connection, errors.UnavailableError, "unreachable (ConnectError: [Errno 111] Connection refused)"),
     ],
 )
 async def test_transient_errors_are_retried_with_bounded_backoff(
-    failure: Callable[[httpx.Request], httpx.Response], error_type: type[CotTransferError], text: str
+    failure: Callable[[httpx.Request], httpx.Response], error_type: type[errors.CotTransferError], text: str
 ) -> None:
     server = FakeServer()
     sleeps: list[float] = []
@@ -352,7 +347,7 @@ async def test_a_start_waits_for_a_server_still_loading_up_to_the_start_timeout(
         transport=httpx.MockTransport(down),
         sleep=lambda delay: asyncio.sleep(0),
     )
-    with pytest.raises(UnavailableError, match=r"unreachable .*; gave up after engine\.start_timeout_s \(5 s\)"):
+    with pytest.raises(errors.UnavailableError, match=r"unreachable .*; gave up after engine\.start_timeout_s \(5 s\)"):
         await never.start()
     assert len(down.requests) == 4  # at 0, 2, 4 and 5 s
 
@@ -367,7 +362,7 @@ async def test_a_model_the_server_does_not_have_fails_the_start_naming_what_it_s
         environ={KEY_ENV: KEY},
     )
     with pytest.raises(
-        NotFoundError, match=r"model 'gpt-9' \(engine.model\) is not served at .*; it serves \['upstream-weak'\]"
+        errors.NotFoundError, match=r"model 'gpt-9' \(engine.model\) is not served at .*; it serves \['upstream-weak'\]"
     ):
         await engine.start()
 
@@ -375,10 +370,10 @@ async def test_a_model_the_server_does_not_have_fails_the_start_naming_what_it_s
 async def test_an_unset_key_variable_is_named_and_a_wrong_key_is_refused() -> None:
     server = FakeServer()
     engine = OpenAIEngine(engine_config(), transport=httpx.MockTransport(server), environ={})
-    with pytest.raises(UnauthenticatedError, match=r"environment variable UPSTREAM_KEY .* is not set"):
+    with pytest.raises(errors.UnauthenticatedError, match=r"environment variable UPSTREAM_KEY .* is not set"):
         await engine.start()
     wrong = OpenAIEngine(engine_config(), transport=httpx.MockTransport(server), environ={KEY_ENV: "sk-wrong"})
-    with pytest.raises(UnauthenticatedError, match=r"refused the key in \$UPSTREAM_KEY \(HTTP 401\)") as raised:
+    with pytest.raises(errors.UnauthenticatedError, match=r"refused the key in \$UPSTREAM_KEY \(HTTP 401\)") as raised:
         await wrong.start()
     assert "sk-wrong" not in raised.value.message
 
@@ -387,9 +382,9 @@ async def test_the_key_appears_in_no_error_and_no_log(caplog: pytest.LogCaptureF
     caplog.set_level(logging.DEBUG)
     server = FakeServer()
     engine = await started(server, max_retries=1)
-    echo = {"error": {"message": f"bad header Authorization: Bearer {KEY}", "param": "headers"}}
+    echo = error_body(f"bad header Authorization: Bearer {KEY}", param="headers")
     server.failures = [answer(503, echo), answer(400, echo)]
-    with pytest.raises(InvalidArgumentError) as raised:
+    with pytest.raises(errors.InvalidArgumentError) as raised:
         await outputs(engine, request())
     assert KEY not in raised.value.message and "<redacted>" in raised.value.message
     assert KEY not in caplog.text and "<redacted>" in caplog.text
@@ -404,10 +399,10 @@ async def test_health_follows_the_server() -> None:
     engine = await started(server)
     await engine.check_health()
     server.failures = [answer(503)]
-    with pytest.raises(UnavailableError, match="not healthy \\(HTTP 503\\)"):
+    with pytest.raises(errors.UnavailableError, match="not healthy \\(HTTP 503\\)"):
         await engine.check_health()
     server.failures = [refuse_connection]
-    with pytest.raises(UnavailableError, match="unreachable"):
+    with pytest.raises(errors.UnavailableError, match="unreachable"):
         await engine.check_health()
     server.failures = [answer(404)]  # no /health: the model list answers instead
     await engine.check_health()
@@ -525,7 +520,7 @@ async def test_a_server_without_tokenizer_info_asks_for_a_local_folder() -> None
         environ={KEY_ENV: KEY},
     )
     with pytest.raises(
-        InvalidArgumentError, match=r"engine\.endpoint\.tokenizer: 'server' needs .*--enable-tokenizer-info"
+        errors.InvalidArgumentError, match=r"engine\.endpoint\.tokenizer: 'server' needs .*--enable-tokenizer-info"
     ):
         await engine.start()
 
