@@ -2,9 +2,10 @@
 
 Each body is a plain async function over injected callables: the strong model's event stream,
 one receiver completion, the transfer fan-out, the model fingerprints. ``TransferService`` binds
-them to one service with auth, drain, per-RPC metrics and the one status table. The Ray ingress
-(``wiring.deployments.TransferIngress``) is a ``TransferService`` whose callables are deployment
-handles; tests serve the same class from a grpc.aio server with the replicas in process.
+them to one service with auth, drain, per-RPC metrics and the one status table; health answers
+from ``edge.health``'s cached reading. The Ray ingress (``wiring.deployments.TransferIngress``) is a
+``TransferService`` whose callables are deployment handles; tests serve the same class from a
+grpc.aio server with the replicas in process.
 """
 
 from __future__ import annotations
