@@ -171,14 +171,7 @@ def _parse_row(path: Path, number: int, raw: Mapping[str, Any]) -> tuple[str, Fr
     role = raw.get("role") or WEAK_ROLE
     if role not in (WEAK_ROLE, STRONG_ROLE):
         raise fail(f'"role" must be "{WEAK_ROLE}" or "{STRONG_ROLE}", got {role!r}')
-    answer_in_prefix = raw.get("answer_in_prefix")
-    answer_in_prefix = answer_in_prefix if isinstance(answer_in_prefix, bool) else None
-    if "answer_stated_in_prefix" in raw:
-        stated = raw["answer_stated_in_prefix"]
-        answer_stated_in_prefix = stated if isinstance(stated, bool) else None
-    else:
-        # A row from before the two flags: its flag read answer statements only (module docstring).
-        answer_in_prefix = answer_stated_in_prefix = True if answer_in_prefix is True else None
+    leak = _stored_leak(raw)
     receiver, mode = raw.get("receiver") or "", raw.get("mode") or FREE
     if not isinstance(receiver, str) or mode not in ANSWER_MODES:
         raise fail(f'"receiver" must be a string and "mode" one of {", ".join(ANSWER_MODES)}')
@@ -189,14 +182,26 @@ def _parse_row(path: Path, number: int, raw: Mapping[str, Any]) -> tuple[str, Fr
         cot_num_tokens=_optional_int(raw.get("cot_num_tokens")) or 0,
         n=n,
         num_correct=num_correct,
-        answer_in_prefix=answer_in_prefix,
-        answer_stated_in_prefix=answer_stated_in_prefix,
+        answer_in_prefix=leak.answer_in_prefix,
+        answer_stated_in_prefix=leak.answer_stated_in_prefix,
         receiver=receiver,
         mode=mode,
         rounds=_optional_int(raw.get("rounds")) or 0,
         stop_reason=str(raw.get("stop_reason") or ""),
         rao_blackwell_potential=_rao_blackwell_potential(raw.get("rao_blackwell_potential")),
     )
+
+
+def _stored_leak(raw: Mapping[str, Any]) -> PrefixLeak:
+    """A row's leak flags as written; None where a flag is missing or not a boolean."""
+    lenient = raw.get("answer_in_prefix")
+    lenient = lenient if isinstance(lenient, bool) else None
+    if "answer_stated_in_prefix" not in raw:
+        # A row from before the two flags: its flag read answer statements only (module docstring).
+        both = True if lenient is True else None
+        return PrefixLeak(answer_stated_in_prefix=both, answer_in_prefix=both)
+    strict = raw["answer_stated_in_prefix"]
+    return PrefixLeak(answer_stated_in_prefix=strict if isinstance(strict, bool) else None, answer_in_prefix=lenient)
 
 
 def _rao_blackwell_potential(value: Any) -> float | None:
