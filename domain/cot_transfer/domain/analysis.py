@@ -52,6 +52,7 @@ from cot_transfer.domain.dynamics import (
     classify_points,
     count_labels,
 )
+from cot_transfer.domain.json_fields import json_fields
 from cot_transfer.domain.requests import FractionResult
 from cot_transfer.domain.sequential_estimates import row_potential_intervals
 from cot_transfer.domain.statistics import (
@@ -125,17 +126,7 @@ class ProblemPoint:
     answer_stated_in_prefix: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "fraction": self.fraction,
-            "n": self.n,
-            "num_correct": self.num_correct,
-            "potential": self.potential,
-            "potential_interval": {"low": self.potential_low, "high": self.potential_high},
-            "unlocked": self.unlocked,
-            "p_unlocked": self.p_unlocked,
-            "answer_in_prefix": self.answer_in_prefix,
-            "answer_stated_in_prefix": self.answer_stated_in_prefix,
-        }
+        return json_fields(self, potential_interval=("potential_low", "potential_high"))
 
 
 @dataclass(frozen=True)
@@ -153,15 +144,7 @@ class ProblemAnalysis:
         return {point.fraction: point.potential for point in self.points}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "problem_id": self.problem_id,
-            "baseline_unsolved": self.baseline_unsolved,
-            "first_unlock_fraction": self.first_unlock_fraction,
-            "answer_fraction": self.answer_fraction,
-            "dynamics": self.dynamics.to_dict(),
-            "strong_correct": self.strong_correct,
-            "points": [point.to_dict() for point in self.points],
-        }
+        return json_fields(self)
 
 
 @dataclass(frozen=True)

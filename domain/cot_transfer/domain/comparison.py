@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cot_transfer.domain.analysis import UnlockStatuses
+from cot_transfer.domain.json_fields import json_fields
 from cot_transfer.domain.statistics import DEFAULT_CONFIDENCE, holm, paired_difference
 
 
@@ -34,17 +35,7 @@ class FractionComparison:
     p_value_holm: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "fraction": self.fraction,
-            "problems": self.problems,
-            "unlocked_by_both": self.unlocked_by_both,
-            "unlocked_by_first_only": self.unlocked_by_first_only,
-            "unlocked_by_second_only": self.unlocked_by_second_only,
-            "difference": self.difference,
-            "difference_interval": {"low": self.low, "high": self.high},
-            "p_value": self.p_value,
-            "p_value_holm": self.p_value_holm,
-        }
+        return json_fields(self, difference_interval=("low", "high"))
 
 
 def compare_unlocks(

@@ -65,6 +65,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from cot_transfer.domain import step_tests
+from cot_transfer.domain.json_fields import json_fields
 
 DEFAULT_JUMP_DELTA = 0.3
 DEFAULT_NEAR_ZERO = 0.1
@@ -103,12 +104,7 @@ class DynamicsParameters:
         return self
 
     def to_dict(self) -> dict[str, float]:
-        return {
-            "delta": self.delta,
-            "near_zero": self.near_zero,
-            "late_fraction": self.late_fraction,
-            "false_positive_rate": self.false_positive_rate,
-        }
+        return json_fields(self)
 
 
 DEFAULT_DYNAMICS_PARAMETERS = DynamicsParameters()
@@ -144,13 +140,7 @@ class DynamicsLabel:
     confidence: float | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "label": self.label.value,
-            "fraction": self.fraction,
-            "from_fraction": self.from_fraction,
-            "step": self.step,
-            "confidence": self.confidence,
-        }
+        return json_fields(self)
 
 
 MONOTONIC = DynamicsLabel(TraceDynamics.MONOTONIC)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cot_transfer.domain.errors import InvalidArgumentError
+from cot_transfer.domain.json_fields import json_fields
 
 DEFAULT_BASELINE_MAX_POTENTIAL = 0.0
 DEFAULT_UNLOCK_MIN_POTENTIAL = 0.5
@@ -64,10 +65,7 @@ class Thresholds:
         return fraction_potential >= self.unlock_min_potential - _POTENTIAL_SLACK
 
     def to_dict(self) -> dict[str, float]:
-        return {
-            "baseline_max_potential": self.baseline_max_potential,
-            "unlock_min_potential": self.unlock_min_potential,
-        }
+        return json_fields(self)
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class Interval:
     high: float
 
     def to_dict(self) -> dict[str, float]:
-        return {"low": self.low, "high": self.high}
+        return json_fields(self)
 
 
 @dataclass(frozen=True)
@@ -128,45 +126,7 @@ class FractionSummary:
     unlock_rate_prefix_without_answer_interval: Interval | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "fraction": self.fraction,
-            "n_problems": self.n_problems,
-            "mean_potential": self.mean_potential,
-            "mean_potential_interval": interval_dict(self.mean_potential_interval),
-            "unsolved_evaluated": self.unsolved_evaluated,
-            "unlocked": self.unlocked,
-            "unlock_rate": self.unlock_rate,
-            "unlock_rate_interval": interval_dict(self.unlock_rate_interval),
-            "any_correct": self.any_correct,
-            "any_correct_rate": self.any_correct_rate,
-            "any_correct_rate_interval": interval_dict(self.any_correct_rate_interval),
-            "answer_in_prefix": self.answer_in_prefix,
-            "answer_in_prefix_unknown": self.answer_in_prefix_unknown,
-            "answer_stated_in_prefix": self.answer_stated_in_prefix,
-            "unsolved_without_answer": self.unsolved_without_answer,
-            "unlocked_without_answer": self.unlocked_without_answer,
-            "unlock_rate_without_answer": self.unlock_rate_without_answer,
-            "unlock_rate_without_answer_interval": interval_dict(self.unlock_rate_without_answer_interval),
-            "true_unlock_rate": self.true_unlock_rate,
-            "true_unlock_rate_interval": interval_dict(self.true_unlock_rate_interval),
-            "true_unlock_rate_measured_unsolved_interval": interval_dict(
-                self.true_unlock_rate_measured_unsolved_interval
-            ),
-            "true_unlock_undecided": self.true_unlock_undecided,
-            "true_unlock_rate_without_answer": self.true_unlock_rate_without_answer,
-            "true_unlock_rate_without_answer_interval": interval_dict(self.true_unlock_rate_without_answer_interval),
-            "unlock_rate_band": interval_dict(self.unlock_rate_band),
-            "unsolved_prefix_without_answer": self.unsolved_prefix_without_answer,
-            "unlocked_prefix_without_answer": self.unlocked_prefix_without_answer,
-            "unlock_rate_prefix_without_answer": self.unlock_rate_prefix_without_answer,
-            "unlock_rate_prefix_without_answer_interval": interval_dict(
-                self.unlock_rate_prefix_without_answer_interval
-            ),
-        }
-
-
-def interval_dict(interval: Interval | None) -> dict[str, float] | None:
-    return interval.to_dict() if interval is not None else None
+        return json_fields(self)
 
 
 @dataclass(frozen=True)
