@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,21 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ports import free_ports
+
 WEAK_SLOT = "weak_slot"
 NODE_CPUS = 2
 START_TIMEOUT_S = 120
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (held open together so none repeats)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def ray_executable() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.ports import free_port
 from benchmarks.workload import REPO
 from cot_transfer.cli.serve import read_start_lines
 from cot_transfer.client import CotTransferClient
@@ -21,12 +21,6 @@ from cot_transfer.serving.common.serve_options import gpu_per_replica
 from cot_transfer.serving.common.serving_config import ServingConfig
 
 SERVE_START_TIMEOUT_S = 900
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

@@ -4,12 +4,9 @@ service's own RPC bodies in process (``InProcessService``)."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +21,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2_grpc
 
+from benchmarks.ports import free_port
 from cot_transfer.cli.serve import read_start_lines
 from cot_transfer.client import CotTransferClient
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, TransferRequest
@@ -196,50 +194,6 @@ def descendants(pid: int) -> list[int]:
     """Every process under ``pid``, the deepest first (the order to kill them in)."""
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [grandchild for child in map(int, children) for grandchild in [*descendants(child), child]]
-
-
-# Ports below the kernel's ephemeral range and above Ray's worker ports (10002-19999): a port the
-# kernel hands out for bind(0) may be taken by one of Ray's own processes between our check and
-# Serve's proxy start (a CI run lost its shared stack that way).
-_PORT_FLOOR = 20000
-
-
-def _ephemeral_floor() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 and on ``::`` (where Serve's gRPC proxy binds), outside the ranges
-    the kernel and Ray pick ports from themselves."""
-    ceiling = _ephemeral_floor()
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(_PORT_FLOOR, ceiling) if ceiling > _PORT_FLOOR + 1000 else 0
-        try:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", port))
-                port = int(sock.getsockname()[1])
-        except OSError:
-            continue
-        if _free_on_ipv6(port):
-            return port
-    raise RuntimeError("no free port found")
-
-
-def _free_on_ipv6(port: int) -> bool:
-    try:
-        sock = socket.socket(socket.AF_INET6)
-    except OSError:
-        return True  # no IPv6 here: nothing can hold the port there
-    with sock:
-        try:
-            sock.bind(("::", port))
-        except OSError as error:
-            return error.errno == errno.EADDRNOTAVAIL
-    return True
 
 
 def make_test_config(tmp_dir: Path, overrides: dict[str, Any] | None = None) -> Path:
