@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -34,6 +35,10 @@ from cot_transfer.cli.serve import (
 )
 from cot_transfer.cli.view import view_command
 from cot_transfer.client import RpcFailedError
+from cot_transfer.client.client import UNARY_TIMEOUT_S
+from cot_transfer.client.keepalive import Keepalive
+from cot_transfer.client.loopback import is_loopback
+from cot_transfer.client.retry import RUN_RETRY_BUDGET_S
 from cot_transfer.domain.answers import grader_names
 from cot_transfer.domain.receivers import ANSWER_MODES
 from cot_transfer.experiment.datasets import DatasetError, add_dataset_arguments
@@ -71,6 +76,16 @@ def _fractions(text: str) -> tuple[float, ...]:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"fractions must be comma-separated numbers: {error}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -149,6 +164,26 @@ def add_connection_options(parser: argparse.ArgumentParser | argparse._ArgumentG
     )
     parser.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca-cert)")
     parser.add_argument("--ca-cert", type=Path, help="PEM file of the CA that signed the server's certificate")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="send the token in plaintext to an address that is not loopback (refused without this flag:"
+        " anyone on the path can read it; prefer --tls)",
+    )
+
+
+def refuse_plaintext_token(args: argparse.Namespace) -> None:
+    """Raises ``UsageError`` when the command would send its bearer token unencrypted to another
+    machine: plaintext (no --tls or --ca-cert) to an address outside loopback, without --insecure."""
+    if not args.address or args.insecure or is_loopback(args.address):
+        return
+    options = _connection(args)
+    if "token" in options and "credentials" not in options:
+        raise UsageError(
+            f"refusing to send the bearer token (${args.token_env}) in plaintext to {args.address}, which is"
+            " not a loopback address: connect with --tls (--ca-cert FILE for a private CA), or pass --insecure"
+            " on a network you trust"
+        )
 
 
 def _add_verbose(parser: argparse.ArgumentParser) -> None:
@@ -213,7 +248,40 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="deadline of every call (a Transfer.Run stream included); the service aborts the call's engine work"
-        " when it passes and the run stops with DEADLINE_EXCEEDED, to be continued with --resume (default none)",
+        " when it passes and the run stops with DEADLINE_EXCEEDED, to be continued with --resume (default: none"
+        " for the stream, which keepalive watches instead, and --unary-deadline for the other calls)",
+    )
+    service.add_argument(
+        "--unary-deadline",
+        type=_seconds,
+        metavar="SECONDS",
+        default=UNARY_TIMEOUT_S,
+        help=f"deadline of each single-response call such as GetInfo (default {UNARY_TIMEOUT_S:g})",
+    )
+    service.add_argument(
+        "--keepalive",
+        type=_seconds,
+        metavar="SECONDS",
+        default=Keepalive.time_s,
+        help="silence on the connection before a ping that checks it is alive (default"
+        f" {Keepalive.time_s:g}, the least a gRPC server, Ray Serve's proxy among them, takes unless"
+        " configured otherwise: more frequent pings get the connection closed with too_many_pings)",
+    )
+    service.add_argument(
+        "--keepalive-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=Keepalive.timeout_s,
+        help="a ping unanswered this long ends the connection: the run retries on a new one (default"
+        f" {Keepalive.timeout_s:g})",
+    )
+    service.add_argument(
+        "--retry-budget",
+        type=_seconds,
+        metavar="SECONDS",
+        default=RUN_RETRY_BUDGET_S,
+        help="how long a run keeps retrying when the service is unavailable, at least (capped exponential backoff"
+        f" up to 30 s between tries; default {RUN_RETRY_BUDGET_S:g}, time for a GPU model reload)",
     )
     _add_experiment_options(run, n_default=16)
 
@@ -261,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
             return serve_command(args.config, "INFO" if args.verbose else "WARNING")
         if args.command == "run":
             resolve_run_arguments(args, given_options(build_parser(), argv))
+            refuse_plaintext_token(args)
             return asyncio.run(run_command(args.address, args.application, args))
         if args.command == "plan":
+            refuse_plaintext_token(args)
             return plan_command(args)
         if args.command == "report":
             return report_command(args.run_dir, args.group_by or ())

@@ -15,7 +15,9 @@ from cot_transfer.cli.connection import connection_options
 from cot_transfer.cli.cut_options import CUT_SETTING_OPTIONS, kept_completions_of
 from cot_transfer.cli.experiment_config import run_origin
 from cot_transfer.cli.plan import ADAPTIVE_SETTING_OPTIONS, PlanError, sampling_plan_from_args
-from cot_transfer.client import CotTransferClient, Sampling
+from cot_transfer.client import CotTransferClient, Keepalive, RetryPolicy, Sampling
+from cot_transfer.client.client import UNARY_TIMEOUT_S
+from cot_transfer.client.retry import RUN_RETRY_BUDGET_S
 from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL, Thresholds
 from cot_transfer.experiment.datasets import (
@@ -119,6 +121,22 @@ def inputs_from_args(
 INCOMPLETE_EXIT = 3
 
 
+def transport_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The client's keepalive and unary deadline from `run`'s flags (the demo has none: defaults)."""
+    return {
+        "unary_timeout_s": getattr(args, "unary_deadline", UNARY_TIMEOUT_S),
+        "keepalive": Keepalive(
+            time_s=getattr(args, "keepalive", Keepalive.time_s),
+            timeout_s=getattr(args, "keepalive_timeout", Keepalive.timeout_s),
+        ),
+    }
+
+
+def run_retry(args: argparse.Namespace) -> RetryPolicy:
+    """How long the run retries a service that is unavailable (``--retry-budget``)."""
+    return RetryPolicy.lasting(getattr(args, "retry_budget", RUN_RETRY_BUDGET_S))
+
+
 async def run_command(
     address: str, application: str, args: argparse.Namespace, default_problems: Path | None = None
 ) -> int:
@@ -133,7 +151,9 @@ async def run_command(
     out_dir = args.resume if getattr(args, "resume", None) is not None else args.out
     total = len(problems) * len(settings.measured_fractions()) * len(settings.receiver_modes())
     with tqdm(total=total, unit="prefix", desc="transfer", file=sys.stderr, dynamic_ncols=True) as progress:
-        async with CotTransferClient(address, application=application, **connection_options(args)) as client:
+        async with CotTransferClient(
+            address, application=application, **connection_options(args), **transport_options(args)
+        ) as client:
             summary = await run_experiment(
                 client,
                 problems,
@@ -145,6 +165,7 @@ async def run_command(
                 on_row=lambda row: progress.update(1),
                 on_resume=progress.update,
                 origin=run_origin(args),
+                retry=run_retry(args),
             )
     print(headline(summary))
     print(format_unlock_table(summary))

@@ -1,4 +1,4 @@
-"""The async client: typed calls, deadlines, and retry with backoff on transient statuses."""
+"""The async client: typed calls, deadlines, keepalive, and retry with backoff on transient statuses."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from cot_transfer.client.convert import (
     thresholds_to_proto,
     transfer_event_from_proto,
 )
+from cot_transfer.client.keepalive import Keepalive
 from cot_transfer.client.retry import RETRYABLE_CODES, RetryPolicy, RpcFailedError, retry_unary
 from cot_transfer.domain.receivers import FREE
 from cot_transfer.domain.requests import (
@@ -38,11 +39,21 @@ from cot_transfer.v1 import cot_transfer_pb2 as pb
 from cot_transfer.v1 import cot_transfer_pb2_grpc as pb_grpc
 from cot_transfer.wire.messages import CUT_TO_PROTO, STEP_BOUNDARY_TO_PROTO
 
-__all__ = ["MAX_MESSAGE_BYTES", "RETRYABLE_CODES", "CotTransferClient", "RetryPolicy", "RpcFailedError"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "RETRYABLE_CODES",
+    "UNARY_TIMEOUT_S",
+    "CotTransferClient",
+    "RetryPolicy",
+    "RpcFailedError",
+]
 
 # Transfer.Run sends every problem inline; raise gRPC's 4 MiB default for large datasets.
 MAX_MESSAGE_BYTES = 64 * 2**20
 SERVICES = ("cot_transfer.v1.StrongModel", "cot_transfer.v1.WeakModel", "cot_transfer.v1.Transfer")
+# The default deadline of a single-response call (GetInfo, Complete): one that outlasts it is taken
+# as lost to a wedged server. A Complete of many long samples on a busy GPU ends well inside it.
+UNARY_TIMEOUT_S = 600.0
 
 
 class CotTransferClient:
@@ -61,11 +72,18 @@ class CotTransferClient:
         credentials: grpc.ChannelCredentials | None = None,
         token: str | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        unary_timeout_s: float | None = UNARY_TIMEOUT_S,
+        keepalive: Keepalive | None = None,
     ) -> None:
         """``credentials``: TLS, e.g. ``grpc.ssl_channel_credentials(root_certificates)``; plaintext when
-        None. ``token``: sent as ``authorization: Bearer <token>`` on every call."""
+        None. ``token``: sent as ``authorization: Bearer <token>`` on every call.
+
+        Deadlines, the first given of: the call's own ``timeout_s``; this ``timeout_s``, for every
+        call, streams included; ``unary_timeout_s``, for single-response calls only. A stream
+        gets none by default, since a Run may rightly take hours: ``keepalive`` (default
+        ``Keepalive()``) finds a connection that died under it, and the call fails UNAVAILABLE."""
         self._retry = retry or RetryPolicy()
-        options = [
+        options: list[tuple[str, str | int]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.enable_retries", 1),
@@ -73,6 +91,7 @@ class CotTransferClient:
             # gRPC stops retrying a call whose request outgrows this buffer (256 KiB by default); a
             # Run request holds a whole dataset, so let every request it may send stay retryable.
             ("grpc.per_rpc_retry_buffer_size", MAX_MESSAGE_BYTES),
+            *(keepalive or Keepalive()).channel_options(),
         ]
         self._channel = (
             grpc.aio.secure_channel(target, credentials, options=options)
@@ -83,6 +102,7 @@ class CotTransferClient:
         auth = (("authorization", f"Bearer {token}"),) if token else ()
         self._metadata = (("application", application), *auth, *metadata)
         self._timeout_s = timeout_s
+        self._unary_timeout_s = unary_timeout_s
         self._strong = pb_grpc.StrongModelStub(self._channel)
         self._weak = pb_grpc.WeakModelStub(self._channel)
         self._transfer = pb_grpc.TransferStub(self._channel)
@@ -99,9 +119,18 @@ class CotTransferClient:
     async def wait_ready(self, timeout_s: float) -> None:
         await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
 
+    def _unary_timeout(self, timeout_s: float | None) -> float | None:
+        for timeout in (timeout_s, self._timeout_s):
+            if timeout is not None:
+                return timeout
+        return self._unary_timeout_s
+
+    def _stream_timeout(self, timeout_s: float | None) -> float | None:
+        return timeout_s if timeout_s is not None else self._timeout_s
+
     async def get_info(self, timeout_s: float | None = None) -> ServiceInfo:
         """The served models, graders and request limits."""
-        timeout = timeout_s if timeout_s is not None else self._timeout_s
+        timeout = self._unary_timeout(timeout_s)
         response = await retry_unary(
             lambda remaining: self._transfer.GetInfo(pb.GetInfoRequest(), timeout=remaining, metadata=self._metadata),
             timeout,
@@ -140,7 +169,7 @@ class CotTransferClient:
             # Free stays unset, so a service from before answer modes reads the request as always.
             mode=pb.ANSWER_MODE_UNSPECIFIED if mode == FREE else mode_to_proto(mode),
         )
-        timeout = timeout_s if timeout_s is not None else self._timeout_s
+        timeout = self._unary_timeout(timeout_s)
         response = await retry_unary(
             lambda remaining: self._weak.Complete(request, timeout=remaining, metadata=self._metadata),
             timeout,
@@ -161,9 +190,7 @@ class CotTransferClient:
         request = pb.StreamPrefixesRequest(
             problem=problem, fractions=list(fractions), sampling=(sampling or Sampling()).to_proto(), grader=grader
         )
-        call = self._strong.StreamPrefixes(
-            request, timeout=timeout_s if timeout_s is not None else self._timeout_s, metadata=self._metadata
-        )
+        call = self._strong.StreamPrefixes(request, timeout=self._stream_timeout(timeout_s), metadata=self._metadata)
         async for message in _stream(call):
             yield strong_event_from_proto(message)
 
@@ -212,9 +239,7 @@ class CotTransferClient:
             # Adaptive sampling: rows drawn in rounds up to the plan's n_max (then n is n_max).
             sampling_plan=sampling_plan_to_proto(sampling_plan) if sampling_plan is not None else None,
         )
-        call = self._transfer.Run(
-            request, timeout=timeout_s if timeout_s is not None else self._timeout_s, metadata=self._metadata
-        )
+        call = self._transfer.Run(request, timeout=self._stream_timeout(timeout_s), metadata=self._metadata)
         async for message in _stream(call):
             yield transfer_event_from_proto(message)
 

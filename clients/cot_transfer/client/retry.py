@@ -10,6 +10,9 @@
   refusal its own client raises before sending anything (seen with ``GRPC_TRACE=retry`` on
   grpcio 1.85: "CLIENT: Sent message larger than max ... retrying failed call"). So it is not in
   the service config; ``retry_unary`` retries it here, unless the details name a size limit.
+
+A run retries a whole stream from its results on disk (``cot_transfer.experiment.runner``), with a
+policy sized by time: ``RetryPolicy.lasting(RUN_RETRY_BUDGET_S)`` keeps trying through a model reload.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +39,9 @@ RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOUR
 # gRPC's wording for a message over a size limit, on either side ("CLIENT: Sent message larger
 # than max (N vs. M)", "SERVER: Received message larger than max (N vs. M)").
 SIZE_REFUSAL_MARKER = "larger than max"
+# A replica that died is back once its engine has reloaded the weights: tens of seconds on CPU,
+# ten minutes and more for a large model on GPU read from network storage.
+RUN_RETRY_BUDGET_S = 900.0
 
 
 class RpcFailedError(Exception):
@@ -62,7 +69,7 @@ def is_size_refusal(code: grpc.StatusCode | None, details: str | None) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter on UNAVAILABLE and shed RESOURCE_EXHAUSTED.
+    """Capped exponential backoff with jitter on UNAVAILABLE and shed RESOURCE_EXHAUSTED.
 
     ``max_attempts`` caps the calls made for each of the two: gRPC's own retries (UNAVAILABLE)
     are capped at 5 whatever is asked (gRFC A6).
@@ -73,9 +80,33 @@ class RetryPolicy:
     max_backoff_s: float = 5.0
     multiplier: float = 2.0
 
+    @classmethod
+    def lasting(
+        cls, budget_s: float, *, initial_backoff_s: float = 2.0, max_backoff_s: float = 30.0, multiplier: float = 2.0
+    ) -> RetryPolicy:
+        """The policy with the fewest attempts whose pauses add up to at least ``budget_s``."""
+        if not math.isfinite(budget_s) or initial_backoff_s <= 0:
+            raise ValueError(f"a retry budget needs a finite time and pauses above 0 s, not {budget_s} s")
+        shape = cls(1, initial_backoff_s, max_backoff_s, multiplier)
+        attempts, covered = 1, 0.0
+        while covered < budget_s:
+            covered += shape.ceiling_s(attempts - 1) / 2
+            attempts += 1
+        return cls(attempts, initial_backoff_s, max_backoff_s, multiplier)
+
+    def ceiling_s(self, attempt: int) -> float:
+        return min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)
+
     def backoff_s(self, attempt: int) -> float:
-        ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)
-        return random.uniform(0.0, ceiling)
+        """The pause after failed attempt ``attempt`` (from 0): between half its ceiling and the
+        ceiling. The jitter spreads clients that failed together; the floor makes the time the
+        retries cover a lower bound (``min_total_pause_s``), not a chance."""
+        ceiling = self.ceiling_s(attempt)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def min_total_pause_s(self) -> float:
+        """The least time the pauses between all ``max_attempts`` attempts add up to."""
+        return sum(self.ceiling_s(attempt) / 2 for attempt in range(self.max_attempts - 1))
 
     def service_config(self, services: Sequence[str]) -> str:
         """The channel's ``grpc.service_config``: this policy for UNAVAILABLE on ``services``."""
