@@ -1,7 +1,8 @@
 """Health costs nothing the service needs (edge.health, edge.rpc): Check, List and Watch answer from
 one cached reading of the model deployments; Watch streams (no token needed) are bounded in number
 and lifetime and send only changes; work calls are bounded by the service itself, below Serve's
-slot limit for the ingress, so health calls and Watch streams never take a slot from work."""
+slot limit for the ingress, so health calls and Watch streams never take a slot from work; and
+concurrent /metrics scrapes share one gathering (wiring.deployments.SharedRead)."""
 
 from __future__ import annotations
 
