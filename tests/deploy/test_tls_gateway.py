@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as aio_health
 
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError
 from tests.conftest import REPO, InProcessService, free_port
@@ -32,6 +33,8 @@ LISTEN = "listen 8443 ssl http2;"
 UPSTREAM = "server cot-transfer-grpc:9000;"
 CERTIFICATE = "/etc/nginx/tls/tls.crt"
 KEY = "/etc/nginx/tls/tls.key"
+# Past nginx's default grpc_read_timeout (60 s).
+QUIET_S = 65
 
 
 def _nginx_candidates() -> Iterator[Path]:
@@ -163,6 +166,31 @@ async def test_with_serve_down_the_gateway_answers_unavailable(nginx: Path, tmp_
             with pytest.raises(RpcFailedError) as caught:
                 await client.get_info(timeout_s=30)
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_stream_quiet_past_nginxs_default_read_timeout_stays_open(nginx: Path, tmp_path: Path) -> None:
+    """A Transfer.Run stream can go quiet for minutes while a problem's CoT is written: the gateway
+    must not cut it after nginx's default 60 s. A health Watch is such a stream: one message, then
+    nothing until the status changes."""
+    backend = grpc.aio.server()
+    health = aio_health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, backend)
+    port = backend.add_insecure_port("127.0.0.1:0")
+    await backend.start()
+    try:
+        await health.set("", health_pb2.HealthCheckResponse.SERVING)
+        async with running_gateway(nginx, tmp_path, f"127.0.0.1:{port}") as (address, ca):
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+            async with grpc.aio.secure_channel(address, credentials) as channel:
+                stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=180)
+                assert (await stream.read()).status == health_pb2.HealthCheckResponse.SERVING
+                await asyncio.sleep(QUIET_S)
+                await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+                changed = await asyncio.wait_for(stream.read(), timeout=30)
+                assert changed.status == health_pb2.HealthCheckResponse.NOT_SERVING, changed
+                stream.cancel()
+    finally:
+        await backend.stop(None)
 
 
 @pytest.mark.parametrize("overlay", ["cpu", "gpu"])
