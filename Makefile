@@ -10,10 +10,11 @@ TORCH_VERSION := 2.13.0+cpu
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROMTOOL := .tools/prometheus/usr/bin/promtool
+NGINX := .tools/nginx/usr/sbin/nginx
 PROTO := protos/cot_transfer/v1/cot_transfer.proto
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo real-demo gpu-pair test unit integration packaging lint protos serve bench models clean manifests promtool browser fuzz
+.PHONY: help setup demo real-demo gpu-pair test unit integration packaging lint protos serve bench models clean manifests promtool nginx browser fuzz
 
 help:
 	@echo "make demo   set up, start the local stack (CPU, tiny models) and run the demo experiment"
@@ -55,7 +56,7 @@ lint: $(STAMP) $(BUF)
 # Prometheus and promtool (Debian's package, unpacked under .tools) for the metrics tests.
 TEST_PATH := $(CURDIR)/.tools/prometheus/usr/bin:$(PATH)
 
-unit: $(STAMP) $(PROMTOOL)
+unit: $(STAMP) $(PROMTOOL) $(NGINX)
 	PATH=$(TEST_PATH) $(BIN)/pytest tests -m "not integration" $(PYTEST_ARGS)
 
 integration: $(STAMP) $(PROMTOOL) browser
@@ -65,7 +66,7 @@ integration: $(STAMP) $(PROMTOOL) browser
 packaging: $(STAMP)
 	$(BIN)/pytest tests -m packaging $(PYTEST_ARGS)
 
-test: lint $(PROMTOOL) browser
+test: lint $(PROMTOOL) $(NGINX) browser
 	PATH=$(TEST_PATH) $(BIN)/pytest tests $(PYTEST_ARGS)
 
 # The full fuzz run of RELIABILITY.md: 10,000 generated requests against the real stack.
@@ -124,6 +125,16 @@ $(PROMTOOL):
 	test -x $(PROMTOOL)
 
 promtool: $(PROMTOOL)
+
+# nginx (Debian's package, unpacked, never installed or started as a daemon): the TLS gateway
+# tests run deploy/base/tls-gateway's own nginx.conf with it.
+$(NGINX):
+	mkdir -p .tools/nginx
+	cd .tools && { apt-get download nginx 2>/dev/null || { apt-get update -qq && apt-get download nginx; }; }
+	dpkg -x .tools/nginx_*.deb .tools/nginx && rm -f .tools/nginx_*.deb
+	test -x $(NGINX)
+
+nginx: $(NGINX)
 
 # Headless Chromium and its WebDriver (Debian's chromium, chromium-driver) for the viewer's browser
 # test (tests/integration/test_viewer_browser.py); installed once, when missing. Needs root.
