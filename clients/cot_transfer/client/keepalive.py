@@ -2,8 +2,8 @@
 
 A Run streams for as long as the experiment takes, so no deadline can tell a long healthy stream
 from one whose connection went quiet (a NAT or load balancer dropped it, a node vanished): only
-pings can. gRPC core needs three settings for that, each found by a test that froze a proxy
-(tests/unit/test_client_keepalive.py) on grpcio 1.85:
+pings can. gRPC core needs three settings for that; without either of the last two, a Run behind
+a proxy gone quiet hung (tests/unit/test_client_keepalive.py, grpcio 1.85):
 
 * ``grpc.keepalive_time_ms``: how long the connection may be silent before a ping.
 * ``grpc.http2.ping_timeout_ms`` beside ``grpc.keepalive_timeout_ms``: a ping already in flight
