@@ -252,3 +252,15 @@ def test_the_service_config_retries_only_unavailable_and_within_grpcs_cap() -> N
 )
 def test_which_failures_are_retryable(code: grpc.StatusCode, details: str, retryable: bool) -> None:
     assert RpcFailedError(code, details).retryable is retryable
+
+
+def test_the_proxys_internal_for_a_replica_that_died_is_retryable_and_a_bug_is_not() -> None:
+    """Ray Serve's gRPC proxy reports an ingress replica killed under a call as INTERNAL with Ray's
+    text (seen in tests/integration/test_node_loss.py); the service's own INTERNAL is a bug."""
+    died = (
+        "The actor died unexpectedly before finishing this task.\n\tclass_name: ServeReplica:cot_transfer:"
+        "TransferIngress\n\tactor_id: 69ab3541fdad651b1f65c33a05000000"
+    )
+    assert RpcFailedError(grpc.StatusCode.INTERNAL, died).retryable
+    assert not RpcFailedError(grpc.StatusCode.INTERNAL, "internal error (incident 3f2a); the logs have it").retryable
+    assert not RpcFailedError(grpc.StatusCode.INVALID_ARGUMENT, "The actor died unexpectedly").retryable

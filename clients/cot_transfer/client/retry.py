@@ -39,6 +39,18 @@ RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOUR
 # gRPC's wording for a message over a size limit, on either side ("CLIENT: Sent message larger
 # than max (N vs. M)", "SERVER: Received message larger than max (N vs. M)").
 SIZE_REFUSAL_MARKER = "larger than max"
+# Ray Serve's gRPC proxy answers a call whose ingress replica died under it with INTERNAL and Ray's
+# own text (ActorDiedError: "The actor died unexpectedly before finishing this task ... class_name:
+# ServeReplica:..."). That is the cluster losing a process, which the next try survives; the
+# service's own INTERNAL, a bug, says "internal error (incident ...)" and is not retried.
+REPLICA_LOSS_MARKERS = (
+    "The actor died unexpectedly",
+    "The actor is dead",
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "OwnerDiedError",
+    "NodeDiedError",
+)
 # A replica that died is back once its engine has reloaded the weights: tens of seconds on CPU,
 # ten minutes and more for a large model on GPU read from network storage.
 RUN_RETRY_BUDGET_S = 900.0
@@ -60,7 +72,14 @@ class RpcFailedError(Exception):
     @property
     def retryable(self) -> bool:
         """Transient: the same request may succeed later (a dead replica, shed load)."""
+        if is_replica_loss(self.code, self.details):
+            return True
         return self.code in RETRYABLE_CODES and not self.size_refusal
+
+
+def is_replica_loss(code: grpc.StatusCode | None, details: str | None) -> bool:
+    """The proxy's INTERNAL for a replica that died under the call (see ``REPLICA_LOSS_MARKERS``)."""
+    return code == grpc.StatusCode.INTERNAL and any(marker in (details or "") for marker in REPLICA_LOSS_MARKERS)
 
 
 def is_size_refusal(code: grpc.StatusCode | None, details: str | None) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError
 from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
+from cot_transfer.client.retry import RUN_RETRY_BUDGET_S
 from cot_transfer.domain.requests import FractionResult, Problem, ProblemError, ResumedProblem, ServiceInfo, StrongCot
 from cot_transfer.experiment.cut_settings import resume_fractions
 from cot_transfer.experiment.datasets import (
@@ -65,9 +66,9 @@ from cot_transfer.experiment.settings import (
 
 logger = logging.getLogger(__name__)
 
-# A replica that died is back after its engine restarts: tens of seconds on CPU, minutes for
-# large models on GPU; the backoff covers about five minutes in all.
-STREAM_RETRY = RetryPolicy(max_attempts=12, initial_backoff_s=2.0, max_backoff_s=30.0, multiplier=2.0)
+# A replica that died is back after its engine restarts: tens of seconds on CPU, ten minutes and
+# more for a large model on GPU; library callers get the CLI's default budget.
+STREAM_RETRY = RetryPolicy.lasting(RUN_RETRY_BUDGET_S)
 
 RETRYABLE_CODE_NAMES = frozenset(code.name for code in RETRYABLE_CODES)
 
