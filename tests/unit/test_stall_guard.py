@@ -27,6 +27,10 @@ class ControlledEngine(RecordingEngine):
         super().__init__(CharTokenizer(), 64)
         self.aborted: list[str] = []
         self.gate: asyncio.Queue[str] = asyncio.Queue()
+        self.steps: float | None = None  # None: the engine reports no steps
+
+    def stats(self) -> dict[str, float]:
+        return {} if self.steps is None else {"steps": self.steps}
 
     async def generate(self, request: GenerationRequest, request_id: str) -> AsyncIterator[GenerationOutput]:
         while True:
@@ -81,6 +85,24 @@ async def test_a_queued_request_on_a_busy_engine_is_not_a_stall() -> None:
     assert sum(len(texts) for texts in results) == 12
     assert inner.aborted == []
     await guard.check_health()
+
+
+async def test_an_engine_that_steps_without_output_is_not_stalled_until_its_steps_stop() -> None:
+    """A completion is sent whole at its end: minutes without output on a healthy engine."""
+    inner = ControlledEngine()
+    inner.steps = 0
+    guard = StallGuard(inner, stall_timeout_s=0.4, poll_s=0.05)
+    task = asyncio.ensure_future(collect(guard, "long"))
+    for _ in range(10):  # 1 s, 2.5x the limit, of steps and no output
+        await asyncio.sleep(0.1)
+        inner.steps += 1
+    assert not task.done()
+    await guard.check_health()
+    started = time.monotonic()
+    with pytest.raises(UnavailableError):  # then the steps stop: a stall
+        await task
+    assert time.monotonic() - started < 1.5
+    assert inner.aborted == ["long"]
 
 
 async def test_an_idle_engine_is_never_stalled() -> None:

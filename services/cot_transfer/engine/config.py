@@ -146,6 +146,13 @@ class EngineConfig(BaseModel):
         " the start fails; Ray Serve LLM's engine start timeout has the same default. With an endpoint: how long"
         " a start waits for an unreachable or failing server to answer.",
     )
+    stall_timeout_s: float | None = Field(
+        default=300.0,
+        gt=0.0,
+        description="Longest the engine may be busy with no progress at all (no engine step, no output of any"
+        " request) before its requests fail with UNAVAILABLE and its health check fails, so Serve replaces the"
+        " replica: a wedged engine raises nothing and would hold every request for ever. None turns it off.",
+    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Further vLLM AsyncEngineArgs fields, passed through as they are."
     )

@@ -9,8 +9,10 @@ aborted and fails with UNAVAILABLE (the client runs it again, on a healthy repli
 ``check_health`` raises until output flows again, so Serve restarts the replica.
 
 Progress is the engine's, not one request's: a request queued behind others produces nothing for
-a long time on a busy, healthy engine, and must not count as a stall. The clock starts when the
-engine goes from idle to busy, so an idle engine is never stalled either.
+a long time on a busy, healthy engine, and must not count as a stall. Nor does a completion that
+is sent whole at its end: an engine that reports its steps (``stats()["steps"]``, vLLM's after
+each scheduler step) progresses with every step. The clock starts when the engine goes from idle
+to busy, so an idle engine is never stalled either.
 """
 
 from __future__ import annotations
@@ -43,11 +45,16 @@ class StallGuard(Engine):
         self._in_flight = 0
         self._last_progress = clock()
         self._stalled = False
+        self._steps: float | None = None
 
     def stalled_for(self) -> float:
-        """Seconds the engine has been busy without output; 0 while idle or progressing."""
+        """Seconds the engine has been busy without progress; 0 while idle or progressing."""
         if self._in_flight == 0:
             return 0.0
+        steps = self.engine.stats().get("steps")
+        if steps is not None and steps != self._steps:
+            self._steps = steps
+            self._progress()
         return max(0.0, self._clock() - self._last_progress)
 
     def _progress(self) -> None:

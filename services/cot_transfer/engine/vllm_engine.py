@@ -105,6 +105,9 @@ class EngineLoad:
         self.running = 0
         self.waiting = 0
         self.kv_cache_usage = 0.0
+        # Engine steps reported so far: progress even while every request runs without output
+        # (a completion is sent whole, at its end).
+        self.steps = 0
 
     def logger_factory(self) -> Any:
         """A vLLM stat-logger class that writes into this object."""
@@ -123,6 +126,8 @@ class EngineLoad:
                 mm_cache_stats: Any = None,
                 engine_idx: int = 0,
             ) -> None:
+                if iteration_stats is not None:
+                    load.steps += 1
                 if scheduler_stats is not None:
                     load.running = scheduler_stats.num_running_reqs
                     load.waiting = scheduler_stats.num_waiting_reqs + scheduler_stats.num_skipped_waiting_reqs
@@ -199,7 +204,7 @@ class VLLMEngine(LoadedModel, Engine):
 
     async def generate(self, request: GenerationRequest, request_id: str) -> AsyncIterator[GenerationOutput]:
         from vllm import SamplingParams as VllmSamplingParams
-        from vllm.exceptions import GracefulHTTPError, VLLMClientError
+        from vllm.exceptions import GracefulHTTPError, VLLMClientError, VLLMServerError
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
@@ -241,10 +246,15 @@ class VLLMEngine(LoadedModel, Engine):
             raise UnavailableError("the engine failed while generating") from error
         except GracefulHTTPError as error:
             raise OverloadedError(error.message) from error
-        except (VLLMClientError, ValueError) as error:
-            # vLLM's own request validation (e.g. a prompt past the context length); the edge
-            # checks lengths first, so this is the backstop, not the usual path.
+        except VLLMClientError as error:
+            # vLLM's own request validation (e.g. a prompt past the context length): the caller's
+            # input, final. The edge checks lengths first, so this is the backstop, not the usual path.
             raise InvalidArgumentError("request", str(error)) from error
+        except VLLMServerError as error:
+            # A generation that failed inside the engine (vLLM's 5xx): the next try may succeed.
+            raise UnavailableError("the engine failed this request; retry") from error
+        # A plain ValueError from vLLM's internals is its configuration or a bug, not the request's
+        # fault: it goes on as INTERNAL (logged with an incident id), which no resume takes as final.
 
     async def abort(self, request_id: str) -> None:
         if self._llm is not None:
@@ -272,4 +282,5 @@ class VLLMEngine(LoadedModel, Engine):
             "running": float(running),
             "waiting": float(waiting),
             "kv_cache_usage": self._load.kv_cache_usage,
+            "steps": float(self._load.steps),
         }
