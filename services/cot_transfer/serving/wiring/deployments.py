@@ -23,6 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, PrefixRequest, StrongEvent
 from cot_transfer.engine.base import Engine
 from cot_transfer.engine.config import EngineConfig
+from cot_transfer.engine.stall_guard import StallGuard
 from cot_transfer.serving.common.metrics import FAMILIES, ExperimentSeries, RayServiceMetrics
 from cot_transfer.serving.common.serving_config import (
     DEFAULT_FORCE_ANSWER_MAX_TOKENS,
@@ -89,6 +90,13 @@ def engine_for(config: EngineConfig) -> Engine:
     return VLLMEngine(config)
 
 
+def guarded(engine: Engine, config: EngineConfig) -> Engine:
+    """``engine`` behind a ``StallGuard`` at the config's ``stall_timeout_s`` (None: as it is)."""
+    if config.stall_timeout_s is None:
+        return engine
+    return StallGuard(engine, config.stall_timeout_s)
+
+
 class _ModelReplica:
     """A model deployment's replica: its engine and the receiver server on it (every served model
     completes prefixes; the strong model's own completions measure its self-potential)."""
@@ -103,7 +111,7 @@ class _ModelReplica:
     ) -> None:
         self._model_path = engine_config.model
         self._tokenizer_folder = engine_config.tokenizer_folder
-        self._engine = (engine_factory or engine_for)(engine_config)
+        self._engine = guarded((engine_factory or engine_for)(engine_config), engine_config)
         await self._engine.start()
         self._name = engine_config.name
         self._metrics = RayServiceMetrics()
@@ -197,6 +205,7 @@ class TransferIngress(TransferService):
             max_concurrent_completions=config.ingress.max_concurrent_completions,
             metrics=metrics,
             max_concurrent_cots=config.ingress.max_concurrent_cots,
+            limits=config.limits,
         )
         super().__init__(
             config,
