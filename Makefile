@@ -115,23 +115,24 @@ manifests: $(STAMP)
 	$(BIN)/python -m tools.kuberay --config configs/k8s-gpu.yaml --out deploy/overlays/gpu/serve-config.yaml
 	$(BIN)/python -m tools.kuberay --alerts deploy/monitoring/alerts.yaml --out deploy/monitoring/prometheus-rule.yaml
 
-# promtool for the alert-rule tests (tests/deploy runs this when promtool is not on PATH): the
-# promtool binary of Debian's prometheus package, unpacked under .tools so that no Prometheus
-# daemon is installed or started. Refreshing the package lists (apt-get update) needs root.
+# Debian's package $(1), unpacked under .tools/$(1): its binaries without installing it or
+# starting a daemon. Refreshing the package lists (apt-get update) needs root.
+define unpack-deb
+	mkdir -p .tools/$(1)
+	cd .tools && { apt-get download $(1) 2>/dev/null || { apt-get update -qq && apt-get download $(1); }; }
+	dpkg -x .tools/$(1)_*.deb .tools/$(1) && rm -f .tools/$(1)_*.deb
+endef
+
+# promtool for the alert-rule tests (tests/deploy runs this when promtool is not on PATH).
 $(PROMTOOL):
-	mkdir -p .tools/prometheus
-	cd .tools && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
-	dpkg -x .tools/prometheus_*.deb .tools/prometheus && rm -f .tools/prometheus_*.deb
+	$(call unpack-deb,prometheus)
 	test -x $(PROMTOOL)
 
 promtool: $(PROMTOOL)
 
-# nginx (Debian's package, unpacked, never installed or started as a daemon): the TLS gateway
-# tests run deploy/base/tls-gateway's own nginx.conf with it.
+# nginx: the TLS gateway tests run deploy/base/tls-gateway's own nginx.conf with it.
 $(NGINX):
-	mkdir -p .tools/nginx
-	cd .tools && { apt-get download nginx 2>/dev/null || { apt-get update -qq && apt-get download nginx; }; }
-	dpkg -x .tools/nginx_*.deb .tools/nginx && rm -f .tools/nginx_*.deb
+	$(call unpack-deb,nginx)
 	test -x $(NGINX)
 
 nginx: $(NGINX)
