@@ -262,5 +262,10 @@ def test_the_proxys_internal_for_a_replica_that_died_is_retryable_and_a_bug_is_n
         "TransferIngress\n\tactor_id: 69ab3541fdad651b1f65c33a05000000"
     )
     assert RpcFailedError(grpc.StatusCode.INTERNAL, died).retryable
+    unreachable = (  # its node went away (seen when the second node's raylet was killed)
+        "The actor 0a63f7532d9199871436905805000000 is unavailable: The actor is temporarily unavailable: RpcError:"
+        " RPC error: Socket closed rpc_code: 14. The task may or may not have been executed on the actor."
+    )
+    assert RpcFailedError(grpc.StatusCode.INTERNAL, unreachable).retryable
     assert not RpcFailedError(grpc.StatusCode.INTERNAL, "internal error (incident 3f2a); the logs have it").retryable
     assert not RpcFailedError(grpc.StatusCode.INVALID_ARGUMENT, "The actor died unexpectedly").retryable

@@ -46,6 +46,11 @@ SIZE_REFUSAL_MARKER = "larger than max"
 REPLICA_LOSS_MARKERS = (
     "The actor died unexpectedly",
     "The actor is dead",
+    # ActorUnavailableError, when the replica's node went away: "The actor <id> is unavailable:
+    # The actor is temporarily unavailable: RpcError: ... Socket closed ... The task may or may
+    # not have been executed on the actor."
+    "The actor is temporarily unavailable",
+    "may or may not have been executed on the actor",
     "ActorDiedError",
     "ActorUnavailableError",
     "OwnerDiedError",
