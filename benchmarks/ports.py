@@ -9,10 +9,11 @@ proxy binds.
 
 from __future__ import annotations
 
-import errno
 import random
 import socket
 from pathlib import Path
+
+from cot_transfer.serving.wiring.local import bind_failure
 
 PORT_FLOOR = 20000
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -46,21 +47,8 @@ def free_ports(count: int) -> list[int]:
                 port = int(sock.getsockname()[1])
         except OSError:
             continue
-        if port not in found and _free_on_ipv6(port):
+        if port not in found and bind_failure("::", port) is None:
             found.append(port)
     if len(found) == count:
         return found
     raise RuntimeError(f"no {count} free ports found between {PORT_FLOOR} and {ceiling}")
-
-
-def _free_on_ipv6(port: int) -> bool:
-    try:
-        sock = socket.socket(socket.AF_INET6)
-    except OSError:
-        return True  # no IPv6 here: nothing can hold the port there
-    with sock:
-        try:
-            sock.bind(("::", port))
-        except OSError as error:
-            return error.errno == errno.EADDRNOTAVAIL
-    return True

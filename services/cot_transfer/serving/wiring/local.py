@@ -47,14 +47,14 @@ def check_ports_free(config: ServingConfig, *, with_metrics_port: bool = True) -
         if port == 0:
             continue
         for host in hosts:
-            reason = _bind_failure(host, port)
+            reason = bind_failure(host, port)
             if reason is not None:
                 raise PortUnavailableError(
                     f"{key}: port {port} on {host!r} is not free ({reason}); stop what holds it or pick another port"
                 )
 
 
-def _bind_failure(host: str, port: int) -> str | None:
+def bind_failure(host: str, port: int) -> str | None:
     """Why ``host:port`` cannot be bound right now, or None when it can (or the host's family is absent)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
