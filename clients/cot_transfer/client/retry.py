@@ -111,12 +111,10 @@ class RetryPolicy:
         """The policy with the fewest attempts whose pauses add up to at least ``budget_s``."""
         if not math.isfinite(budget_s) or initial_backoff_s <= 0:
             raise ValueError(f"a retry budget needs a finite time and pauses above 0 s, not {budget_s} s")
-        shape = cls(1, initial_backoff_s, max_backoff_s, multiplier)
-        attempts, covered = 1, 0.0
-        while covered < budget_s:
-            covered += shape.ceiling_s(attempts - 1) / 2
-            attempts += 1
-        return cls(attempts, initial_backoff_s, max_backoff_s, multiplier)
+        policy = cls(1, initial_backoff_s, max_backoff_s, multiplier)
+        while policy.min_total_pause_s() < budget_s:
+            policy = cls(policy.max_attempts + 1, initial_backoff_s, max_backoff_s, multiplier)
+        return policy
 
     def ceiling_s(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)

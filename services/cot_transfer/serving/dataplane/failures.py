@@ -29,7 +29,7 @@ GENERIC_DETAILS = {
 
 
 # Details travel in the grpc-message trailer. Clients and proxies cap the header block (gRPC's
-# default is 8 KiB, and an over-limit trailer turns the status into INTERNAL on the client), while
+# default is 8 KiB; over it the client saw RESOURCE_EXHAUSTED, which it retries), while
 # an error may echo a name or value the caller sent, of any length.
 MAX_DETAILS_CHARS = 1024
 
