@@ -25,6 +25,9 @@ DEFAULT_FORCE_ANSWER_MAX_TOKENS = 32
 DEFAULT_MAX_SAMPLES_PER_RUN = 50_000_000
 # Runs in progress share an ingress replica's slots evenly, so each extra run thins every run's share.
 DEFAULT_MAX_CONCURRENT_RUNS = 32
+# A run's events waiting for its reader: enough to keep a stream busy between reads, few enough that
+# a reader that stops reading holds at most that many CoTs (each up to limits.max_text_chars) in memory.
+DEFAULT_MAX_BUFFERED_EVENTS_PER_RUN = 64
 
 
 class _Strict(BaseModel):
@@ -329,6 +332,12 @@ class LimitsConfig(_Strict):
         ge=1,
         description="Transfer.Run calls one ingress replica runs at once; one more gets RESOURCE_EXHAUSTED"
         " (retry with backoff). The runs in progress share the weak and strong slots evenly.",
+    )
+    max_buffered_events_per_run: int = Field(
+        default=DEFAULT_MAX_BUFFERED_EVENTS_PER_RUN,
+        ge=1,
+        description="Transfer.Run events (CoTs, rows, problem errors) one run holds for a reader slower than the"
+        " models; past it the run's problems wait for the reader before sending more (back-pressure).",
     )
     max_fractions: int = Field(
         default=512, ge=1, description="Cap on fractions in one request, and on the steps of an every-step cut."

@@ -278,7 +278,8 @@ class TransferRunner:
             raise AlreadyExistsError(
                 f"experiment_id {request.experiment_id!r} is already running; wait for it or use another id"
             )
-        events: asyncio.Queue[object] = asyncio.Queue()
+        # Bounded: a slow reader makes the problems wait at their next put (back-pressure), never buffers without end.
+        events: asyncio.Queue[object] = asyncio.Queue(self._limits.max_buffered_events_per_run)
         strong_correct: dict[str, bool] = {}
         # One analysis path: the gauges rerun the summary's analysis, at most once a second.
         # One per (receiver, mode); the gauges follow the primary one.
@@ -350,7 +351,9 @@ class TransferRunner:
         except BaseExceptionGroup as group_error:
             await events.put(_Failure(_first_cause(group_error)))
         except BaseException as error:  # cancellation included: the consumer is gone or going
-            await events.put(_Failure(error))
+            # Not awaited: on a full queue no reader is left to make room, and the consumer's cleanup awaits this task.
+            with contextlib.suppress(asyncio.QueueFull):
+                events.put_nowait(_Failure(error))
             raise
         else:
             await events.put(_DONE)
