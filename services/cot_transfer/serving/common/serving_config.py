@@ -28,6 +28,9 @@ DEFAULT_MAX_CONCURRENT_RUNS = 32
 # A run's events waiting for its reader: enough to keep a stream busy between reads, few enough that
 # a reader that stops reading holds at most that many CoTs (each up to limits.max_text_chars) in memory.
 DEFAULT_MAX_BUFFERED_EVENTS_PER_RUN = 64
+# Half an ingress replica's calls (ingress.max_ongoing_requests, 256): a caller that floods the
+# service leaves the other half to everyone else.
+DEFAULT_MAX_CONCURRENT_CALLS_PER_CALLER = 128
 
 
 class _Strict(BaseModel):
@@ -338,6 +341,14 @@ class LimitsConfig(_Strict):
         ge=1,
         description="Transfer.Run events (CoTs, rows, problem errors) one run holds for a reader slower than the"
         " models; past it the run's problems wait for the reader before sending more (back-pressure).",
+    )
+    max_concurrent_calls_per_caller: int = Field(
+        default=DEFAULT_MAX_CONCURRENT_CALLS_PER_CALLER,
+        ge=1,
+        description="Work calls (Complete, StreamPrefixes, Transfer.Run) one caller, known by its address, has in"
+        " flight on one ingress replica; one more gets RESOURCE_EXHAUSTED (retry with backoff), so one caller"
+        " cannot take every slot (ingress.max_ongoing_requests) from the others. Behind a proxy that does not"
+        " keep the client's address (a TLS gateway) every call has the proxy's: raise it to that bound there.",
     )
     max_fractions: int = Field(
         default=512, ge=1, description="Cap on fractions in one request, and on the steps of an every-step cut."

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Protocol
 
 import grpc
@@ -26,6 +26,7 @@ from cot_transfer.serving.common.serving_config import ServingConfig
 from cot_transfer.serving.dataplane.fanout import RunEvents
 from cot_transfer.serving.edge import decode, encode
 from cot_transfer.serving.edge.auth import TokenAuth
+from cot_transfer.serving.edge.callers import CallerLimit, caller_of
 from cot_transfer.serving.edge.health import HEALTH_SERVICES, SERVICE_UNKNOWN, HealthState, ModelsServing
 from cot_transfer.serving.edge.status import status_for
 from cot_transfer.v1 import cot_transfer_pb2 as pb
@@ -64,6 +65,8 @@ class RpcContext(Protocol):
     """What the bodies need of a call's context: Ray Serve's gRPC context and grpc.aio's both fit."""
 
     def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]] | None: ...
+
+    def peer(self) -> str: ...
 
     def set_code(self, code: grpc.StatusCode) -> None: ...
 
@@ -111,6 +114,7 @@ class TransferService:
         self._metrics = metrics
         self._auth = TokenAuth.from_env(config.auth_token_env)
         self._max_in_flight = config.ingress.max_ongoing_requests
+        self._per_caller = CallerLimit(config.limits.max_concurrent_calls_per_caller)
         self._health = HealthState(
             models_serving,
             refresh_interval_s=config.ingress.health_refresh_interval_s,
@@ -121,8 +125,10 @@ class TransferService:
         self._in_flight = 0
 
     @asynccontextmanager
-    async def _rpc(self, method: str, grpc_context: RpcContext) -> AsyncIterator[None]:
-        """Authenticates, counts and times one RPC, and turns any failure into its status code."""
+    async def _rpc(self, method: str, grpc_context: RpcContext, *, per_caller: bool = True) -> AsyncIterator[None]:
+        """Authenticates, counts and times one RPC, and turns any failure into its status code.
+        ``per_caller``: the call counts against its caller's limit (work does; GetInfo, which a
+        client asks between its runs, does not)."""
         started = time.monotonic()
         code = grpc.StatusCode.OK
         self._in_flight += 1
@@ -138,7 +144,8 @@ class TransferService:
                     f"this ingress replica is serving its limit of {self._max_in_flight} calls"
                     " (ingress.max_ongoing_requests); retry with backoff"
                 )
-            yield
+            with self._per_caller.hold(caller_of(grpc_context.peer())) if per_caller else nullcontext():
+                yield
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
@@ -164,7 +171,7 @@ class TransferService:
         return response
 
     async def GetInfo(self, request: pb.GetInfoRequest, grpc_context: RpcContext) -> pb.GetInfoResponse:  # noqa: N802
-        async with self._rpc("GetInfo", grpc_context):
+        async with self._rpc("GetInfo", grpc_context, per_caller=False):
             info = await get_info(self._config, self._fingerprints)
         return info
 
