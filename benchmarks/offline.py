@@ -25,6 +25,15 @@ def offline_llm(config: EngineConfig) -> Any:
     return LLM(**vllm_engine_arguments(config))
 
 
+def shut_down(llm: Any) -> None:
+    """Stops the engine's process now, so the next phase gets its memory and cores."""
+    engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if engine_core is not None and hasattr(engine_core, "shutdown"):
+        engine_core.shutdown()
+    del llm
+    gc.collect()
+
+
 def offline_completions_per_s(
     config: EngineConfig,
     prompts: Sequence[Sequence[int]],
@@ -52,11 +61,7 @@ def offline_completions_per_s(
         completions = sum(len(output.outputs) for output in outputs)
         generated = sum(len(sample.token_ids) for output in outputs for sample in output.outputs)
     finally:
-        shutdown = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-        if shutdown is not None and hasattr(shutdown, "shutdown"):
-            shutdown.shutdown()
-        del llm
-        gc.collect()
+        shut_down(llm)
     return {
         "prompts": len(prompts),
         "completions": completions,

@@ -54,6 +54,15 @@ def summary_lines(results: BenchResult) -> list[str]:
             f"Served weak completions/s {offline.served_weak.completions_per_s:.1f} vs offline LLM.generate"
             f" {offline.offline_llm_generate['completions_per_s']:.1f}: {offline.served_vs_offline:.0%}."
         )
+    decisions = results.decisions
+    if decisions is not None:
+        lines.append(
+            f"Time to the decisions: offline LLM.generate at n={decisions['n']}, graded and decided, in"
+            f" {decisions['offline_seconds']:.1f} s ({decisions['offline_samples']} samples) against the served"
+            f" adaptive run's {decisions['served_adaptive_seconds']:.1f} s ({decisions['served_adaptive_samples']}"
+            f" samples): {decisions['decisions_speedup_vs_offline']:.2f}x, {decisions['rows_agreeing']} of"
+            f" {decisions['rows']} decisions equal."
+        )
     loads = results.load_average_1m
     lines.append("Load average (1 min) at phase boundaries: " + ", ".join(f"{k} {v}" for k, v in loads.items()) + ".")
     return lines

@@ -196,6 +196,10 @@ class BenchResult(_Block):
     adaptive_sample_ratio: float | None = None
     adaptive_decision_agreement: float | None = None
     adaptive_unlock_rates_within_brute_force_ci: bool | None = None
+    # The offline script's wall time to every (problem, fraction) decision at n = n_max over the
+    # served adaptive run's, and the share of decisions equal (``--decisions``; ``benchmarks.decisions``).
+    decisions_speedup_vs_offline: float | None = None
+    decisions_agreement_vs_offline: float | None = None
     run: RunInfo
     machine: Machine
     load_average_1m: dict[str, float]
@@ -209,6 +213,8 @@ class BenchResult(_Block):
     two_replicas: TwoReplicas | None = None
     # The adaptive comparison's details (``benchmarks.adaptive.AdaptiveComparison``).
     adaptive: dict[str, Any] | None = None
+    # The decisions comparison's parts (``benchmarks.decisions.DecisionsComparison``).
+    decisions: dict[str, Any] | None = None
     summary_lines: list[str] = []
 
     def to_json(self) -> dict[str, Any]:

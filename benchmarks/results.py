@@ -47,6 +47,8 @@ TARGETS: dict[str, Target] = {
     "adaptive_sample_ratio": Target("<= 0.25", False, 0.25),
     "adaptive_decision_agreement": Target(">= 0.98", True, 0.98),
     "adaptive_unlock_rates_within_brute_force_ci": Target("true", True, 1.0),
+    "decisions_speedup_vs_offline": Target(">= 3x", True, 3.0),
+    "decisions_agreement_vs_offline": Target(">= 0.98", True, 0.98),
 }
 
 
@@ -118,6 +120,12 @@ def markdown_section(results: Mapping[str, Any]) -> str:
         (
             "Every adaptive unlock rate inside the brute-force 95% interval",
             "adaptive_unlock_rates_within_brute_force_ci",
+            "",
+        ),
+        ("Offline script's time to every decision / served adaptive run's", "decisions_speedup_vs_offline", "x"),
+        (
+            "Decisions equal between the offline script and the served adaptive run",
+            "decisions_agreement_vs_offline",
             "",
         ),
     ]

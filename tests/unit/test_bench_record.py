@@ -99,8 +99,9 @@ def test_results_json_keeps_its_keys_headlines_first(tmp_path: Path) -> None:
     assert keys[len(HEADLINE_KEYS) :] == [
         "served_vs_offline", "prefill_ratio_two_replicas", "prefill_ratio_two_replicas_default_router",
         "adaptive_sample_ratio", "adaptive_decision_agreement", "adaptive_unlock_rates_within_brute_force_ci",
+        "decisions_speedup_vs_offline", "decisions_agreement_vs_offline",
         "run", "machine", "load_average_1m", "served", "naive", "speedup_weak_only_vs_naive",
-        "prefill", "overhead", "locust", "offline", "two_replicas", "adaptive", "summary_lines",
+        "prefill", "overhead", "locust", "offline", "two_replicas", "adaptive", "decisions", "summary_lines",
     ]  # fmt: skip
     assert written["overhead"] is None and written["serve_overhead_ms_p50"] is None
 

@@ -69,6 +69,23 @@ def test_markdown_section_shows_values_targets_and_the_machine() -> None:
     assert "- one detail" in section
 
 
+def test_a_key_the_run_did_not_measure_shows_as_not_run_with_no_verdict() -> None:
+    # Null (a phase that did not run) and absent (an older results file) alike.
+    section = markdown_section({**HEADLINES, "locust_rps": None, "decisions_speedup_vs_offline": None})
+    assert "| `locust_rps` | not run |  |" in section
+    assert "| `decisions_speedup_vs_offline` | not run | >= 3x |" in section
+    assert "| `decisions_agreement_vs_offline` | not run | >= 0.98 |" in section
+    assert "| `adaptive_sample_ratio` | not run | <= 0.25 |" in section
+
+
+def test_the_decision_keys_are_held_to_their_targets() -> None:
+    section = markdown_section(
+        {**HEADLINES, "decisions_speedup_vs_offline": 3.5, "decisions_agreement_vs_offline": 0.97}
+    )
+    assert "| `decisions_speedup_vs_offline` | 3.50 x | >= 3x (met) |" in section
+    assert "| `decisions_agreement_vs_offline` | 0.97 | >= 0.98 (NOT met) |" in section
+
+
 def test_update_doc_replaces_only_its_own_section(tmp_path: Path) -> None:
     doc = tmp_path / "BENCHMARKS.md"
     doc.write_text("# Benchmarks\n\nIntro.\n\n" + markdown_section(HEADLINES) + "\n## Method\n\nText.\n")
