@@ -31,6 +31,9 @@ DEFAULT_MAX_BUFFERED_EVENTS_PER_RUN = 64
 # Half an ingress replica's calls (ingress.max_ongoing_requests, 256): a caller that floods the
 # service leaves the other half to everyone else.
 DEFAULT_MAX_CONCURRENT_CALLS_PER_CALLER = 128
+# A generation of 32k tokens at 20 tokens/s on a loaded GPU is 27 minutes; a wedged engine is found
+# sooner by its own stall guard (engine stall_timeout_s), this bounds the hop itself.
+DEFAULT_REPLICA_CALL_TIMEOUT_S = 1800.0
 
 
 class _Strict(BaseModel):
@@ -267,6 +270,14 @@ class IngressConfig(_Strict):
         gt=0.0,
         description="On shutdown, how long calls in flight (a Transfer.Run stream included) may take to finish:"
         " the local drain, and Serve's graceful_shutdown_timeout_s of the ingress replicas.",
+    )
+    replica_call_timeout_s: float = Field(
+        default=DEFAULT_REPLICA_CALL_TIMEOUT_S,
+        gt=0.0,
+        description="The longest the ingress waits for a model replica to answer a call (a completion, a"
+        " fingerprint), or on the strong model's stream for its next event; past it the replica call is cancelled"
+        " and the caller gets UNAVAILABLE (a run: that problem's transient error), which clients retry. Longer"
+        " than the longest generation the models are given, queueing included.",
     )
     max_concurrent_completions: int = Field(
         default=64, ge=1, description="Weak-model calls one ingress replica keeps in flight across experiments."

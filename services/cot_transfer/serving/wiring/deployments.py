@@ -39,6 +39,7 @@ from cot_transfer.serving.replicas.receiver_server import ReceiverServer
 from cot_transfer.serving.replicas.strong_server import StrongModelServer
 from cot_transfer.serving.wiring.autoscaling import ENGINE_RUNNING, ENGINE_WAITING
 from cot_transfer.serving.wiring.metrics_endpoint import gather_exposition, node_metric_urls
+from cot_transfer.serving.wiring.replica_timeouts import answer_within, events_within
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ class TransferIngress(TransferService):
             config.weak.engine.name: weak,  # last: a name both roles share is the weak model's
         }
         self._backpressure_max_wait_s = config.ingress.backpressure_max_wait_s
+        self._replica_call_timeout_s = config.ingress.replica_call_timeout_s
         self._experiments = ExperimentSeries(config.ingress.experiment_series_retention_s)
         metrics = RayServiceMetrics(self._experiments)
         self._exposition = SharedRead(self._gather_exposition, METRICS_REUSE_S)
@@ -232,7 +234,7 @@ class TransferIngress(TransferService):
         events = cast(DeploymentResponseGenerator, self._strong.stream_prefixes.options(stream=True).remote(request))
         finished = False
         try:
-            async for event in events:
+            async for event in events_within(events, self._replica_call_timeout_s, f"the {STRONG_DEPLOYMENT} replica"):
                 yield event
             finished = True
         finally:
@@ -244,7 +246,10 @@ class TransferIngress(TransferService):
 
     async def _complete(self, request: CompletionRequest) -> CompletionResult:
         receiver = self._receivers.get(request.receiver, self._weak)
-        result: CompletionResult = await receiver.complete.remote(request)
+        response = receiver.complete.remote(request)
+        result: CompletionResult = await answer_within(
+            response, response.cancel, self._replica_call_timeout_s, f"the {receiver.deployment_name} replica"
+        )
         return result
 
     def _strong_events_when_admitted(self, request: PrefixRequest) -> AsyncIterator[StrongEvent]:
@@ -274,7 +279,13 @@ class TransferIngress(TransferService):
         for deployment, handle in self._model_configs:
             fingerprint = await asyncio.to_thread(model_fingerprint, deployment.engine.model)
             if not fingerprint:
-                fingerprint = await handle.fingerprint.remote()
+                response = handle.fingerprint.remote()
+                fingerprint = await answer_within(
+                    response,
+                    response.cancel,
+                    self._replica_call_timeout_s,
+                    f"the {handle.deployment_name} replica",
+                )
             fingerprints[deployment.engine.name] = fingerprint
         return fingerprints
 
