@@ -41,6 +41,14 @@ class CutMode(enum.Enum):
     STEP = "step"
     # One prefix per step boundary; the fractions are not used.
     EVERY_STEP = "every_step"
+    # One prefix per step boundary, rows drawn only where the cut-point search probes
+    # (``cot_transfer.domain.cut_search``); the fractions are not used.
+    SEARCH = "search"
+
+    @property
+    def cuts_every_step(self) -> bool:
+        """The CoT is cut after every step (the prefixes of an every-step run)."""
+        return self in (CutMode.EVERY_STEP, CutMode.SEARCH)
 
 
 # The summary fractions of an every-step run: its rows sit at each step's own share of the CoT,
@@ -59,7 +67,9 @@ def parse_cut_mode(value: str, field: str = "cut") -> CutMode:
     try:
         return CutMode(value)
     except ValueError:
-        raise InvalidArgumentError(field, f"must be one of token, step, every_step; got {value!r}") from None
+        raise InvalidArgumentError(
+            field, f"must be one of {', '.join(mode.value for mode in CutMode)}; got {value!r}"
+        ) from None
 
 
 _LINE_END = re.compile(r"(?:\r?\n)+")

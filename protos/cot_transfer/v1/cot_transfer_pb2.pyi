@@ -19,6 +19,7 @@ class CutMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CUT_MODE_TOKEN: _ClassVar[CutMode]
     CUT_MODE_STEP: _ClassVar[CutMode]
     CUT_MODE_EVERY_STEP: _ClassVar[CutMode]
+    CUT_MODE_SEARCH: _ClassVar[CutMode]
 
 class StepBoundary(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -32,6 +33,7 @@ CUT_MODE_UNSPECIFIED: CutMode
 CUT_MODE_TOKEN: CutMode
 CUT_MODE_STEP: CutMode
 CUT_MODE_EVERY_STEP: CutMode
+CUT_MODE_SEARCH: CutMode
 STEP_BOUNDARY_UNSPECIFIED: StepBoundary
 STEP_BOUNDARY_LINE: StepBoundary
 STEP_BOUNDARY_SENTENCE: StepBoundary

@@ -20,6 +20,7 @@ CUT_TO_PROTO: dict[CutMode, pb.CutMode] = {
     CutMode.TOKEN: pb.CUT_MODE_TOKEN,
     CutMode.STEP: pb.CUT_MODE_STEP,
     CutMode.EVERY_STEP: pb.CUT_MODE_EVERY_STEP,
+    CutMode.SEARCH: pb.CUT_MODE_SEARCH,
 }
 STEP_BOUNDARY_TO_PROTO: dict[StepBoundary, pb.StepBoundary] = {
     StepBoundary.LINE: pb.STEP_BOUNDARY_LINE,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED
+from cot_transfer.domain.cut_search import CutSearch
 from cot_transfer.domain.errors import AlreadyExistsError, InvalidArgumentError, OverloadedError, UnavailableError
 from cot_transfer.domain.kept_answers import count_answers
 from cot_transfer.domain.leaks import judge_prefix
@@ -222,7 +223,7 @@ def expected_rows(request: TransferRequest) -> int:
 def most_samples(request: TransferRequest) -> int:
     """The most samples a run can draw: each row's n (a plan's n_max), an every-step cut counted at
     the most steps a problem may have, since its cuts are known only once the CoT is written."""
-    every_step = request.cut is CutMode.EVERY_STEP and request.max_steps > 0
+    every_step = request.cut.cuts_every_step and request.max_steps > 0
     cuts = request.max_steps if every_step else len(request.fractions)
     per_row = request.sampling_plan.n_max if request.sampling_plan is not None else request.n
     return _rows(request, cuts) * per_row
@@ -421,6 +422,11 @@ class TransferRunner:
             for receiver, mode in run_receiver_modes(request)
             if not resumed.rows or (prefix.fraction, receiver, mode) in resumed.rows
         ]
+        if request.cut is CutMode.SEARCH and not resumed.rows:
+            # A resumed search names the rows of its next wave (the client replays the search
+            # over the rows on disk): those are drawn as any resumed rows.
+            await self._search_problem(request, problem, judged, run_number, events)
+            return
         # Adaptive sampling: the rows of one (receiver, mode) share its baseline's state, where
         # the baseline row is drawn in this run (a resumed row whose baseline is on disk does not wait).
         rounds: dict[tuple[str, str], ProblemRounds] = {}
@@ -436,6 +442,38 @@ class TransferRunner:
                     )
                 )
 
+    async def _search_problem(
+        self,
+        request: TransferRequest,
+        problem: Problem,
+        prefixes: tuple[Prefix, ...],
+        run_number: int,
+        events: asyncio.Queue[object],
+    ) -> None:
+        """A search run's problem: per (receiver, mode), rows only at the cuts the search probes,
+        wave after wave (``cot_transfer.domain.cut_search``); the waves of the receivers run at once."""
+
+        async def search(receiver: str, mode: str) -> None:
+            rounds = ProblemRounds(request, [0.0]) if request.sampling_plan is not None else None
+            cut_search = CutSearch(len(prefixes), request.thresholds)
+            while wave := cut_search.next_wave():
+                async with asyncio.TaskGroup() as group:
+                    tasks = {
+                        cut: group.create_task(
+                            self._run_fraction(
+                                request, problem, prefixes[cut], run_number, events, receiver, mode, rounds
+                            )
+                        )
+                        for cut in wave
+                    }
+                for cut, task in tasks.items():
+                    row = task.result()
+                    cut_search.observe(cut, row.num_correct, row.n, row.potential)
+
+        async with asyncio.TaskGroup() as group:
+            for receiver, mode in run_receiver_modes(request):
+                group.create_task(search(receiver, mode))
+
     async def _run_fraction(
         self,
         request: TransferRequest,
@@ -446,7 +484,7 @@ class TransferRunner:
         receiver: str = "",
         mode: str = "free",
         rounds: ProblemRounds | None = None,
-    ) -> None:
+    ) -> FractionResult:
         completion = completion_request(request, problem, prefix, receiver, mode)
 
         async def draw(round_request: CompletionRequest) -> CompletionResult:
@@ -456,18 +494,18 @@ class TransferRunner:
 
         drawn = await draw_row(rounds, completion, prefix.fraction, (receiver, mode), draw)
         result = drawn.result
-        await events.put(
-            FractionResult(
-                problem_id=problem.id,
-                n=len(result.completions),
-                num_correct=result.num_correct,
-                receiver=receiver,
-                mode=mode,
-                answer_counts=count_answers(sample.extracted_answer for sample in result.completions),
-                completions=tuple(result.completions) if request.keep_completions else (),
-                rounds=drawn.rounds,
-                stop_reason=drawn.stop_reason,
-                rao_blackwell_potential=drawn.rao_blackwell_potential,
-                **row_fields_of(prefix),
-            )
+        row = FractionResult(
+            problem_id=problem.id,
+            n=len(result.completions),
+            num_correct=result.num_correct,
+            receiver=receiver,
+            mode=mode,
+            answer_counts=count_answers(sample.extracted_answer for sample in result.completions),
+            completions=tuple(result.completions) if request.keep_completions else (),
+            rounds=drawn.rounds,
+            stop_reason=drawn.stop_reason,
+            rao_blackwell_potential=drawn.rao_blackwell_potential,
+            **row_fields_of(prefix),
         )
+        await events.put(row)
+        return row

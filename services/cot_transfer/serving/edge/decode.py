@@ -243,7 +243,7 @@ def transfer_request_from_proto(message: pb.RunRequest, config: ServingConfig) -
 def cut_options_from_proto(message: pb.RunRequest, config: ServingConfig) -> dict[str, Any]:
     """The TransferRequest fields of cut points, imported CoTs and kept answers."""
     if message.cut not in CUT_FROM_PROTO:
-        raise InvalidArgumentError("cut", f"unknown cut mode {message.cut}; token, step or every_step")
+        raise InvalidArgumentError("cut", f"unknown cut mode {message.cut}; token, step, every_step or search")
     if message.step_boundary not in STEP_BOUNDARY_FROM_PROTO:
         raise InvalidArgumentError("step_boundary", f"unknown step boundary {message.step_boundary}; line or sentence")
     # Imported CoTs are cut on the strong model's replica, with its tokenizer (no generation).
@@ -265,7 +265,7 @@ def cut_options_from_proto(message: pb.RunRequest, config: ServingConfig) -> dic
 
 def every_step_fractions(message: pb.RunRequest) -> tuple[float, ...]:
     """An every-step run's summary fractions (its own ``fractions`` are not used); () otherwise."""
-    return EVERY_STEP_FRACTIONS if message.cut == pb.CUT_MODE_EVERY_STEP else ()
+    return EVERY_STEP_FRACTIONS if message.cut in (pb.CUT_MODE_EVERY_STEP, pb.CUT_MODE_SEARCH) else ()
 
 
 def cot_from_proto(message: pb.Problem, field: str) -> tuple[str | None, str]:

@@ -158,7 +158,7 @@ def prefix_request_for(request: TransferRequest, problem: Problem) -> PrefixRequ
 def check_step_count(request: TransferRequest, prefixes: Sequence[Prefix]) -> None:
     """An every-step cut with more prefixes than ``request.max_steps`` is its problem's error: each
     prefix is a row and rides in the StrongCot message."""
-    if request.cut is CutMode.EVERY_STEP and request.max_steps and len(prefixes) > request.max_steps:
+    if request.cut.cuts_every_step and request.max_steps and len(prefixes) > request.max_steps:
         raise OutOfRangeError(
             "cut", f"the CoT has {len(prefixes)} step cuts; at most {request.max_steps} (limits.max_fractions)"
         )
