@@ -25,6 +25,11 @@ DEFAULT_FORCE_ANSWER_MAX_TOKENS = 32
 DEFAULT_MAX_SAMPLES_PER_RUN = 50_000_000
 # Runs in progress share an ingress replica's slots evenly, so each extra run thins every run's share.
 DEFAULT_MAX_CONCURRENT_RUNS = 32
+# Queues past full replicas: one model replica's worth of calls (its max_ongoing_requests, 64), and
+# half an ingress replica's per proxy. Past them Serve sheds with RESOURCE_EXHAUSTED, which clients
+# retry after a backoff, instead of queueing without bound.
+DEFAULT_MODEL_MAX_QUEUED_REQUESTS = 64
+DEFAULT_INGRESS_MAX_QUEUED_REQUESTS = 128
 # A run's events waiting for its reader: enough to keep a stream busy between reads, few enough that
 # a reader that stops reading holds at most that many CoTs (each up to limits.max_text_chars) in memory.
 DEFAULT_MAX_BUFFERED_EVENTS_PER_RUN = 64
@@ -176,7 +181,10 @@ class ModelDeploymentConfig(_Strict):
         default=64, ge=1, description="Requests one replica works on at once; more wait in the handle queue."
     )
     max_queued_requests: int = Field(
-        default=-1, ge=-1, description="Requests waiting for a replica before RESOURCE_EXHAUSTED; -1 is unbounded."
+        default=DEFAULT_MODEL_MAX_QUEUED_REQUESTS,
+        ge=-1,
+        description="Requests each caller (an ingress replica) queues for a replica once every replica is full; more"
+        " get RESOURCE_EXHAUSTED. -1 queues without bound, where a burst piles up work no deadline sees.",
     )
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults, description="Defaults for unset fields.")
     force_answer_max_tokens: int = Field(
@@ -260,10 +268,10 @@ class IngressConfig(_Strict):
         " Check, List and Watch answer from that reading; none of them calls Serve itself.",
     )
     max_queued_requests: int = Field(
-        default=-1,
+        default=DEFAULT_INGRESS_MAX_QUEUED_REQUESTS,
         ge=-1,
-        description="Calls waiting at the gRPC proxy for an ingress replica before RESOURCE_EXHAUSTED;"
-        " -1 is unbounded.",
+        description="Calls each gRPC proxy queues for an ingress replica once every one is full; more get"
+        " RESOURCE_EXHAUSTED. -1 queues without bound.",
     )
     drain_timeout_s: float = Field(
         default=60.0,
