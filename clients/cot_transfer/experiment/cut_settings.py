@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cot_transfer.domain.cut_search import Probe, SearchSettings, replay
 from cot_transfer.domain.requests import StrongCot
 from cot_transfer.domain.steps import CutMode, parse_cut_mode, parse_step_boundary
+from cot_transfer.domain.transfer import Thresholds
 
 # Completion texts a row keeps (``--keep-completions``): a few by default, chosen so that each
 # answer the receiver gave has its text (``kept_answers.chosen_completions``); 0 keeps none.
@@ -23,6 +25,9 @@ def cut_settings_json(cut: str, step_boundary: str, keep_completions: int) -> di
     if cut != CutMode.TOKEN.value:
         settings["cut"] = cut
         settings["step_boundary"] = step_boundary
+    if cut == CutMode.SEARCH.value:
+        # The search's own settings are part of what a resume must match.
+        settings["search"] = SearchSettings().to_dict()
     if keep_completions == ALL_COMPLETIONS:
         settings["keep_completions"] = True  # as runs kept every completion before the cap existed
     elif keep_completions > 0:
@@ -68,3 +73,40 @@ def resume_fractions(cut: str, record: StrongCot, fractions: Sequence[float]) ->
     if cut == CutMode.EVERY_STEP.value:
         return [prefix.fraction for prefix in record.prefixes]
     return fractions
+
+
+# A stored row of a search run, by (problem, receiver, mode) and then fraction.
+StoredProbes = Mapping[tuple[str, str, str], Mapping[float, Probe]]
+
+
+def problem_rows(
+    cut: str,
+    record: StrongCot,
+    fractions: Sequence[float],
+    receiver_modes: Sequence[tuple[str, str]],
+    thresholds: Thresholds,
+    stored: StoredProbes,
+) -> set[tuple[float, str, str]]:
+    """The (fraction, receiver, mode) rows a problem has when it is finished, as far as its rows
+    on disk tell: each of its fractions for every (receiver, mode), or for a search run the cuts
+    its search probed and the wave it would probe next (replayed over ``stored``: the service's
+    search is a function of what it probed). Rows of the set not on disk are what a resume draws."""
+    if cut != CutMode.SEARCH.value:
+        return {
+            (fraction, receiver, mode)
+            for fraction in resume_fractions(cut, record, fractions)
+            for receiver, mode in receiver_modes
+        }
+    cut_fractions = [prefix.fraction for prefix in record.prefixes]
+    cut_of = {fraction: index for index, fraction in enumerate(cut_fractions)}
+    rows = set()
+    for receiver, mode in receiver_modes:
+        probes = stored.get((record.problem_id, receiver, mode), {})
+        search = replay(
+            len(cut_fractions),
+            thresholds,
+            {cut_of[fraction]: probe for fraction, probe in probes.items() if fraction in cut_of},
+        )
+        for cut_index in (*search.probes, *search.next_wave()):
+            rows.add((cut_fractions[cut_index], receiver, mode))
+    return rows

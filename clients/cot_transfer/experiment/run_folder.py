@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from cot_transfer.domain.cut_search import Probe
 from cot_transfer.domain.kept_answers import chosen_completions
 from cot_transfer.domain.receivers import FREE
 from cot_transfer.domain.requests import FractionResult, Prefix, ProblemError, ServiceInfo, StrongCot
@@ -161,6 +162,9 @@ class RunState:
     strong: dict[str, StrongCot] = field(default_factory=dict)
     # The errors that stand (see problem_errors.load_problem_errors); permanent ones are final.
     errors: dict[str, ProblemError] = field(default_factory=dict)
+    # Each row's samples by (problem, receiver, mode) and fraction: a search run's resume replays
+    # its search over them (``cut_settings.problem_rows``).
+    probes: dict[tuple[str, str, str], dict[float, Probe]] = field(default_factory=dict)
 
     def is_final(self, problem_id: str) -> bool:
         error = self.errors.get(problem_id)
@@ -240,7 +244,12 @@ class RunFolder:
                 )
         for record in _read_complete_lines(self.out_dir / RESULTS_FILE):
             if record.get("settings_hash") == run_hash:
-                state.done.add(row_key(record, named))
+                problem_id, fraction, receiver, mode = row_key(record, named)
+                state.done.add((problem_id, fraction, receiver, mode))
+                if int(record.get("n", 0)) > 0:
+                    state.probes.setdefault((problem_id, receiver, mode), {})[fraction] = Probe(
+                        int(record["num_correct"]), int(record["n"]), float(record.get("potential", 0.0))
+                    )
         finished = {
             pid
             for pid in state.strong

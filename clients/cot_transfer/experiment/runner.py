@@ -33,7 +33,8 @@ from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
 from cot_transfer.client.retry import RUN_RETRY_BUDGET_S
 from cot_transfer.domain.requests import FractionResult, Problem, ProblemError, ResumedProblem, ServiceInfo, StrongCot
-from cot_transfer.experiment.cut_settings import resume_fractions
+from cot_transfer.domain.steps import CutMode
+from cot_transfer.experiment.cut_settings import problem_rows
 from cot_transfer.experiment.datasets import (
     RUN_PROBLEMS_FILE,
     DatasetOptions,
@@ -144,6 +145,12 @@ async def run_experiment(
                 if todo:
                     await _run_problems(client, todo, resumed, settings, writer, experiment_id(out_dir), info)
                 retryable = [error for error in writer.new_errors if error.code in RETRYABLE_CODE_NAMES]
+                if not retryable and not last_attempt and settings.cut == CutMode.SEARCH.value:
+                    # A resumed search draws one wave a call (the client replays the search over
+                    # the rows on disk): the next wave goes at once, without a backoff.
+                    state = await asyncio.to_thread(folder.load_state, run_hash, fractions, settings.receiver_modes())
+                    if missing_rows(problems, settings, fractions, state):
+                        continue
                 if not retryable or last_attempt:
                     break
                 logger.warning("%d problems failed transiently; running them again", len(retryable))
@@ -178,9 +185,7 @@ def unfinished_problems(
     for problem in problems:
         record = state.strong.get(problem.id)
         if record is None or any(
-            (problem.id, fraction, receiver, mode) not in state.done
-            for fraction in resume_fractions(settings.cut, record, fractions)
-            for receiver, mode in settings.receiver_modes()
+            (problem.id, *row) not in state.done for row in _problem_rows(settings, record, fractions, state)
         ):
             unfinished.append(problem.id)
     return unfinished
@@ -220,10 +225,7 @@ def missing_rows(
             continue
         prefixes = {prefix.fraction: prefix for prefix in record.prefixes}
         rows = {
-            (fraction, receiver, mode)
-            for fraction in resume_fractions(settings.cut, record, fractions)
-            for receiver, mode in settings.receiver_modes()
-            if (problem.id, fraction, receiver, mode) not in state.done
+            row for row in _problem_rows(settings, record, fractions, state) if (problem.id, *row) not in state.done
         }
         if not rows:
             continue
@@ -233,6 +235,12 @@ def missing_rows(
             raise RunFolderError(f"{STRONG_FILE} has no prefix at fraction {lacking[0]} for {problem.id!r}")
         resumed[problem.id] = ResumedProblem(prefixes=tuple(prefixes[f] for f in needed), rows=frozenset(rows))
     return resumed
+
+
+def _problem_rows(
+    settings: ExperimentSettings, record: StrongCot, fractions: Sequence[float], state: RunState
+) -> set[tuple[float, str, str]]:
+    return problem_rows(settings.cut, record, fractions, settings.receiver_modes(), settings.thresholds, state.probes)
 
 
 def experiment_id(out_dir: Path) -> str:

@@ -60,7 +60,7 @@ class ExperimentSettings:
             object.__setattr__(self, "keep_completions", ALL_COMPLETIONS if self.keep_completions else 0)
 
     def measured_fractions(self) -> tuple[float, ...]:
-        if self.cut == CutMode.EVERY_STEP.value:
+        if CutMode(self.cut).cuts_every_step:
             return EVERY_STEP_FRACTIONS
         return with_baseline(normalize_fractions(self.fractions))
 
