@@ -25,12 +25,14 @@ def add_cut_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
         "--cut",
         choices=[mode.value for mode in CutMode],
         help="where CoTs are cut: token (floor(fraction * tokens), the default), step (each fraction snapped down"
-        " to a step boundary) or every_step (one prefix per step boundary; --fractions is not used)",
+        " to a step boundary), every_step (one prefix per step boundary; --fractions is not used) or search"
+        " (every step boundary cut, but rows only where a search for the unlock point and the largest jump"
+        " probes: a grid, then bisection; see the README's 'Cut-point search')",
     )
     parser.add_argument(
         "--step-boundary",
         choices=[boundary.value for boundary in StepBoundary],
-        help="with --cut step or every_step: a step ends at a line break (line, the default), or also after a"
+        help="with --cut step, every_step or search: a step ends at a line break (line, the default), or also after a"
         " sentence's closing punctuation followed by whitespace (sentence)",
     )
     parser.add_argument(
