@@ -17,7 +17,10 @@ from cot_transfer.domain.transfer import RunSummary
 
 
 def sampling_of(settings: SamplingParams) -> Sampling:
-    return Sampling(temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens)
+    # The seed too: the seeded comparisons (adaptive, decisions, search) rely on it reaching vLLM.
+    return Sampling(
+        temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens, seed=settings.seed
+    )
 
 
 async def warm_up(stack: ServedStack, problem: Problem, weak: SamplingParams, strong: SamplingParams) -> None:
