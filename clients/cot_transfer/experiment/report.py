@@ -33,6 +33,15 @@ from cot_transfer.experiment.plots import (
 )
 from cot_transfer.experiment.receivers_report import plot_receivers
 from cot_transfer.experiment.results_folder import ReportError, RunResults, load_run
+from cot_transfer.experiment.search_report import (
+    SEARCH_KEY,
+    SEARCHED_CAPTION,
+    is_search_run,
+    search_markdown,
+    search_results,
+    search_settings,
+    searched_line,
+)
 from cot_transfer.experiment.summary import CSV_COLUMNS, analyze_run, build_summary, csv_rows, summary_dict
 from cot_transfer.experiment.view import write_view
 
@@ -153,6 +162,11 @@ def write_report(
     analysis = analyze_run(run, confidence=confidence, dynamics_parameters=dynamics_parameters)
     summary = summary_dict(run, analysis)
     summary["groups"] = run_groups(run, confidence=analysis.confidence, group_by=group_by)
+    strong = strong_records(folder, run.settings)
+    results = results_frame(folder, run.settings, strong)
+    searched = is_search_run(run.settings)
+    if searched:
+        summary[SEARCH_KEY] = search_results(results, strong, run.thresholds, search_settings(run.settings))
     _write_text(files.summary_json, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     _write_csv(files.results_csv, *csv_with_metadata(folder, csv_rows(run, analysis), CSV_COLUMNS))
     for path in write_group_plots(folder, summary["groups"], analysis.confidence, _write_figure_formats):
@@ -178,6 +192,8 @@ def write_report(
         _write_figure(path, output)
         names[kind] = path.name
         names[f"{kind}_caption"] = output.caption
+    if searched:
+        names["potential_caption"] += SEARCHED_CAPTION
     if len([mode for modes in summary["receivers"].values() for mode in modes]) > 1:
         _write_figure_formats(folder / RECEIVERS_PNG, lambda target: plot_receivers(summary, target))
         _write_data(
@@ -190,11 +206,16 @@ def write_report(
             ],
         )
         names["receivers"] = RECEIVERS_PNG
-    results = results_frame(folder, run.settings, strong_records(folder, run.settings))
+    settings_rows = sampling_settings_rows(run.settings)
+    search_lines: list[str] = []
+    if searched:
+        settings_rows.append(["cut points", f"{searched_line(summary[SEARCH_KEY])}; rows only at the probed cuts"])
+        search_lines = search_markdown(summary[SEARCH_KEY])
     _write_text(
         files.report_md,
-        report_markdown(summary, names, settings_rows=sampling_settings_rows(run.settings))
-        + report_extras_markdown(summary, results),
+        report_markdown(summary, names, settings_rows=settings_rows)
+        + report_extras_markdown(summary, results)
+        + "\n".join(search_lines),
     )
     write_results_parquet(folder)
     write_view(folder)
