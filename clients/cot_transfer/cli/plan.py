@@ -11,6 +11,15 @@ Adaptive samples per row are the stopping rule's exact expectation
 (``cot_transfer.domain.sequential.expected_samples``) under a prior of true potentials: a
 Beta(a, b) for every row independently (``--prior``), or the potentials measured in an earlier
 results folder (``--from-results``), problem by problem.
+
+Cut points (a second table): every step of a CoT of ``--steps-per-cot`` steps (an assumption:
+about 60 lines for a Qwen3-32B MATH-500 CoT; the steps taken as equally long), brute force and
+adaptive, beside the cut-point search (``cot_transfer.domain.cut_search``). The search's cost is
+simulated on ``SEARCH_CURVES`` insight curves with a fixed seed (potential 0 before a step drawn
+uniformly, U(0.6, 1) from it on, the testbed's shape): the search sees each probe's true
+potential and each probed row costs the stopping rule's expectation at it, so the search's
+samples are the expected probes times the adaptive samples per probe. Noisy rows add a probe or
+two near the jump; a curve solved at baseline stops after the grid (cheaper).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from cot_transfer.domain.cut_search import CutSearch
 from cot_transfer.domain.errors import InvalidArgumentError
 from cot_transfer.domain.sequential import (
     DEFAULT_ERROR_RATE,
@@ -44,6 +54,11 @@ DEFAULT_PRIOR = (0.3, 0.3)
 # Quadrature points of the Beta prior: expected samples are smooth in the potential.
 _PRIOR_POINTS = 24
 _LARGEST_PLAN = 1 << 20
+# The cut points' defaults: steps (lines) of a Qwen3-32B MATH-500 CoT, about; the simulated
+# curves and their seed (a few dozen: the mean probe count settles to within a probe or so).
+DEFAULT_STEPS_PER_COT = 60
+SEARCH_CURVES = 40
+SEARCH_SEED = 0
 
 
 class PlanError(ValueError):
@@ -141,13 +156,14 @@ def brute_force_cost(
 
 
 def _cost_of_rows(
-    row_samples: np.ndarray, per_sample: np.ndarray, problems: int, cot_tokens: float, fractions: Sequence[float]
+    row_samples: np.ndarray, per_sample: np.ndarray, problems: int, cot_tokens: float, prefilled: float
 ) -> Cost:
+    """``prefilled``: the sum of the fractions of the rows drawn (each prompt is prefilled once)."""
     return Cost(
         samples=float(problems * row_samples.sum()),
         weak_tokens=float(problems * (row_samples * per_sample).sum()),
         strong_tokens=float(problems * cot_tokens),
-        prefill_tokens=float(problems * cot_tokens * sum(fractions)),
+        prefill_tokens=float(problems * cot_tokens * prefilled),
     )
 
 
@@ -167,7 +183,7 @@ def adaptive_cost_under_prior(
     baseline, other = float(per_problem[0]), float(np.mean(per_problem[1:]))
     row_samples = np.asarray([baseline if fraction == 0.0 else other for fraction in fractions])
     return _cost_of_rows(
-        row_samples, _per_sample_tokens(fractions, cot_tokens, answer_tokens), problems, cot_tokens, fractions
+        row_samples, _per_sample_tokens(fractions, cot_tokens, answer_tokens), problems, cot_tokens, sum(fractions)
     )
 
 
@@ -195,7 +211,82 @@ def adaptive_cost_from_rows(
     if used == 0:
         raise PlanError("the results folder has no problem with a fraction-0 row")
     per_sample = _per_sample_tokens(fractions, cot_tokens, answer_tokens)
-    return _cost_of_rows(totals / used, per_sample, problems, cot_tokens, fractions)
+    return _cost_of_rows(totals / used, per_sample, problems, cot_tokens, sum(fractions))
+
+
+@dataclass(frozen=True)
+class CutPointCosts:
+    """Every step of a CoT of ``steps`` steps (``steps + 1`` cuts, the baseline included) by brute
+    force and adaptive, and the cut-point search's expected cost, its rows brute or adaptive."""
+
+    steps: int
+    mean_probes: float
+    every_step_brute: Cost
+    every_step_adaptive: Cost
+    search_brute: Cost
+    search_adaptive: Cost
+
+    def rows(self, n: int) -> list[tuple[str, Cost]]:
+        return [
+            (f"every step, brute force (n = {n})", self.every_step_brute),
+            (f"every step, adaptive (n_max = {n})", self.every_step_adaptive),
+            (f"cut-point search, brute rows (n = {n})", self.search_brute),
+            (f"cut-point search, adaptive (n_max = {n})", self.search_adaptive),
+        ]
+
+
+def search_curves(cuts: int, count: int = SEARCH_CURVES, seed: int = SEARCH_SEED) -> list[np.ndarray]:
+    """Insight curves over ``cuts`` cuts: 0 before a step drawn uniformly in 1..cuts-1, U(0.6, 1)
+    from it on (the module docstring's assumption)."""
+    rng = np.random.default_rng(seed)
+    points = np.arange(cuts)
+    return [np.where(points >= rng.integers(1, cuts), rng.uniform(0.6, 1.0), 0.0) for _ in range(count)]
+
+
+def _probed(cuts: int, rule: StoppingRule, curve: np.ndarray) -> np.ndarray:
+    """Which cuts the search probes on ``curve``, each probe showing its true potential."""
+    search = CutSearch(cuts, rule.thresholds)
+    n = rule.plan.n_max
+    while wave := search.next_wave():
+        for cut in wave:
+            search.observe(cut, round(float(curve[cut]) * n), n, float(curve[cut]))
+    mask = np.zeros(cuts)
+    mask[list(search.probes)] = 1.0
+    return mask
+
+
+def cut_point_costs(
+    rule: StoppingRule, problems: int, steps: int, cot_tokens: float, answer_tokens: float
+) -> CutPointCosts:
+    """Expected costs over ``search_curves`` (the module docstring's cost model)."""
+    if steps < 1:
+        raise PlanError(f"--steps-per-cot must be at least 1, got {steps}")
+    cuts = steps + 1
+    fractions = [cut / steps for cut in range(cuts)]
+    per_sample = _per_sample_tokens(fractions, cot_tokens, answer_tokens)
+    adaptive_rows, search_rows, probe_share = np.zeros(cuts), np.zeros(cuts), np.zeros(cuts)
+    curves = search_curves(cuts)
+    for curve in curves:
+        rows = np.asarray(expected_samples(rule, float(curve[0]), [float(p) for p in curve[1:]]))
+        probed = _probed(cuts, rule, curve)
+        adaptive_rows += rows
+        search_rows += rows * probed
+        probe_share += probed
+    adaptive_rows, search_rows, probe_share = (
+        adaptive_rows / len(curves),
+        search_rows / len(curves),
+        probe_share / len(curves),
+    )
+    searched_prefill = float(probe_share @ np.asarray(fractions))
+    n = rule.plan.n_max
+    return CutPointCosts(
+        steps=steps,
+        mean_probes=float(probe_share.sum()),
+        every_step_brute=brute_force_cost(problems, fractions, n, cot_tokens, answer_tokens),
+        every_step_adaptive=_cost_of_rows(adaptive_rows, per_sample, problems, cot_tokens, sum(fractions)),
+        search_brute=_cost_of_rows(n * probe_share, per_sample, problems, cot_tokens, searched_prefill),
+        search_adaptive=_cost_of_rows(search_rows, per_sample, problems, cot_tokens, searched_prefill),
+    )
 
 
 def _measured_curves(run_dir: Path) -> tuple[dict[str, dict[float, float]], float | None]:
@@ -321,6 +412,7 @@ def plan_command(args: argparse.Namespace) -> int:
     else:
         adaptive = adaptive_cost_under_prior(rule, problems, fractions, args.prior, cot_tokens, args.answer_tokens)
         prior = f"every row's potential ~ Beta({args.prior[0]:g}, {args.prior[1]:g})"
+    cut_points = cut_point_costs(rule, problems, args.steps_per_cot, cot_tokens, args.answer_tokens)
     print(
         f"{problems} problems x {len(fractions)} fractions, n = {n}; strong CoT {cot_tokens:.0f} tokens,"
         f" weak answer tail {args.answer_tokens:g} tokens; throughput {source}"
@@ -332,6 +424,15 @@ def plan_command(args: argparse.Namespace) -> int:
         f" expected samples under {prior}"
     )
     print(format_plan([(f"brute force (n = {n})", brute), (f"adaptive (n_max = {n})", adaptive)], strong_tps, weak_tps))
+    print()
+    print(
+        f"cut points: every step of a {cut_points.steps}-step CoT ({cut_points.steps + 1} cuts with the baseline;"
+        " --steps-per-cot, an assumption: equally long steps), beside the cut-point search (--cut search): on"
+        f" {SEARCH_CURVES} simulated insight curves (seed {SEARCH_SEED}) it probes {cut_points.mean_probes:.1f} cuts"
+        f" of {cut_points.steps + 1} on average, each probe's samples the stopping rule's expectation at its"
+        " potential"
+    )
+    print(format_plan(cut_points.rows(n), strong_tps, weak_tps))
     return 0
 
 
@@ -368,4 +469,11 @@ def add_plan_parser(commands: Any, experiment_options: Any, connection_options: 
     )
     plan.add_argument(
         "--from-results", type=Path, metavar="DIR", help="take the potentials of an earlier results folder"
+    )
+    plan.add_argument(
+        "--steps-per-cot",
+        type=int,
+        default=DEFAULT_STEPS_PER_COT,
+        help="steps (lines) per strong CoT for the every-step and cut-point search costs; an assumption"
+        f" (default {DEFAULT_STEPS_PER_COT}, about a Qwen3-32B MATH-500 CoT's lines)",
     )
