@@ -168,7 +168,8 @@
   function renderRun() {
     document.getElementById("title").textContent = `cot-transfer · ${INDEX.title}`;
     document.getElementById("subtitle").textContent =
-      `${INDEX.strong_model} → ${INDEX.weak_model} · ${INDEX.n_problems} problems, ${INDEX.baseline_unsolved} unsolved alone · n = ${INDEX.n_samples} · τ = ${INDEX.tau}, τ0 = ${INDEX.tau0} · cut: ${INDEX.cut}`;
+      `${INDEX.strong_model} → ${INDEX.weak_model} · ${INDEX.n_problems} problems, ${INDEX.baseline_unsolved} unsolved alone · n = ${INDEX.n_samples} · τ = ${INDEX.tau}, τ0 = ${INDEX.tau0} · cut: ${INDEX.cut}` +
+      (INDEX.cut === "search" ? " (searched: rows only at the cuts the search probed; a curve's line joins probes, not measured steps)" : "");
     const level = Math.round(100 * INDEX.confidence);
     const container = document.getElementById("unlock-charts");
     for (const block of INDEX.receivers) {
@@ -384,7 +385,9 @@
       el("div", {}, el("span", { class: "problem-text", text: detail.problem || "(problem text not in the folder)" })),
       el("p", {}, `reference answer: `, el("code", { text: detail.reference ?? "?" }), ` · strong answer: `, el("code", { text: detail.strong_answer ?? "none" }),
         problem.sc === true ? el("span", { class: "ok", text: " ✓" }) : problem.sc === false ? el("span", { class: "bad", text: " ✗" }) : "",
-        ` · CoT: ${detail.cot_tokens ?? "?"} tokens, ${detail.cuts.length} cuts`, detail.truncated ? " · cut off inside its reasoning (left out of the statistics)" : "",
+        ` · CoT: ${detail.cot_tokens ?? "?"} tokens, ${detail.cuts.length} cuts`,
+        INDEX.cut === "search" ? `, ${detail.cuts.filter((cut, i) => detail.receivers.some((receiver) => receiver && receiver.pts[i])).length} probed by the search` : "",
+        detail.truncated ? " · cut off inside its reasoning (left out of the statistics)" : "",
         detail.label ? el("span", {}, " · ", el("span", { class: `label label-${detail.label[0]}`, text: `${detail.label[0]} (confidence ${fmt(detail.label[3], 3)})` })) : ""),
     );
     const byLabel = detail.label ? detail.label[2] : null;
