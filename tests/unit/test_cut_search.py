@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from cot_transfer.domain import requests as rq
-from cot_transfer.domain.cut_search import CutSearch, Probe, every_step_points, replay
+from cot_transfer.domain.cut_search import CutSearch, Probe, every_step_points, replay, simulated_probe
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.sequential import SamplingPlan, StoppingRule
-from cot_transfer.domain.sequential_estimates import rao_blackwell_potential
 from cot_transfer.domain.steps import CutMode
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.serving.dataplane.fanout import TransferRunner
@@ -102,19 +101,6 @@ def test_replaying_the_rows_gives_back_the_search_that_drew_them() -> None:
 RULE = StoppingRule(SamplingPlan(n_max=128), TAU)
 
 
-def adaptive_row(rng: np.random.Generator, p: float, baseline: bool, baseline_state: int) -> Probe:
-    successes = trials = 0
-    looks = []
-    for size in RULE.plan.round_sizes():
-        successes += int(rng.binomial(size, p))
-        trials += size
-        looks.append(trials)
-        state = int(RULE.baseline_side(successes, trials)) if baseline else baseline_state
-        if RULE.stop_reason(baseline, successes, trials, state) is not None:
-            break
-    return Probe(successes, trials, rao_blackwell_potential(RULE, baseline, successes, looks))
-
-
 def within_one_step(found: int | None, reference: int | None) -> bool:
     if found is None or reference is None:
         return found is reference
@@ -151,12 +137,12 @@ def test_simulated_search_agrees_with_every_step_on_most_problems_for_a_fraction
         counts = rng.binomial(128, curve)
         reference = every_step_points(list(counts / 128), TAU, baseline_solved=bool(counts[0] > 0))
         every_step += 128 * cuts
-        baseline = adaptive_row(rng, curve[0], True, 0)
+        baseline = simulated_probe(RULE, rng, curve[0], True, 0)
         state = 1 if baseline.num_correct else -1
         search = CutSearch(cuts, TAU)
         while wave := search.next_wave():
             for cut in wave:
-                row = baseline if cut == 0 else adaptive_row(rng, curve[cut], False, state)
+                row = baseline if cut == 0 else simulated_probe(RULE, rng, curve[cut], False, state)
                 search.observe(cut, row.num_correct, row.n, row.potential)
                 searched += row.n
         result = search.result()

@@ -47,7 +47,11 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from cot_transfer.domain.json_fields import json_fields
+from cot_transfer.domain.sequential import StoppingRule
+from cot_transfer.domain.sequential_estimates import rao_blackwell_potential
 from cot_transfer.domain.transfer import Thresholds
 
 # Probes of the first wave, the ends included: enough that the bisections that follow start
@@ -211,6 +215,23 @@ def replay(
     for cut, probe in items:
         search.observe(cut, probe.num_correct, probe.n, probe.potential)
     return search
+
+
+def simulated_probe(
+    rule: StoppingRule, rng: np.random.Generator, potential: float, baseline: bool, baseline_state: int
+) -> Probe:
+    """A row of true ``potential`` drawn round by round under ``rule`` as the service draws it, for
+    simulations from known truth (the rows above cut 0 see the baseline's final state)."""
+    successes = trials = 0
+    looks = []
+    for size in rule.plan.round_sizes():
+        successes += int(rng.binomial(size, potential))
+        trials += size
+        looks.append(trials)
+        seen = int(rule.baseline_side(successes, trials)) if baseline else baseline_state
+        if rule.stop_reason(baseline, successes, trials, seen) is not None:
+            break
+    return Probe(successes, trials, rao_blackwell_potential(rule, baseline, successes, looks))
 
 
 def every_step_points(
