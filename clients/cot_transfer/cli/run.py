@@ -19,6 +19,7 @@ from cot_transfer.client import CotTransferClient, Keepalive, RetryPolicy, Sampl
 from cot_transfer.client.client import UNARY_TIMEOUT_S
 from cot_transfer.client.retry import RUN_RETRY_BUDGET_S
 from cot_transfer.domain.requests import Problem
+from cot_transfer.domain.steps import CutMode
 from cot_transfer.domain.transfer import DEFAULT_BASELINE_MAX_POTENTIAL, DEFAULT_UNLOCK_MIN_POTENTIAL, Thresholds
 from cot_transfer.experiment.datasets import (
     DATASET_OPTIONS,
@@ -149,7 +150,10 @@ async def run_command(
     check_installed(trackers)  # before the run, not after it
     problems, settings, problems_path = inputs_from_args(args, default_problems)
     out_dir = args.resume if getattr(args, "resume", None) is not None else args.out
-    total = len(problems) * len(settings.measured_fractions()) * len(settings.receiver_modes())
+    # Every-step and search runs learn a problem's cuts (and a search its rows) only as it runs:
+    # the bar counts rows without a total rather than pass 100%.
+    every_step = CutMode(settings.cut).cuts_every_step
+    total = None if every_step else len(problems) * len(settings.measured_fractions()) * len(settings.receiver_modes())
     with tqdm(total=total, unit="prefix", desc="transfer", file=sys.stderr, dynamic_ncols=True) as progress:
         async with CotTransferClient(
             address, application=application, **connection_options(args), **transport_options(args)
