@@ -376,7 +376,7 @@ async def served_comparison(
     imported = await imported_problems(stack, problems, strong, weak)
     brute_events, brute_s = await served_events(stack, imported, fractions, n_max, None, strong, weak)
     brute = [event for event in brute_events if isinstance(event, FractionResult)]
-    await asyncio.to_thread(_write_rows, artifacts / "brute_force.jsonl", brute)
+    await asyncio.to_thread(write_rows, artifacts / "brute_force.jsonl", brute)
     try:
         adaptive = await served_adaptive(stack, imported, fractions, n_max, strong, weak, rule)
     except Exception as error:  # the replay still measures the rule on the brute-force samples
@@ -385,7 +385,7 @@ async def served_comparison(
         comparison = compare(brute, replayed, n_max, Thresholds(), "replay", rule)
         comparison.seconds_brute_force = brute_s
         return comparison, None
-    await asyncio.to_thread(_write_rows, artifacts / "adaptive.jsonl", adaptive.rows)
+    await asyncio.to_thread(write_rows, artifacts / "adaptive.jsonl", adaptive.rows)
     comparison = compare(brute, adaptive.rows, n_max, Thresholds(), "served", rule)
     comparison.seconds_brute_force, comparison.seconds_adaptive = brute_s, adaptive.seconds
     return comparison, adaptive
@@ -414,7 +414,7 @@ def adaptive_phase(
     return outcome
 
 
-def _write_rows(path: Path, rows: Sequence[FractionResult]) -> None:
+def write_rows(path: Path, rows: Sequence[FractionResult]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(asdict(row)) + "\n" for row in rows))
 

@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> BenchResult:
     groups, prefix_lengths = weak_prompt_groups(config.weak.engine.model, problems, phases.served.strong)
     # After the stack is stopped: on a GPU the served engines and this one cannot share the memory.
     offline = offline_phase(config, groups, prefix_lengths, workload.n) if offline_enabled else None
-    decisions = decisions_of(config, problems, served_adaptive, args.n_max) if args.decisions else None
+    decisions = decisions_of(config, problems, served_adaptive, args.n_max, args.artifacts) if args.decisions else None
     # The naive baseline, with the served stack down so it has the machine to itself.
     subset = spread_subset(problems, workload.naive_problems)
     loads["naive_start"] = load_average()
@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> BenchResult:
 
 
 def decisions_of(
-    config: ServingConfig, problems: Sequence[Problem], served: ServedAdaptive | None, n_max: int
+    config: ServingConfig, problems: Sequence[Problem], served: ServedAdaptive | None, n_max: int, artifacts: Path
 ) -> DecisionsComparison | None:
     """The offline script against the adaptive phase's served run; None (its keys null) when that run
     failed or the script did, the phases before it keeping their results."""
@@ -294,7 +294,7 @@ def decisions_of(
         log("warning: no served adaptive run to time the decisions against; their keys stay null")
         return None
     try:
-        return decisions_phase(config, problems, served, n_max)
+        return decisions_phase(config, problems, served, n_max, artifacts / "decisions")
     except Exception:
         log(f"warning: the decisions phase failed; its keys stay null:\n{traceback.format_exc()}")
         return None

@@ -33,7 +33,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.adaptive import ServedAdaptive, decision_agreement, imported_problems, served_adaptive
+from benchmarks.adaptive import (
+    ServedAdaptive,
+    decision_agreement,
+    imported_problems,
+    served_adaptive,
+    write_rows,
+)
 from cot_transfer.domain.requests import FractionResult, Problem, StrongCot
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
@@ -187,14 +193,19 @@ def offline_decision_rows(
     return rows, seconds, engine_start_s, generated
 
 
-def decisions_phase(config: Any, problems: Sequence[Problem], served: ServedAdaptive, n: int) -> DecisionsComparison:
-    """The offline script on the served adaptive run's prefixes, then the comparison. The stack must be stopped."""
+def decisions_phase(
+    config: Any, problems: Sequence[Problem], served: ServedAdaptive, n: int, artifacts: Path
+) -> DecisionsComparison:
+    """The offline script on the served adaptive run's prefixes, then the comparison; both runs'
+    rows go to ``artifacts``. The stack must be stopped."""
     from benchmarks.progress import timed
 
     (rows, seconds, engine_start_s, generated), _ = timed(
         f"offline LLM.generate at n={n} on every (problem, fraction), graded and decided",
         lambda: offline_decision_rows(config, problems, served.strong, n, served.weak),
     )
+    write_rows(artifacts / "offline.jsonl", rows)
+    write_rows(artifacts / "served_adaptive.jsonl", served.rows)
     return compare_decisions(
         served.rows, served.seconds, rows, seconds, engine_start_s, generated, n, served.weak.seed, Thresholds()
     )
@@ -243,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         adaptive = asyncio.run(served())
     finally:
         timed("stopping the served stack", stack.stop)
-    comparison = decisions_phase(config, problems, adaptive, args.n_max)
+    comparison = decisions_phase(config, problems, adaptive, args.n_max, args.artifacts)
     out = args.out or args.artifacts / "decisions.json"
     out.write_text(json.dumps({**comparison.keys(), "decisions": asdict(comparison)}, indent=2) + "\n")
     print(markdown(comparison))
