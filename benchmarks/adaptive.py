@@ -419,7 +419,7 @@ def write_rows(path: Path, rows: Sequence[FractionResult]) -> None:
     path.write_text("".join(json.dumps(asdict(row)) + "\n" for row in rows))
 
 
-def _read_rows(path: Path) -> list[FractionResult]:
+def read_rows(path: Path) -> list[FractionResult]:
     fields = set(FractionResult.__dataclass_fields__)
     rows = []
     for line in path.read_text().splitlines():
@@ -559,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.stopping_rule,
         )
     elif args.replay is not None:
-        brute = _read_rows(args.replay)
+        brute = read_rows(args.replay)
         adaptive = replay_adaptive(brute, SamplingPlan(args.n_max, rule=args.stopping_rule), Thresholds(), args.seed)
         comparison = compare(brute, adaptive, args.n_max, Thresholds(), "replay", args.stopping_rule)
     else:

@@ -104,29 +104,40 @@ def curve_of(rows: Sequence[FractionResult]) -> dict[str, dict[int, FractionResu
     return by_problem
 
 
-def insight_cut(record: dict[str, Any], cot: StrongCot) -> int | None:
-    """The first cut whose prefix holds the insight token (testbed v2's ground truth)."""
+def insight_cut(record: dict[str, Any], prefix_tokens: Sequence[int]) -> int | None:
+    """The first cut whose prefix holds the insight token (testbed v2's ground truth);
+    ``prefix_tokens``: each cut's prefix length in strong tokens."""
     position = (record.get("metadata") or {}).get("positions", {}).get("insight")
     if not position:
         return None
-    return next((cut for cut, prefix in enumerate(cot.prefixes) if prefix.num_tokens > position["token"]), None)
+    return next((cut for cut, tokens in enumerate(prefix_tokens) if tokens > position["token"]), None)
+
+
+def complete_curves(rows: Sequence[FractionResult]) -> dict[str, dict[int, FractionResult]]:
+    """Every-step rows by problem and cut, for the problems that have every cut (0 to the whole CoT)."""
+    return {
+        problem_id: cuts
+        for problem_id, cuts in curve_of(rows).items()
+        if set(cuts) == set(range(len(cuts))) and cuts[len(cuts) - 1].fraction == 1.0
+    }
 
 
 def compare_served(
-    strong: dict[str, StrongCot],
     every_step: Sequence[FractionResult],
     every_step_adaptive: Sequence[FractionResult],
     searched: Sequence[FractionResult],
     records: dict[str, dict[str, Any]],
     seconds: dict[str, float],
 ) -> SearchComparison:
-    brute, adaptive, search = curve_of(every_step), curve_of(every_step_adaptive), curve_of(searched)
+    """The three runs' rows compared per problem; a problem without every every-step row or
+    without search rows (it failed in one run) is left out of all."""
+    brute, adaptive, search = complete_curves(every_step), curve_of(every_step_adaptive), curve_of(searched)
     problems = []
-    for problem_id, cot in strong.items():
-        cuts = len(cot.prefixes)
-        if len(brute.get(problem_id, {})) != cuts or problem_id not in search:
-            continue  # a problem that failed in one run is left out of all
-        ks = [brute[problem_id][cut].num_correct / brute[problem_id][cut].n for cut in range(cuts)]
+    for problem_id, curve in brute.items():
+        if problem_id not in search:
+            continue
+        cuts = len(curve)
+        ks = [curve[cut].num_correct / curve[cut].n for cut in range(cuts)]
         unsolved = bool(THRESHOLDS.unsolved_at_baseline(ks[0]))
         reference = every_step_points(ks, THRESHOLDS, baseline_solved=not unsolved)
         found = replay(
@@ -144,9 +155,11 @@ def compare_served(
                 every_step_jump=reference[1],
                 search_unlock=found.unlock_cut,
                 search_jump=found.jump_cut,
-                truth_insight=insight_cut(records.get(problem_id, {}), cot),
+                truth_insight=insight_cut(
+                    records.get(problem_id, {}), [curve[cut].prefix_num_tokens for cut in range(cuts)]
+                ),
                 search_samples=sum(row.n for row in search[problem_id].values()),
-                every_step_samples=sum(row.n for row in brute[problem_id].values()),
+                every_step_samples=sum(row.n for row in curve.values()),
                 every_step_adaptive_samples=sum(row.n for row in adaptive.get(problem_id, {}).values()),
             )
         )
@@ -154,8 +167,10 @@ def compare_served(
 
 
 def summarise(method: str, problems: Sequence[ProblemComparison], seconds: dict[str, float]) -> SearchComparison:
+    """``truth_insight`` None means "no truth recorded" in a served comparison (those problems are
+    left out of the truth columns) and "no jump" in a simulation, where the truth is always known."""
     unsolved = [problem for problem in problems if problem.baseline_unsolved]
-    with_truth = [problem for problem in unsolved if problem.truth_insight is not None]
+    with_truth = [problem for problem in unsolved if method == "simulated" or problem.truth_insight is not None]
 
     def share(count: int, of: int) -> float:
         return count / of if of else float("nan")
@@ -351,60 +366,76 @@ async def served(
     weak = seeded(weak)
     imported = await imported_problems(stack, problems, strong, weak)
     plan = SamplingPlan(n_max=N)
-    cots, every_step, brute_s = await _run(stack, imported, CutMode.EVERY_STEP, None, strong, weak)
+    _, every_step, brute_s = await _run(stack, imported, CutMode.EVERY_STEP, None, strong, weak)
     _, every_step_adaptive, adaptive_s = await _run(stack, imported, CutMode.EVERY_STEP, plan, strong, weak)
     _, searched, search_s = await _run(stack, imported, CutMode.SEARCH, plan, strong, weak)
     return {
-        "cots": cots,
         "rows": {"every_step": every_step, "every_step_adaptive": every_step_adaptive, "search": searched},
         "seconds": {"every_step": brute_s, "every_step_adaptive": adaptive_s, "search": search_s},
     }
 
 
+RUNS = ("every_step", "every_step_adaptive", "search")
+
+
+def served_comparison(out: Path, problems_path: Path, count: int, config_path: Path) -> dict[str, Any]:
+    """The three runs against a stack of their own; their rows land in ``out`` (``--from-rows``
+    compares them again without a stack)."""
+    from benchmarks.adaptive import write_rows
+    from benchmarks.progress import timed
+    from benchmarks.stack import ServedStack, prepare_config
+    from cot_transfer.experiment.datasets import load_problems
+
+    config_file, config = prepare_config(config_path, out)
+    stack = ServedStack(config_file, out / "serve.log", config.auth_token_env)
+    try:
+        timed("starting the served stack", stack.start)
+        outcome = asyncio.run(
+            served(
+                stack,
+                load_problems(problems_path)[:count],
+                config.strong.sampling.settings(),
+                config.weak.sampling.settings(),
+            )
+        )
+    finally:
+        timed("stopping the served stack", stack.stop)
+    for name in RUNS:
+        write_rows(out / f"{name}.jsonl", outcome["rows"][name])
+    (out / "seconds.json").write_text(json.dumps(outcome["seconds"], indent=1))
+    return dict(outcome["seconds"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cut_search", description=__doc__.split("\n\n")[0])
     parser.add_argument("--simulate", action="store_true", help="curves of known truth only (no stack)")
+    parser.add_argument(
+        "--from-rows", action="store_true", help="compare the rows an earlier served run left in --out (no stack)"
+    )
     parser.add_argument("--problems", type=Path, default=None, help="JSONL problems (default testbed-hard)")
     parser.add_argument("--count", type=int, default=32, help="problems of the served comparison")
     parser.add_argument("--config", type=Path, default=None, help="serving config (default configs/local-cpu.yaml)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/cut_search"), help="rows and the comparison")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    table = simulated()
-    print(simulated_markdown(table))
-    (args.out / "simulated.json").write_text(json.dumps(table, indent=1))
-    if args.simulate:
-        return 0
+    if not args.from_rows:
+        table = simulated()
+        print(simulated_markdown(table))
+        (args.out / "simulated.json").write_text(json.dumps(table, indent=1))
+        if args.simulate:
+            return 0
 
-    from benchmarks.progress import timed
-    from benchmarks.stack import ServedStack, prepare_config
+    from benchmarks.adaptive import read_rows
     from benchmarks.workload import DEFAULT_CONFIG, DEFAULT_PROBLEMS
-    from cot_transfer.experiment.datasets import load_problems
 
     path = args.problems or DEFAULT_PROBLEMS
-    problems = load_problems(path)[: args.count]
-    records = {
-        record["id"]: record for record in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if record
-    }
-    config_path, config = prepare_config(args.config or DEFAULT_CONFIG, args.out)
-    stack = ServedStack(config_path, args.out / "serve.log", config.auth_token_env)
-    try:
-        timed("starting the served stack", stack.start)
-        outcome = asyncio.run(
-            served(stack, problems, config.strong.sampling.settings(), config.weak.sampling.settings())
-        )
-    finally:
-        timed("stopping the served stack", stack.stop)
-    for name, rows in outcome["rows"].items():
-        (args.out / f"{name}.jsonl").write_text("".join(json.dumps(asdict(row)) + "\n" for row in rows))
-    comparison = compare_served(
-        outcome["cots"],
-        outcome["rows"]["every_step"],
-        outcome["rows"]["every_step_adaptive"],
-        outcome["rows"]["search"],
-        records,
-        outcome["seconds"],
-    )
+    if args.from_rows:
+        seconds = json.loads((args.out / "seconds.json").read_text()) if (args.out / "seconds.json").is_file() else {}
+    else:
+        seconds = served_comparison(args.out, path, args.count, args.config or DEFAULT_CONFIG)
+    records = {record["id"]: record for record in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    rows = {name: read_rows(args.out / f"{name}.jsonl") for name in RUNS}
+    comparison = compare_served(rows["every_step"], rows["every_step_adaptive"], rows["search"], records, seconds)
     result = asdict(comparison)
     (args.out / "served.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({key: value for key, value in result.items() if key != "per_problem"}, indent=1))

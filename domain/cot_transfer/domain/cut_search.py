@@ -9,7 +9,8 @@ prefixes in order). The search looks for two points of the curve ``p_0 .. p_{M-1
 * the **unlock point**: the first cut whose potential reaches tau (``Thresholds.reaches_unlock``
   on the row's ``num_correct / n``: the rule the analysis and brute force use);
 * the **largest jump**: the cut ``k`` with the largest rise ``p_k - p_{k-1}`` (the rows' own
-  potential estimates).
+  potential estimates), when that rise is at least ``min_jump``: a curve that never rises that
+  much in one step (flat, or a slow ramp) has no jump to place.
 
 It probes in waves, each wave's rows drawn together (each decided by the run's sampling plan,
 so a cut far from tau costs a round or two):
@@ -89,7 +90,7 @@ class Probe:
 class SearchResult:
     """What a search found over ``cuts`` cuts: the unlock cut (None: no probed cut reaches tau, or
     the bracket before the first one that does is not resolved), the largest resolved jump's cut
-    and rise (None: no two neighbouring cuts probed), and the cuts probed."""
+    and rise (None: no two neighbouring cuts probed rise ``min_jump`` or more), and the cuts probed."""
 
     cuts: int
     probed: tuple[int, ...]
@@ -191,12 +192,13 @@ class CutSearch:
             before = max(cut for cut in self.probes if cut < first)
             unlock = first if first - before == 1 else None
         falls = any(-self._rise(left, right) > self.settings.jump_margin for left, right in self._brackets())
+        jump = best if best is not None and best[1] >= self.settings.min_jump else None
         return SearchResult(
             cuts=self.cuts,
             probed=tuple(sorted(self.probes)),
             unlock_cut=unlock,
-            jump_cut=best[0] if best else None,
-            jump_rise=best[1] if best else None,
+            jump_cut=jump[0] if jump else None,
+            jump_rise=jump[1] if jump else None,
             finished=not self.next_wave(),
             non_monotone=falls,
         )
@@ -235,13 +237,15 @@ def simulated_probe(
 
 
 def every_step_points(
-    potentials: list[float], thresholds: Thresholds, baseline_solved: bool
+    potentials: list[float], thresholds: Thresholds, baseline_solved: bool, min_jump: float = DEFAULT_MIN_JUMP
 ) -> tuple[int | None, int | None]:
-    """The unlock cut and largest-jump cut of a fully evaluated curve (what every-step finds),
-    for comparing a search with it; ``potentials`` by cut, ``baseline_solved`` from cut 0."""
+    """The unlock cut and largest-jump cut of a fully evaluated curve (what every-step finds, by the
+    search's definitions), for comparing a search with it; ``potentials`` by cut, ``baseline_solved``
+    from cut 0."""
     unlock = None
     if not baseline_solved:
         unlock = next((cut for cut in range(1, len(potentials)) if thresholds.reaches_unlock(potentials[cut])), None)
     rises = [(potentials[cut] - potentials[cut - 1], -cut) for cut in range(1, len(potentials))]
-    jump = -max(rises)[1] if rises else None
+    best = max(rises, default=None)
+    jump = -best[1] if best is not None and best[0] >= min_jump else None
     return unlock, jump
