@@ -2,13 +2,15 @@
 
     python -m benchmarks.profile_overhead                   # local CPU config, 30 s of calls
     python -m benchmarks.profile_overhead --seconds 60 --max-tokens 8
-    python -m benchmarks.profile_overhead --env RAY_SERVE_THROUGHPUT_OPTIMIZED=1   # an A/B of Serve's flags
+    python -m benchmarks.profile_overhead --env RAY_SERVE_THROUGHPUT_OPTIMIZED=1   # the profile under Serve's flags
 
 Starts the served stack, then sends one ``Complete`` (n = 1, a few tokens) after another from
 this process while ``py-spy record`` samples the Serve gRPC proxy, the ingress replica, the
 weak replica and the weak engine's core process (non-blocking, idle stacks left out). A
 process's samples / rate / calls is its CPU time per call; its top frames say what that time
 is. Written to ``--out`` (JSON, with the top stacks) and printed as a table.
+
+The A/B of throughput mode with throughput, overhead and locust per arm is ``benchmarks.throughput_ab``.
 """
 
 from __future__ import annotations

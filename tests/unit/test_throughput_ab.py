@@ -50,8 +50,13 @@ def test_drain_outcome_is_the_serve_command_s_own_line(log: str, expected: str) 
 
 
 def _record(arm: str, round_index: int, overhead_p50: float | None, rps: float | None) -> dict[str, Any]:
-    overhead = None if overhead_p50 is None else {"overhead_ms_p50": overhead_p50, "overhead_ms_p99": 2 * overhead_p50}
-    overhead = overhead and {**overhead, "served_ms_p50": overhead_p50 + 40}
+    overhead = None
+    if overhead_p50 is not None:
+        overhead = {
+            "overhead_ms_p50": overhead_p50,
+            "overhead_ms_p99": 2 * overhead_p50,
+            "served_ms_p50": overhead_p50 + 40,
+        }
     return {
         "arm": arm,
         "round": round_index,
