@@ -50,6 +50,7 @@ from cot_transfer.domain.sequential import (
     StoppingRule,
 )
 from cot_transfer.domain.sequential_estimates import operating_characteristics, row_potential
+from cot_transfer.domain.steps import CutMode
 from cot_transfer.domain.transfer import Thresholds
 
 # The comparison's fields that results.json also holds at the top level, beside its ``adaptive`` block.
@@ -299,6 +300,7 @@ async def served_events(
     plan: SamplingPlan | None,
     strong: SamplingParams,
     weak: SamplingParams,
+    cut: CutMode = CutMode.TOKEN,
 ) -> tuple[list[Any], float]:
     """One timed ``Transfer.Run``: its events and its wall time from the call to the last event."""
     from benchmarks.progress import timed_async
@@ -315,10 +317,13 @@ async def served_events(
                     strong_sampling=sampling_of(strong),
                     weak_sampling=sampling_of(weak),
                     sampling_plan=plan,
+                    cut=cut,
                 )
             ]
 
     label = "adaptive" if plan is not None else f"brute force n={n}, {len(fractions)} fractions"
+    if cut is not CutMode.TOKEN:
+        label = f"{cut.value}, {label}"
     return await timed_async(f"{label} ({len(batch)} problems)", go())
 
 

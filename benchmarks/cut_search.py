@@ -48,7 +48,7 @@ from cot_transfer.domain.cut_search import (
     replay,
     simulated_probe,
 )
-from cot_transfer.domain.requests import FractionResult, Problem, StrongCot
+from cot_transfer.domain.requests import FractionResult, Problem
 from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.sequential import SamplingPlan, StoppingRule
 from cot_transfer.domain.steps import CutMode
@@ -326,49 +326,22 @@ def simulated_markdown(table: Sequence[dict[str, Any]]) -> str:
 # --- served -----------------------------------------------------------------------------------
 
 
-async def _run(
-    stack: Any,
-    problems: Sequence[Problem],
-    cut: CutMode,
-    plan: SamplingPlan | None,
-    strong: SamplingParams,
-    weak: SamplingParams,
-) -> tuple[dict[str, StrongCot], list[FractionResult], float]:
-    from benchmarks.progress import timed_async
-    from benchmarks.served import sampling_of
-
-    async def go() -> list[Any]:
-        async with stack.client(4 * 3600) as client:
-            return [
-                event
-                async for event in client.run_transfer(
-                    problems,
-                    (0.0, 1.0),
-                    n=N,
-                    strong_sampling=sampling_of(strong),
-                    weak_sampling=sampling_of(weak),
-                    cut=cut,
-                    sampling_plan=plan,
-                )
-            ]
-
-    label = f"{cut.value}, {'adaptive' if plan else f'brute force n={N}'} ({len(problems)} problems)"
-    events, seconds = await timed_async(label, go())
-    strong_cots = {event.problem_id: event for event in events if isinstance(event, StrongCot)}
-    return strong_cots, [event for event in events if isinstance(event, FractionResult)], seconds
-
-
 async def served(
     stack: Any, problems: Sequence[Problem], strong: SamplingParams, weak: SamplingParams
 ) -> dict[str, Any]:
-    from benchmarks.adaptive import imported_problems, seeded
+    from benchmarks.adaptive import imported_problems, seeded, served_events
 
     weak = seeded(weak)
     imported = await imported_problems(stack, problems, strong, weak)
     plan = SamplingPlan(n_max=N)
-    _, every_step, brute_s = await _run(stack, imported, CutMode.EVERY_STEP, None, strong, weak)
-    _, every_step_adaptive, adaptive_s = await _run(stack, imported, CutMode.EVERY_STEP, plan, strong, weak)
-    _, searched, search_s = await _run(stack, imported, CutMode.SEARCH, plan, strong, weak)
+
+    async def run(cut: CutMode, plan: SamplingPlan | None) -> tuple[list[FractionResult], float]:
+        events, seconds = await served_events(stack, imported, (0.0, 1.0), N, plan, strong, weak, cut)
+        return [event for event in events if isinstance(event, FractionResult)], seconds
+
+    every_step, brute_s = await run(CutMode.EVERY_STEP, None)
+    every_step_adaptive, adaptive_s = await run(CutMode.EVERY_STEP, plan)
+    searched, search_s = await run(CutMode.SEARCH, plan)
     return {
         "rows": {"every_step": every_step, "every_step_adaptive": every_step_adaptive, "search": searched},
         "seconds": {"every_step": brute_s, "every_step_adaptive": adaptive_s, "search": search_s},
