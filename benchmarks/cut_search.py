@@ -210,12 +210,14 @@ def summarise(method: str, problems: Sequence[ProblemComparison], seconds: dict[
 # --- simulated: curves of known truth ------------------------------------------------------------
 
 
-def _step(rng: np.random.Generator, cuts: int) -> np.ndarray:
+def step_curve(rng: np.random.Generator, cuts: int) -> np.ndarray:
+    """An insight: 0 before one step, 0.6-1 from it on (the testbed's curves)."""
     return np.where(np.arange(cuts) >= rng.integers(1, cuts), rng.uniform(0.6, 1.0), 0.0)
 
 
-def _tangent(rng: np.random.Generator, cuts: int) -> np.ndarray:
-    curve = _step(rng, cuts)
+def tangent_curve(rng: np.random.Generator, cuts: int) -> np.ndarray:
+    """An insight step, back down to 0.1 at the next cut (a tangent), up for good after."""
+    curve = step_curve(rng, cuts)
     step = int(np.argmax(curve > 0))
     if step + 2 < cuts:
         curve[step + 1] = 0.1
@@ -236,8 +238,8 @@ def _ramp(rng: np.random.Generator, cuts: int) -> np.ndarray:
 
 
 SHAPES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
-    "insight step": _step,
-    "tangent after the step": _tangent,
+    "insight step": step_curve,
+    "tangent after the step": tangent_curve,
     "two rises": _two_rises,
     "smooth ramp": _ramp,
 }

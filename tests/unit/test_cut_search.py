@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import numpy as np
 import pytest
 
+from benchmarks.cut_search import step_curve, tangent_curve, within_one_step
 from cot_transfer.domain import requests as rq
 from cot_transfer.domain.cut_search import CutSearch, Probe, every_step_points, replay, simulated_probe
 from cot_transfer.domain.sampling import SamplingParams
@@ -99,27 +100,6 @@ def test_replaying_the_rows_gives_back_the_search_that_drew_them() -> None:
 # every-step at n = 128 per cut, the paper's protocol -----------------------------------------
 
 RULE = StoppingRule(SamplingPlan(n_max=128), TAU)
-
-
-def within_one_step(found: int | None, reference: int | None) -> bool:
-    if found is None or reference is None:
-        return found is reference
-    return abs(found - reference) <= 1
-
-
-def step_curve(rng: np.random.Generator, cuts: int) -> np.ndarray:
-    """An insight: near 0 before one step, high after (the testbed's curves)."""
-    step = rng.integers(1, cuts)
-    return np.where(np.arange(cuts) >= step, rng.uniform(0.6, 1.0), 0.0)
-
-
-def tangent_curve(rng: np.random.Generator, cuts: int) -> np.ndarray:
-    """Up at one step, back down the next (a tangent), up again for good after."""
-    curve = step_curve(rng, cuts)
-    step = int(np.argmax(curve > 0))
-    if step + 2 < cuts:
-        curve[step + 1] = 0.1
-    return curve
 
 
 @pytest.mark.parametrize("shape", [step_curve, tangent_curve])
