@@ -19,7 +19,7 @@ def model(**fields: Any) -> ModelDeploymentConfig:
 def test_the_config_keys_alone_give_the_options_they_always_gave() -> None:
     options = model(resources={"num_cpus": 2, "num_gpus": 1}, max_ongoing_requests=32).serve_options()
     assert options["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 1}
-    assert options["max_ongoing_requests"] == 32 and options["max_queued_requests"] == -1
+    assert options["max_ongoing_requests"] == 32 and options["max_queued_requests"] == 64
     assert options["autoscaling_config"]["max_replicas"] == 1
     assert options["health_check_timeout_s"] == 60 and options["graceful_shutdown_timeout_s"] == 30
 
