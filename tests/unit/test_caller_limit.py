@@ -6,11 +6,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from ipaddress import ip_network
 
 import grpc
 import pytest
+from pydantic import ValidationError
 
 from cot_transfer.domain.errors import OverloadedError
+from cot_transfer.serving.common.serving_config import LimitsConfig
 from cot_transfer.serving.edge.callers import CallerLimit, caller_of
 from cot_transfer.serving.edge.status import status_for
 from cot_transfer.v1 import cot_transfer_pb2 as pb
@@ -94,3 +97,57 @@ async def test_a_caller_at_its_limit_is_refused_while_another_caller_is_served()
         assert (await weak_b.Complete(COMPLETE, timeout=30)).completions  # caller B is served meanwhile
         assert (await first).completions
         assert (await weak_a.Complete(COMPLETE, timeout=30)).completions  # A's place is free again
+
+
+PROXY = [ip_network("10.0.0.0/24")]
+
+
+@pytest.mark.parametrize(
+    ("peer", "metadata", "caller"),
+    [
+        # From the trusted proxy: the client it names (the last address it added).
+        ("ipv4:10.0.0.7:51234", [("x-forwarded-for", "203.0.113.9")], "forwarded:203.0.113.9"),
+        ("ipv4:10.0.0.7:51234", [("X-Forwarded-For", "198.51.100.1, 203.0.113.9")], "forwarded:203.0.113.9"),
+        # From the trusted proxy without the header: the proxy itself.
+        ("ipv4:10.0.0.7:51234", [], "ipv4:10.0.0.7"),
+        # From anyone else the header is ignored: a client cannot name itself.
+        ("ipv4:192.0.2.4:51234", [("x-forwarded-for", "203.0.113.9")], "ipv4:192.0.2.4"),
+        ("ipv6:[::1]:51234", [("x-forwarded-for", "203.0.113.9")], "ipv6:[::1]"),
+    ],
+)
+def test_only_a_trusted_proxy_names_the_caller(peer: str, metadata: list[tuple[str, str]], caller: str) -> None:
+    assert caller_of(peer, metadata, PROXY) == caller
+    assert caller_of(peer, metadata) == caller_of(peer)  # no trusted proxy: always the peer
+
+
+def test_trusted_proxies_are_networks_and_a_wrong_one_is_refused_by_name() -> None:
+    limits = LimitsConfig.model_validate({"trusted_proxies": ["10.0.0.0/24", "fd00::/8"]})
+    assert [str(network) for network in limits.trusted_proxies] == ["10.0.0.0/24", "fd00::/8"]
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        LimitsConfig.model_validate({"trusted_proxies": ["the gateway"]})
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() -> None:
+    engine = ScriptedEngine(["Answer: 3"], max_model_len=512, delay_s=0.5)
+    limits = LOCAL_CONFIG.limits.model_copy(
+        update={"max_concurrent_calls_per_caller": 1, "trusted_proxies": [ip_network("127.0.0.1/32")]}
+    )
+    config = LOCAL_CONFIG.model_copy(update={"limits": limits})
+    service = InProcessService(engine, {config.weak.engine.name: engine}, config=config)
+    async with served_on_ipv4_and_ipv6(service) as (gateway, _), grpc.aio.insecure_channel(gateway) as channel:
+        weak = pb_grpc.WeakModelStub(channel)
+
+        def as_client(address: str) -> list[tuple[str, str]]:
+            return [("x-forwarded-for", address)]
+
+        first = asyncio.ensure_future(weak.Complete(COMPLETE, timeout=30, metadata=as_client("203.0.113.1")))
+        deadline = time.monotonic() + 5
+        while service.servicer.in_flight() < 1:
+            assert time.monotonic() < deadline, "the first client's call never started"
+            await asyncio.sleep(0.01)
+        # The same client again through the proxy is at its limit; another client is not.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await weak.Complete(COMPLETE, timeout=30, metadata=as_client("203.0.113.1"))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (await weak.Complete(COMPLETE, timeout=30, metadata=as_client("203.0.113.2"))).completions
+        assert (await first).completions

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PositiveInt, model_validator
 
 from cot_transfer.domain.sampling import MAX_TEMPERATURE, SamplingParams
 from cot_transfer.domain.sequential import DEFAULT_ERROR_RATE, DEFAULT_ROUNDS
@@ -366,8 +366,14 @@ class LimitsConfig(_Strict):
         ge=1,
         description="Work calls (Complete, StreamPrefixes, Transfer.Run) one caller, known by its address, has in"
         " flight on one ingress replica; one more gets RESOURCE_EXHAUSTED (retry with backoff), so one caller"
-        " cannot take every slot (ingress.max_ongoing_requests) from the others. Behind a proxy that does not"
-        " keep the client's address (a TLS gateway) every call has the proxy's: raise it to that bound there.",
+        " cannot take every slot (ingress.max_ongoing_requests) from the others. Behind a proxy every call has"
+        " the proxy's address: list the proxy in trusted_proxies, or raise this to that bound there.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks (CIDR) of proxies, such as deploy/'s TLS gateway, whose x-forwarded-for header names"
+        " the caller for max_concurrent_calls_per_caller; from any other peer the header is ignored. Empty: a"
+        " caller is always its peer address.",
     )
     max_fractions: int = Field(
         default=512, ge=1, description="Cap on fractions in one request, and on the steps of an every-step cut."

@@ -115,6 +115,7 @@ class TransferService:
         self._auth = TokenAuth.from_env(config.auth_token_env)
         self._max_in_flight = config.ingress.max_ongoing_requests
         self._per_caller = CallerLimit(config.limits.max_concurrent_calls_per_caller)
+        self._trusted_proxies = tuple(config.limits.trusted_proxies)
         self._health = HealthState(
             models_serving,
             refresh_interval_s=config.ingress.health_refresh_interval_s,
@@ -144,7 +145,8 @@ class TransferService:
                     f"this ingress replica is serving its limit of {self._max_in_flight} calls"
                     " (ingress.max_ongoing_requests); retry with backoff"
                 )
-            with self._per_caller.hold(caller_of(grpc_context.peer())) if per_caller else nullcontext():
+            caller = caller_of(grpc_context.peer(), grpc_context.invocation_metadata() or (), self._trusted_proxies)
+            with self._per_caller.hold(caller) if per_caller else nullcontext():
                 yield
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
