@@ -64,3 +64,34 @@ def test_imported_cots_cut_at_every_step_without_strong_generation(service: Runn
         assert time.monotonic() < deadline, "the weak model's generated-token counter never moved"
         time.sleep(2)
     assert generated_tokens(service, STRONG) == strong_before
+
+
+def test_a_search_run_on_the_stack_finds_each_insight_from_a_share_of_the_cuts(
+    service: RunningService, tmp_path: Path
+) -> None:
+    every = [json.loads(line) for line in (REPO / "datasets" / "testbed-demo.jsonl").read_text().splitlines()]
+    # Insights at different steps; no lucky guess (the weak model solves those alone: no unlock point).
+    records = [record for record in every if not record["metadata"]["lucky_guess"]][2:6]
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps(record) + "\n" for record in records))
+    out = tmp_path / "search"
+    done = service.cli(
+        "run", "--problems", str(problems), "--cut", "search", "--adaptive", "--n", "32", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    strong = {record["problem_id"]: record for record in map(json.loads, (out / "strong.jsonl").open())}
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    searches = {entry["problem_id"]: entry for entry in json.loads((out / "summary.json").read_text())["cut_search"]}
+    assert set(searches) == set(strong) == {record["id"] for record in records}
+    for record in records:
+        search = searches[record["id"]]
+        prefixes = strong[record["id"]]["prefixes"]
+        # Rows only where the search probed, every cut of the CoT stored.
+        assert sorted(row["num_steps"] for row in rows if row["problem_id"] == record["id"]) == search["probed"]
+        assert search["cuts"] == len(prefixes) and search["finished"]
+        # Testbed v2's truth: the weak model solves the problem once the prefix holds the insight.
+        insight = record["metadata"]["positions"]["insight"]["token"]
+        truth = next(cut for cut, prefix in enumerate(prefixes) if prefix["num_tokens"] > insight)
+        assert search["unlock_cut"] is not None and abs(search["unlock_cut"] - truth) <= 1, (search, truth)
+    assert "Cut-point search" in (out / "report.md").read_text()
