@@ -3,6 +3,7 @@ service's own RPC bodies in process (``InProcessService``)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +25,7 @@ from grpc_health.v1 import health_pb2_grpc
 from benchmarks.ports import free_port
 from cot_transfer.cli.serve import read_start_lines
 from cot_transfer.client import CotTransferClient
-from cot_transfer.domain.requests import CompletionRequest, CompletionResult, TransferRequest
+from cot_transfer.domain.requests import CompletionRequest, CompletionResult, FractionResult, TransferRequest
 from cot_transfer.engine.base import Engine
 from cot_transfer.serving.common.serving_config import DEFAULT_FORCE_ANSWER_MAX_TOKENS, ServingConfig
 from cot_transfer.serving.dataplane.fanout import TransferEvent, TransferRunner, by_receiver
@@ -103,6 +104,13 @@ class InProcessService:
         """The problem ids of each Run, in order."""
         return [[problem.id for problem in run.problems] for run in self.runs]
 
+    async def until_in_flight(self, calls: int, what: str, within_s: float = 5.0) -> None:
+        """Waits until the servicer has ``calls`` calls in flight (``what`` names them if they never start)."""
+        deadline = time.monotonic() + within_s
+        while self.servicer.in_flight() < calls:
+            assert time.monotonic() < deadline, f"{what} never started"
+            await asyncio.sleep(0.01)
+
     async def _recorded_complete(self, request: CompletionRequest) -> CompletionResult:
         self.completions.append(request)
         return await self._complete(request)
@@ -133,6 +141,27 @@ class InProcessService:
     ) -> None:
         if self._server is not None:
             await self._server.stop(None)
+
+
+async def killed_after_rows(
+    rows: int, run: Callable[[Callable[[FractionResult], None]], Coroutine[Any, Any, object]]
+) -> None:
+    """A client killed mid-run: starts ``run`` (given its on_row callback) and cancels it once
+    ``rows`` rows are written."""
+    written = 0
+    enough = asyncio.Event()
+
+    def on_row(row: FractionResult) -> None:
+        nonlocal written
+        written += 1
+        if written >= rows:
+            enough.set()
+
+    task = asyncio.create_task(run(on_row))
+    await enough.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 @pytest.fixture

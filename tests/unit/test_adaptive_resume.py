@@ -3,7 +3,6 @@ runner against the service's own RPC bodies in process, with a per-request cap b
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,13 +11,13 @@ from typing import Any
 import pytest
 
 from cot_transfer.client import CotTransferClient
-from cot_transfer.domain.requests import FractionResult, Problem
+from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.sampling_plan import SamplingPlan
 from cot_transfer.engine.base import GenerationOutput, GenerationRequest
 from cot_transfer.experiment.run_folder import RunFolderError
 from cot_transfer.experiment.runner import ExperimentSettings, run_experiment
 from cot_transfer.serving.edge import decode
-from tests.conftest import LOCAL_CONFIG, InProcessService
+from tests.conftest import LOCAL_CONFIG, InProcessService, killed_after_rows
 from tests.fakes import CharTokenizer, ScriptedEngine
 
 CAP = 32  # limits.max_samples_per_request of this service
@@ -63,20 +62,9 @@ async def test_a_killed_adaptive_run_resumes_adaptive_past_the_per_request_cap(
     service: InProcessService, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    written: list[FractionResult] = []
-    a_few_rows = asyncio.Event()
-
-    def on_row(row: FractionResult) -> None:
-        written.append(row)
-        if len(written) >= 5:
-            a_few_rows.set()
-
     async with CotTransferClient(service.address) as client:
-        run = asyncio.create_task(run_experiment(client, PROBLEMS, SETTINGS, out, on_row=on_row))
-        await a_few_rows.wait()  # the client dies mid-run, after a few rows are on disk
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
+        # The client dies mid-run, after a few rows are on disk.
+        await killed_after_rows(5, lambda on_row: run_experiment(client, PROBLEMS, SETTINGS, out, on_row=on_row))
         before = rows(out)
         assert 5 <= len(before) < ROWS
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from ipaddress import ip_network
@@ -79,10 +78,7 @@ async def test_a_caller_at_its_limit_is_refused_while_another_caller_is_served()
     ):
         weak_a, weak_b = pb_grpc.WeakModelStub(channel_a), pb_grpc.WeakModelStub(channel_b)
         first = asyncio.ensure_future(weak_a.Complete(COMPLETE, timeout=30))
-        deadline = time.monotonic() + 5
-        while service.servicer.in_flight() < 1:
-            assert time.monotonic() < deadline, "caller A's first call never started"
-            await asyncio.sleep(0.01)
+        await service.until_in_flight(1, "caller A's first call")
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await weak_a.Complete(COMPLETE, timeout=30)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -141,10 +137,7 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() 
             return [("x-forwarded-for", address)]
 
         first = asyncio.ensure_future(weak.Complete(COMPLETE, timeout=30, metadata=as_client("203.0.113.1")))
-        deadline = time.monotonic() + 5
-        while service.servicer.in_flight() < 1:
-            assert time.monotonic() < deadline, "the first client's call never started"
-            await asyncio.sleep(0.01)
+        await service.until_in_flight(1, "the first client's call")
         # The same client again through the proxy is at its limit; another client is not.
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await weak.Complete(COMPLETE, timeout=30, metadata=as_client("203.0.113.1"))

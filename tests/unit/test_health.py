@@ -201,10 +201,7 @@ async def test_work_past_the_ingress_bound_is_resource_exhausted_while_health_st
         watch = health.Watch(WATCH)
         assert (await watch.read()).status == SERVING
         first = asyncio.ensure_future(weak.Complete(request, timeout=30))
-        deadline = time.monotonic() + 5
-        while service.servicer.in_flight() < 1:
-            assert time.monotonic() < deadline, "the first call never started"
-            await asyncio.sleep(0.01)
+        await service.until_in_flight(1, "the first call")
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await weak.Complete(request, timeout=30)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

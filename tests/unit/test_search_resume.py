@@ -4,7 +4,6 @@ the rows on disk, every row once."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +13,11 @@ import pytest
 
 from cot_transfer.client import CotTransferClient
 from cot_transfer.domain.cut_search import Probe, replay
-from cot_transfer.domain.requests import FractionResult, Problem
+from cot_transfer.domain.requests import Problem
 from cot_transfer.domain.sampling_plan import SamplingPlan
 from cot_transfer.engine.base import GenerationOutput, GenerationRequest
 from cot_transfer.experiment.runner import ExperimentSettings, run_experiment
-from tests.conftest import LOCAL_CONFIG, InProcessService
+from tests.conftest import LOCAL_CONFIG, InProcessService, killed_after_rows
 from tests.fakes import CharTokenizer, ScriptedEngine
 
 LINES = 30
@@ -86,20 +85,9 @@ async def test_a_search_run_probes_a_fraction_of_the_cuts_and_finds_the_key_line
 
 async def test_a_killed_search_resumes_from_its_rows_every_row_once(service: InProcessService, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    written: list[FractionResult] = []
-    some_rows = asyncio.Event()
-
-    def on_row(row: FractionResult) -> None:
-        written.append(row)
-        if len(written) >= 9:
-            some_rows.set()
-
     async with CotTransferClient(service.address) as client:
-        run = asyncio.create_task(run_experiment(client, PROBLEMS, SETTINGS, out, on_row=on_row))
-        await some_rows.wait()  # the client dies between waves of some problems
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
+        # The client dies between waves of some problems.
+        await killed_after_rows(9, lambda on_row: run_experiment(client, PROBLEMS, SETTINGS, out, on_row=on_row))
         before = rows(out)
         assert any(not result.finished for result in searches(out).values())
         summary = await run_experiment(client, PROBLEMS, SETTINGS, out, resume=True)
