@@ -147,8 +147,12 @@ class CutSearch:
     def _rise(self, left: int, right: int) -> float:
         return self.probes[right].potential - self.probes[left].potential
 
-    def _first_reaching(self) -> int | None:
-        return next((cut for cut in sorted(self.probes) if cut > 0 and self._reaches(cut)), None)
+    def _unlock_bracket(self) -> tuple[int, int] | None:
+        """(the probed cut before the first probed cut that reaches tau, that cut); None when none reaches."""
+        first = next((cut for cut in sorted(self.probes) if cut > 0 and self._reaches(cut)), None)
+        if first is None:
+            return None
+        return max(cut for cut in self.probes if cut < first), first
 
     def _best_jump(self) -> tuple[int, float] | None:
         resolved = [(right, self._rise(left, right)) for left, right in self._brackets() if right - left == 1]
@@ -164,9 +168,9 @@ class CutSearch:
             # after one round, too few samples to place a jump.
             return ()
         wanted: set[int] = set()
-        first = self._first_reaching()
-        if first is not None:
-            before = max(cut for cut in self.probes if cut < first)
+        bracket = self._unlock_bracket()
+        if bracket is not None:
+            before, first = bracket
             if first - before > 1:
                 wanted.add((before + first) // 2)
             elif before >= 2 and before - 1 not in self.probes:
@@ -186,10 +190,10 @@ class CutSearch:
 
     def result(self) -> SearchResult:
         best = self._best_jump()
-        first = self._first_reaching()
+        bracket = self._unlock_bracket()
         unlock = None
-        if first is not None and not self._baseline_solved():
-            before = max(cut for cut in self.probes if cut < first)
+        if bracket is not None and not self._baseline_solved():
+            before, first = bracket
             unlock = first if first - before == 1 else None
         falls = any(-self._rise(left, right) > self.settings.jump_margin for left, right in self._brackets())
         jump = best if best is not None and best[1] >= self.settings.min_jump else None

@@ -415,6 +415,11 @@ class TransferRunner:
             # Every field of the strong model's answer, and what the run adds: correctness, judged prefixes.
             cot = StrongCot(problem_id=problem.id, correct=correct, prefixes=judged, **dataclasses.asdict(answer))
             await events.put(cot)
+        if request.cut is CutMode.SEARCH and not resumed.rows:
+            # A resumed search names the rows of its next wave (the client replays the search
+            # over the rows on disk): those are drawn as any resumed rows.
+            await self._search_problem(request, problem, judged, run_number, events)
+            return
         # Every receiver, in every mode, completes the same prefix (a resume: the rows it lacks).
         rows = [
             (prefix, receiver, mode)
@@ -422,11 +427,6 @@ class TransferRunner:
             for receiver, mode in run_receiver_modes(request)
             if not resumed.rows or (prefix.fraction, receiver, mode) in resumed.rows
         ]
-        if request.cut is CutMode.SEARCH and not resumed.rows:
-            # A resumed search names the rows of its next wave (the client replays the search
-            # over the rows on disk): those are drawn as any resumed rows.
-            await self._search_problem(request, problem, judged, run_number, events)
-            return
         # Adaptive sampling: the rows of one (receiver, mode) share its baseline's state, where
         # the baseline row is drawn in this run (a resumed row whose baseline is on disk does not wait).
         rounds: dict[tuple[str, str], ProblemRounds] = {}
