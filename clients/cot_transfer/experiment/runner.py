@@ -24,9 +24,12 @@ import asyncio
 import json
 import logging
 import re
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import grpc
 
 from cot_transfer.client import CotTransferClient, RetryPolicy, RpcFailedError
 from cot_transfer.client.client import RETRYABLE_CODES
@@ -107,9 +110,11 @@ async def run_experiment(
     if not resume:
         await asyncio.to_thread(folder.refuse_used)
     info = await client.get_info()
+    started = await asyncio.to_thread(folder.read_run) if resume else None
     # A resumed folder is hashed as it was started (``settings.SETTINGS_HASH_VERSION``).
-    version = settings_hash_version(await asyncio.to_thread(folder.read_run)) if resume else SETTINGS_HASH_VERSION
+    version = settings_hash_version(started) if started is not None else SETTINGS_HASH_VERSION
     run_hash = settings_hash(settings, problems, info, version)
+    experiment = folder_experiment_id(out_dir, started)
     run = {
         **settings.to_json(),
         "strong_model": info.strong_model,
@@ -120,6 +125,7 @@ async def run_experiment(
         "settings_hash": run_hash,
         "settings_hash_version": version,
         "service": service_identity(settings, info, version),
+        "experiment_id": experiment,
     }
     fractions = settings.measured_fractions()
     with folder_lock(out_dir):
@@ -143,7 +149,7 @@ async def run_experiment(
                     if problem.id in resumed or (problem.id not in state.strong and not state.is_final(problem.id))
                 ]
                 if todo:
-                    await _run_problems(client, todo, resumed, settings, writer, experiment_id(out_dir), info)
+                    await _run_problems(client, todo, resumed, settings, writer, experiment, info)
                 retryable = [error for error in writer.new_errors if error.code in RETRYABLE_CODE_NAMES]
                 if not retryable and not last_attempt and settings.cut == CutMode.SEARCH.value:
                     # A resumed search draws one wave a call (the client replays the search over
@@ -155,9 +161,20 @@ async def run_experiment(
                     break
                 logger.warning("%d problems failed transiently; running them again", len(retryable))
             except RpcFailedError as error:
-                if not error.retryable or last_attempt:  # a size refusal is never retried
+                if error.code == grpc.StatusCode.ALREADY_EXISTS and not last_attempt:
+                    # The id is this folder's alone and this process holds the folder's lock: the
+                    # service still runs an earlier call from this folder, whose client was killed
+                    # or cut off. Ray Serve's gRPC proxy does not always pass a client's disconnect
+                    # on (RELIABILITY.md), and then that call runs to its end first.
+                    logger.warning(
+                        "the service is still running this folder's earlier call (experiment_id %r), whose client"
+                        " was killed or cut off; waiting for it to end",
+                        experiment,
+                    )
+                elif not error.retryable or last_attempt:  # a size refusal is never retried
                     raise
-                logger.warning("run interrupted (%s); continuing from the results on disk", error.code.name)
+                else:
+                    logger.warning("run interrupted (%s); continuing from the results on disk", error.code.name)
             finally:
                 writer.close()
             await asyncio.sleep(retry.backoff_s(attempt))
@@ -246,6 +263,23 @@ def _problem_rows(
 def experiment_id(out_dir: Path) -> str:
     """The results folder's name as the service's metrics label (letters, digits, '.', '_', '-')."""
     return re.sub(r"[^A-Za-z0-9._-]", "-", out_dir.resolve().name)[:64] or "run"
+
+
+def new_experiment_id(out_dir: Path) -> str:
+    """A new run's ``experiment_id``: its folder's name and 8 random hex digits. The service runs
+    one call per id at a time, and folder names repeat across the people sharing a service
+    (``runs/math500``), so the name alone would refuse a stranger's run; the name keeps the
+    metrics label readable."""
+    return f"{experiment_id(out_dir)[:55]}-{secrets.token_hex(4)}"
+
+
+def folder_experiment_id(out_dir: Path, started: Mapping[str, Any] | None) -> str:
+    """The id ``run.json`` keeps for the folder's run (its every call and resume use it), a new one
+    for a new run; a folder from before ids were kept uses its name, as it did."""
+    if started is None:
+        return new_experiment_id(out_dir)
+    kept = started.get("experiment_id")
+    return kept if isinstance(kept, str) and kept else experiment_id(out_dir)
 
 
 class RequestTooLargeError(ValueError):
