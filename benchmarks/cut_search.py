@@ -237,11 +237,32 @@ def _ramp(rng: np.random.Generator, cuts: int) -> np.ndarray:
     return np.linspace(0.0, rng.uniform(0.6, 1.0), cuts)
 
 
+def plateau_curve(level: float) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """Curves that sit at ``level`` for many steps: 0, then ``level`` from an early cut, then
+    0.7-1 from a cut in the second half. With ``level`` just under tau (mass at the threshold)
+    every cut of the plateau is a chance to read above tau; the true unlock point is the last
+    rise. With ``level`` above tau it is the plateau's first cut."""
+
+    def draw(rng: np.random.Generator, cuts: int) -> np.ndarray:
+        start = int(rng.integers(1, max(2, cuts // 3)))
+        rise = int(rng.integers(max(start + 1, cuts // 2), cuts))
+        curve = np.zeros(cuts)
+        curve[start:rise] = level
+        curve[rise:] = rng.uniform(0.7, 1.0)
+        return curve
+
+    return draw
+
+
 SHAPES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "insight step": step_curve,
     "tangent after the step": tangent_curve,
     "two rises": _two_rises,
     "smooth ramp": _ramp,
+    # tau is 0.5 (THRESHOLDS)
+    "plateau at 0.4, then the step": plateau_curve(0.4),
+    "plateau at 0.45 (at the threshold), then the step": plateau_curve(0.45),
+    "plateau at 0.55, then the step": plateau_curve(0.55),
 }
 LENGTHS = {"short (6-15 cuts)": (6, 16), "long (40-199 cuts)": (40, 200)}
 
