@@ -87,7 +87,9 @@ class InProcessService:
             {name: server.complete for name, server in self.receivers.items()},
             self.receivers[config.weak.engine.name].complete,
         )
-        self.runner = TransferRunner(self.strong.stream_prefixes, self._recorded_complete, max_concurrent_completions=8)
+        self.runner = TransferRunner(
+            self.strong.stream_prefixes, self._recorded_complete, max_concurrent_completions=8, limits=config.limits
+        )
         self.servicer = TransferService(
             config,
             strong_events=self.strong.stream_prefixes,

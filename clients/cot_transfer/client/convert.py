@@ -146,6 +146,7 @@ def service_info_from_proto(message: pb.GetInfoResponse) -> ServiceInfo:
         max_fractions=message.max_fractions,
         max_message_bytes=message.max_message_bytes,
         max_text_chars=message.max_text_chars,
+        max_samples_per_run=message.max_samples_per_run,
         models=tuple(
             ModelInfo(
                 name=model.name,

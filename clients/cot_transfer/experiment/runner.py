@@ -36,6 +36,7 @@ from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
 from cot_transfer.client.retry import RUN_RETRY_BUDGET_S
 from cot_transfer.domain.requests import FractionResult, Problem, ProblemError, ResumedProblem, ServiceInfo, StrongCot
+from cot_transfer.domain.run_size import cuts_counted, problem_row_count
 from cot_transfer.domain.steps import CutMode
 from cot_transfer.experiment.cut_settings import problem_rows
 from cot_transfer.experiment.datasets import (
@@ -291,31 +292,47 @@ def problem_batches(
     max_problems: int,
     max_request_bytes: int,
     wire_bytes: Callable[[Problem], int],
+    max_samples: int = 0,
+    samples: Callable[[Problem], int] | None = None,
 ) -> list[list[Problem]]:
     """Splits ``problems``, in order, into ``Transfer.Run`` calls the service accepts.
 
-    Each batch holds at most ``max_problems`` problems and, with ``max_request_bytes`` > 0,
+    Each batch holds at most ``max_problems`` problems; with ``max_request_bytes`` > 0 it
     serializes to fewer bytes than that, leaving ``REQUEST_OVERHEAD_BYTES`` for the rest of the
-    request. A problem that cannot fit on its own raises ``RequestTooLargeError``, before any call.
+    request; with ``max_samples`` > 0 the most samples its problems may draw (``samples``, counted
+    as the service counts them: ``run_size``) add up to at most that. A problem that cannot fit on
+    its own raises ``RequestTooLargeError``, before any call.
     """
     if max_problems < 1:
         raise ValueError(f"max_problems must be >= 1, got {max_problems}")
     budget = max_request_bytes - REQUEST_OVERHEAD_BYTES if max_request_bytes > 0 else None
+    sample_budget = max_samples if max_samples > 0 and samples is not None else None
     batches: list[list[Problem]] = []
     batch: list[Problem] = []
-    batch_bytes = 0
+    batch_bytes = batch_samples = 0
     for problem in problems:
         size = wire_bytes(problem)
+        drawn = samples(problem) if samples is not None else 0
         if budget is not None and size > budget:
             raise RequestTooLargeError(
                 f"problem {problem.id!r} is {size} bytes; the service accepts requests up to"
                 f" {max_request_bytes} bytes ({budget} for problems)"
             )
-        if batch and (len(batch) == max_problems or (budget is not None and batch_bytes + size > budget)):
+        if sample_budget is not None and drawn > sample_budget:
+            raise RequestTooLargeError(
+                f"problem {problem.id!r} may draw {drawn} samples (its rows x n); the service runs at most"
+                f" {sample_budget} a run (limits.max_samples_per_run): use fewer fractions, receivers or modes,"
+                " or a smaller n"
+            )
+        full = len(batch) == max_problems
+        full = full or (budget is not None and batch_bytes + size > budget)
+        full = full or (sample_budget is not None and batch_samples + drawn > sample_budget)
+        if batch and full:
             batches.append(batch)
-            batch, batch_bytes = [], 0
+            batch, batch_bytes, batch_samples = [], 0, 0
         batch.append(problem)
         batch_bytes += size
+        batch_samples += drawn
     if batch:
         batches.append(batch)
     return batches
@@ -340,8 +357,18 @@ async def _run_problems(
     def wire_bytes(problem: Problem) -> int:
         return problem_wire_bytes(problem, resumed.get(problem.id))
 
+    cuts = cuts_counted(CutMode(settings.cut), len(settings.measured_fractions()), info.max_fractions)
+    receiver_modes = len(settings.receiver_modes())
+    per_row = settings.sampling_plan.n_max if settings.sampling_plan is not None else settings.n
+
+    def samples(problem: Problem) -> int:
+        return problem_row_count(resumed.get(problem.id), cuts, receiver_modes) * per_row
+
     # One call per batch the service's limits allow; results land on disk the same way.
-    for batch in problem_batches(specs, info.max_problems_per_run, info.max_message_bytes, wire_bytes):
+    batches = problem_batches(
+        specs, info.max_problems_per_run, info.max_message_bytes, wire_bytes, info.max_samples_per_run, samples
+    )
+    for batch in batches:
         await check_models_unchanged(client, info)
         resumed_here = {problem.id: resumed[problem.id] for problem in batch if problem.id in resumed}
         run = client.run_transfer(batch, experiment_id=experiment, resumed=resumed_here, **settings.run_options())

@@ -100,6 +100,8 @@ class ServiceInfo:
     max_message_bytes: int = 0
     # Longest text field accepted, in characters; 0 when the service does not say.
     max_text_chars: int = 0
+    # The most samples one run may draw (``run_size``); 0 when the service does not say.
+    max_samples_per_run: int = 0
     models: tuple[ModelInfo, ...] = ()
     # The sampling a request gets for the fields it leaves unset; None when the service does not say.
     strong_sampling_defaults: SamplingParams | None = None

@@ -167,7 +167,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes", "models", "max_text_chars", "strong_sampling_defaults", "weak_sampling_defaults", "versions")
+    __slots__ = ("strong_model", "weak_model", "graders", "default_grader", "max_samples_per_request", "max_problems_per_run", "max_fractions", "max_message_bytes", "models", "max_text_chars", "strong_sampling_defaults", "weak_sampling_defaults", "versions", "max_samples_per_run")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +188,7 @@ class GetInfoResponse(_message.Message):
     STRONG_SAMPLING_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     WEAK_SAMPLING_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SAMPLES_PER_RUN_FIELD_NUMBER: _ClassVar[int]
     strong_model: str
     weak_model: str
     graders: _containers.RepeatedScalarFieldContainer[str]
@@ -201,7 +202,8 @@ class GetInfoResponse(_message.Message):
     strong_sampling_defaults: SamplingParams
     weak_sampling_defaults: SamplingParams
     versions: _containers.ScalarMap[str, str]
-    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ..., strong_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    max_samples_per_run: int
+    def __init__(self, strong_model: _Optional[str] = ..., weak_model: _Optional[str] = ..., graders: _Optional[_Iterable[str]] = ..., default_grader: _Optional[str] = ..., max_samples_per_request: _Optional[int] = ..., max_problems_per_run: _Optional[int] = ..., max_fractions: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ..., strong_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling_defaults: _Optional[_Union[SamplingParams, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ..., max_samples_per_run: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "roles", "reasoning_format", "fingerprint", "max_model_len", "engine_settings")

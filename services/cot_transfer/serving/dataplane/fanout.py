@@ -30,6 +30,7 @@ from cot_transfer.domain.requests import (
     StrongEvent,
     TransferRequest,
 )
+from cot_transfer.domain.run_size import cuts_counted, problem_row_count
 from cot_transfer.domain.steps import CutMode
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
@@ -199,19 +200,9 @@ def row_fields_of(prefix: Prefix) -> dict[str, Any]:
 
 
 def _rows(request: TransferRequest, cuts_per_problem: int) -> int:
-    """The rows of a run whose fresh problems are cut ``cuts_per_problem`` times: every (cut,
-    receiver, mode) of each problem, a resumed problem's own rows (or every row of its stored prefixes)."""
-    receiver_modes = len(run_receiver_modes(request))
-    total = 0
-    for problem in request.problems:
-        resumed = request.resumed.get(problem.id, ResumedProblem())
-        if resumed.rows:
-            total += len(resumed.rows)
-        elif resumed.prefixes:
-            total += len(resumed.prefixes) * receiver_modes
-        else:
-            total += cuts_per_problem * receiver_modes
-    return total
+    """The rows of a run whose fresh problems are cut ``cuts_per_problem`` times (``run_size.problem_row_count``)."""
+    modes = len(run_receiver_modes(request))
+    return sum(problem_row_count(request.resumed.get(one.id), cuts_per_problem, modes) for one in request.problems)
 
 
 def expected_rows(request: TransferRequest) -> int:
@@ -223,10 +214,8 @@ def expected_rows(request: TransferRequest) -> int:
 def most_samples(request: TransferRequest) -> int:
     """The most samples a run can draw: each row's n (a plan's n_max), an every-step cut counted at
     the most steps a problem may have, since its cuts are known only once the CoT is written."""
-    every_step = request.cut.cuts_every_step and request.max_steps > 0
-    cuts = request.max_steps if every_step else len(request.fractions)
     per_row = request.sampling_plan.n_max if request.sampling_plan is not None else request.n
-    return _rows(request, cuts) * per_row
+    return _rows(request, cuts_counted(request.cut, len(request.fractions), request.max_steps)) * per_row
 
 
 class TransferRunner:

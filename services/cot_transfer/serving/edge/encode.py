@@ -67,6 +67,7 @@ def service_info_to_proto(config: ServingConfig, fingerprints: Mapping[str, str]
         max_fractions=config.limits.max_fractions,
         max_message_bytes=config.limits.max_message_bytes,
         max_text_chars=config.limits.max_text_chars,
+        max_samples_per_run=config.limits.max_samples_per_run,
         strong_sampling_defaults=_sampling_to_proto(config.strong.sampling),
         weak_sampling_defaults=_sampling_to_proto(config.weak.sampling),
         models=_models_to_proto(config, fingerprints or {}),
