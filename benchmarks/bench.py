@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> BenchResult:
         )
     finally:
         timed("stopping the served stack", stack.stop)
-    groups, prefix_lengths = weak_prompt_groups(config.weak.engine.model, problems, phases.served.strong)
+    groups, prefix_lengths = weak_prompt_groups(config.weak, problems, phases.served.strong)
     # After the stack is stopped: on a GPU the served engines and this one cannot share the memory.
     offline = offline_phase(config, groups, prefix_lengths, workload.n) if offline_enabled else None
     decisions = decisions_of(config, problems, served_adaptive, args.n_max, args.artifacts) if args.decisions else None

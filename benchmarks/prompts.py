@@ -7,24 +7,33 @@ from collections.abc import Sequence
 
 from cot_transfer.domain.requests import Problem, StrongCot
 from cot_transfer.engine.config import EngineConfig
+from cot_transfer.serving.common.serving_config import ModelDeploymentConfig
 
 
 def weak_prompt_groups(
-    tokenizer_path: str, problems: Sequence[Problem], strong: dict[str, StrongCot]
+    weak: ModelDeploymentConfig, problems: Sequence[Problem], strong: dict[str, StrongCot]
 ) -> tuple[list[list[list[int]]], list[list[int]]]:
-    """The weak prompts (token ids) per problem as the weak server builds them, and the prefix lengths."""
+    """The weak prompts (token ids) per problem and the prefix lengths, built by the weak server's
+    own codec: its chat template, its reasoning block opened (Qwen3's ``<think>\n``, ...), the
+    strong model's prefix tokens where they mean the prefix in its tokenizer."""
     from transformers import AutoTokenizer
 
     from cot_transfer.engine.vllm_engine import HuggingFaceTokenizer
+    from cot_transfer.serving.replicas.reasoning_formats import ReasoningCodec, resolve_format
 
-    tokenizer = HuggingFaceTokenizer(AutoTokenizer.from_pretrained(tokenizer_path))
+    folder = weak.engine.tokenizer_folder or weak.engine.model
+    codec = ReasoningCodec(
+        resolve_format(weak.reasoning_format), HuggingFaceTokenizer(AutoTokenizer.from_pretrained(folder))
+    )
     groups = []
     prefix_lengths = []
     for problem in problems:
-        rendered = tokenizer.render_problem(problem.problem)
-        prefixes = strong[problem.id].prefixes
-        groups.append([tokenizer.encode(rendered + prefix.text) for prefix in prefixes])
-        prefix_lengths.append([len(tokenizer.encode(prefix.text)) if prefix.text else 0 for prefix in prefixes])
+        prompts = [
+            codec.receiver_prompt_tokens(problem.problem, prefix.text, prefix.token_ids)
+            for prefix in strong[problem.id].prefixes
+        ]
+        groups.append([ids for ids, _ in prompts])
+        prefix_lengths.append([length for _, length in prompts])
     return groups, prefix_lengths
 
 

@@ -195,7 +195,7 @@ def _one_stack(
 def _offline(config: ServingConfig, problems: Sequence[Problem], served: ServedRun, n: int) -> dict[str, Any]:
     from benchmarks.bench import offline_phase
 
-    groups, prefix_lengths = weak_prompt_groups(config.weak.engine.model, problems, served.strong)
+    groups, prefix_lengths = weak_prompt_groups(config.weak, problems, served.strong)
     return offline_phase(config, groups, prefix_lengths, n)
 
 

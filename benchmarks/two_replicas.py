@@ -133,7 +133,7 @@ def one_router(
             )
         finally:
             timed("stopping the two-replica stack", stack.stop)
-    groups, _ = weak_prompt_groups(config.weak.engine.model, problems, served.strong)
+    groups, _ = weak_prompt_groups(config.weak, problems, served.strong)
     block_size = engine_settings(config.weak.engine)["block_size"]
     bound = prefill_lower_bound(groups, block_size, workload.n)
     per_node = [
