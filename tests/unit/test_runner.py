@@ -13,7 +13,7 @@ from cot_transfer.domain.sampling import SamplingParams
 from cot_transfer.domain.transfer import Thresholds
 from cot_transfer.experiment.problem_errors import ERRORS_FILE
 from cot_transfer.experiment.run_folder import RunFolder, RunFolderError, _DurableJsonl
-from cot_transfer.experiment.runner import experiment_id, folder_experiment_id, new_experiment_id
+from cot_transfer.experiment.runner import FolderExperiment, experiment_id, folder_experiment_id, new_experiment_id
 from cot_transfer.experiment.settings import ExperimentSettings, service_identity, settings_hash
 from tests.fakes import service_info
 
@@ -93,12 +93,13 @@ def test_experiment_id_is_a_valid_metrics_label(tmp_path: Path) -> None:
 
 def test_a_new_run_gets_an_id_of_its_own_and_a_resume_keeps_it(tmp_path: Path) -> None:
     first, second = (folder_experiment_id(tmp_path / parent / "run", None) for parent in ("alice", "bob"))
-    assert first != second
-    assert re.fullmatch(r"run-[0-9a-f]{8}", first), first
+    assert first.id != second.id and first.own and second.own
+    assert re.fullmatch(r"run-[0-9a-f]{8}", first.id), first
     assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", new_experiment_id(tmp_path / ("x" * 200)))
-    assert folder_experiment_id(tmp_path / "run", {"experiment_id": first}) == first
-    # A folder started before run.json kept the id resumes under the name it used then.
-    assert folder_experiment_id(tmp_path / "run", {"settings_hash": "abc"}) == "run"
+    assert folder_experiment_id(tmp_path / "run", {"experiment_id": first.id}) == first
+    # A folder started before run.json kept the id resumes under the name it used then, which
+    # another folder may share: its calls never take over a run under it.
+    assert folder_experiment_id(tmp_path / "run", {"settings_hash": "abc"}) == FolderExperiment("run", own=False)
 
 
 SERVED = service_info(

@@ -6,6 +6,7 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from cot_transfer.domain.errors import (
+    AbortedError,
     AlreadyExistsError,
     InvalidArgumentError,
     NotFoundError,
@@ -23,6 +24,7 @@ from cot_transfer.serving.edge.status import status_for
         (OutOfRangeError("prefix", "too long"), grpc.StatusCode.OUT_OF_RANGE),
         (NotFoundError("grader 'x' is unknown"), grpc.StatusCode.NOT_FOUND),
         (AlreadyExistsError("experiment_id 'x' is already running"), grpc.StatusCode.ALREADY_EXISTS),
+        (AbortedError("experiment_id 'x' was taken over"), grpc.StatusCode.ABORTED),
         (OverloadedError("queue full"), grpc.StatusCode.RESOURCE_EXHAUSTED),
         (UnavailableError("engine died"), grpc.StatusCode.UNAVAILABLE),
         (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),

@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cot_transfer.domain import requests as rq
-from cot_transfer.domain.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, OutOfRangeError
+from cot_transfer.domain.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+)
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.dataplane.admission import call_when_admitted
 from cot_transfer.serving.dataplane.fanout import Complete, StreamPrefixes, TransferEvent, TransferRunner
@@ -181,6 +187,47 @@ async def test_a_second_concurrent_run_with_the_same_experiment_id_is_refused() 
     # Once the first has ended the id is free again.
     again = [event async for event in runner.run(request)]
     assert isinstance(again[-1], RunSummary)
+
+
+async def test_a_run_with_take_over_ends_the_run_holding_its_id_and_its_model_work() -> None:
+    release = asyncio.Event()
+    orphan_drawing = asyncio.Event()
+    orphan_stopped = asyncio.Event()
+    started = cancelled = 0
+
+    async def held(request: rq.CompletionRequest) -> rq.CompletionResult:
+        nonlocal started, cancelled
+        started += 1
+        if started == 4:  # the orphan's four rows (two problems, fractions 0.5 and 1) are drawing
+            orphan_drawing.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            cancelled += 1
+            if cancelled == 4:
+                orphan_stopped.set()
+            raise
+        return await complete(request)
+
+    runner = TransferRunner(stream_prefixes, held, max_concurrent_completions=8)
+    request = dataclasses.replace(two_problems(), experiment_id="exp-1")
+    orphan = runner.run(request)  # a call whose reader left without cancelling it
+    assert isinstance(await anext(orphan), rq.StrongCot)
+    await asyncio.wait_for(orphan_drawing.wait(), 5)
+
+    taking_over = runner.run(dataclasses.replace(request, take_over=True))
+    first = asyncio.ensure_future(anext(taking_over))
+    # The orphan's completions in flight are cancelled (the engine aborts them) before the new run draws.
+    await asyncio.wait_for(orphan_stopped.wait(), 5)
+    release.set()
+    events = [await first]
+    assert runner.running_experiments() == {"exp-1"}  # now the new run's
+    events += [event async for event in taking_over]
+    assert isinstance(events[-1], RunSummary)
+    with pytest.raises(AbortedError, match="'exp-1' was taken over"):
+        async for _ in orphan:
+            pass
+    assert runner.running_experiments() == frozenset()
 
 
 async def test_unknown_grader_fails_before_any_model_call() -> None:

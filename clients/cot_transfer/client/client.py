@@ -214,13 +214,17 @@ class CotTransferClient:
         cot_tokenizer: str = "",
         sampling_plan: SamplingPlan | None = None,
         resumed: Mapping[str, ResumedProblem] | None = None,
+        take_over: bool = False,
     ) -> AsyncIterator[StrongCot | FractionResult | ProblemError | RunSummary]:
         """``receivers``: the served models that complete every prefix (none: the weak model);
         ``modes``: ``free`` and/or ``force_answer`` (none: free). ``cut`` and ``step_boundary``:
         where the CoTs are cut (``cot_transfer.domain.steps``); problems with a ``cot`` bring
         their CoT and the strong model is not called for them. ``resumed``: problem id -> the
         prefixes an earlier run returned and the rows still missing; those problems are completed
-        on their stored prefixes, only those rows, drawn as any other row of the run."""
+        on their stored prefixes, only those rows, drawn as any other row of the run.
+        ``take_over``: a run still going under ``experiment_id`` is ended (ABORTED) for this one,
+        instead of this one failing with ALREADY_EXISTS (a resume of a folder whose killed client's
+        call the service still runs)."""
         request = pb.RunRequest(
             problems=[problem_to_proto(problem, (resumed or {}).get(problem.id)) for problem in problems],
             fractions=list(fractions),
@@ -236,6 +240,7 @@ class CotTransferClient:
             step_boundary=STEP_BOUNDARY_TO_PROTO[step_boundary],
             keep_completions=keep_completions,
             cot_tokenizer=cot_tokenizer,
+            take_over=take_over,
             # Adaptive sampling: rows drawn in rounds up to the plan's n_max (then n is n_max).
             sampling_plan=sampling_plan_to_proto(sampling_plan) if sampling_plan is not None else None,
         )

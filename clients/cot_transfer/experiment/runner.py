@@ -26,6 +26,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ async def run_experiment(
         "settings_hash": run_hash,
         "settings_hash_version": version,
         "service": service_identity(settings, info, version),
-        "experiment_id": experiment,
+        "experiment_id": experiment.id,
     }
     fractions = settings.measured_fractions()
     with folder_lock(out_dir):
@@ -163,14 +164,14 @@ async def run_experiment(
                 logger.warning("%d problems failed transiently; running them again", len(retryable))
             except RpcFailedError as error:
                 if error.code == grpc.StatusCode.ALREADY_EXISTS and not last_attempt:
-                    # The id is this folder's alone and this process holds the folder's lock: the
-                    # service still runs an earlier call from this folder, whose client was killed
-                    # or cut off. Ray Serve's gRPC proxy does not always pass a client's disconnect
-                    # on (RELIABILITY.md), and then that call runs to its end first.
+                    # The service still runs an earlier call under this id, whose client was killed
+                    # or cut off: Ray Serve's gRPC proxy does not always pass a client's disconnect
+                    # on (RELIABILITY.md). A call under the folder's own id takes it over; a
+                    # service from before take_over, or a folder named by its name alone, waits.
                     logger.warning(
-                        "the service is still running this folder's earlier call (experiment_id %r), whose client"
+                        "the service is still running an earlier call under experiment_id %r, whose client"
                         " was killed or cut off; waiting for it to end",
-                        experiment,
+                        experiment.id,
                     )
                 elif not error.retryable or last_attempt:  # a size refusal is never retried
                     raise
@@ -274,13 +275,26 @@ def new_experiment_id(out_dir: Path) -> str:
     return f"{experiment_id(out_dir)[:55]}-{secrets.token_hex(4)}"
 
 
-def folder_experiment_id(out_dir: Path, started: Mapping[str, Any] | None) -> str:
-    """The id ``run.json`` keeps for the folder's run (its every call and resume use it), a new one
-    for a new run; a folder from before ids were kept uses its name, as it did."""
+@dataclass(frozen=True)
+class FolderExperiment:
+    """The ``experiment_id`` a results folder's calls use. ``own``: the id was made for this
+    folder and is kept in its ``run.json``, so a call under it may take over a run the service
+    still has going under it (only this folder's earlier call can be one: this process holds the
+    folder's lock); a folder from before ids were kept goes by its name, which others may share."""
+
+    id: str
+    own: bool
+
+
+def folder_experiment_id(out_dir: Path, started: Mapping[str, Any] | None) -> FolderExperiment:
+    """The id ``run.json`` keeps for the folder's run (its every call and resume use it), a new
+    one for a new run; a folder from before ids were kept uses its name, as it did."""
     if started is None:
-        return new_experiment_id(out_dir)
+        return FolderExperiment(new_experiment_id(out_dir), own=True)
     kept = started.get("experiment_id")
-    return kept if isinstance(kept, str) and kept else experiment_id(out_dir)
+    if isinstance(kept, str) and kept:
+        return FolderExperiment(kept, own=True)
+    return FolderExperiment(experiment_id(out_dir), own=False)
 
 
 class RequestTooLargeError(ValueError):
@@ -344,7 +358,7 @@ async def _run_problems(
     resumed: Mapping[str, ResumedProblem],
     settings: ExperimentSettings,
     writer: _RowWriter,
-    experiment: str,
+    experiment: FolderExperiment,
     info: ServiceInfo,
 ) -> None:
     """Runs ``problems`` through ``Transfer.Run``: fresh ones whole, ``resumed`` ones on their
@@ -371,7 +385,13 @@ async def _run_problems(
     for batch in batches:
         await check_models_unchanged(client, info)
         resumed_here = {problem.id: resumed[problem.id] for problem in batch if problem.id in resumed}
-        run = client.run_transfer(batch, experiment_id=experiment, resumed=resumed_here, **settings.run_options())
+        run = client.run_transfer(
+            batch,
+            experiment_id=experiment.id,
+            take_over=experiment.own,
+            resumed=resumed_here,
+            **settings.run_options(),
+        )
         async for event in run:
             if isinstance(event, StrongCot) and event.problem_id in resumed_here:
                 # A service from before Problem.prefixes ignores them and writes a new CoT: its

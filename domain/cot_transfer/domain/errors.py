@@ -67,6 +67,12 @@ class AlreadyExistsError(CotTransferError):
     code: ClassVar[str] = "ALREADY_EXISTS"
 
 
+class AbortedError(CotTransferError):
+    """The call was ended for another to go on (a run taken over by a resume of its results folder)."""
+
+    code: ClassVar[str] = "ABORTED"
+
+
 class UnauthenticatedError(CotTransferError):
     """The call carries no credentials where the service requires them."""
 

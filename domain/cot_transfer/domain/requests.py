@@ -207,6 +207,8 @@ class TransferRequest:
     sampling_plan: SamplingPlan | None = None
     # Problem id -> its stored prefixes and missing rows, for the problems a resume completes.
     resumed: Mapping[str, ResumedProblem] = field(default_factory=dict)
+    # A run going under ``experiment_id`` is ended for this one instead of refusing this one.
+    take_over: bool = False
 
 
 @dataclass(frozen=True)

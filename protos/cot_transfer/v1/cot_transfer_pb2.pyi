@@ -287,7 +287,7 @@ class Thresholds(_message.Message):
     def __init__(self, baseline_max_potential: _Optional[float] = ..., unlock_min_potential: _Optional[float] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("problems", "fractions", "n", "strong_sampling", "weak_sampling", "thresholds", "grader", "experiment_id", "sampling_plan", "receivers", "modes", "cut", "step_boundary", "keep_completions", "cot_tokenizer")
+    __slots__ = ("problems", "fractions", "n", "strong_sampling", "weak_sampling", "thresholds", "grader", "experiment_id", "sampling_plan", "receivers", "modes", "cut", "step_boundary", "keep_completions", "cot_tokenizer", "take_over")
     PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     FRACTIONS_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +303,7 @@ class RunRequest(_message.Message):
     STEP_BOUNDARY_FIELD_NUMBER: _ClassVar[int]
     KEEP_COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
     COT_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    TAKE_OVER_FIELD_NUMBER: _ClassVar[int]
     problems: _containers.RepeatedCompositeFieldContainer[Problem]
     fractions: _containers.RepeatedScalarFieldContainer[float]
     n: int
@@ -318,7 +319,8 @@ class RunRequest(_message.Message):
     step_boundary: StepBoundary
     keep_completions: bool
     cot_tokenizer: str
-    def __init__(self, problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., fractions: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., strong_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., grader: _Optional[str] = ..., experiment_id: _Optional[str] = ..., sampling_plan: _Optional[_Union[SamplingPlan, _Mapping]] = ..., receivers: _Optional[_Iterable[str]] = ..., modes: _Optional[_Iterable[_Union[AnswerMode, str]]] = ..., cut: _Optional[_Union[CutMode, str]] = ..., step_boundary: _Optional[_Union[StepBoundary, str]] = ..., keep_completions: _Optional[bool] = ..., cot_tokenizer: _Optional[str] = ...) -> None: ...
+    take_over: bool
+    def __init__(self, problems: _Optional[_Iterable[_Union[Problem, _Mapping]]] = ..., fractions: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., strong_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., weak_sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., thresholds: _Optional[_Union[Thresholds, _Mapping]] = ..., grader: _Optional[str] = ..., experiment_id: _Optional[str] = ..., sampling_plan: _Optional[_Union[SamplingPlan, _Mapping]] = ..., receivers: _Optional[_Iterable[str]] = ..., modes: _Optional[_Iterable[_Union[AnswerMode, str]]] = ..., cut: _Optional[_Union[CutMode, str]] = ..., step_boundary: _Optional[_Union[StepBoundary, str]] = ..., keep_completions: _Optional[bool] = ..., cot_tokenizer: _Optional[str] = ..., take_over: _Optional[bool] = ...) -> None: ...
 
 class StrongCot(_message.Message):
     __slots__ = ("problem_id", "cot", "answer", "correct", "cot_num_tokens", "prefixes", "final_text", "finish_reason", "reasoning_truncated", "imported")

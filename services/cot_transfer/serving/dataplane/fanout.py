@@ -13,7 +13,13 @@ from typing import Any
 
 from cot_transfer.domain.analysis import PROBLEM_ERROR, REASONING_TRUNCATED
 from cot_transfer.domain.cut_search import CutSearch
-from cot_transfer.domain.errors import AlreadyExistsError, InvalidArgumentError, OverloadedError, UnavailableError
+from cot_transfer.domain.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    InvalidArgumentError,
+    OverloadedError,
+    UnavailableError,
+)
 from cot_transfer.domain.kept_answers import count_answers
 from cot_transfer.domain.leaks import judge_prefix
 from cot_transfer.domain.requests import (
@@ -62,6 +68,20 @@ class _Failure:
 
 
 _DONE = object()
+# How long a take-over waits for the run it ends to stop its model work before it starts its own.
+TAKE_OVER_WAIT_S = 30.0
+
+
+@dataclass
+class _Holder:
+    """The run holding an experiment id, as a call that takes the id over needs it."""
+
+    producer: asyncio.Task[None]
+    events: asyncio.Queue[object]
+    # Set when the id is taken over: the run's stream ends with it at its next read.
+    aborted: AbortedError | None = None
+
+
 # The limits a runner keeps when it is given none: the config's defaults (tests, benchmarks).
 DEFAULT_LIMITS = LimitsConfig()
 
@@ -251,7 +271,7 @@ class TransferRunner:
         self._limits = limits
         self._metrics = metrics
         self._running = 0
-        self._experiments: set[str] = set()
+        self._experiments: dict[str, _Holder] = {}
 
     def running_experiments(self) -> frozenset[str]:
         """The experiment ids of the runs in progress here."""
@@ -263,11 +283,13 @@ class TransferRunner:
         and last the summary."""
         service_grader(request.grader)  # an unknown grader fails the run before any model work
         self._check_limits(request)
-        if request.experiment_id and request.experiment_id in self._experiments:
-            # Two runs under one id would write each other's progress and unlock-rate series.
-            raise AlreadyExistsError(
-                f"experiment_id {request.experiment_id!r} is already running; wait for it or use another id"
-            )
+        while request.experiment_id and (holder := self._experiments.get(request.experiment_id)) is not None:
+            if not request.take_over:
+                # Two runs under one id would write each other's progress and unlock-rate series.
+                raise AlreadyExistsError(
+                    f"experiment_id {request.experiment_id!r} is already running; wait for it or use another id"
+                )
+            await self._take_over(request.experiment_id, holder)
         # Bounded: a slow reader makes the problems wait at their next put (back-pressure), never buffers without end.
         events: asyncio.Queue[object] = asyncio.Queue(self._limits.max_buffered_events_per_run)
         strong_correct: dict[str, bool] = {}
@@ -275,15 +297,19 @@ class TransferRunner:
         # One per (receiver, mode); the gauges follow the primary one.
         running = ReceiverAnalyses(request)
         rows_expected = expected_rows(request)
-        self._experiments.add(request.experiment_id)
         self._running += 1
         self._metrics.experiments_running(self._running)
         self._metrics.experiment_started(request.experiment_id)
         self._metrics.experiment_progress(request.experiment_id, 0, rows_expected)
         samples_drawn = 0
         producer = asyncio.create_task(self._produce(request, next(self._runs_started), events))
+        holder = _Holder(producer, events)
+        if request.experiment_id:
+            self._experiments[request.experiment_id] = holder
         try:
             while (event := await events.get()) is not _DONE:
+                if holder.aborted is not None:
+                    raise holder.aborted
                 if isinstance(event, _Failure):
                     raise event.error
                 if isinstance(event, FractionResult):
@@ -307,7 +333,8 @@ class TransferRunner:
                 self._metrics.experiment_unlock_rates(request.experiment_id, final_rates)
         finally:
             self._running -= 1
-            self._experiments.discard(request.experiment_id)
+            if self._experiments.get(request.experiment_id) is holder:  # not when taken over
+                del self._experiments[request.experiment_id]
             self._metrics.experiments_running(self._running)
             self._metrics.experiment_ended(request.experiment_id)
             if not producer.done():
@@ -315,6 +342,22 @@ class TransferRunner:
             await asyncio.gather(producer, return_exceptions=True)
         summary = running.run_summary(request.n, strong_correct)
         yield with_sample_counts(summary, samples_drawn, running.rows, request.sampling_plan, request.n)
+
+    async def _take_over(self, experiment_id: str, holder: _Holder) -> None:
+        """Ends the run holding ``experiment_id`` for a call that takes the id over: its model work
+        is cancelled (engine requests aborted) and its stream ends with ABORTED at its next read.
+        Its reader is most likely gone: a client killed while Serve's gRPC proxy was writing to it,
+        whose call the proxy never ended."""
+        if self._experiments.get(experiment_id) is holder:
+            del self._experiments[experiment_id]
+        holder.aborted = AbortedError(
+            f"experiment_id {experiment_id!r} was taken over by a later call (a resume of the same results folder)"
+        )
+        holder.producer.cancel()
+        await asyncio.wait({holder.producer}, timeout=TAKE_OVER_WAIT_S)
+        if holder.events.empty():
+            # A reader waiting on the empty queue wakes to the abort.
+            holder.events.put_nowait(_Failure(holder.aborted))
 
     def _check_limits(self, request: TransferRequest) -> None:
         """Refuses, before any model work, a run too big for one call (for good: INVALID_ARGUMENT)

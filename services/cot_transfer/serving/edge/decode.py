@@ -236,6 +236,7 @@ def transfer_request_from_proto(message: pb.RunRequest, config: ServingConfig) -
         primary=primary,
         sampling_plan=plan,
         resumed=_resumed(message.problems, fractions, receiver_modes(receivers, modes), config),
+        take_over=message.take_over,
         **cut_options_from_proto(message, config),
     )
 

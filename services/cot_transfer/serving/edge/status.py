@@ -15,6 +15,7 @@ GRPC_CODES: dict[str, grpc.StatusCode] = {
     "OUT_OF_RANGE": grpc.StatusCode.OUT_OF_RANGE,
     "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
     "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
+    "ABORTED": grpc.StatusCode.ABORTED,
     "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
