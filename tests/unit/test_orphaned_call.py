@@ -41,6 +41,13 @@ def row_keys(out: Path) -> list[tuple[str, float]]:
     return [(row["problem_id"], row["fraction"]) for row in rows]
 
 
+def assert_whole(out: Path, summary: dict[str, object]) -> None:
+    """Every row of the run on disk once, and no problem failed or unfinished."""
+    keys = row_keys(out)
+    assert len(keys) == len(set(keys)) == ROWS
+    assert summary["failed_problems"] == [] and summary["unfinished_problems"] == []
+
+
 async def orphan_under(service: InProcessService, experiment: str) -> AsyncIterator[TransferEvent]:
     """The call a killed client left behind: a Run under ``experiment`` that no one reads and no
     one cancels, as the proxy leaves it when the disconnect lands while it writes."""
@@ -55,15 +62,21 @@ async def orphan_under(service: InProcessService, experiment: str) -> AsyncItera
     return orphan
 
 
-async def test_a_resume_takes_over_the_killed_clients_call_still_running_on_the_service(
-    in_process_service: InProcessService, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+async def killed(in_process_service: InProcessService, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Path:
+    """A results folder whose client was killed after 2 rows; the runner's warnings captured."""
     out = tmp_path / "run"
     caplog.set_level(logging.WARNING, logger="cot_transfer.experiment.runner")
     async with CotTransferClient(in_process_service.address) as client:
-        await killed_after_rows(
-            2, lambda on_row: run_experiment(client, PROBLEMS, SETTINGS, out, on_row=on_row, retry=FAST)
-        )
+        await killed_after_rows(2, lambda on_row: run_experiment(client, PROBLEMS, SETTINGS, out, on_row=on_row))
+    return out
+
+
+async def test_a_resume_takes_over_the_killed_clients_call_still_running_on_the_service(
+    in_process_service: InProcessService, killed: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = killed
+    async with CotTransferClient(in_process_service.address) as client:
         experiment = run_record(out)["experiment_id"]
         assert isinstance(experiment, str) and experiment.startswith("run-")
         orphan = await orphan_under(in_process_service, experiment)
@@ -77,23 +90,17 @@ async def test_a_resume_takes_over_the_killed_clients_call_still_running_on_the_
     with pytest.raises(AbortedError, match="taken over"):
         async for _ in orphan:
             pass
-    keys = row_keys(out)
-    assert len(keys) == len(set(keys)) == ROWS
-    assert summary["failed_problems"] == [] and summary["unfinished_problems"] == []
+    assert_whole(out, summary)
     assert run_record(out)["experiment_id"] == experiment  # the resume kept the folder's id
     assert in_process_service.runner.running_experiments() == frozenset()
 
 
 async def test_a_folder_from_before_ids_were_kept_waits_for_the_call_under_its_name(
-    in_process_service: InProcessService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    in_process_service: InProcessService, killed: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Its id is its folder's name, which another folder may share: its resume never takes over.
-    out = tmp_path / "run"
-    caplog.set_level(logging.WARNING, logger="cot_transfer.experiment.runner")
+    out = killed
     async with CotTransferClient(in_process_service.address) as client:
-        await killed_after_rows(
-            2, lambda on_row: run_experiment(client, PROBLEMS, SETTINGS, out, on_row=on_row, retry=FAST)
-        )
         record = run_record(out)
         del record["experiment_id"]
         (out / "run.json").write_text(json.dumps(record))
@@ -110,9 +117,7 @@ async def test_a_folder_from_before_ids_were_kept_waits_for_the_call_under_its_n
         assert isinstance(rest[-1], RunSummary)
         summary = await asyncio.wait_for(resume, 30)
 
-    keys = row_keys(out)
-    assert len(keys) == len(set(keys)) == ROWS
-    assert summary["failed_problems"] == [] and summary["unfinished_problems"] == []
+    assert_whole(out, summary)
 
 
 async def test_runs_in_folders_of_the_same_name_run_side_by_side(
