@@ -11,9 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
+from cot_transfer.client import RpcFailedError
+from cot_transfer.domain.requests import Problem, StrongCot
+from cot_transfer.domain.transfer import RunSummary
+from cot_transfer.experiment.datasets import load_problems
 from tests.conftest import REPO, RunningService, descendants
 from tests.integration.test_reliability import health
 
@@ -129,3 +134,27 @@ def test_a_weak_replica_killed_mid_run_is_restarted_and_the_run_finishes(
     assert sorted(keys(rows)) == expected, "a row is missing or duplicated"
     assert "unlock rate" in stdout
     assert health(service) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_call_with_take_over_ends_the_run_holding_its_id_through_the_proxy(service: RunningService) -> None:
+    # The run a killed client's call leaves going (Ray's proxy drops a disconnect that lands while
+    # it writes) is stood in for by one whose reader is still there, so its end can be read.
+    problems = [Problem(problem.id, problem.problem, problem.answer) for problem in load_problems(PROBLEMS)[:6]]
+    experiment = f"take-over-{os.getpid()}"
+    async with service.client() as holder, service.client() as resumer:
+        held = holder.run_transfer(problems, [0.3, 0.6, 1.0], n=64, experiment_id=experiment)
+        assert isinstance(await anext(held), StrongCot)
+        with pytest.raises(RpcFailedError) as refused:
+            [event async for event in resumer.run_transfer(problems[:1], [1.0], n=1, experiment_id=experiment)]
+        assert refused.value.code == grpc.StatusCode.ALREADY_EXISTS
+
+        events = [
+            event
+            async for event in resumer.run_transfer(problems[:1], [1.0], n=1, experiment_id=experiment, take_over=True)
+        ]
+        assert isinstance(events[-1], RunSummary)
+        with pytest.raises(RpcFailedError) as ended:
+            async for _ in held:
+                pass
+    assert ended.value.code == grpc.StatusCode.ABORTED
+    assert "taken over" in ended.value.details
