@@ -21,8 +21,9 @@ problems unsolved at baseline only: a problem the weak model solves alone has no
 and an adaptive run stops its rows after one round, too few samples to place a jump (the search
 stops there too).
 
-Simulated (``--simulate``): curves of known truth in four shapes (an insight step, a tangent that
-dips back right after it, two rises, a smooth ramp), short (6-15 cuts, like the testbed) and long
+Simulated (``--simulate``): curves of known truth in seven shapes (an insight step, a tangent that
+dips back right after it, two rises, a smooth ramp, and plateaus at 0.4, 0.45 and 0.55 before the
+rise: mass near tau), short (6-15 cuts, like the testbed) and long
 (40-200, like a MATH-500 CoT cut at every line), every-step brute force at n = 128 on binomial
 samples against the search with adaptive rows drawn by the stopping rule.
 """
