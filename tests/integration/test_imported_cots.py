@@ -84,14 +84,22 @@ def test_a_search_run_on_the_stack_finds_each_insight_from_a_share_of_the_cuts(
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     searches = {entry["problem_id"]: entry for entry in json.loads((out / "summary.json").read_text())["cut_search"]}
     assert set(searches) == set(strong) == {record["id"] for record in records}
+    located = 0
     for record in records:
         search = searches[record["id"]]
         prefixes = strong[record["id"]]["prefixes"]
         # Rows only where the search probed, every cut of the CoT stored.
         assert sorted(row["num_steps"] for row in rows if row["problem_id"] == record["id"]) == search["probed"]
         assert search["cuts"] == len(prefixes) and search["finished"]
+        if not strong[record["id"]]["correct"]:
+            # The strong model is sampled: now and then it writes a wrong CoT (8+3=1 for 8+3×8...),
+            # which holds no insight to find (seen in CI: every probe 0 of 8, no unlock point).
+            continue
         # Testbed v2's truth: the weak model solves the problem once the prefix holds the insight.
         insight = record["metadata"]["positions"]["insight"]["token"]
         truth = next(cut for cut, prefix in enumerate(prefixes) if prefix["num_tokens"] > insight)
         assert search["unlock_cut"] is not None and abs(search["unlock_cut"] - truth) <= 1, (search, truth)
+        located += 1
+    # The strong model solves about 94% of these problems: three wrong CoTs of four is a 1-in-1,000 event.
+    assert located >= 2
     assert "Cut-point search" in (out / "report.md").read_text()
