@@ -37,7 +37,7 @@ from cot_transfer.client.client import RETRYABLE_CODES
 from cot_transfer.client.convert import problem_wire_bytes
 from cot_transfer.client.retry import RUN_RETRY_BUDGET_S
 from cot_transfer.domain.requests import FractionResult, Problem, ProblemError, ResumedProblem, ServiceInfo, StrongCot
-from cot_transfer.domain.run_size import cuts_counted, problem_row_count
+from cot_transfer.domain.run_size import cuts_counted, problem_row_count, row_samples_at_most
 from cot_transfer.domain.steps import CutMode
 from cot_transfer.experiment.cut_settings import problem_rows
 from cot_transfer.experiment.datasets import (
@@ -373,7 +373,7 @@ async def _run_problems(
 
     cuts = cuts_counted(CutMode(settings.cut), len(settings.measured_fractions()), info.max_fractions)
     receiver_modes = len(settings.receiver_modes())
-    per_row = settings.sampling_plan.n_max if settings.sampling_plan is not None else settings.n
+    per_row = row_samples_at_most(settings.n, settings.sampling_plan)
 
     def samples(problem: Problem) -> int:
         return problem_row_count(resumed.get(problem.id), cuts, receiver_modes) * per_row

@@ -5,7 +5,14 @@ runs under that cap (GetInfo reports it), by this one count."""
 from __future__ import annotations
 
 from cot_transfer.domain.requests import ResumedProblem
+from cot_transfer.domain.sampling_plan import SamplingPlan
 from cot_transfer.domain.steps import CutMode
+
+
+def row_samples_at_most(n: int, plan: SamplingPlan | None) -> int:
+    """The most samples one row draws: ``n``, or under a sampling plan its ``n_max`` (what brute
+    force draws for every row)."""
+    return plan.n_max if plan is not None else n
 
 
 def cuts_counted(cut: CutMode, fractions: int, max_steps: int) -> int:

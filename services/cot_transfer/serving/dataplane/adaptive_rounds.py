@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from cot_transfer.domain.requests import CompletionRequest, CompletionResult, TransferRequest
+from cot_transfer.domain.run_size import row_samples_at_most
 from cot_transfer.domain.sequential import N_MAX, SamplingPlan, StoppingRule
 from cot_transfer.domain.sequential_estimates import rao_blackwell_potential
 from cot_transfer.domain.transfer import RunSummary
@@ -151,5 +152,5 @@ def with_sample_counts(
     summary: RunSummary, samples_drawn: int, rows: int, plan: SamplingPlan | None, n: int
 ) -> RunSummary:
     """The summary with the samples drawn over its ``rows`` and what brute force would have drawn."""
-    brute_force_n = plan.n_max if plan is not None else n
-    return dataclasses.replace(summary, samples_drawn=samples_drawn, samples_brute_force=brute_force_n * rows)
+    brute_force = row_samples_at_most(n, plan) * rows
+    return dataclasses.replace(summary, samples_drawn=samples_drawn, samples_brute_force=brute_force)

@@ -36,7 +36,7 @@ from cot_transfer.domain.requests import (
     StrongEvent,
     TransferRequest,
 )
-from cot_transfer.domain.run_size import cuts_counted, problem_row_count
+from cot_transfer.domain.run_size import cuts_counted, problem_row_count, row_samples_at_most
 from cot_transfer.domain.steps import CutMode
 from cot_transfer.domain.transfer import RunSummary
 from cot_transfer.serving.common.metrics import NO_METRICS, ServiceMetrics
@@ -234,7 +234,7 @@ def expected_rows(request: TransferRequest) -> int:
 def most_samples(request: TransferRequest) -> int:
     """The most samples a run can draw: each row's n (a plan's n_max), an every-step cut counted at
     the most steps a problem may have, since its cuts are known only once the CoT is written."""
-    per_row = request.sampling_plan.n_max if request.sampling_plan is not None else request.n
+    per_row = row_samples_at_most(request.n, request.sampling_plan)
     return _rows(request, cuts_counted(request.cut, len(request.fractions), request.max_steps)) * per_row
 
 
@@ -348,8 +348,7 @@ class TransferRunner:
         is cancelled (engine requests aborted) and its stream ends with ABORTED at its next read.
         Its reader is most likely gone: a client killed while Serve's gRPC proxy was writing to it,
         whose call the proxy never ended."""
-        if self._experiments.get(experiment_id) is holder:
-            del self._experiments[experiment_id]
+        del self._experiments[experiment_id]  # the caller found ``holder`` there, with no await since
         holder.aborted = AbortedError(
             f"experiment_id {experiment_id!r} was taken over by a later call (a resume of the same results folder)"
         )
