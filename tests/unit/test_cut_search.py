@@ -102,6 +102,23 @@ def test_replaying_the_rows_gives_back_the_search_that_drew_them() -> None:
 RULE = StoppingRule(SamplingPlan(n_max=128), TAU)
 
 
+def searched_on(rng: np.random.Generator, curve: np.ndarray) -> CutSearch:
+    """The search run to its end on rows drawn from ``curve`` as the service draws them under the
+    plan: the baseline (cut 0) first, the other rows seeing its final state."""
+    baseline = simulated_probe(RULE, rng, curve[0], True, 0)
+    state = 1 if baseline.num_correct else -1
+    search = CutSearch(len(curve), TAU)
+    while wave := search.next_wave():
+        for cut in wave:
+            row = baseline if cut == 0 else simulated_probe(RULE, rng, curve[cut], False, state)
+            search.observe(cut, row.num_correct, row.n, row.potential)
+    return search
+
+
+def samples_of(search: CutSearch) -> int:
+    return sum(probe.n for probe in search.probes.values())
+
+
 @pytest.mark.parametrize("shape", [step_curve, tangent_curve])
 @pytest.mark.parametrize("lengths", [(6, 16), (40, 200)])
 def test_simulated_search_agrees_with_every_step_on_most_problems_for_a_fraction_of_its_samples(
@@ -117,14 +134,8 @@ def test_simulated_search_agrees_with_every_step_on_most_problems_for_a_fraction
         counts = rng.binomial(128, curve)
         reference = every_step_points(list(counts / 128), TAU, baseline_solved=bool(counts[0] > 0))
         every_step += 128 * cuts
-        baseline = simulated_probe(RULE, rng, curve[0], True, 0)
-        state = 1 if baseline.num_correct else -1
-        search = CutSearch(cuts, TAU)
-        while wave := search.next_wave():
-            for cut in wave:
-                row = baseline if cut == 0 else simulated_probe(RULE, rng, curve[cut], False, state)
-                search.observe(cut, row.num_correct, row.n, row.potential)
-                searched += row.n
+        search = searched_on(rng, curve)
+        searched += samples_of(search)
         result = search.result()
         unlock_agrees += within_one_step(result.unlock_cut, reference[0])
         jump_agrees += within_one_step(result.jump_cut, reference[1])
@@ -156,12 +167,8 @@ def true_unlock_rates(level: float, lengths: tuple[int, int], problems: int = 30
         measured, _ = every_step_points(list(counts / 128), TAU, baseline_solved=bool(counts[0] > 0))
         every_step_right += within_one_step(measured, truth)
         every_step += 128 * cuts
-        search = CutSearch(cuts, TAU)
-        while wave := search.next_wave():
-            for cut in wave:
-                row = simulated_probe(RULE, rng, curve[cut], cut == 0, -1)
-                search.observe(cut, row.num_correct, row.n, row.potential)
-                searched += row.n
+        search = searched_on(rng, curve)
+        searched += samples_of(search)
         search_right += within_one_step(search.result().unlock_cut, truth)
     return search_right / problems, every_step_right / problems, searched / every_step
 
