@@ -276,15 +276,19 @@ LONG_COTS = Sampling(temperature=1.0, max_tokens=400)
 
 async def test_a_cancelled_stream_prefixes_mid_cot_aborts_the_strong_engine_request(service: RunningService) -> None:
     aborts_before = await asyncio.to_thread(clean_metric, service, STRONG_ABORTS)
+    first_delta = asyncio.Event()
     async with service.client() as client:
 
         async def read_one_delta_then_hang() -> None:
             async for event in client.stream_prefixes(PROBLEM.problem, [0.5, 1.0], sampling=LONG_COTS):
                 if isinstance(event, CotDelta):
+                    first_delta.set()
                     await asyncio.Event().wait()
 
         readers = [asyncio.create_task(read_one_delta_then_hang()) for _ in range(8)]
-        await asyncio.sleep(0.5)
+        # Cancelled once a CoT is being written, not after a fixed wait that a loaded machine
+        # may spend before any CoT reached the engine.
+        await asyncio.wait_for(first_delta.wait(), 120)
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
