@@ -198,13 +198,15 @@ async def test_a_cancelled_call_aborts_its_engine_work_and_spares_the_others(ser
     aborts_before = await asyncio.to_thread(
         clean_metric, service, 'cot_transfer_engine_aborts_total{model="testbed-weak"}'
     )
+    # The engine is seen idle, then at work on the doomed call alone, before the cancel: a call
+    # cancelled before its work reaches the engine has nothing to abort. The exported gauge lags
+    # the engine by seconds, and CI twice read an earlier test's work (or the bystander's) as the
+    # doomed call's and cancelled it 10 ms after it reached the ingress.
+    await wait_for_series(service, WEAK_RUNNING, lambda value: value == 0, 120)
     async with service.client() as client:
         doomed = asyncio.create_task(
             client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=1024, sampling=Sampling(max_tokens=256))
         )
-        # The engine is seen at work on the doomed call alone first: a call cancelled before its
-        # work reaches the engine has nothing to abort (CI once cancelled it while the engine ran
-        # only the bystander's samples), and the return to 0 below is then a real one.
         await wait_for_series(service, WEAK_RUNNING, lambda value: value > 0, 60)
         bystander = asyncio.create_task(client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=4))
         doomed.cancel()

@@ -137,5 +137,8 @@ async def test_gathering_a_large_exposition_leaves_the_event_loop_free(tmp_path:
     done.set()
     await ticking
     assert merged.count("cot_transfer_experiment_rows_done{") == 1  # only "e0" sorts before "e1"
-    # The merge took far longer than any pause of the loop: it ran in a worker thread.
-    assert max(gaps) < took / 2
+    # The loop kept ticking through the merge: it ran in a worker thread. A merge on the loop
+    # allows no tick until it ends. Ticks are counted rather than the longest pause compared with
+    # the merge's time, which a shared machine's stall of the whole process (0.8 s of a 1.5 s
+    # merge, once) can fail.
+    assert took > 0.05 and len(gaps) >= 10, (took, len(gaps))
