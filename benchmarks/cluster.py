@@ -77,10 +77,12 @@ def _signal_all(pids: list[int], signum: int) -> None:
             os.kill(pid, signum)
 
 
-def _stop_nodes(nodes: list[subprocess.Popen[bytes]], grace_s: float = 30.0) -> None:
+def _stop_nodes(nodes: list[subprocess.Popen[bytes]], grace_s: float = 8.0) -> None:
     """Ends the processes of this cluster only: each ``ray start --block`` and everything under it
     (raylet, GCS, workers, the replicas' engine processes). ``ray stop`` would end every Ray process
-    on the machine, another stack's too."""
+    on the machine, another stack's too. The raylets and workers exit on SIGTERM within seconds;
+    ``ray start --block``, the GCS and the autoscaler's monitor outlived 30 s of it, so a longer
+    grace only delays their SIGKILL."""
     tree = [pid for node in reversed(nodes) for pid in [*_descendants(node.pid), node.pid]]
     # SIGTERM is how Ray asks its own processes to exit (``ray stop`` sends it).
     _signal_all(tree, signal.SIGTERM)
