@@ -195,14 +195,14 @@ async def test_a_fault_in_a_replica_is_internal_with_an_incident_id_and_no_trace
 
 
 async def test_a_cancelled_call_aborts_its_engine_work_and_spares_the_others(service: RunningService) -> None:
-    aborts_before = await asyncio.to_thread(
-        clean_metric, service, 'cot_transfer_engine_aborts_total{model="testbed-weak"}'
-    )
     # The engine is seen idle, then at work on the doomed call alone, before the cancel: a call
     # cancelled before its work reaches the engine has nothing to abort. The exported gauge lags
     # the engine by seconds, and CI twice read an earlier test's work (or the bystander's) as the
     # doomed call's and cancelled it 10 ms after it reached the ingress.
     await wait_for_series(service, WEAK_RUNNING, lambda value: value == 0, 120)
+    # Read once the engine is idle, so that an earlier test's abort, exported late, is not taken
+    # for this call's.
+    aborts_before = await asyncio.to_thread(clean_metric, service, WEAK_ABORTS)
     async with service.client() as client:
         doomed = asyncio.create_task(
             client.complete(PROBLEM.problem, reference_answer=PROBLEM.answer, n=1024, sampling=Sampling(max_tokens=256))
@@ -213,9 +213,7 @@ async def test_a_cancelled_call_aborts_its_engine_work_and_spares_the_others(ser
         with pytest.raises(asyncio.CancelledError):
             await doomed
         assert len((await bystander).completions) == 4
-    aborts = await wait_for_metric(
-        service, 'cot_transfer_engine_aborts_total{model="testbed-weak"}', lambda value: value > aborts_before, 60
-    )
+    aborts = await wait_for_metric(service, WEAK_ABORTS, lambda value: value > aborts_before, 60)
     assert aborts > aborts_before
     assert await wait_for_series(service, WEAK_RUNNING, lambda value: value == 0, 60) == 0
 
